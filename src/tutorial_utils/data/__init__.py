@@ -1,0 +1,38 @@
+"""Datasets of the course: each loader returns a DatasetDict with train, validation and test splits."""
+
+from __future__ import annotations
+
+from datasets import DatasetDict
+
+from .common import (DataError, check_texts, encode_labels, label_counts, label_names, multi_hot)
+from .multilabel import load_debian_tags
+from .patents import IPC_SECTIONS, SECTION_NAMES, load_ipc_sections
+
+OFFLINE_SINGLE_LABEL = {"ipc-sections": load_ipc_sections}
+OFFLINE_MULTI_LABEL = {"debian-tags": load_debian_tags}
+
+__all__ = ["DataError", "IPC_SECTIONS", "SECTION_NAMES", "check_texts", "encode_labels", "label_counts",
+           "label_names", "load_debian_tags", "load_ipc_sections", "load_multi_label", "load_single_label",
+           "multi_hot"]
+
+
+def _sizes(sizes: object) -> dict[str, int | None]:
+    return {"train": sizes.train, "validation": sizes.validation, "test": sizes.test}
+
+
+def load_single_label(profile: object) -> DatasetDict:
+    """The profile's single-label task (offline IPC sections, or a hub patent dataset on GPU profiles)."""
+    name, sizes = profile.single_label_data, _sizes(profile.single_label_sizes)
+    if name in OFFLINE_SINGLE_LABEL:
+        return OFFLINE_SINGLE_LABEL[name](sizes, seed=profile.seed)
+    from .hub import load_hub_single_label
+
+    return load_hub_single_label(name, sizes, seed=profile.seed)
+
+
+def load_multi_label(profile: object) -> DatasetDict:
+    """The profile's multi-label task (the shipped Debian tags snapshot)."""
+    name = profile.multi_label_data
+    if name not in OFFLINE_MULTI_LABEL:
+        raise DataError(f"Unknown multi-label dataset {name!r}. Known: {', '.join(OFFLINE_MULTI_LABEL)}.")
+    return OFFLINE_MULTI_LABEL[name](_sizes(profile.multi_label_sizes), seed=profile.seed)

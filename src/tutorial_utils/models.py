@@ -1,0 +1,195 @@
+"""Load the profile's models: a causal LM in 4-bit NF4 or 16/32-bit, as a classifier or a generator,
+with LoRA attached; and the encoder baseline. Parameter counts that handle packed 4-bit weights.
+
+Taught in chapters 00 (loading), 01 (quantization, LoRA) and 02 (the classifier head).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .assets import model_path
+from .config import LoraSettings, Profile
+
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+PAD_CANDIDATES = ("<|endoftext|>", "<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>")
+
+
+class ModelError(RuntimeError):
+    """A model or tokenizer that cannot be used as the course needs it."""
+
+
+def device() -> torch.device:
+    """The device the chapters compute on: the first CUDA GPU if there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype(on: torch.device | None = None) -> torch.dtype:
+    """bf16 where the hardware has it (recent GPUs, and CPUs, where it is fastest), fp16 on older GPUs (T4)."""
+    on = on or device()
+    if on.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def quantization_config(double_quant: bool = True, quant_type: str = "nf4", dtype: torch.dtype | None = None):
+    """A bitsandbytes 4-bit config: NF4 with double quantisation and the device's compute dtype."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
+                              bnb_4bit_use_double_quant=double_quant,
+                              bnb_4bit_compute_dtype=dtype or compute_dtype())
+
+
+def ensure_pad_token(tokenizer) -> str:
+    """Give the tokenizer a pad token that is not its EOS token; return a sentence saying what was done.
+
+    With pad == eos, an EOS the text itself ends with is mistaken for padding, and batches cannot be
+    padded at all without a pad token. An existing unused special token is reused, so the embedding
+    matrix keeps its size (important for 4-bit models).
+    """
+    eos = tokenizer.eos_token
+    if tokenizer.pad_token is not None and tokenizer.pad_token != eos:
+        return f"pad token kept: {tokenizer.pad_token!r} (id {tokenizer.pad_token_id})"
+    vocab = tokenizer.get_vocab()
+    for candidate in PAD_CANDIDATES + ((tokenizer.unk_token,) if tokenizer.unk_token else ()):
+        if candidate and candidate in vocab and candidate != eos:
+            before = tokenizer.pad_token
+            tokenizer.pad_token = candidate
+            return f"pad token set to {candidate!r} (id {tokenizer.pad_token_id}); it was {before!r}"
+    raise ModelError(
+        "The tokenizer has no pad token distinct from its EOS token, and no unused special token to reuse. "
+        "Fix: tokenizer.add_special_tokens({'pad_token': '<pad>'}) and then model.resize_token_embeddings(len(tokenizer))."
+    )
+
+
+def load_tokenizer(name: str, padding_side: str = "right"):
+    """The tokenizer of a profile model name, with a proper pad token and an explicit padding side."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path(name))
+    ensure_pad_token(tokenizer)
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def _load_kwargs(quantize: bool) -> dict:
+    """from_pretrained arguments for 4-bit or plain loading on the current device."""
+    kwargs: dict = {"dtype": compute_dtype()}
+    if quantize:
+        kwargs["quantization_config"] = quantization_config()
+        kwargs["device_map"] = {"": 0} if device().type == "cuda" else {"": "cpu"}
+    return kwargs
+
+
+def load_sequence_classifier(profile: Profile, label_names: list[str], multi_label: bool = False,
+                             quantize: bool | None = None):
+    """The profile's causal LM with a classification head on the last non-pad token; returns (model, tokenizer)."""
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = load_tokenizer(profile.causal_lm)
+    quantize = profile.load_in_4bit if quantize is None else quantize
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path(profile.causal_lm), num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
+        **_load_kwargs(quantize))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if not quantize:
+        model.to(device())
+    return model, tokenizer
+
+
+def load_causal_lm(profile: Profile, quantize: bool | None = None, padding_side: str = "left"):
+    """The profile's causal LM for generation and label scoring; returns (model, tokenizer)."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(profile.causal_lm, padding_side=padding_side)
+    quantize = profile.load_in_4bit if quantize is None else quantize
+    model = AutoModelForCausalLM.from_pretrained(model_path(profile.causal_lm), **_load_kwargs(quantize))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if not quantize:
+        model.to(device())
+    return model, tokenizer
+
+
+def linear_module_names(model: nn.Module) -> set[str]:
+    """The short names of the linear layers inside the transformer blocks (the layers LoRA can wrap)."""
+    names = set()
+    for full_name, module in model.named_modules():
+        if isinstance(module, nn.Linear) or type(module).__name__ in {"Linear4bit", "Linear8bitLt"}:
+            short = full_name.rsplit(".", 1)[-1]
+            if short not in {"score", "classifier", "lm_head"}:
+                names.add(short)
+    return names
+
+
+def add_lora(model: nn.Module, lora: LoraSettings, task_type: str = "SEQ_CLS",
+             gradient_checkpointing: bool = False, prepare_kbit: bool = True):
+    """Wrap a model with LoRA adapters (and, for 4-bit models, peft's k-bit preparation); returns the PeftModel."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    available = linear_module_names(model)
+    targets = list(lora.target_modules)
+    if targets != ["all-linear"]:
+        missing = [t for t in targets if t not in available]
+        if missing:
+            raise ModelError(f"The model has no layers named {missing}; LoRA cannot wrap them. Its linear layers are "
+                             f"{sorted(available)}. Fix: set LoraSettings(target_modules=...) to some of these.")
+    if getattr(model, "is_loaded_in_4bit", False) and prepare_kbit:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    config = LoraConfig(task_type=task_type, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=targets[0] if targets == ["all-linear"] else targets)
+    return get_peft_model(model, config)
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Trainable and total parameters of a model (4-bit packed weights counted as their real size)."""
+
+    trainable: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        """Trainable parameters as a percentage of all parameters."""
+        return 100.0 * self.trainable / max(self.total, 1)
+
+    def __str__(self) -> str:
+        return f"trainable {self.trainable:,} of {self.total:,} parameters ({self.percent:.3f}%)"
+
+
+def count_parameters(model: nn.Module) -> ParamCount:
+    """Count trainable and total parameters, unpacking bitsandbytes' two-values-per-byte 4-bit storage."""
+    trainable = total = 0
+    seen: set[int] = set()
+    for param in model.parameters():
+        if id(param) in seen:  # tied weights (embeddings shared with the LM head) count once
+            continue
+        seen.add(id(param))
+        n = param.numel()
+        if type(param).__name__ == "Params4bit":
+            n *= 2 * param.element_size()
+        total += n
+        trainable += n if param.requires_grad else 0
+    return ParamCount(trainable, total)
+
+
+def load_encoder_classifier(profile: Profile, label_names: list[str], multi_label: bool = False):
+    """The profile's encoder (MiniLM, BERT) with a fresh classification head; returns (model, tokenizer)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = model_path(profile.encoder)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)},
+        problem_type="multi_label_classification" if multi_label else "single_label_classification")
+    return model.to(device()), tokenizer

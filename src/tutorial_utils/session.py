@@ -1,0 +1,85 @@
+"""The first cell of every chapter: pick the profile, seed everything, quiet the noise, show the setup.
+
+Taught in chapter 00 (setup).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import warnings
+from importlib import metadata
+
+from .config import Profile, get_profile
+
+HIDE_PROGRESS_ENV = "COURSE_HIDE_PROGRESS"
+REPORTED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "datasets", "scikit-learn")
+
+
+def quiet(hide_progress: bool | None = None) -> None:
+    """Silence library warnings and load reports; hide progress bars when COURSE_HIDE_PROGRESS=1 (book, tests)."""
+    if hide_progress is None:
+        hide_progress = os.environ.get(HIDE_PROGRESS_ENV) == "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if hide_progress:
+        os.environ["TQDM_DISABLE"] = "1"
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    for name in ("bitsandbytes", "transformers", "peft", "datasets", "accelerate", "trl", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    if hide_progress:
+        hf_logging.disable_progress_bar()
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so that a chapter's numbers repeat."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the libraries the course depends on."""
+    out = {"python": platform.python_version()}
+    for package in REPORTED_PACKAGES:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def device_line() -> str:
+    """One line naming the compute device and its memory."""
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"device       : CUDA {props.name}, {props.total_memory / 2**30:.0f} GiB"
+    return f"device       : CPU ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
+
+
+def start(profile: str | None = None, show: bool = True) -> Profile:
+    """Start a chapter: quiet logs, resolve the profile, seed, and print what runs where. Returns the profile."""
+    quiet()
+    chosen = get_profile(profile)
+    seed_everything(chosen.seed)
+    if show:
+        print(chosen.summary())
+        print(device_line())
+        print("versions     : " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    return chosen

@@ -1,0 +1,65 @@
+"""The profile switch: names, the environment variable, GPU checks and overrides."""
+
+import dataclasses
+
+import pytest
+
+from tutorial_utils import config
+from tutorial_utils.config import PROFILES, ProfileError, get_profile
+
+
+def test_env_variable_picks_the_profile(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+    assert get_profile().name == "cpu"
+    monkeypatch.setenv("COURSE_PROFILE", " Tiny ")
+    assert get_profile().name == "tiny"
+
+
+def test_explicit_name_beats_the_environment(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
+    assert get_profile("tiny").name == "tiny"
+
+
+def test_unknown_profile_names_the_choices_and_the_fix():
+    with pytest.raises(ProfileError, match=r"Unknown profile 'huge'.*tiny, cpu, gpu, paper.*COURSE_PROFILE=cpu"):
+        get_profile("huge")
+
+
+def test_gpu_profile_without_cuda_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    monkeypatch.delenv("COURSE_ALLOW_CPU", raising=False)
+    with pytest.raises(ProfileError, match="needs a CUDA GPU.*COURSE_PROFILE=cpu"):
+        get_profile("gpu")
+
+
+def test_default_follows_cuda(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    assert get_profile().name == "cpu"
+    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    assert get_profile().name == "gpu"
+
+
+def test_overrides_and_4bit_switch(monkeypatch):
+    assert get_profile("cpu", seed=7).seed == 7
+    monkeypatch.setenv("COURSE_LOAD_IN_4BIT", "0")
+    assert get_profile("cpu").load_in_4bit is False
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_every_profile_is_complete_and_consistent(name):
+    profile = PROFILES[name]
+    assert profile.name == name
+    for f in dataclasses.fields(profile):
+        assert getattr(profile, f.name) is not None, f.name
+    assert profile.lora.scaling == profile.lora.alpha / profile.lora.r
+    assert profile.train.max_length > 0 and profile.train.batch_size > 0
+    assert profile.meaningful == (name != "tiny")
+    summary = profile.summary()
+    assert profile.causal_lm in summary and f"r={profile.lora.r}" in summary
+
+
+def test_profiles_table_has_one_row_per_profile():
+    rows = config.profiles_table()
+    assert [r["profile"] for r in rows] == list(PROFILES)
+    assert rows[0]["train / val / test"] == "192/64/96"

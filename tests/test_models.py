@@ -1,0 +1,106 @@
+"""Model loading: 4-bit NF4 on CPU, pad tokens, LoRA parameter counts, clear errors; a real SmolLM2 smoke test."""
+
+import pytest
+import torch
+
+from tutorial_utils import assets, models
+from tutorial_utils.config import LoraSettings, get_profile
+from tutorial_utils.data import SECTION_NAMES, load_single_label
+from tutorial_utils.models import ModelError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return get_profile("tiny")
+
+
+def lora_formula(model, lora: LoraSettings) -> int:
+    """r * (in + out) per wrapped linear layer: the count LoRA should add."""
+    total = 0
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in lora.target_modules and hasattr(module, "in_features"):
+            total += lora.r * (module.in_features + module.out_features)
+    return total
+
+
+def test_tiny_classifier_loads_in_4bit_with_a_distinct_pad_token(tiny):
+    model, tokenizer = models.load_sequence_classifier(tiny, SECTION_NAMES)
+    assert model.is_loaded_in_4bit
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    batch = tokenizer(["a short text", "a somewhat longer text than that"], padding=True, return_tensors="pt")
+    assert model(**batch).logits.shape == (2, 8)
+
+
+def test_lora_count_matches_the_formula_and_peft(tiny):
+    model, _ = models.load_sequence_classifier(tiny, SECTION_NAMES)
+    expected_lora = lora_formula(model, tiny.lora)
+    head = model.score.weight.numel()
+    peft_model = models.add_lora(model, tiny.lora)
+    counts = models.count_parameters(peft_model)
+    assert counts.trainable == expected_lora + head
+    assert (counts.trainable, counts.total) == peft_model.get_nb_trainable_parameters()
+
+
+def test_missing_lora_targets_are_named(tiny):
+    model, _ = models.load_sequence_classifier(tiny, SECTION_NAMES)
+    with pytest.raises(ModelError, match=r"no layers named \['query'\].*q_proj"):
+        models.add_lora(model, LoraSettings(target_modules=("query",)))
+
+
+def test_pad_token_equal_to_eos_is_replaced():
+    tokenizer = models.load_tokenizer("tiny-random-llama")
+    tokenizer.pad_token = tokenizer.eos_token
+    message = models.ensure_pad_token(tokenizer)
+    assert "pad token set to" in message and tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def test_tokenizer_without_any_usable_pad_token_fails_clearly():
+    tokenizer = models.load_tokenizer("tiny-random-bert")  # BERT's [PAD] exists: take it away
+    tokenizer.pad_token = None
+    tokenizer.unk_token = None
+    tokenizer.eos_token = "[PAD]"
+    with pytest.raises(ModelError, match="no pad token.*add_special_tokens"):
+        models.ensure_pad_token(tokenizer)
+
+
+def test_unknown_model_and_unreachable_hub_are_explained(monkeypatch):
+    with pytest.raises(assets.AssetError, match="Unknown model 'gpt-17'"):
+        assets.model_path("gpt-17")
+    monkeypatch.setattr(assets, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(assets.AssetError, match="not reachable.*COURSE_PROFILE=cpu"):
+        assets.model_path("someone/not-cached-model")
+
+
+def test_missing_offline_package_names_the_install_command():
+    with pytest.raises(assets.AssetError, match="not installed. Fix: pip install nothing-here"):
+        assets.package_dir("no_such_course_package", "pip install nothing-here")
+
+
+def test_compute_dtype_on_cpu_is_bf16():
+    assert models.compute_dtype(torch.device("cpu")) == torch.bfloat16
+
+
+@pytest.mark.slow
+def test_real_smollm2_trains_two_lora_steps_in_4bit_on_cpu():
+    profile = get_profile("cpu")
+    data = load_single_label(get_profile("tiny"))["train"].select(range(8))
+    model, tokenizer = models.load_sequence_classifier(profile, SECTION_NAMES)
+    assert model.is_loaded_in_4bit and model.config.num_hidden_layers == 30
+    model = models.add_lora(model, profile.lora)
+    assert models.count_parameters(model).trainable == 465_408  # 30 layers x (q: 8x1152 + v: 8x768) + 576x8 head
+    batch = tokenizer(list(data["text"]), padding=True, truncation=True, max_length=32, return_tensors="pt")
+    labels = torch.tensor(data["label"][:])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in trainable]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3)
+    losses = []
+    for _ in range(2):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert any(not torch.equal(b, p) for b, p in zip(before, trainable)), "no trainable parameter moved"

@@ -1,0 +1,61 @@
+"""The chapters as files: Colab badge and install cell from one template, a title, pins that agree."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tutorial_utils.colab import NO_DEPS_PINS, badge_markdown, install_cell_source
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def test_there_are_chapters():
+    assert CHAPTERS
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_opens_with_title_badge_and_install_cell(path):
+    first, second = cells(path)[:2]
+    text = "".join(first["source"])
+    assert re.match(r"# \S", text), "the first cell must start with an H1 title"
+    assert badge_markdown(f"chapters/{path.name}") in text
+    assert "".join(second["source"]) == install_cell_source()
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_starts_a_session_and_hard_codes_no_model(path):
+    source = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "code")
+    assert "session.start(" in source
+    assert not re.search(r"from_pretrained\(\s*[\"']", source), "a model path is hard-coded"
+
+
+def pins(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^\s*-?\s*([A-Za-z0-9_.-]+)==([^\s#]+)", text, re.M))
+
+
+def test_environment_yml_mirrors_requirements():
+    req = pins((ROOT / "requirements.txt").read_text())
+    env = pins((ROOT / "environment.yml").read_text())
+    assert req and env
+    for name, version in req.items():
+        assert env.get(name) == version, f"{name}: requirements.txt {version}, environment.yml {env.get(name)}"
+
+
+def test_no_deps_pins_agree_with_the_makefile():
+    makefile = (ROOT / "Makefile").read_text()
+    for pin in NO_DEPS_PINS:
+        assert pin in makefile
+
+
+def test_constraints_agree_with_requirements():
+    req = pins((ROOT / "requirements.txt").read_text())
+    locked = pins((ROOT / "constraints.txt").read_text())
+    for name, version in req.items():
+        assert locked.get(name, version) == version, name
