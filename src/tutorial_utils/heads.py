@@ -1,0 +1,73 @@
+"""The classification head by hand: pick (or pool) a token's hidden state, then one linear layer.
+
+transformers' ``AutoModelForSequenceClassification`` for Llama-like models does the same with
+last-token pooling; ``PooledClassifier`` makes the pooling a choice for the ablation. Taught in
+chapter 02.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+POOLINGS = ("last", "mean", "max")
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position of the last real (mask = 1) token in each row: right for left *and* right padding."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask).argmax(dim=1)
+
+
+def naive_last_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``mask.sum() - 1``: the last real token only under right padding (the trap chapter 02 shows)."""
+    return attention_mask.sum(dim=1) - 1
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str = "last") -> torch.Tensor:
+    """Turn (batch, seq, hidden) states into one vector per text: last real token, mean or max over real tokens."""
+    if how == "last":
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(attention_mask)]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    if how == "mean":
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+    if how == "max":
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
+    raise ValueError(f"Unknown pooling {how!r}; choose one of {POOLINGS}.")
+
+
+class PooledClassifier(nn.Module):
+    """backbone -> hidden states -> pooling -> linear head, with the loss transformers would use."""
+
+    def __init__(self, backbone: nn.Module, score: nn.Module, pooling: str = "last", multi_label: bool = False):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}; choose one of {POOLINGS}.")
+        self.backbone, self.score, self.pooling, self.multi_label = backbone, score, pooling, multi_label
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
+                **_: object) -> SequenceClassifierOutput:
+        """Logits (and the loss when labels are given) for a batch of token ids."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = self.score(pool(hidden, attention_mask, self.pooling).to(self.score_dtype()))
+        loss = None
+        if labels is not None:
+            loss = (nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float()) if self.multi_label
+                    else nn.functional.cross_entropy(logits.float(), labels))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def score_dtype(self) -> torch.dtype:
+        """The dtype of the head's weights (fp32 after k-bit preparation, bf16 before)."""
+        return next(self.score.parameters()).dtype
+
+
+def hand_written_head(model: nn.Module, pooling: str = "last") -> PooledClassifier:
+    """A PooledClassifier that shares the backbone and head weights of a transformers (or peft) sequence classifier."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = getattr(inner, inner.base_model_prefix, None)
+    if backbone is None or not hasattr(inner, "score"):
+        raise ValueError("Expected a decoder sequence classifier with a `.score` head and a base model "
+                         f"(e.g. LlamaForSequenceClassification); got {type(inner).__name__}.")
+    multi = getattr(inner.config, "problem_type", None) == "multi_label_classification"
+    return PooledClassifier(backbone, inner.score, pooling=pooling, multi_label=multi)

@@ -1,0 +1,170 @@
+"""Evaluation metrics: single-label scores, multi-label scores, calibration and temperature scaling.
+
+Taught in chapters 02 (single-label metrics), 04 (calibration: softmax, ECE, reliability diagrams,
+temperature scaling) and 05 (multi-label metrics and per-label F1). NumPy, SciPy, pandas and
+scikit-learn only: no torch, so that the functions take the NumPy arrays a chapter collects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, log_softmax
+from sklearn.metrics import accuracy_score, f1_score
+
+PROB_ATOL = 1e-2  # how far a row of probabilities may sum from 1: float16/bfloat16 softmax outputs round
+LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))  # temperatures fit_temperature searches: 0.05 to 20
+
+
+def check_same_length(y_true, y_pred, names: tuple[str, str] = ("y_true", "y_pred")) -> tuple[np.ndarray, np.ndarray]:
+    """Both inputs as arrays, raising a ValueError if either is empty or their lengths differ."""
+    a, b = np.asarray(y_true), np.asarray(y_pred)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"{names[0]} and {names[1]} must be arrays with one entry per example, got a scalar. "
+                         "Fix: pass a list or array, e.g. np.asarray(predictions).")
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError(f"{names[0]} and {names[1]} must not be empty (got {len(a)} and {len(b)} examples). "
+                         "Fix: check that the split you evaluate on has examples.")
+    if len(a) != len(b):
+        raise ValueError(f"{names[0]} has {len(a)} examples but {names[1]} has {len(b)}. Fix: predict on exactly "
+                         "the examples you score, in the same order.")
+    return a, b
+
+
+def check_label_matrices(Y_true, Y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Two 0/1 matrices of the same shape (examples x labels), or a ValueError saying what is wrong."""
+    Y_true, Y_pred = check_same_length(Y_true, Y_pred, ("Y_true", "Y_pred"))
+    if Y_true.ndim != 2 or Y_true.shape != Y_pred.shape:
+        raise ValueError(f"Multi-label inputs must be 0/1 matrices of the same shape (examples, labels); got "
+                         f"{Y_true.shape} and {Y_pred.shape}. Fix: multi-hot encode the label lists, e.g. with "
+                         "tutorial_utils.data.multi_hot, and threshold probabilities with thresholds.apply_thresholds.")
+    for name, Y in (("Y_true", Y_true), ("Y_pred", Y_pred)):
+        if not np.isin(Y, (0, 1)).all():
+            raise ValueError(f"{name} must contain only 0 and 1. Fix: threshold probabilities first "
+                             "(thresholds.apply_thresholds) or cast booleans with .astype(int).")
+    return Y_true.astype(int), Y_pred.astype(int)
+
+
+def check_probs(probs, y_true=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A probability matrix (rows >= 0 summing to 1) and integer labels in range, or a clear ValueError."""
+    P = np.asarray(probs, dtype=float)
+    if P.ndim != 2 or P.shape[0] == 0 or P.shape[1] < 2:
+        raise ValueError(f"Expected a probability matrix of shape (n_examples, n_classes) with at least one example "
+                         f"and two classes, got shape {P.shape}. Fix: for a binary model with one probability p, "
+                         "pass np.column_stack([1 - p, p]).")
+    if not np.isfinite(P).all() or (P < 0).any() or not np.allclose(P.sum(axis=1), 1.0, atol=PROB_ATOL):
+        raise ValueError(f"The probabilities are not a probability matrix: every row must be finite, non-negative "
+                         f"and sum to 1 (row sums here range from {P.sum(axis=1).min():.3g} to "
+                         f"{P.sum(axis=1).max():.3g}, smallest entry {P.min():.3g}). Fix: if you passed logits, "
+                         "convert them first with metrics.softmax(logits).")
+    if y_true is None:
+        return P, None
+    y = np.asarray(y_true)
+    if y.ndim != 1 or len(y) != len(P):
+        raise ValueError(f"y_true must be one class id per row of probs: got shape {y.shape} for {len(P)} rows. "
+                         "Fix: pass the integer labels of the same examples, in the same order.")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= P.shape[1]:
+        raise ValueError(f"y_true must hold integer class ids in 0..{P.shape[1] - 1}. Fix: encode label names as "
+                         "ids (tutorial_utils.data.encode_labels) in the order of the model's output columns.")
+    return P, y
+
+
+def classification_metrics(y_true, y_pred) -> dict[str, float]:
+    """Accuracy, macro-F1 and weighted-F1 of single-label predictions (chapter 02)."""
+    y_true, y_pred = check_same_length(y_true, y_pred)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+    }
+
+
+def multilabel_metrics(Y_true, Y_pred) -> dict[str, float]:
+    """Micro-, macro- and samples-averaged F1 of 0/1 label matrices (chapter 05)."""
+    Y_true, Y_pred = check_label_matrices(Y_true, Y_pred)
+    return {f"{avg}_f1": float(f1_score(Y_true, Y_pred, average=avg, zero_division=0))
+            for avg in ("micro", "macro", "samples")}
+
+
+def per_label_f1(Y_true, Y_pred, names: Sequence[str]) -> pd.DataFrame:
+    """One row per label: its name, its number of true examples (support) and its F1 (chapter 05)."""
+    Y_true, Y_pred = check_label_matrices(Y_true, Y_pred)
+    if len(names) != Y_true.shape[1]:
+        raise ValueError(f"Got {len(names)} label names for {Y_true.shape[1]} label columns. Fix: pass the names in "
+                         "the column order of the matrices, e.g. label_names(data).")
+    f1 = f1_score(Y_true, Y_pred, average=None, zero_division=0)
+    return pd.DataFrame({"label": list(names), "support": Y_true.sum(axis=0).astype(int), "f1": f1.astype(float)})
+
+
+def softmax(logits, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, stable for large logits (the row maximum is subtracted)."""
+    if temperature <= 0:
+        raise ValueError(f"The temperature must be positive, got {temperature}. Fix: use T > 1 to soften and "
+                         "0 < T < 1 to sharpen the probabilities.")
+    z = np.asarray(logits, dtype=float) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x) -> np.ndarray:
+    """The logistic function 1 / (1 + exp(-x)), element-wise and without overflow (multi-label outputs)."""
+    return expit(np.asarray(x, dtype=float))
+
+
+def confidence_bins(probs, y_true, n_bins: int) -> pd.DataFrame:
+    """Per example: top-label confidence, whether the top label is right, and its equal-width bin (lo, hi]."""
+    P, y = check_probs(probs, y_true)
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins}.")
+    edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    confidence = P.max(axis=1)
+    bin_id = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, int(n_bins) - 1)
+    return pd.DataFrame({"confidence": confidence, "correct": (P.argmax(axis=1) == y).astype(float),
+                         "bin": bin_id, "bin_low": edges[bin_id], "bin_high": edges[bin_id + 1]})
+
+
+def reliability_table(probs, y_true, n_bins: int = 10) -> pd.DataFrame:
+    """Mean confidence, accuracy and count per confidence bin, empty bins dropped (a reliability diagram's data)."""
+    per_example = confidence_bins(probs, y_true, n_bins)
+    table = (per_example.groupby(["bin", "bin_low", "bin_high"], sort=True)
+             .agg(confidence=("confidence", "mean"), accuracy=("correct", "mean"), count=("correct", "size"))
+             .reset_index().drop(columns="bin"))
+    return table.astype({"count": int})
+
+
+def expected_calibration_error(probs, y_true, n_bins: int = 15) -> float:
+    """Top-label ECE with equal-width bins: the sum over bins of |accuracy - confidence| * n_bin / n (chapter 04)."""
+    table = reliability_table(probs, y_true, n_bins)
+    weights = table["count"] / table["count"].sum()
+    return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())
+
+
+def negative_log_likelihood(probs, y_true) -> float:
+    """The mean of -log p(true class); probabilities are clipped at 1e-12 so that a confident miss stays finite."""
+    P, y = check_probs(probs, y_true)
+    return float(-np.log(np.clip(P[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def fit_temperature(logits, y_true) -> float:
+    """The temperature T > 0 minimising the NLL of softmax(logits / T) on held-out data (chapter 04).
+
+    The search runs over log T (so T stays positive) with a bounded scalar minimiser, T in [0.05, 20].
+    Fit it on the validation split, never on the test split you report.
+    """
+    z = np.asarray(logits, dtype=float)
+    if z.ndim != 2 or not np.isfinite(z).all():
+        raise ValueError(f"Expected finite logits of shape (n_examples, n_classes), got shape {z.shape}. "
+                         "Fix: pass the raw model outputs before softmax, one row per example.")
+    _, y = check_probs(softmax(z), y_true)
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        """The mean NLL at temperature exp(log_t), computed with a stable log-softmax."""
+        return float(-log_softmax(z / np.exp(log_t), axis=1)[rows, y].mean())
+
+    result = minimize_scalar(nll, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
+    return float(np.exp(result.x))

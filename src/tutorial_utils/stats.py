@@ -1,0 +1,199 @@
+"""Is system A really better than system B? McNemar's test, paired bootstrap intervals, Holm's correction.
+
+Two systems scored on the same test examples are paired: each example is hard or easy for both. The
+tests here use that pairing, which makes them far more sensitive than comparing two independent
+intervals. Taught in chapter 06 (statistical testing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import binom, chi2
+
+from .metrics import check_same_length
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+EXACT_BELOW = 25  # mcnemar_test uses the exact binomial test when fewer than this many examples are discordant
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """McNemar's test: the statistic, its p-value, the discordant counts b and c, and the method used."""
+
+    statistic: float
+    pvalue: float
+    b: int  # A right, B wrong
+    c: int  # A wrong, B right
+    method: str
+
+
+@dataclass(frozen=True, eq=False)
+class BootstrapResult:
+    """A paired bootstrap of metric(A) - metric(B): the observed difference, its interval, a p-value, the resamples."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value_two_sided: float
+    distribution: np.ndarray = field(repr=False)
+
+
+def accuracy(y_true, y_pred) -> float:
+    """The share of examples predicted exactly right; for label matrices, rows with every label right."""
+    return float(row_correct(np.asarray(y_true), np.asarray(y_pred)).mean())
+
+
+def macro_f1(y_true, y_pred) -> float:
+    """The unweighted mean of per-label F1, as sklearn's f1_score(average="macro", zero_division=0), but fast.
+
+    For class ids, the labels are those present in y_true or y_pred; for 0/1 label matrices, every column.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.ndim == 2:
+        tp = ((y_true == 1) & (y_pred == 1)).sum(axis=0)
+        denominator = (y_true == 1).sum(axis=0) + (y_pred == 1).sum(axis=0)  # 2 tp + fp + fn
+    else:
+        classes, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+        t, p = codes[:len(y_true)], codes[len(y_true):]
+        tp = np.bincount(t[t == p], minlength=len(classes))
+        denominator = np.bincount(t, minlength=len(classes)) + np.bincount(p, minlength=len(classes))
+    f1 = np.divide(2.0 * tp, denominator, out=np.zeros(len(tp)), where=denominator > 0)
+    return float(f1.mean())
+
+
+def micro_f1(Y_true, Y_pred) -> float:
+    """F1 over all (example, label) decisions of 0/1 label matrices; for class ids it equals accuracy."""
+    Y_true, Y_pred = np.asarray(Y_true), np.asarray(Y_pred)
+    if Y_true.ndim == 1:
+        return accuracy(Y_true, Y_pred)
+    tp = ((Y_true == 1) & (Y_pred == 1)).sum()
+    denominator = (Y_true == 1).sum() + (Y_pred == 1).sum()
+    return float(2.0 * tp / denominator) if denominator else 0.0
+
+
+def check_paired(y_true, pred_a, pred_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gold labels and both systems' predictions as arrays of one shape, or a ValueError saying what differs."""
+    y, a = check_same_length(y_true, pred_a, ("y_true", "pred_a"))
+    _, b = check_same_length(y_true, pred_b, ("y_true", "pred_b"))
+    if not y.shape == a.shape == b.shape:
+        raise ValueError(f"y_true, pred_a and pred_b must have one shape, got {y.shape}, {a.shape} and {b.shape}. "
+                         "Fix: compare predictions of the same kind (class ids, or 0/1 label matrices) on the same "
+                         "examples.")
+    return y, a, b
+
+
+def row_correct(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per example, whether the prediction is right (for label matrices: all labels of the row right)."""
+    correct = y_true == y_pred
+    return correct.all(axis=tuple(range(1, correct.ndim))) if correct.ndim > 1 else correct
+
+
+def mcnemar_table(y_true, pred_a, pred_b) -> np.ndarray:
+    """The 2x2 table [[both right, A right B wrong], [A wrong B right, both wrong]] of two paired systems."""
+    y, a, b = check_paired(y_true, pred_a, pred_b)
+    right_a, right_b = row_correct(y, a), row_correct(y, b)
+    return np.array([[np.sum(right_a & right_b), np.sum(right_a & ~right_b)],
+                     [np.sum(~right_a & right_b), np.sum(~right_a & ~right_b)]])
+
+
+def mcnemar_test(y_true, pred_a, pred_b, exact: bool | None = None) -> McNemarResult:
+    """McNemar's test of equal error rates, from the b (A right, B wrong) and c (A wrong, B right) examples.
+
+    Under the null hypothesis each discordant example is a fair coin flip: b ~ Binomial(b + c, 1/2).
+    ``exact=None`` uses that binomial test when b + c < 25, else the chi-square approximation with
+    continuity correction, (max(|b - c| - 1, 0))^2 / (b + c) with 1 degree of freedom. With b = c the
+    correction is not applied (as in R's mcnemar.test), so the p-value is 1; statsmodels applies it and
+    reports a slightly smaller p-value there. With no discordant example (b + c = 0) the p-value is 1
+    (statsmodels' chi-square version computes 1 / 0 there and reports p = 0).
+    """
+    table = mcnemar_table(y_true, pred_a, pred_b)
+    b, c = int(table[0, 1]), int(table[1, 0])
+    exact = b + c < EXACT_BELOW if exact is None else exact
+    method = "exact binomial" if exact else "chi-square with continuity correction"
+    if b + c == 0:
+        return McNemarResult(statistic=0.0, pvalue=1.0, b=b, c=c, method=method)
+    if exact:
+        statistic = float(min(b, c))
+        pvalue = min(1.0, 2.0 * binom.cdf(statistic, b + c, 0.5))
+    else:
+        statistic = max(abs(b - c) - 1, 0) ** 2 / (b + c)
+        pvalue = chi2.sf(statistic, df=1)
+    return McNemarResult(statistic=float(statistic), pvalue=float(pvalue), b=b, c=c, method=method)
+
+
+def check_bootstrap_args(n_resamples: int, confidence: float) -> None:
+    """Raise a ValueError for a number of resamples below 1 or a confidence level outside (0, 1)."""
+    if int(n_resamples) < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}. Fix: 2000 or more for 95% intervals.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}. Fix: e.g. 0.95.")
+
+
+def bootstrap_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """An (n_resamples, n) matrix of example indices drawn with replacement: one bootstrap resample per row."""
+    return np.random.default_rng(seed).integers(0, n, size=(int(n_resamples), n))
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central percentile interval of bootstrap values: the (1-confidence)/2 and (1+confidence)/2 quantiles."""
+    low, high = np.percentile(values, [50.0 * (1.0 - confidence), 50.0 * (1.0 + confidence)])
+    return float(low), float(high)
+
+
+def paired_bootstrap(y_true, pred_a, pred_b, metric: Metric, n_resamples: int = 2000,
+                     confidence: float = 0.95, seed: int = 0) -> BootstrapResult:
+    """A paired bootstrap of metric(A) - metric(B): the same resampled examples score both systems (chapter 06).
+
+    ``metric`` is any callable (y_true, y_pred) -> float, e.g. ``accuracy`` or ``macro_f1`` of this
+    module. Inputs are class ids or 0/1 label matrices; resampling draws rows (examples). The interval
+    is the percentile interval of the resampled differences. The two-sided p-value is twice the share
+    of resampled differences on the other side of zero from the observed one (zero counts as the other
+    side), capped at 1: it is below 1 - confidence when the percentile interval excludes zero (up to
+    how percentiles interpolate).
+    An observed difference of exactly zero gets p = 1. It is a quick, approximate p-value.
+    """
+    y, a, b = check_paired(y_true, pred_a, pred_b)
+    check_bootstrap_args(n_resamples, confidence)
+    observed = metric(y, a) - metric(y, b)
+    differences = np.array([metric(y[i], a[i]) - metric(y[i], b[i])
+                            for i in bootstrap_indices(len(y), n_resamples, seed)])
+    low, high = percentile_interval(differences, confidence)
+    if observed == 0:
+        p_value = 1.0
+    else:
+        p_value = min(1.0, 2.0 * float(np.mean(np.sign(differences) != np.sign(observed))))
+    return BootstrapResult(difference=float(observed), ci_low=low, ci_high=high,
+                           p_value_two_sided=p_value, distribution=differences)
+
+
+def bootstrap_ci(y_true, pred, metric: Metric, n_resamples: int = 2000, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """One system's metric on the full data and its percentile bootstrap interval: (point, low, high)."""
+    y, p = check_same_length(y_true, pred, ("y_true", "pred"))
+    if y.shape != p.shape:
+        raise ValueError(f"y_true has shape {y.shape} but pred has shape {p.shape}. Fix: pass predictions of the "
+                         "same kind as the labels (class ids, or 0/1 label matrices).")
+    check_bootstrap_args(n_resamples, confidence)
+    values = np.array([metric(y[i], p[i]) for i in bootstrap_indices(len(y), n_resamples, seed)])
+    return (float(metric(y, p)), *percentile_interval(values, confidence))
+
+
+def holm_bonferroni(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the input order: reject where adjusted < alpha (chapter 06).
+
+    Sorted ascending, the i-th smallest p-value (i from 0) is multiplied by (m - i), made non-decreasing
+    and capped at 1. It controls the chance of any false rejection among m comparisons, like Bonferroni,
+    but rejects at least as often.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1 or p.size == 0 or not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"pvalues must be a non-empty list of numbers in [0, 1], got {pvalues!r}.")
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out

@@ -1,0 +1,123 @@
+"""Thin wrappers over the transformers Trainer with the profile's settings, and plain inference loops.
+
+Taught in chapter 02 (the embedding head) and reused by every later chapter that trains.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import DatasetDict
+
+from .assets import cache_dir
+from .config import Profile, TrainSettings
+from .data.common import label_names, multi_hot
+from .models import compute_dtype, device
+
+
+def tokenize(data: DatasetDict, tokenizer, max_length: int, multi_label: bool = False) -> DatasetDict:
+    """Token ids, attention masks and ``labels`` (class ids, or float multi-hot rows) for every split."""
+    num_labels = len(label_names(data))
+
+    def encode(batch: dict) -> dict:
+        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        if multi_label:
+            out["labels"] = [np.isin(np.arange(num_labels), ids).astype(np.float32) for ids in batch["labels"]]
+        else:
+            out["labels"] = batch["label"]
+        return out
+
+    return data.map(encode, batched=True, remove_columns=data["train"].column_names)
+
+
+def training_arguments(profile: Profile, settings: TrainSettings | None = None, run_name: str = "run",
+                       **overrides: object):
+    """TrainingArguments from the profile: mixed precision that suits the device, no checkpoints, seeded."""
+    from transformers import TrainingArguments
+
+    s = settings or profile.train
+    dtype = compute_dtype()
+    kwargs = dict(
+        output_dir=str(cache_dir() / "trainer" / profile.name / run_name),
+        num_train_epochs=s.epochs, learning_rate=s.learning_rate, weight_decay=s.weight_decay,
+        per_device_train_batch_size=s.batch_size, per_device_eval_batch_size=s.eval_batch_size,
+        gradient_accumulation_steps=s.grad_accum, warmup_steps=s.warmup_ratio, lr_scheduler_type="linear",
+        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=device().type == "cpu",
+        eval_strategy="epoch", save_strategy="no", logging_steps=5, report_to=[], seed=profile.seed,
+        data_seed=profile.seed, remove_unused_columns=False, label_names=["labels"],
+        disable_tqdm=os.environ.get("COURSE_HIDE_PROGRESS") == "1", dataloader_num_workers=0,
+    )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def compute_metrics_fn(multi_label: bool = False):
+    """A Trainer ``compute_metrics`` callback: accuracy and F1s (single-label) or micro/macro F1 (multi-label)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    def compute(eval_pred) -> dict[str, float]:
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        if multi_label:
+            pred = (logits > 0).astype(int)
+            return {"micro_f1": f1_score(labels, pred, average="micro", zero_division=0),
+                    "macro_f1": f1_score(labels, pred, average="macro", zero_division=0)}
+        pred = logits.argmax(-1)
+        return {"accuracy": accuracy_score(labels, pred), "macro_f1": f1_score(labels, pred, average="macro")}
+
+    return compute
+
+
+def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings: TrainSettings | None = None,
+                 multi_label: bool = False, run_name: str = "run", **overrides: object):
+    """A Trainer on the tokenized train split, evaluating on validation each epoch, padding each batch."""
+    from transformers import DataCollatorWithPadding, Trainer
+    from transformers.trainer_callback import PrinterCallback
+
+    s = settings or profile.train
+    encoded = tokenize(data, tokenizer, s.max_length, multi_label=multi_label)
+    trainer = Trainer(model=model, args=training_arguments(profile, s, run_name, **overrides),
+                      train_dataset=encoded["train"], eval_dataset=encoded["validation"],
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics_fn(multi_label))
+    trainer.remove_callback(PrinterCallback)  # without progress bars the Trainer prints raw log dicts: keep it quiet
+    return trainer
+
+
+@torch.no_grad()
+def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 64) -> np.ndarray:
+    """Classifier logits for a list of texts, in order: a plain batched loop, no Trainer."""
+    model.eval()
+    on = next(p for p in model.parameters()).device
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt").to(on)
+        with torch.autocast(on.type, dtype=compute_dtype(on), enabled=on.type == "cuda" or compute_dtype(on) == torch.bfloat16):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        out.append(logits.float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def throughput(fn, n_texts: int, repeats: int = 1) -> float:
+    """Texts per second of ``fn()`` (best of ``repeats``), which processes ``n_texts`` texts."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return n_texts / best
+
+
+def learning_curve(log_history: list[dict]) -> pd.DataFrame:
+    """The Trainer's log as a table: step, epoch, training loss and the evaluation metrics where logged."""
+    rows = [{k: v for k, v in entry.items() if k in {"step", "epoch", "loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "eval_micro_f1"}}
+            for entry in log_history if "loss" in entry or "eval_loss" in entry]
+    return pd.DataFrame(rows)
+
+
+def multi_hot_labels(data: DatasetDict, split: str = "test") -> np.ndarray:
+    """The gold label matrix of a multi-label split (re-exported for the chapters)."""
+    return multi_hot(data[split])
