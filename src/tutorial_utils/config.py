@@ -71,6 +71,7 @@ class Profile:
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     encoder_train: TrainSettings = field(default_factory=lambda: TrainSettings(learning_rate=5e-5))
+    ablation_train_size: int | None = None  # training examples per arm of an ablation (equal budgets)
     load_in_4bit: bool = True
     needs_gpu: bool = False
     meaningful: bool = True
@@ -105,6 +106,7 @@ PROFILES: dict[str, Profile] = {
         lora=LoraSettings(r=4, alpha=8, dropout=0.0),
         train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
         encoder_train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
+        ablation_train_size=64,
         meaningful=False,
     ),
     "cpu": Profile(
@@ -114,11 +116,12 @@ PROFILES: dict[str, Profile] = {
         encoder="all-minilm-l6-v2",
         single_label_data="ipc-sections",
         multi_label_data="debian-tags",
-        single_label_sizes=DataSizes(train=1200, validation=200, test=600),
+        single_label_sizes=DataSizes(train=2000, validation=200, test=600),
         multi_label_sizes=DataSizes(train=1200, validation=300, test=500),
         lora=LoraSettings(r=8, alpha=16, dropout=0.05),
-        train=TrainSettings(epochs=1, learning_rate=5e-4, batch_size=16, max_length=64),
+        train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64),
         encoder_train=TrainSettings(epochs=3, learning_rate=1e-4, batch_size=32, max_length=64),
+        ablation_train_size=600,
     ),
     "gpu": Profile(
         name="gpu",
@@ -132,6 +135,7 @@ PROFILES: dict[str, Profile] = {
         lora=LoraSettings(r=8, alpha=16, dropout=0.05),
         train=TrainSettings(epochs=1, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
         encoder_train=TrainSettings(epochs=2, learning_rate=3e-5, batch_size=32, eval_batch_size=128, max_length=256),
+        ablation_train_size=2000,
         needs_gpu=True,
     ),
     "paper": Profile(
@@ -147,6 +151,7 @@ PROFILES: dict[str, Profile] = {
         train=TrainSettings(epochs=2, learning_rate=1e-4, batch_size=8, grad_accum=4, eval_batch_size=32,
                             max_length=512),
         encoder_train=TrainSettings(epochs=3, learning_rate=2e-5, batch_size=32, eval_batch_size=128, max_length=512),
+        ablation_train_size=8000,
         needs_gpu=True,
     ),
 }
