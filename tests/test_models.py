@@ -29,7 +29,7 @@ def test_tiny_classifier_loads_in_4bit_with_a_distinct_pad_token(tiny):
     assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
     assert model.config.pad_token_id == tokenizer.pad_token_id
-    batch = tokenizer(["a short text", "a somewhat longer text than that"], padding=True, return_tensors="pt")
+    batch = tokenizer(["a short text", "a somewhat longer text than that"], padding=True, return_tensors="pt").to(model.device)
     assert model(**batch).logits.shape == (2, 8)
 
 
@@ -90,8 +90,8 @@ def test_real_smollm2_trains_two_lora_steps_in_4bit_on_cpu():
     assert model.is_loaded_in_4bit and model.config.num_hidden_layers == 30
     model = models.add_lora(model, profile.lora)
     assert models.count_parameters(model).trainable == 465_408  # 30 layers x (q: 8x1152 + v: 8x768) + 576x8 head
-    batch = tokenizer(list(data["text"]), padding=True, truncation=True, max_length=32, return_tensors="pt")
-    labels = torch.tensor(data["label"][:])
+    batch = tokenizer(list(data["text"]), padding=True, truncation=True, max_length=32, return_tensors="pt").to(model.device)
+    labels = torch.tensor(data["label"][:]).to(model.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     before = [p.detach().clone() for p in trainable]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
@@ -104,3 +104,18 @@ def test_real_smollm2_trains_two_lora_steps_in_4bit_on_cpu():
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert any(not torch.equal(b, p) for b, p in zip(before, trainable)), "no trainable parameter moved"
+
+
+def test_lora_still_gets_gradients_after_an_eval_forward(tiny):
+    """bitsandbytes' CPU repacking after a no-grad forward must not silently freeze LoRA (add_lora undoes it)."""
+    model, tokenizer = models.load_sequence_classifier(tiny, SECTION_NAMES)
+    batch = tokenizer(["a text", "another text here"], padding=True, return_tensors="pt").to(model.device)
+    model.eval()
+    with torch.no_grad():
+        model(**batch)
+    model = models.add_lora(model, tiny.lora)
+    model.train()
+    model(**batch, labels=torch.tensor([0, 1], device=model.device)).loss.backward()
+    lora_grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
+    assert lora_grads and all(g is not None for g in lora_grads)
+    assert any(g.abs().sum() > 0 for g in lora_grads)

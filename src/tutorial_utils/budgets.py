@@ -72,3 +72,76 @@ def base_parameters(dims: ArchDims, tied_embeddings: bool = True) -> int:
     block = sum(i * o for i, o in dims.linear_shapes().values()) + 2 * dims.hidden
     embeddings = dims.vocab * dims.hidden * (1 if tied_embeddings else 2)
     return dims.layers * block + embeddings + dims.hidden
+
+
+# ---- Chapter 01: budgets against rank and targets, memory by formula, activations measured ---------------
+
+TARGET_SETS = {"q,v": ("q_proj", "v_proj"), "attention (q,k,v,o)": ATTENTION, "all linear": ALL_LINEAR}
+
+# Trainable parameters reported by the paper (v3, as quoted second-hand: see PAPER.md), not measured here.
+REPORTED_BUDGETS = {"Llama-3.2-3B": 12.2e6, "Mistral-7B": 167.8e6}
+# Whether the LM head shares the input embedding matrix (public config.json: tie_word_embeddings).
+TIED_EMBEDDINGS = {"SmolLM2-135M": True, "Qwen2.5-0.5B": True, "Llama-3.2-3B": True, "Mistral-7B": False,
+                   "Qwen2.5-7B": False, "Llama-3.1-8B": False}
+
+
+def lora_budget_rows(archs: dict[str, ArchDims], ranks: list[int] | range,
+                     target_sets: dict[str, tuple[str, ...]] | None = None) -> list[dict]:
+    """One row (model, targets, r, LoRA parameters) per combination: the chapter 01 budget plot."""
+    target_sets = target_sets or TARGET_SETS
+    return [{"model": name, "targets": label, "r": r, "LoRA parameters": lora_parameters(dims, r, targets)}
+            for name, dims in archs.items() for label, targets in target_sets.items() for r in ranks]
+
+
+def linear_parameters(dims: ArchDims) -> int:
+    """Weights in the decoder blocks' linear layers: the part that 4-bit loading quantises (chapter 01)."""
+    return dims.layers * sum(i * o for i, o in dims.linear_shapes().values())
+
+
+def weight_bytes(dims: ArchDims, linear_bits: float, other_bits: float = 16, tied_embeddings: bool = True) -> float:
+    """Weight memory by formula: linear layers at ``linear_bits``, embeddings and norms at ``other_bits`` (chapter 01)."""
+    linear = linear_parameters(dims)
+    other = base_parameters(dims, tied_embeddings) - linear
+    return (linear * linear_bits + other * other_bits) / 8
+
+
+def activation_probe(model, batch: dict, seed: int = 0) -> dict[str, float]:
+    """One training forward + backward: activation MiB saved for backward, and forward passes per block (chapter 01).
+
+    Saved tensors are seen through autograd's saved-tensor hooks (parameters excluded, shared storage
+    counted once); a block's MLP entered twice means its forward was recomputed in the backward pass.
+    Seeded, so that two probes of one model draw the same dropout masks.
+    """
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        ptr = tensor.untyped_storage().data_ptr()
+        if ptr not in params:
+            saved[ptr] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    blocks = [m for n, m in model.named_modules() if type(m).__name__.endswith("MLP")]
+    calls = [0]
+    hooks = [m.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1)) for m in blocks]
+    model.train()
+    torch.manual_seed(seed)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            loss = model(**inputs, labels=batch.get("labels", batch["input_ids"])).loss
+        loss.backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.zero_grad(set_to_none=True)
+        model.eval()
+    return {"activations saved for backward (MiB)": sum(saved.values()) / 2**20,
+            "forward passes per block": calls[0] / max(len(blocks), 1), "loss": float(loss.detach())}
+
+
+def checkpointing_enabled(model) -> bool:
+    """True when any block of the model recomputes its forward in the backward pass (chapter 01)."""
+    return any(getattr(module, "gradient_checkpointing", False) for module in model.modules())

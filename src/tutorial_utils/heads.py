@@ -65,7 +65,7 @@ class PooledClassifier(nn.Module):
 def hand_written_head(model: nn.Module, pooling: str = "last") -> PooledClassifier:
     """A PooledClassifier that shares the backbone and head weights of a transformers (or peft) sequence classifier."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone = getattr(inner, inner.base_model_prefix, None)
+    backbone = getattr(inner, getattr(inner, "base_model_prefix", ""), None)
     if backbone is None or not hasattr(inner, "score"):
         raise ValueError("Expected a decoder sequence classifier with a `.score` head and a base model "
                          f"(e.g. LlamaForSequenceClassification); got {type(inner).__name__}.")

@@ -7,6 +7,7 @@ Taught in chapters 00 (loading), 01 (quantization, LoRA) and 02 (the classifier 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,15 @@ def device() -> torch.device:
 
 
 def compute_dtype(on: torch.device | None = None) -> torch.dtype:
-    """bf16 where the hardware has it (recent GPUs, and CPUs, where it is fastest), fp16 on older GPUs (T4)."""
+    """bf16 where the hardware has it (recent GPUs, and CPUs, where it is fastest), fp16 on older GPUs (T4).
+
+    ``COURSE_COMPUTE_DTYPE=float16`` forces fp16, e.g. to rehearse a T4 run on a newer GPU.
+    """
+    forced = os.environ.get("COURSE_COMPUTE_DTYPE")
+    if forced:
+        if forced not in {"float16", "bfloat16", "float32"}:
+            raise ModelError(f"COURSE_COMPUTE_DTYPE={forced!r}: use float16, bfloat16 or float32.")
+        return getattr(torch, forced)
     on = on or device()
     if on.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -141,6 +150,12 @@ def add_lora(model: nn.Module, lora: LoraSettings, task_type: str = "SEQ_CLS",
         if missing:
             raise ModelError(f"The model has no layers named {missing}; LoRA cannot wrap them. Its linear layers are "
                              f"{sorted(available)}. Fix: set LoraSettings(target_modules=...) to some of these.")
+    if getattr(model, "is_loaded_in_4bit", False):
+        from .quantization import keep_trainable_on_cpu
+
+        # bitsandbytes 0.50 repacks 4-bit weights for a CPU inference kernel on the first no-grad forward,
+        # after which no gradient reaches LoRA (chapter 01): turn that off, and undo it if it happened
+        keep_trainable_on_cpu(model)
     if getattr(model, "is_loaded_in_4bit", False) and prepare_kbit:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing,
@@ -193,3 +208,15 @@ def load_encoder_classifier(profile: Profile, label_names: list[str], multi_labe
         label2id={n: i for i, n in enumerate(label_names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification")
     return model.to(device()), tokenizer
+
+
+def load_trained_classifier(profile: Profile, label_names: list[str], adapter_dir: str, multi_label: bool = False):
+    """Reload a classifier saved with ``model.save_pretrained(adapter_dir)``: base model + LoRA + the trained head.
+
+    peft saves the head because ``task_type="SEQ_CLS"`` lists it in ``modules_to_save``; without that the
+    reloaded head would be freshly random and predict at chance (peft issues #310, #577).
+    """
+    from peft import PeftModel
+
+    base, tokenizer = load_sequence_classifier(profile, label_names, multi_label=multi_label)
+    return PeftModel.from_pretrained(base, adapter_dir), tokenizer

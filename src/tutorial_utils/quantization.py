@@ -55,3 +55,152 @@ def bits_per_parameter(blocksize: int = 64, double_quant: bool = False, dq_block
 def relative_error(original: torch.Tensor, approx: torch.Tensor) -> float:
     """Mean absolute error divided by the mean absolute value of the original tensor."""
     return float((original - approx).abs().mean() / original.abs().mean())
+
+
+# ---- Chapter 01: the same tensor through bitsandbytes' 4-bit and 8-bit formats ----------------------------
+
+ROUNDTRIPS = ("NF4", "NF4 + double quant", "FP4", "8-bit blockwise")
+
+
+def roundtrip(weight: torch.Tensor, method: str, blocksize: int = 64) -> torch.Tensor:
+    """Quantise and dequantise with bitsandbytes in one of ``ROUNDTRIPS`` (chapter 01)."""
+    import bitsandbytes.functional as F
+
+    if method == "8-bit blockwise":
+        codes, state = F.quantize_blockwise(weight.float(), blocksize=blocksize)
+        return F.dequantize_blockwise(codes, state)
+    quant_type = {"NF4": "nf4", "NF4 + double quant": "nf4", "FP4": "fp4"}[method]
+    return bnb_roundtrip(weight, quant_type, blocksize, double_quant=method.endswith("double quant"))
+
+
+def bnb_codes(weight: torch.Tensor, quant_type: str = "nf4", blocksize: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 4-bit codes bitsandbytes stores (two per byte, unpacked) and its 16-level table (chapter 01)."""
+    import bitsandbytes.functional as F
+
+    packed, state = F.quantize_4bit(weight.float(), blocksize=blocksize, quant_type=quant_type)
+    packed = packed.flatten()
+    codes = torch.stack([packed >> 4, packed & 0x0F], dim=1).flatten()
+    return codes[: weight.numel()], state.code.float().cpu()
+
+
+def stored_bits_per_parameter(weight: torch.Tensor, double_quant: bool, blocksize: int = 64) -> float:
+    """Bits per weight that bitsandbytes really stores: packed codes, block scales, second-level scales (chapter 01)."""
+    import bitsandbytes.functional as F
+
+    packed, state = F.quantize_4bit(weight.float(), blocksize=blocksize, quant_type="nf4",
+                                    compress_statistics=double_quant)
+    tensors = [packed, state.absmax] + ([state.state2.absmax] if double_quant else [])
+    return 8 * sum(t.numel() * t.element_size() for t in tensors) / weight.numel()
+
+
+PRECISIONS = ("fp32", "bf16", "8-bit", "4-bit NF4")
+
+
+def precision_kwargs(precision: str) -> dict:
+    """``from_pretrained`` arguments that load a causal LM in one of ``PRECISIONS`` on CPU or GPU (chapter 01)."""
+    import transformers
+
+    from .models import compute_dtype, device, quantization_config
+
+    place = {"device_map": {"": 0} if device().type == "cuda" else {"": "cpu"}}
+    if precision == "fp32":
+        return {"dtype": torch.float32}
+    if precision == "bf16":
+        return {"dtype": compute_dtype()}
+    if precision == "8-bit":  # LLM.int8 computes in fp16; on CPU a bf16 model warns at every layer
+        return {"dtype": torch.float16, **place,
+                "quantization_config": transformers.BitsAndBytesConfig(load_in_8bit=True)}
+    if precision == "4-bit NF4":
+        return {"dtype": compute_dtype(), **place, "quantization_config": quantization_config()}
+    raise ValueError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}.")
+
+
+def load_causal_lm_in(profile, precision: str):
+    """The profile's causal LM in the given precision, with its load warnings silenced (chapter 01)."""
+    import warnings
+
+    from transformers import AutoModelForCausalLM
+
+    from .assets import model_path
+    from .models import device
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForCausalLM.from_pretrained(model_path(profile.causal_lm), **precision_kwargs(precision))
+    if "device_map" not in precision_kwargs(precision):
+        model.to(device())
+    return model.eval()
+
+
+def quant_state_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the 4-bit block scales, which ``get_memory_footprint`` does not count (chapter 01)."""
+    total = 0
+    for param in model.parameters():
+        state = getattr(param, "quant_state", None)
+        if state is None or not hasattr(state, "absmax"):
+            continue
+        parts = [state.absmax, state.code] + ([state.state2.absmax, state.state2.code] if state.nested else [])
+        total += sum(t.numel() * t.element_size() for t in parts)
+    return total
+
+
+@torch.no_grad()
+def next_token_logits(model, tokenizer, texts: list[str], max_length: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 next-token logits at every position of a right-padded batch, and its attention mask (chapter 01)."""
+    import warnings
+
+    tokenizer.padding_side = "right"
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logits = model(**batch.to(model.device)).logits
+    return logits.float().cpu(), batch["attention_mask"].bool().cpu()
+
+
+def output_drift(reference: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """How far a model's logits move from a reference at the real (non-pad) positions (chapter 01)."""
+    ref, out = reference[mask], logits[mask]
+    log_p, log_q = ref.log_softmax(-1), out.log_softmax(-1)
+    return {
+        "mean |logit diff|": float((out - ref).abs().mean()),
+        "max |logit diff|": float((out - ref).abs().max()),
+        "KL(ref || model)": float((log_p.exp() * (log_p - log_q)).sum(-1).mean()),
+        "top-1 agreement": float((out.argmax(-1) == ref.argmax(-1)).float().mean()),
+    }
+
+
+def params_by_dtype(model: torch.nn.Module) -> dict[str, int]:
+    """Weights per storage type, 4-bit packed weights counted as two per byte (chapter 01)."""
+    counts: dict[str, int] = {}
+    for param in model.parameters():
+        packed = type(param).__name__ == "Params4bit"
+        key = "4-bit (packed in uint8)" if packed else str(param.dtype).replace("torch.", "")
+        counts[key] = counts.get(key, 0) + param.numel() * (2 * param.element_size() if packed else 1)
+    return counts
+
+
+# ---- Chapter 01: a CPU pitfall. On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks a Linear4bit's weight
+# for a faster inference kernel the first time the layer runs in eval mode on an input without grad; no gradient
+# flows back through a repacked layer, so LoRA adapters in front of it silently stop learning.
+
+def cpu_packed_layers(model: torch.nn.Module) -> int:
+    """How many 4-bit layers bitsandbytes has repacked for its CPU inference kernel (chapter 01)."""
+    return sum(bool(getattr(getattr(getattr(m, "weight", None), "quant_state", None), "packing_format_for_cpu", False))
+               for m in model.modules() if type(m).__name__ == "Linear4bit")
+
+
+def keep_trainable_on_cpu(model: torch.nn.Module) -> int:
+    """Stop bitsandbytes repacking 4-bit layers for CPU inference, and undo it where done; returns layers undone (chapter 01)."""
+    undone = 0
+    for module in model.modules():
+        if type(module).__name__ != "Linear4bit":
+            continue
+        module.support_avx512bf16_for_cpu = False
+        state = getattr(module.weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.nn import modules as bnb_modules
+
+            module.weight.data, module.weight.quant_state = bnb_modules._convert_weight_packed_for_cpu_inverse(
+                module.weight.data, state)
+            undone += 1
+    return undone

@@ -42,13 +42,11 @@ class RunResult:
     key: str = ""
 
     def summary(self) -> str:
-        """One line: method, the main metrics, trainable parameters and train time when known."""
+        """One line: method, the main metrics and trainable parameters (no timings: they vary run to run)."""
         parts = [f"{self.method} [{self.profile}, seed {self.seed}]"]
         parts += [f"{k}={v:.3f}" for k, v in self.metrics.items() if isinstance(v, float)]
         if "trainable_params" in self.extra:
             parts.append(f"trainable={self.extra['trainable_params']:,}")
-        if "train_seconds" in self.extra:
-            parts.append(f"train {self.extra['train_seconds']:.0f}s")
         return "  ".join(parts)
 
 

@@ -1,0 +1,123 @@
+"""Complete runs that produce a cached ``RunResult``: what the chapters teach step by step, in one call.
+
+Later chapters (statistics, distillation, the capstone) call these through ``runs.load_or_compute``
+so they never retrain what an earlier chapter already trained on the same profile.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from datasets import DatasetDict
+
+from . import models
+from .config import Profile, TrainSettings
+from .data import label_names, load_single_label
+from .heads import hand_written_head
+from .metrics import classification_metrics, softmax
+from .runs import RunResult
+from .train import learning_curve, make_trainer, predict_logits
+
+EMBEDDING_HEAD = "embedding-head"
+ENCODER = "encoder-finetune"
+TFIDF = "tfidf-logreg"
+
+
+def classifier_result(method: str, profile: Profile, data: DatasetDict, model, tokenizer,
+                      settings: TrainSettings | None = None, extra: dict | None = None) -> RunResult:
+    """Predict the test split with a trained classifier and package labels, probabilities and metrics."""
+    s = settings or profile.train
+    texts = list(data["test"]["text"])
+    start = time.perf_counter()
+    logits = predict_logits(model, tokenizer, texts, batch_size=s.eval_batch_size, max_length=s.max_length)
+    seconds = time.perf_counter() - start
+    y_true = np.asarray(data["test"]["label"])
+    y_pred = logits.argmax(axis=1)
+    info = {"test_texts_per_second": len(texts) / seconds, "trainable_params": models.count_parameters(model).trainable}
+    info.update(extra or {})
+    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
+                     y_true=y_true, y_pred=y_pred, probs=softmax(logits),
+                     metrics=classification_metrics(y_true, y_pred), extra=info)
+
+
+def train_and_report(trainer) -> dict:
+    """Run ``trainer.train()`` and return its wall time and learning curve for the run's record."""
+    start = time.perf_counter()
+    trainer.train()
+    return {"train_seconds": time.perf_counter() - start,
+            "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list")}
+
+
+def embedding_head_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
+    """Chapter 02's recipe: 4-bit causal LM + LoRA + a head on the last token, trained and tested."""
+    data = data or load_single_label(profile)
+    model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
+    model = models.add_lora(model, profile.lora)
+    report = train_and_report(make_trainer(model, tokenizer, data, profile, run_name=EMBEDDING_HEAD))
+    return classifier_result(EMBEDDING_HEAD, profile, data, model, tokenizer, extra=report)
+
+
+def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, ...] = ("last", "mean")) -> pd.DataFrame:
+    """Train one hand-written head per pooling on the same small budget; validation metrics per pooling."""
+    subset = DatasetDict(train=data["train"].select(range(min(profile.ablation_train_size or len(data["train"]),
+                                                               len(data["train"])))),
+                         validation=data["validation"], test=data["validation"])
+    rows = []
+    for pooling in poolings:
+        model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
+        classifier = hand_written_head(models.add_lora(model, profile.lora), pooling=pooling)
+        report = train_and_report(make_trainer(classifier, tokenizer, subset, profile, run_name=f"pool-{pooling}"))
+        result = classifier_result(f"pool-{pooling}", profile, subset, classifier, tokenizer, extra=report)
+        rows.append({"pooling": pooling, "train examples": len(subset["train"]), **result.metrics,
+                     "trainable params": result.extra["trainable_params"]})
+    return pd.DataFrame(rows).set_index("pooling")
+
+
+def encoder_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
+    """Chapter 03's baseline: the profile's encoder (MiniLM, BERT) fully fine-tuned with a fresh head."""
+    data = data or load_single_label(profile)
+    model, tokenizer = models.load_encoder_classifier(profile, label_names(data))
+    trainer = make_trainer(model, tokenizer, data, profile, settings=profile.encoder_train, run_name=ENCODER)
+    report = train_and_report(trainer)
+    return classifier_result(ENCODER, profile, data, model, tokenizer, settings=profile.encoder_train, extra=report)
+
+
+def tfidf_pipeline(seed: int = 42):
+    """TF-IDF of words and word pairs + multinomial logistic regression: the floor every learned model must beat."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+                         LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
+
+
+def tfidf_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
+    """Fit the TF-IDF floor on train and score the test split; its 'trainable parameters' are the LR weights."""
+    data = data or load_single_label(profile)
+    pipeline = tfidf_pipeline(profile.seed)
+    start = time.perf_counter()
+    pipeline.fit(list(data["train"]["text"]), np.asarray(data["train"]["label"]))
+    train_seconds = time.perf_counter() - start
+    texts = list(data["test"]["text"])
+    start = time.perf_counter()
+    probs = pipeline.predict_proba(texts)
+    seconds = time.perf_counter() - start
+    y_true = np.asarray(data["test"]["label"])
+    y_pred = probs.argmax(axis=1)
+    lr = pipeline[-1]
+    return RunResult(method=TFIDF, profile=profile.name, seed=profile.seed, label_names=label_names(data),
+                     y_true=y_true, y_pred=y_pred, probs=probs, metrics=classification_metrics(y_true, y_pred),
+                     extra={"train_seconds": train_seconds, "test_texts_per_second": len(texts) / seconds,
+                            "trainable_params": int(lr.coef_.size + lr.intercept_.size)})
+
+
+def comparison_table(results: list[RunResult]) -> pd.DataFrame:
+    """Method, trainable parameters, accuracy, macro-F1, train time and inference speed, one row per run."""
+    rows = [{"method": r.method, "trainable params": r.extra.get("trainable_params"),
+             "accuracy": r.metrics.get("accuracy"), "macro-F1": r.metrics.get("macro_f1"),
+             "train time (s)": r.extra.get("train_seconds"), "inference (texts/s)": r.extra.get("test_texts_per_second")}
+            for r in results]
+    return pd.DataFrame(rows).set_index("method")

@@ -1,0 +1,83 @@
+"""The classification head: last-token index under both paddings, pooling, equality with transformers, save/reload."""
+
+import pytest
+import torch
+
+from tutorial_utils import heads, models
+from tutorial_utils.config import get_profile
+from tutorial_utils.data import SECTION_NAMES
+
+TEXTS = ["Hand tools: with teeth", "Compounds of calcium, strontium, or barium: by thermal decomposition"]
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    return models.load_sequence_classifier(get_profile("tiny"), SECTION_NAMES)
+
+
+def test_last_token_index_handles_both_padding_sides():
+    right = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert heads.last_token_index(right).tolist() == [2, 4]
+    assert heads.last_token_index(left).tolist() == [4, 4]
+    assert heads.naive_last_index(right).tolist() == [2, 4]
+    assert heads.naive_last_index(left).tolist() == [2, 4]  # the trap: row 0's last real token is at 4, not 2
+
+
+def test_pooling_ignores_padding():
+    hidden = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [4.0], [6.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert heads.pool(hidden, mask, "last").squeeze(-1).tolist() == [3.0, 6.0]
+    assert heads.pool(hidden, mask, "mean").squeeze(-1).tolist() == [2.0, 4.0]
+    assert heads.pool(hidden, mask, "max").squeeze(-1).tolist() == [3.0, 6.0]
+    with pytest.raises(ValueError, match="Unknown pooling 'cls'"):
+        heads.pool(hidden, mask, "cls")
+
+
+def test_hand_written_head_equals_transformers(tiny_classifier):
+    model, tokenizer = tiny_classifier
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt").to(model.device)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, heads.hand_written_head(model)(**batch).logits)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_logits_match_unpadded(tiny_classifier, side):
+    model, tokenizer = tiny_classifier
+    tokenizer.padding_side = side
+    try:
+        batch = tokenizer(TEXTS, padding=True, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            padded = model(**batch).logits.float()
+            alone = torch.cat([model(**tokenizer([t], return_tensors="pt").to(model.device)).logits.float() for t in TEXTS])
+    finally:
+        tokenizer.padding_side = "right"
+    assert torch.allclose(padded, alone, atol=0.1), "bf16 rounding stays well below 0.1 on the tiny model"
+
+
+def test_hand_written_head_rejects_a_model_without_a_score_head():
+    with pytest.raises(ValueError, match="Expected a decoder sequence classifier"):
+        heads.hand_written_head(torch.nn.Linear(2, 2))
+
+
+def test_save_and_reload_keeps_the_trained_head(tmp_path):
+    profile = get_profile("tiny")
+    model, tokenizer = models.load_sequence_classifier(profile, SECTION_NAMES)
+    model = models.add_lora(model, profile.lora)
+    with torch.no_grad():  # make the head differ from any fresh initialisation
+        model.base_model.model.score.modules_to_save["default"].weight.add_(0.5)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt").to(model.device)
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch).logits
+    model.save_pretrained(tmp_path)
+    reloaded, _ = models.load_trained_classifier(profile, SECTION_NAMES, str(tmp_path))
+    reloaded.eval()
+    fresh, _ = models.load_sequence_classifier(profile, SECTION_NAMES)
+    with torch.no_grad():
+        after = reloaded(**batch).logits.float()
+        untrained = fresh(**batch).logits.float()
+    # the reloaded head is bf16 (it was fp32 after k-bit preparation): logits agree to bf16 rounding
+    assert torch.allclose(before.float(), after, atol=0.1)
+    assert torch.equal(before.argmax(-1), after.argmax(-1))
+    assert (untrained - after).abs().max() > 1.0, "a fresh head would also have passed: the test proves nothing"

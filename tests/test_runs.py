@@ -1,0 +1,54 @@
+"""The run cache: round trip, keyed by profile and config, never stale."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tutorial_utils import runs
+from tutorial_utils.config import get_profile
+
+
+@pytest.fixture()
+def cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path))
+    return tmp_path
+
+
+def fake_result(profile, method="m"):
+    y = np.array([0, 1, 1, 0])
+    return runs.RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=["a", "b"],
+                          y_true=y, y_pred=y[::-1].copy(), probs=np.full((4, 2), 0.5), metrics={"accuracy": 0.5},
+                          extra={"trainable_params": 10})
+
+
+def test_round_trip(cache):
+    profile = get_profile("tiny")
+    result = runs.stamp(fake_result(profile), profile, {"pooling": "last"})
+    runs.save(result, profile)
+    loaded = runs.load(profile, "m", {"pooling": "last"})
+    assert loaded is not None
+    assert np.array_equal(loaded.y_pred, result.y_pred) and loaded.metrics == {"accuracy": 0.5}
+    assert loaded.extra["trainable_params"] == 10
+
+
+def test_other_config_or_profile_settings_are_not_reused(cache):
+    profile = get_profile("tiny")
+    runs.save(runs.stamp(fake_result(profile), profile, {"pooling": "last"}), profile)
+    assert runs.load(profile, "m", {"pooling": "mean"}) is None
+    changed = dataclasses.replace(profile, lora=dataclasses.replace(profile.lora, r=16))
+    assert runs.load(changed, "m", {"pooling": "last"}) is None
+    assert runs.load(get_profile("cpu"), "m", {"pooling": "last"}) is None
+
+
+def test_load_or_compute_computes_once(cache):
+    profile = get_profile("tiny")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return fake_result(profile)
+
+    first = runs.load_or_compute(profile, "m", compute, verbose=False)
+    second = runs.load_or_compute(profile, "m", compute, verbose=False)
+    assert len(calls) == 1 and np.array_equal(first.y_pred, second.y_pred)
