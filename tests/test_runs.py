@@ -52,3 +52,21 @@ def test_load_or_compute_computes_once(cache):
     first = runs.load_or_compute(profile, "m", compute, verbose=False)
     second = runs.load_or_compute(profile, "m", compute, verbose=False)
     assert len(calls) == 1 and np.array_equal(first.y_pred, second.y_pred)
+
+
+def test_needs_model_treats_a_run_without_weights_as_missing(cache):
+    profile = get_profile("tiny")
+    runs.save(runs.stamp(fake_result(profile), profile), profile)
+    assert runs.load(profile, "m") is not None
+    assert runs.load(profile, "m", needs_model=True) is None
+    runs.model_dir(profile, "m").mkdir()
+    assert runs.load(profile, "m", needs_model=True) is not None
+
+
+def test_recomputing_drops_stale_weights(cache):
+    profile = get_profile("tiny")
+    stale = runs.model_dir(profile, "m")
+    stale.mkdir(parents=True)
+    (stale / "adapter.bin").write_text("old")
+    runs.load_or_compute(profile, "m", lambda: fake_result(profile), verbose=False)
+    assert not stale.exists()

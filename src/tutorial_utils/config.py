@@ -72,6 +72,8 @@ class Profile:
     train: TrainSettings = field(default_factory=TrainSettings)
     encoder_train: TrainSettings = field(default_factory=lambda: TrainSettings(learning_rate=5e-5))
     ablation_train_size: int | None = None  # training examples per arm of an ablation (equal budgets)
+    seeds: tuple[int, ...] = (1, 2, 3)  # the seed study of chapter 06 (each seed trains every method once)
+    distill_extra_texts: int = 600  # unlabelled texts the teacher labels for distillation (chapter 07)
     load_in_4bit: bool = True
     needs_gpu: bool = False
     meaningful: bool = True
@@ -107,6 +109,7 @@ PROFILES: dict[str, Profile] = {
         train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
         encoder_train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
         ablation_train_size=64,
+        distill_extra_texts=48,
         meaningful=False,
     ),
     "cpu": Profile(

@@ -6,6 +6,7 @@ so they never retrain what an earlier chapter already trained on the same profil
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -17,7 +18,8 @@ from .config import Profile, TrainSettings
 from .data import label_names, load_single_label
 from .heads import hand_written_head
 from .metrics import classification_metrics, softmax
-from .runs import RunResult
+from .runs import RunResult, load_or_compute, model_dir
+from .session import seed_everything
 from .train import learning_curve, make_trainer, predict_logits
 
 EMBEDDING_HEAD = "embedding-head"
@@ -53,9 +55,11 @@ def train_and_report(trainer) -> dict:
 def embedding_head_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
     """Chapter 02's recipe: 4-bit causal LM + LoRA + a head on the last token, trained and tested."""
     data = data or load_single_label(profile)
+    seed_everything(profile.seed)  # the head's and LoRA's initialisation follow the profile's seed
     model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
     model = models.add_lora(model, profile.lora)
     report = train_and_report(make_trainer(model, tokenizer, data, profile, run_name=EMBEDDING_HEAD))
+    model.save_pretrained(model_dir(profile, EMBEDDING_HEAD))  # adapter + head, for distillation (chapter 07)
     return classifier_result(EMBEDDING_HEAD, profile, data, model, tokenizer, extra=report)
 
 
@@ -66,6 +70,7 @@ def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, .
                          validation=data["validation"], test=data["validation"])
     rows = []
     for pooling in poolings:
+        seed_everything(profile.seed)  # every arm starts from the same initialisation
         model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
         classifier = hand_written_head(models.add_lora(model, profile.lora), pooling=pooling)
         report = train_and_report(make_trainer(classifier, tokenizer, subset, profile, run_name=f"pool-{pooling}"))
@@ -78,6 +83,7 @@ def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, .
 def encoder_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
     """Chapter 03's baseline: the profile's encoder (MiniLM, BERT) fully fine-tuned with a fresh head."""
     data = data or load_single_label(profile)
+    seed_everything(profile.seed)
     model, tokenizer = models.load_encoder_classifier(profile, label_names(data))
     trainer = make_trainer(model, tokenizer, data, profile, settings=profile.encoder_train, run_name=ENCODER)
     report = train_and_report(trainer)
@@ -121,3 +127,26 @@ def comparison_table(results: list[RunResult]) -> pd.DataFrame:
              "train time (s)": r.extra.get("train_seconds"), "inference (texts/s)": r.extra.get("test_texts_per_second")}
             for r in results]
     return pd.DataFrame(rows).set_index("method")
+
+
+SMALL_BUDGET_METHODS = {EMBEDDING_HEAD: embedding_head_run, ENCODER: encoder_run}
+
+
+def seed_study(profile: Profile, data: DatasetDict, seeds: tuple[int, ...],
+               methods: tuple[str, ...] = (EMBEDDING_HEAD, ENCODER), verbose: bool = False) -> pd.DataFrame:
+    """Train each method once per seed on the ablation budget (cached); test metrics per method and seed.
+
+    The seed changes the head and adapter initialisation, the order of the training batches and which
+    ``profile.ablation_train_size`` training examples are drawn (chapter 06).
+    """
+    rows = []
+    for seed in seeds:
+        seeded = dataclasses.replace(profile, seed=seed)
+        size = min(profile.ablation_train_size or len(data["train"]), len(data["train"]))
+        subset = DatasetDict(train=data["train"].shuffle(seed=seed).select(range(size)),
+                             validation=data["validation"], test=data["test"])
+        for method in methods:
+            run = load_or_compute(seeded, f"{method}-small", lambda m=method, s=subset, p=seeded: dataclasses.replace(
+                SMALL_BUDGET_METHODS[m](p, s), method=f"{m}-small"), config={"train_size": size}, verbose=verbose)
+            rows.append({"method": method, "seed": seed, "train examples": size, **run.metrics})
+    return pd.DataFrame(rows)

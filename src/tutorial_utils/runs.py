@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,11 @@ def run_path(profile: Profile, method: str, seed: int | None = None) -> Path:
     return runs_dir() / profile.name / f"{method}-seed{profile.seed if seed is None else seed}"
 
 
+def model_dir(profile: Profile, method: str, seed: int | None = None) -> Path:
+    """Where a run keeps its trained weights (for a LoRA model: the adapter and head), if it saved them."""
+    return run_path(profile, method, seed) / "model"
+
+
 def save(result: RunResult, profile: Profile) -> Path:
     """Write a run's arrays (npz) and metadata (json); returns its folder."""
     folder = run_path(profile, result.method, result.seed)
@@ -89,10 +95,16 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-def load(profile: Profile, method: str, config: dict | None = None, seed: int | None = None) -> RunResult | None:
-    """The cached run if it exists and was made with this exact profile and config; else None."""
+def load(profile: Profile, method: str, config: dict | None = None, seed: int | None = None,
+         needs_model: bool = False) -> RunResult | None:
+    """The cached run if it exists and was made with this exact profile and config; else None.
+
+    With ``needs_model`` a run whose trained weights were not saved counts as missing.
+    """
     folder = run_path(profile, method, seed)
     if not (folder / "run.json").exists() or not (folder / "arrays.npz").exists():
+        return None
+    if needs_model and not (folder / "model").is_dir():
         return None
     meta = json.loads((folder / "run.json").read_text())
     wanted = run_key(dataclasses.replace(profile, seed=profile.seed if seed is None else seed), method, config)
@@ -111,15 +123,16 @@ def stamp(result: RunResult, profile: Profile, config: dict | None = None) -> Ru
 
 
 def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResult],
-                    config: dict | None = None, verbose: bool = True) -> RunResult:
+                    config: dict | None = None, verbose: bool = True, needs_model: bool = False) -> RunResult:
     """Return the cached run, or call ``compute()``, stamp, save and return its result."""
-    cached = load(profile, method, config)
+    cached = load(profile, method, config, needs_model=needs_model)
     if cached is not None:
         if verbose:
             print(f"{method}: loaded from the run cache ({profile.name} profile, seed {profile.seed})")
         return cached
     if verbose:
         print(f"{method}: not in the run cache for this profile and config; computing it now ...")
+    shutil.rmtree(model_dir(profile, method), ignore_errors=True)  # never pair new results with old weights
     result = stamp(compute(), profile, config)
     save(result, profile)
     return result

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy.stats import binom, chi2
 
 from .metrics import check_same_length
@@ -197,3 +198,25 @@ def holm_bonferroni(pvalues) -> np.ndarray:
     out = np.empty(m)
     out[order] = adjusted
     return out
+
+
+def compare_pairs(y_true, predictions: dict[str, np.ndarray], metric: Metric, n_resamples: int = 2000,
+                  confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Every pair of systems: metric difference with its paired-bootstrap interval, McNemar p, Holm-adjusted p.
+
+    Rows are ordered as the pairs of ``predictions`` (A before B); Holm's adjustment runs over the
+    McNemar p-values of all pairs in the table (chapter 06).
+    """
+    names = list(predictions)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            boot = paired_bootstrap(y_true, predictions[a], predictions[b], metric, n_resamples, confidence, seed)
+            test = mcnemar_test(y_true, predictions[a], predictions[b])
+            rows.append({"A": a, "B": b, "difference (A - B)": boot.difference, "CI low": boot.ci_low,
+                         "CI high": boot.ci_high, "McNemar p": test.pvalue, "A right, B wrong": test.b,
+                         "A wrong, B right": test.c})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["Holm-adjusted p"] = holm_bonferroni(table["McNemar p"].to_numpy())
+    return table

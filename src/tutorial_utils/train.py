@@ -21,7 +21,7 @@ from .models import compute_dtype, device
 
 def tokenize(data: DatasetDict, tokenizer, max_length: int, multi_label: bool = False) -> DatasetDict:
     """Token ids, attention masks and ``labels`` (class ids, or float multi-hot rows) for every split."""
-    num_labels = len(label_names(data))
+    num_labels = len(label_names(data)) if multi_label else 0
 
     def encode(batch: dict) -> dict:
         out = tokenizer(batch["text"], truncation=True, max_length=max_length)

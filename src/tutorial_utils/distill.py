@@ -1,0 +1,129 @@
+"""Distillation: a fast encoder student learns from an LLM teacher's probabilities; speed and size measured.
+
+Loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(labels), where _T means
+softmax of logits / T (Hinton et al., 2015). Taught in chapter 07.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import DatasetDict
+from torch.nn import functional as F
+
+from . import models
+from .config import Profile, TrainSettings
+from .metrics import softmax
+from .train import predict_logits, tokenize, training_arguments
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor | None,
+                      temperature: float = 2.0, alpha: float = 0.5) -> torch.Tensor:
+    """alpha * T^2 * KL(teacher at T || student at T) + (1 - alpha) * CE(student, labels); label -1 = unlabelled."""
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    soft_teacher = teacher_probs.float() ** (1.0 / temperature)        # re-temper the stored T=1 probabilities
+    soft_teacher = soft_teacher / soft_teacher.sum(dim=-1, keepdim=True)
+    kd = F.kl_div(log_student, soft_teacher, reduction="batchmean") * temperature ** 2
+    if labels is None or alpha >= 1.0 or not (labels >= 0).any():   # unlabelled texts carry label -1
+        return kd
+    return alpha * kd + (1.0 - alpha) * F.cross_entropy(student_logits.float(), labels, ignore_index=-1)
+
+
+def make_distillation_trainer(model, tokenizer, data: DatasetDict, profile: Profile, temperature: float,
+                              alpha: float, settings: TrainSettings | None = None, **overrides: object):
+    """A Trainer whose loss is ``distillation_loss``; ``data`` splits need a ``teacher_probs`` column."""
+    from transformers import DataCollatorWithPadding, Trainer
+    from transformers.trainer_callback import PrinterCallback
+
+    class DistillationTrainer(Trainer):
+        """Trainer with the distillation loss; evaluation still reports plain cross-entropy metrics."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            teacher = inputs.pop("teacher_probs")
+            labels = inputs.pop("labels", None)
+            outputs = model(**inputs)
+            loss = distillation_loss(outputs.logits, teacher, labels, temperature, alpha)
+            return (loss, outputs) if return_outputs else loss
+
+    s = settings or profile.encoder_train
+    encoded = tokenize(data, tokenizer, s.max_length)
+    for split in encoded:
+        encoded[split] = encoded[split].add_column("teacher_probs", [list(map(float, p)) for p in data[split]["teacher_probs"]])
+    trainer = DistillationTrainer(model=model, args=training_arguments(profile, s, "distill", eval_strategy="no",
+                                                                       **overrides),
+                                  train_dataset=encoded["train"], data_collator=DataCollatorWithPadding(tokenizer))
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def teacher_probabilities(model, tokenizer, texts: list[str], settings: TrainSettings) -> np.ndarray:
+    """The teacher's class probabilities (softmax at T = 1) for a list of texts."""
+    return softmax(predict_logits(model, tokenizer, texts, settings.eval_batch_size, settings.max_length))
+
+
+def inference_speed(model, tokenizer, texts: list[str], batch_size: int, max_length: int, repeats: int = 2) -> dict:
+    """Texts per second and milliseconds per batch for ``texts`` at one batch size (best of ``repeats``)."""
+    predict_logits(model, tokenizer, texts[:batch_size], batch_size, max_length)   # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict_logits(model, tokenizer, texts, batch_size, max_length)
+        best = min(best, time.perf_counter() - start)
+    batches = -(-len(texts) // batch_size)
+    return {"texts/s": len(texts) / best, "ms per batch": 1000 * best / batches}
+
+
+def disk_bytes(model) -> int:
+    """Bytes that ``save_pretrained`` writes for a model (for a PeftModel: only the adapter and head)."""
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+
+
+def base_disk_bytes(profile: Profile) -> int:
+    """Bytes of the profile's causal LM on disk as the course stores it (safetensors in 16-bit)."""
+    from .assets import model_path
+
+    folder = Path(model_path(profile.causal_lm))
+    if not folder.is_dir():
+        return 0
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+
+
+def threads() -> int:
+    """The torch CPU threads in use (timings depend on it)."""
+    return torch.get_num_threads() if not torch.cuda.is_available() else int(os.cpu_count() or 1)
+
+
+def load_student(profile: Profile, label_names: list[str]):
+    """A fresh encoder student with a classification head (the profile's encoder)."""
+    return models.load_encoder_classifier(profile, label_names)
+
+
+def transfer_set(profile: Profile, data: DatasetDict) -> DatasetDict:
+    """Train split + ``profile.distill_extra_texts`` further training-split texts, unlabelled (label -1).
+
+    A larger sample of the same split with the same seed contains the profile's training sample, so the
+    extra texts never overlap validation or test (chapter 07).
+    """
+    import dataclasses
+
+    from datasets import Dataset, Features, Value
+
+    from .config import DataSizes
+    from .data import load_single_label
+
+    wanted = len(data["train"]) + profile.distill_extra_texts
+    bigger = load_single_label(dataclasses.replace(profile, single_label_sizes=DataSizes(train=wanted, validation=0,
+                                                                                         test=0)))["train"]
+    known = set(data["train"]["text"])
+    extra = [t for t in bigger["text"] if t not in known][: profile.distill_extra_texts]
+    texts = list(data["train"]["text"]) + extra
+    labels = list(data["train"]["label"]) + [-1] * len(extra)
+    features = Features({"text": Value("string"), "label": Value("int64")})
+    return DatasetDict(train=Dataset.from_dict({"text": texts, "label": labels}, features=features))
