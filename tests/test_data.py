@@ -8,7 +8,7 @@ import pytest
 from datasets import DatasetDict
 
 from tutorial_utils.config import get_profile
-from tutorial_utils.data import (DataError, encode_labels, label_counts, label_names, load_debian_tags,
+from tutorial_utils.data import (DataError, encode_labels, load_bbc_news, label_counts, label_names, load_debian_tags,
                                  load_ipc_sections, load_multi_label, load_single_label, multi_hot)
 from tutorial_utils.data.common import check_texts, grouped_split, stratified_sample
 from tutorial_utils.data.multilabel import debian_examples
@@ -24,7 +24,8 @@ def card_table(title_start: str) -> dict[str, list[int]]:
     return {name: [int(x) for x in counts] for name, *counts in rows}
 
 
-@pytest.mark.parametrize("loader, card", [(load_ipc_sections, "ipc-sections"), (load_debian_tags, "debian-tags")])
+@pytest.mark.parametrize("loader, card", [(load_ipc_sections, "ipc-sections"), (load_debian_tags, "debian-tags"),
+                                          (load_bbc_news, "bbc-news")])
 def test_card_counts_match_the_loader(loader, card):
     data = loader()
     table = card_table(card)

@@ -74,6 +74,8 @@ class Profile:
     ablation_train_size: int | None = None  # training examples per arm of an ablation (equal budgets)
     seeds: tuple[int, ...] = (1, 2, 3)  # the seed study of chapter 06 (each seed trains every method once)
     distill_extra_texts: int = 600  # unlabelled texts the teacher labels for distillation (chapter 07)
+    news_data: str = "bbc-news"  # the news-topic generalisation check of chapter 08
+    news_sizes: DataSizes = field(default_factory=lambda: DataSizes(train=600, validation=150, test=400))
     load_in_4bit: bool = True
     needs_gpu: bool = False
     meaningful: bool = True
@@ -110,6 +112,7 @@ PROFILES: dict[str, Profile] = {
         encoder_train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
         ablation_train_size=64,
         distill_extra_texts=48,
+        news_sizes=DataSizes(train=128, validation=32, test=64),
         meaningful=False,
     ),
     "cpu": Profile(
@@ -139,6 +142,8 @@ PROFILES: dict[str, Profile] = {
         train=TrainSettings(epochs=1, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
         encoder_train=TrainSettings(epochs=2, learning_rate=3e-5, batch_size=32, eval_batch_size=128, max_length=256),
         ablation_train_size=2000,
+        news_data="fancyzhx/ag_news",
+        news_sizes=DataSizes(train=8000, validation=1000, test=2000),
         needs_gpu=True,
     ),
     "paper": Profile(
@@ -155,6 +160,8 @@ PROFILES: dict[str, Profile] = {
                             max_length=512),
         encoder_train=TrainSettings(epochs=3, learning_rate=2e-5, batch_size=32, eval_batch_size=128, max_length=512),
         ablation_train_size=8000,
+        news_data="fancyzhx/ag_news",
+        news_sizes=DataSizes(train=None, validation=None, test=None),
         needs_gpu=True,
     ),
 }

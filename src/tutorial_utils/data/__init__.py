@@ -6,13 +6,16 @@ from datasets import DatasetDict
 
 from .common import (DataError, check_texts, encode_labels, label_counts, label_names, multi_hot)
 from .multilabel import load_debian_tags
+from .news import BBC_TOPICS, load_bbc_news
 from .patents import IPC_SECTIONS, SECTION_NAMES, load_ipc_sections
 
 OFFLINE_SINGLE_LABEL = {"ipc-sections": load_ipc_sections}
 OFFLINE_MULTI_LABEL = {"debian-tags": load_debian_tags}
+OFFLINE_NEWS = {"bbc-news": load_bbc_news}
 
-__all__ = ["DataError", "IPC_SECTIONS", "SECTION_NAMES", "check_texts", "encode_labels", "label_counts",
-           "label_names", "load_debian_tags", "load_ipc_sections", "load_multi_label", "load_single_label",
+__all__ = ["BBC_TOPICS", "DataError", "IPC_SECTIONS", "SECTION_NAMES", "check_texts", "encode_labels", "label_counts",
+           "label_names", "load_bbc_news", "load_debian_tags", "load_ipc_sections", "load_multi_label", "load_news",
+           "load_single_label",
            "multi_hot"]
 
 
@@ -36,3 +39,13 @@ def load_multi_label(profile: object) -> DatasetDict:
     if name not in OFFLINE_MULTI_LABEL:
         raise DataError(f"Unknown multi-label dataset {name!r}. Known: {', '.join(OFFLINE_MULTI_LABEL)}.")
     return OFFLINE_MULTI_LABEL[name](_sizes(profile.multi_label_sizes), seed=profile.seed)
+
+
+def load_news(profile: object) -> DatasetDict:
+    """The profile's news-topic task (offline BBC News, or AG News from the hub on GPU profiles)."""
+    name, sizes = profile.news_data, _sizes(profile.news_sizes)
+    if name in OFFLINE_NEWS:
+        return OFFLINE_NEWS[name](sizes, seed=profile.seed)
+    from .hub import load_hub_single_label
+
+    return load_hub_single_label(name, sizes, seed=profile.seed)
