@@ -52,15 +52,18 @@ def train_and_report(trainer) -> dict:
             "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list")}
 
 
-def embedding_head_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
-    """Chapter 02's recipe: 4-bit causal LM + LoRA + a head on the last token, trained and tested."""
+def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method: str = EMBEDDING_HEAD) -> RunResult:
+    """Chapter 02's recipe: 4-bit causal LM + LoRA + a head on the last token, trained and tested.
+
+    The trained adapter and head are saved under the run cache's folder for ``method``.
+    """
     data = data or load_single_label(profile)
     seed_everything(profile.seed)  # the head's and LoRA's initialisation follow the profile's seed
     model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
     model = models.add_lora(model, profile.lora)
-    report = train_and_report(make_trainer(model, tokenizer, data, profile, run_name=EMBEDDING_HEAD))
-    model.save_pretrained(model_dir(profile, EMBEDDING_HEAD))  # adapter + head, for distillation (chapter 07)
-    return classifier_result(EMBEDDING_HEAD, profile, data, model, tokenizer, extra=report)
+    report = train_and_report(make_trainer(model, tokenizer, data, profile, run_name=method))
+    model.save_pretrained(model_dir(profile, method))  # adapter + head, for distillation (chapter 07)
+    return classifier_result(method, profile, data, model, tokenizer, extra=report)
 
 
 def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, ...] = ("last", "mean")) -> pd.DataFrame:
@@ -80,14 +83,14 @@ def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, .
     return pd.DataFrame(rows).set_index("pooling")
 
 
-def encoder_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
+def encoder_run(profile: Profile, data: DatasetDict | None = None, method: str = ENCODER) -> RunResult:
     """Chapter 03's baseline: the profile's encoder (MiniLM, BERT) fully fine-tuned with a fresh head."""
     data = data or load_single_label(profile)
     seed_everything(profile.seed)
     model, tokenizer = models.load_encoder_classifier(profile, label_names(data))
-    trainer = make_trainer(model, tokenizer, data, profile, settings=profile.encoder_train, run_name=ENCODER)
+    trainer = make_trainer(model, tokenizer, data, profile, settings=profile.encoder_train, run_name=method)
     report = train_and_report(trainer)
-    return classifier_result(ENCODER, profile, data, model, tokenizer, settings=profile.encoder_train, extra=report)
+    return classifier_result(method, profile, data, model, tokenizer, settings=profile.encoder_train, extra=report)
 
 
 def tfidf_pipeline(seed: int = 42):
@@ -100,7 +103,7 @@ def tfidf_pipeline(seed: int = 42):
                          LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
 
 
-def tfidf_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
+def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = TFIDF) -> RunResult:
     """Fit the TF-IDF floor on train and score the test split; its 'trainable parameters' are the LR weights."""
     data = data or load_single_label(profile)
     pipeline = tfidf_pipeline(profile.seed)
@@ -114,7 +117,7 @@ def tfidf_run(profile: Profile, data: DatasetDict | None = None) -> RunResult:
     y_true = np.asarray(data["test"]["label"])
     y_pred = probs.argmax(axis=1)
     lr = pipeline[-1]
-    return RunResult(method=TFIDF, profile=profile.name, seed=profile.seed, label_names=label_names(data),
+    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
                      y_true=y_true, y_pred=y_pred, probs=probs, metrics=classification_metrics(y_true, y_pred),
                      extra={"train_seconds": train_seconds, "test_texts_per_second": len(texts) / seconds,
                             "trainable_params": int(lr.coef_.size + lr.intercept_.size)})
@@ -146,7 +149,8 @@ def seed_study(profile: Profile, data: DatasetDict, seeds: tuple[int, ...],
         subset = DatasetDict(train=data["train"].shuffle(seed=seed).select(range(size)),
                              validation=data["validation"], test=data["test"])
         for method in methods:
-            run = load_or_compute(seeded, f"{method}-small", lambda m=method, s=subset, p=seeded: dataclasses.replace(
-                SMALL_BUDGET_METHODS[m](p, s), method=f"{m}-small"), config={"train_size": size}, verbose=verbose)
+            name = f"{method}-small"
+            run = load_or_compute(seeded, name, lambda m=method, s=subset, p=seeded, n=name: SMALL_BUDGET_METHODS[m](p, s, n),
+                                  config={"train_size": size}, verbose=verbose)
             rows.append({"method": method, "seed": seed, "train examples": size, **run.metrics})
     return pd.DataFrame(rows)

@@ -133,6 +133,6 @@ def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResu
     if verbose:
         print(f"{method}: not in the run cache for this profile and config; computing it now ...")
     shutil.rmtree(model_dir(profile, method), ignore_errors=True)  # never pair new results with old weights
-    result = stamp(compute(), profile, config)
+    result = stamp(dataclasses.replace(compute(), method=method), profile, config)  # stored under the asked name
     save(result, profile)
     return result
