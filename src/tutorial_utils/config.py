@@ -76,6 +76,16 @@ class Profile:
     distill_extra_texts: int = 600  # unlabelled texts the teacher labels for distillation (chapter 07)
     news_data: str = "bbc-news"  # the news-topic generalisation check of chapter 08
     news_sizes: DataSizes = field(default_factory=lambda: DataSizes(train=600, validation=150, test=400))
+    # Instruction tuning (chapters 04-05). instruct_train.max_length is the text's token budget inside the
+    # prompt (the instruction and the answer come on top); instruct_budgets are the extra LoRA budgets
+    # chapter 04 trains for its sweep (its main run uses ``lora``, the embedding head's budget).
+    instruct_train: TrainSettings = field(default_factory=lambda: TrainSettings(
+        learning_rate=2e-4, batch_size=8, eval_batch_size=16, max_length=128))
+    instruct_train_size: int | None = None  # training examples for instruction tuning (None or more: the whole split)
+    instruct_budgets: tuple[LoraSettings, ...] = ()
+    # Multi-label (chapter 05): longer texts than the single-label titles, so their own length and subset size.
+    multilabel_train: TrainSettings = field(default_factory=lambda: TrainSettings(max_length=256))
+    multilabel_train_size: int | None = None  # training examples for the multi-label runs (None or more: all)
     load_in_4bit: bool = True
     needs_gpu: bool = False
     meaningful: bool = True
@@ -97,6 +107,9 @@ class Profile:
         return "\n".join(lines)
 
 
+# every linear layer of a Llama-style block: the largest LoRA target set (instruction-tuning budgets, chapter 04)
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
@@ -113,6 +126,11 @@ PROFILES: dict[str, Profile] = {
         ablation_train_size=64,
         distill_extra_texts=48,
         news_sizes=DataSizes(train=128, validation=32, test=64),
+        instruct_train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=8, eval_batch_size=16, max_length=32),
+        instruct_train_size=48,
+        instruct_budgets=(LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR),),
+        multilabel_train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
+        multilabel_train_size=64,
         meaningful=False,
     ),
     "cpu": Profile(
@@ -128,6 +146,11 @@ PROFILES: dict[str, Profile] = {
         train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64),
         encoder_train=TrainSettings(epochs=3, learning_rate=1e-4, batch_size=32, max_length=64),
         ablation_train_size=600,
+        instruct_train=TrainSettings(epochs=1, learning_rate=2e-3, batch_size=8, eval_batch_size=16, max_length=48),
+        instruct_train_size=240,
+        instruct_budgets=(LoraSettings(r=16, alpha=32, dropout=0.05, target_modules=ALL_LINEAR),),
+        multilabel_train=TrainSettings(epochs=1, learning_rate=3e-3, batch_size=16, eval_batch_size=32, max_length=96),
+        multilabel_train_size=480,
     ),
     "gpu": Profile(
         name="gpu",
@@ -144,6 +167,13 @@ PROFILES: dict[str, Profile] = {
         ablation_train_size=2000,
         news_data="fancyzhx/ag_news",
         news_sizes=DataSizes(train=8000, validation=1000, test=2000),
+        instruct_train=TrainSettings(epochs=1, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
+        instruct_train_size=4000,
+        instruct_budgets=(LoraSettings(r=2, alpha=4, dropout=0.05),
+                          LoraSettings(r=16, alpha=32, dropout=0.05, target_modules=ALL_LINEAR),
+                          LoraSettings(r=64, alpha=128, dropout=0.05, target_modules=ALL_LINEAR)),
+        multilabel_train=TrainSettings(epochs=2, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
+        multilabel_train_size=100_000,  # more than the split holds: all of it
         needs_gpu=True,
     ),
     "paper": Profile(
@@ -162,6 +192,14 @@ PROFILES: dict[str, Profile] = {
         ablation_train_size=8000,
         news_data="fancyzhx/ag_news",
         news_sizes=DataSizes(train=None, validation=None, test=None),
+        instruct_train=TrainSettings(epochs=2, learning_rate=1e-4, batch_size=8, grad_accum=4, eval_batch_size=32,
+                                     max_length=512),
+        instruct_train_size=100_000,  # more than the split holds: all of it
+        instruct_budgets=(LoraSettings(r=16, alpha=32, dropout=0.05, target_modules=ALL_LINEAR),
+                          LoraSettings(r=64, alpha=128, dropout=0.05, target_modules=ALL_LINEAR)),
+        multilabel_train=TrainSettings(epochs=2, learning_rate=1e-4, batch_size=8, grad_accum=4, eval_batch_size=32,
+                                       max_length=512),
+        multilabel_train_size=100_000,  # more than the split holds: all of it
         needs_gpu=True,
     ),
 }

@@ -1,53 +1,52 @@
-"""Classification as prompt -> response: verbalizers, chat prompts, SFT data, label scoring and parsing.
+"""Classification as prompt -> response: verbalizers, chat prompts, label scoring and parsing.
 
-An instruction-tuned classifier answers a prompt (an instruction listing the labels, then the text)
-with a label's words. Two ways to read its prediction: **generate** and parse the answer, or **score**
-every label string and pick the most likely one. Taught in chapter 04 (instruction tuning) and reused
-in chapter 05 (multi-label) and by zero-/few-shot prompting.
+An instruction-tuned classifier answers a prompt (an instruction listing the labels, then the text) with a
+label's words. Its prediction is read by **generating** and parsing the answer, or by **scoring** every
+label string. Taught in chapter 04; reused in chapter 05 (multi-label) and for zero-/few-shot prompting.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import string
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .config import Profile, TrainSettings
 from .models import compute_dtype
 
 VERBALIZERS = ("names", "codes", "letters")
 SEPARATOR = ", "  # between labels of a multi-label answer
 NONE_ANSWER = "none"  # the answer for a text with no label
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
-_SPLIT = re.compile(r"[,;|\n/]+|\s+and\s+")
-_PREFIX = re.compile(r"^(?:the\s+)?(?:answer|label|labels|tags?|category|section)\s*(?:is|are)?\s*[:=]?\s*", re.I)
+_SPLIT = re.compile(r"[,;|\n]+")
+_PREFIX = re.compile(r"^(?:the\s+)?(?:answers?|labels?|tags?|categor(?:y|ies)|sections?)"  # "Label: x", "The answer
+                     r"\s*(?:(?:is|are)\b\s*:?|[:=])\s*", re.I)                          # is x": dropped
 
 
 # ---- Verbalizers: what the model writes for each label ----------------------------------------------
 
 @dataclass(frozen=True)
 class Verbalizer:
-    """The words the model answers with for each label (in class order), and how the prompt lists them."""
+    """The words the model answers with for each label (in class order), and how the prompt lists them (chapter 04)."""
 
     kind: str
     names: tuple[str, ...]
     words: tuple[str, ...]
 
     def options(self) -> str:
-        """The label list for the instruction: one line per label ("word" or "word: full name")."""
+        """The label list for the instruction, on one line: "word; word" or "word = full name; ..."."""
         if self.kind == "names":
-            return "\n".join(f"- {w}" for w in self.words)
-        return "\n".join(f"- {w}: {n}" for w, n in zip(self.words, self.names))
+            return "; ".join(self.words)
+        return "; ".join(f"{w} = {n}" for w, n in zip(self.words, self.names))
 
     def answer(self, label_ids) -> str:
         """The response for one label id, or for a list of ids (multi-label: fixed class order, SEPARATOR)."""
         if isinstance(label_ids, (int, np.integer)):
             return self.words[int(label_ids)]
-        ids = sorted(set(int(i) for i in label_ids))
+        ids = sorted({int(i) for i in label_ids})
         return SEPARATOR.join(self.words[i] for i in ids) if ids else NONE_ANSWER
 
 
@@ -84,14 +83,14 @@ def token_counts(tokenizer, verbalizer: Verbalizer, eos: bool = True) -> list[in
     return [len(answer_ids(tokenizer, w, eos)) for w in verbalizer.words]
 
 
-# ---- Prompts and SFT data ------------------------------------------------------------------------------
+# ---- Prompts and prompt -> answer data ------------------------------------------------------------------------------
 
 def instruction(verbalizer: Verbalizer, multi_label: bool = False, subject: str = "text") -> str:
     """The instruction that lists the labels and says what the answer must look like (chapter 04)."""
     if multi_label:
-        return (f"Tag the {subject} with every label that applies. Labels:\n{verbalizer.options()}\n"
-                f"Answer with the labels only, in the order listed, separated by '{SEPARATOR.strip()}'.")
-    return (f"Classify the {subject} into exactly one of these labels:\n{verbalizer.options()}\n"
+        return (f"Tag the {subject} with every label that applies. Labels: {verbalizer.options()}. "
+                f"Answer with the labels only, in this order, separated by '{SEPARATOR.strip()}'.")
+    return (f"Classify the {subject} into one of these labels: {verbalizer.options()}. "
             "Answer with the label only.")
 
 
@@ -105,7 +104,7 @@ def truncate(tokenizer, text: str, max_tokens: int | None) -> str:
 
 def build_prompt(tokenizer, text: str, verbalizer: Verbalizer, multi_label: bool = False, subject: str = "text",
                  max_text_tokens: int | None = None) -> str:
-    """The full prompt string: the instruction as system message, the text as user message, via the chat template.
+    """The prompt: instruction as system message, text as user message, via the chat template (chapter 04).
 
     A model without a chat template gets a plain "instruction / Text: ... / Answer:" prompt instead.
     """
@@ -121,7 +120,7 @@ def build_prompt(tokenizer, text: str, verbalizer: Verbalizer, multi_label: bool
 
 
 def prompt_completion(dataset, tokenizer, verbalizer: Verbalizer, multi_label: bool = False, subject: str = "text",
-                      max_text_tokens: int | None = None):
+                      max_text_tokens: int | None = None) -> "datasets.Dataset":  # noqa: F821 (imported below)
     """A prompt-completion Dataset (columns ``prompt``, ``completion``) for TRL's SFTTrainer (chapter 04)."""
     from datasets import Dataset
 
@@ -133,47 +132,14 @@ def prompt_completion(dataset, tokenizer, verbalizer: Verbalizer, multi_label: b
 
 
 def prefix_mismatch(tokenizer, prompt: str, completion: str) -> str | None:
-    """None if the tokenized prompt is a prefix of the tokenized prompt+completion, else the tokens that merged."""
+    """None if the tokenized prompt is a prefix of tokenized prompt + completion, else where they part (chapter 04)."""
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     pc = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
     if pc[:len(p)] == p:
         return None
-    n = next(i for i, (a, b) in enumerate(zip(p, pc)) if a != b) if any(a != b for a, b in zip(p, pc)) else len(pc)
-    return f"prompt ends {tokenizer.convert_ids_to_tokens(p[n:])}, prompt+completion has {tokenizer.convert_ids_to_tokens(pc[n:n + 3])}"
-
-
-def sft_config(profile: Profile, settings: TrainSettings | None = None, run_name: str = "instruct",
-               **overrides: object):
-    """TRL SFTConfig from the profile: loss on the completion only, mixed precision that suits the device (chapter 04)."""
-    from trl import SFTConfig
-
-    from .assets import cache_dir
-    from .models import device
-
-    s, dtype = settings or profile.train, compute_dtype()
-    kwargs = dict(
-        output_dir=str(cache_dir() / "trainer" / profile.name / run_name), num_train_epochs=s.epochs,
-        learning_rate=s.learning_rate, weight_decay=s.weight_decay, per_device_train_batch_size=s.batch_size,
-        gradient_accumulation_steps=s.grad_accum, warmup_steps=s.warmup_ratio, lr_scheduler_type="linear",
-        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=device().type == "cpu",
-        max_length=None, completion_only_loss=True, train_sampling_strategy="group_by_length",
-        save_strategy="no", eval_strategy="no", logging_steps=5, report_to=[], seed=profile.seed,
-        data_seed=profile.seed, dataloader_num_workers=0, dataset_num_proc=None,
-        disable_tqdm=__import__("os").environ.get("COURSE_HIDE_PROGRESS") == "1")
-    kwargs.update(overrides)
-    return SFTConfig(**kwargs)
-
-
-def make_sft_trainer(model, tokenizer, train_dataset, profile: Profile, settings: TrainSettings | None = None,
-                     run_name: str = "instruct", **overrides: object):
-    """TRL's SFTTrainer on a prompt-completion dataset: it masks the prompt tokens out of the loss (chapter 04)."""
-    from transformers.trainer_callback import PrinterCallback
-    from trl import SFTTrainer
-
-    trainer = SFTTrainer(model=model, args=sft_config(profile, settings, run_name, **overrides),
-                         train_dataset=train_dataset, processing_class=tokenizer)
-    trainer.remove_callback(PrinterCallback)
-    return trainer
+    n = next((i for i, (a, b) in enumerate(zip(p, pc)) if a != b), min(len(p), len(pc)))
+    return (f"the prompt alone ends in {tokenizer.convert_ids_to_tokens(p[n:])}, but prompt + completion has "
+            f"{tokenizer.convert_ids_to_tokens(pc[n:n + 2])} there")
 
 
 # ---- Scoring every label string from one cached prompt -----------------------------------------------
@@ -189,65 +155,120 @@ def _on(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _autocast(on: torch.device):
+def _autocast(on: torch.device) -> torch.autocast:
     """bf16/fp16 autocast as the rest of the course computes (a no-op in fp32)."""
-    dtype = compute_dtype(on)
-    return torch.autocast(on.type, dtype=dtype, enabled=dtype != torch.float32)
-
-
-@torch.no_grad()
-def score_labels(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 8,
-                 eos: bool = True) -> np.ndarray:
-    """Log-likelihood of every full answer string after every prompt: an (n_prompts, n_answers) array (chapter 04).
-
-    Each batch of prompts runs once (left-padded); its key/value cache is then repeated for every
-    answer and all answers are scored in one forward pass from that cached prefix. The score is the
-    sum of the answer's token log-probabilities, EOS included (so that "physics" cannot win by being a
-    prefix of "physics and chemistry").
-    """
-    model.eval()
-    on = _on(model)
-    cands = [answer_ids(tokenizer, a, eos) for a in answers]
-    k, width = len(cands), max(len(c) for c in cands)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    cand = torch.tensor([c + [pad] * (width - len(c)) for c in cands], device=on)
-    cand_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in cands], device=on)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    out = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(on)
-            b, mask = enc["input_ids"].shape[0], enc["attention_mask"]
-            with _autocast(on):
-                first = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=_positions(mask),
-                              use_cache=True, logits_to_keep=1)
-            logp0 = torch.log_softmax(first.logits[:, -1].float(), dim=-1)  # (b, vocab): the first answer token
-            scores = logp0[:, cand[:, 0]].clone()  # (b, k)
-            if width > 1:
-                cache = first.past_key_values
-                cache.batch_repeat_interleave(k)  # row i*k + j: prompt i, answer j
-                ids = cand[:, :-1].repeat(b, 1)
-                full_mask = torch.cat([mask.repeat_interleave(k, 0), cand_mask[:, :-1].repeat(b, 1)], dim=1)
-                pos = mask.sum(1, keepdim=True).repeat_interleave(k, 0) + torch.arange(width - 1, device=on)
-                with _autocast(on):
-                    rest = model(input_ids=ids, attention_mask=full_mask, position_ids=pos, past_key_values=cache,
-                                 use_cache=False).logits.float()
-                logp = torch.log_softmax(rest, dim=-1).gather(-1, cand[:, 1:].repeat(b, 1).unsqueeze(-1)).squeeze(-1)
-                scores += (logp * cand_mask[:, 1:].repeat(b, 1)).sum(-1).view(b, k)
-            out.append(scores.cpu().numpy())
-    finally:
-        tokenizer.padding_side = side
-    return np.concatenate(out)
+    return torch.autocast(on.type, dtype=compute_dtype(on), enabled=compute_dtype(on) != torch.float32)
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that start at 0 on each row's first real token (left padding)."""
+    """Position ids that count only real tokens (mask = 1): padding, left or in the middle, is skipped (chapter 04)."""
     return (mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
+def shared_prefix(token_lists: list[list[int]]) -> int:
+    """How many leading tokens all prompts share (the instruction), leaving at least one token of each (chapter 04)."""
+    n = min(len(t) for t in token_lists) - 1
+    first = token_lists[0]
+    for ids in token_lists[1:]:
+        n = next((i for i in range(n) if ids[i] != first[i]), n)
+    return max(n, 0)
+
+
+class PromptBatches:
+    """Prompts as a shared prefix, run once and cached, plus left-padded per-batch suffixes (chapter 04)."""
+
+    def __init__(self, model, tokenizer, prompts: list[str], batch_size: int, reuse_prefix: bool = True):
+        self.on, self.batch_size = _on(model), batch_size
+        self.ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        self.order = np.argsort([len(i) for i in self.ids], kind="stable")  # similar lengths batched: less padding
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.n_prefix = shared_prefix(self.ids) if reuse_prefix and len(self.ids) > 1 else 0
+        self.prefix = torch.tensor([self.ids[0][:self.n_prefix] if self.ids else []], device=self.on, dtype=torch.long)
+        self.cache = None
+        if self.n_prefix:
+            with _autocast(self.on):
+                self.cache = model(input_ids=self.prefix, use_cache=True, logits_to_keep=1).past_key_values
+
+    def __iter__(self):
+        """Per batch, in ``order``: (suffix ids, mask over prefix + suffix, a copy of the prefix cache or None)."""
+        for start in range(0, len(self.ids), self.batch_size):
+            rows = [self.ids[i][self.n_prefix:] for i in self.order[start:start + self.batch_size]]
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([[self.pad] * (width - len(r)) + r for r in rows], device=self.on)
+            mask = torch.tensor([[1] * self.n_prefix + [0] * (width - len(r)) + [1] * len(r) for r in rows],
+                                device=self.on)
+            cache = None
+            if self.cache is not None:
+                cache = copy.deepcopy(self.cache)
+                cache.batch_repeat_interleave(len(rows))
+            yield ids, mask, cache
+
+
+def candidate_mask(prompt_mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """The 4-D attention mask (batch, 1, answer tokens, prompt + answer tokens) for scoring packed answers.
+
+    All answers sit side by side after the prompt: each answer token sees the prompt's real tokens and
+    the earlier tokens of its own answer, never another answer's (chapter 04).
+    """
+    total = sum(lengths)
+    owner = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).to(prompt_mask.device)
+    step = torch.arange(total, device=prompt_mask.device)
+    own = (owner[:, None] == owner[None, :]) & (step[:, None] >= step[None, :])
+    seen = prompt_mask.bool()[:, None, :].expand(-1, total, -1)
+    return torch.cat([seen, own.expand(prompt_mask.shape[0], -1, -1)], dim=2)[:, None]
+
+
 @torch.no_grad()
-def score_labels_one_by_one(model, tokenizer, prompts: list[str], answers: list[str], eos: bool = True) -> np.ndarray:
+def score_labels(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 16,
+                 eos: bool = True, reuse_prefix: bool = True) -> np.ndarray:
+    """Log-likelihood of every full answer string after every prompt: an (n_prompts, n_answers) array (chapter 04).
+
+    The instruction all prompts share runs once and is cached. Each batch of texts runs once from that
+    cache; then every answer is scored in one forward pass from the texts' cache: the answers are packed
+    side by side, and a 4-D attention mask keeps each one from seeing the others. An answer's score is
+    the sum of its tokens' log-probabilities, EOS included (so "physics" cannot win as a prefix of
+    "physics and chemistry").
+    """
+    if not prompts:
+        return np.zeros((0, len(answers)))
+    model.eval()
+    on = _on(model)
+    implementation = getattr(model.config, "_attn_implementation", "sdpa")
+    if implementation not in {"sdpa", "eager"}:
+        raise ValueError(f"score_labels needs 'sdpa' or 'eager' attention for its 4-D mask, the model uses "
+                         f"{implementation!r}. Fix: load the model with attn_implementation='sdpa'.")
+    cands = [answer_ids(tokenizer, a, eos) for a in answers]
+    fed = [c[:-1] for c in cands]  # an answer's last token is predicted, never fed
+    lengths = [len(f) for f in fed]
+    packed = torch.tensor([t for f in fed for t in f], device=on, dtype=torch.long)
+    targets = torch.tensor([t for c in cands for t in c[1:]], device=on, dtype=torch.long)
+    owner = torch.repeat_interleave(torch.arange(len(cands)), torch.tensor(lengths)).to(on)
+    step = torch.cat([torch.arange(n) for n in lengths]).to(on) if packed.numel() else packed
+    firsts = torch.tensor([c[0] for c in cands], device=on)
+    out, batches = [], PromptBatches(model, tokenizer, prompts, batch_size, reuse_prefix)
+    for ids, mask, cache in batches:
+        b, n_cached = ids.shape[0], mask.shape[1] - ids.shape[1]
+        with _autocast(on):
+            first = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)[:, n_cached:],
+                          past_key_values=cache, use_cache=True, logits_to_keep=1)
+        scores = torch.log_softmax(first.logits[:, -1].float(), dim=-1)[:, firsts]  # each answer's first token
+        if packed.numel():
+            mask4d = candidate_mask(mask, lengths)
+            if implementation == "eager":  # eager attention adds its mask: 0 where seen, -inf-like elsewhere
+                mask4d = torch.zeros(mask4d.shape, device=on).masked_fill(~mask4d, torch.finfo(torch.float32).min)
+            with _autocast(on):
+                rest = model(input_ids=packed.repeat(b, 1), attention_mask=mask4d, use_cache=False,
+                             past_key_values=first.past_key_values,
+                             position_ids=mask.sum(1, keepdim=True) + step).logits.float()
+            logp = torch.log_softmax(rest, dim=-1).gather(-1, targets.repeat(b, 1).unsqueeze(-1)).squeeze(-1)
+            scores = scores.index_add(1, owner, logp)  # add each answer's later tokens to its score
+        out.append(scores.cpu().numpy())
+    return np.concatenate(out)[np.argsort(batches.order)]
+
+
+@torch.no_grad()
+def score_labels_one_by_one(model, tokenizer, prompts: list[str], answers: list[str],
+                            eos: bool = True) -> np.ndarray:
     """The reference for ``score_labels``: one forward pass per (prompt, answer) sequence, no cache (chapter 04)."""
     model.eval()
     on = _on(model)
@@ -263,45 +284,57 @@ def score_labels_one_by_one(model, tokenizer, prompts: list[str], answers: list[
     return out
 
 
+CONTENT_FREE = ("N/A", "[MASK]", "")  # texts with no content: what the model answers them shows its bias
+
+
+def content_free_scores(model, tokenizer, verbalizer: Verbalizer, subject: str = "text",
+                        inputs: tuple[str, ...] = CONTENT_FREE) -> np.ndarray:
+    """Log of the mean label probabilities for content-free texts: the model's bias before reading (chapter 04)."""
+    from scipy.special import softmax
+
+    prompts = [build_prompt(tokenizer, x, verbalizer, subject=subject) for x in inputs]
+    probs = softmax(score_labels(model, tokenizer, prompts, list(verbalizer.words)), axis=-1)
+    return np.log(probs.mean(axis=0))
+
+
 def contextual_calibration(scores: np.ndarray, content_free: np.ndarray) -> np.ndarray:
-    """Label log-probabilities corrected by a content-free input's (Zhao et al., 2021): subtract its bias (chapter 04)."""
+    """Label log-probabilities minus a content-free input's (contextual calibration, Zhao et al. 2021) (chapter 04)."""
     from scipy.special import log_softmax
 
-    return log_softmax(np.asarray(scores, dtype=float), axis=-1) - log_softmax(np.asarray(content_free, float), axis=-1)
+    return log_softmax(np.asarray(scores, float), axis=-1) - log_softmax(np.asarray(content_free, float), axis=-1)
 
 
 # ---- Free generation and parsing --------------------------------------------------------------------
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 8,
-             batch_size: int = 16) -> tuple[list[str], np.ndarray]:
-    """Greedy answers to prompts, and each answer's log-probability under the model (chapter 04)."""
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, batch_size: int = 16,
+             reuse_prefix: bool = True) -> tuple[list[str], np.ndarray]:
+    """Greedy answers to prompts (from the cached shared instruction) and their log-probabilities (chapter 04)."""
+    if not prompts:
+        return [], np.zeros(0)
     model.eval()
-    on = _on(model)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     texts, logprobs = [], []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(on)
-            with _autocast(on):
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, output_scores=True,
-                                     return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id)
-            new = gen.sequences[:, enc["input_ids"].shape[1]:]
-            logp = torch.stack([torch.log_softmax(s.float(), -1) for s in gen.scores], 1)
-            token_logp = logp.gather(-1, new.unsqueeze(-1)).squeeze(-1)
-            ended = (new == tokenizer.eos_token_id).long().cumsum(1)
-            keep = (ended == 0) | ((ended == 1) & (new == tokenizer.eos_token_id))  # up to and with the first EOS
-            logprobs.append((token_logp * keep).sum(1).cpu().numpy())
-            texts += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return texts, np.concatenate(logprobs) if logprobs else np.zeros(0)
+    batches = PromptBatches(model, tokenizer, prompts, batch_size, reuse_prefix)
+    for ids, mask, cache in batches:
+        full = torch.cat([batches.prefix.repeat(ids.shape[0], 1), ids], dim=1)
+        with _autocast(batches.on):
+            gen = model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
+                                 max_new_tokens=max_new_tokens, do_sample=False, output_scores=True,
+                                 return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
+        new = gen.sequences[:, full.shape[1]:]
+        logp = torch.stack([torch.log_softmax(s.float(), -1) for s in gen.scores], 1)
+        token_logp = logp.gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        is_eos = (new == tokenizer.eos_token_id).long()
+        keep = (is_eos.cumsum(1) - is_eos) == 0  # tokens up to and with the first EOS
+        logprobs.append((token_logp * keep).sum(1).cpu().numpy())
+        texts += tokenizer.batch_decode(new, skip_special_tokens=True)
+    back = np.argsort(batches.order)
+    return [texts[i] for i in back], np.concatenate(logprobs)[back]
 
 
 def normalize(text: str) -> str:
-    """Case-folded, punctuation replaced by spaces, whitespace collapsed: how answers are compared."""
+    """Case-folded, punctuation replaced by spaces, whitespace collapsed: how answers are compared (chapter 04)."""
     return " ".join(_PUNCT.sub(" ", str(text).casefold()).split())
 
 
@@ -315,24 +348,20 @@ def _lookup(verbalizer: Verbalizer) -> dict[str, int]:
 
 
 def parse_label(output: str, verbalizer: Verbalizer) -> int:
-    """The label id a generated answer names, or -1 when it names none or several (chapter 04).
+    """The label a generated answer starts with (the longest match), or -1 if it starts with none (chapter 04).
 
-    Tolerates case, punctuation, surrounding spaces, a leading "Label:" and text after the first line.
+    Tolerates case, punctuation, surrounding spaces, a leading "Label:" and text after the label.
     """
     table = _lookup(verbalizer)
     lines = [ln for ln in str(output).strip().splitlines() if ln.strip()]
-    if not lines:
-        return -1
-    first = normalize(_PREFIX.sub("", lines[0].strip()))
-    if first in table:
-        return table[first]
-    hits = {i for key, i in table.items() if re.match(rf"{re.escape(key)}(\s|$)", first)}  # "physics because ..."
-    return hits.pop() if len(hits) == 1 else -1
+    first = normalize(_PREFIX.sub("", lines[0].strip())) if lines else ""
+    matches = [key for key in table if first == key or first.startswith(key + " ")]  # "physics because ..."
+    return table[max(matches, key=len)] if matches else -1
 
 
 @dataclass(frozen=True)
 class ParsedLabels:
-    """A parsed multi-label answer: the label ids, what could not be mapped, and whether parsing failed."""
+    """A parsed multi-label answer: the label ids, what could not be mapped, and whether parsing failed (chapter 05)."""
 
     ids: tuple[int, ...]
     unknown: tuple[str, ...] = ()
@@ -346,7 +375,7 @@ class ParsedLabels:
 
 
 def parse_labels(output: str, verbalizer: Verbalizer) -> ParsedLabels:
-    """The label ids of a multi-label answer, split on , ; | / newlines and "and"; unknown and repeated pieces counted (chapter 05)."""
+    """The label ids of a multi-label answer (split on , ; | or newlines), unknown and repeated pieces (chapter 05)."""
     table = _lookup(verbalizer)
     text = _PREFIX.sub("", str(output).strip())
     pieces = [normalize(p) for p in _SPLIT.split(text)]
@@ -355,47 +384,13 @@ def parse_labels(output: str, verbalizer: Verbalizer) -> ParsedLabels:
         return ParsedLabels((), empty=True)
     ids, unknown, dup = [], [], 0
     for piece in pieces:
+        words = piece.split()
+        found = [piece] if piece in table else words if all(w in table for w in words) else []  # "audio video"
         if piece == NONE_ANSWER:
             continue
-        if piece not in table:
+        if not found:
             unknown.append(piece)
-        elif table[piece] in ids:
-            dup += 1
-        else:
-            ids.append(table[piece])
+        for key in found:
+            dup += table[key] in ids
+            ids += [] if table[key] in ids else [table[key]]
     return ParsedLabels(tuple(sorted(ids)), tuple(unknown), dup)
-
-
-def parse_many(outputs: list[str], verbalizer: Verbalizer, n_labels: int | None = None) -> tuple[np.ndarray, dict]:
-    """Parse multi-label answers into a 0/1 matrix, and count failures, unknown pieces, duplicates, empties (chapter 05)."""
-    parsed = [parse_labels(o, verbalizer) for o in outputs]
-    Y = np.zeros((len(outputs), n_labels or len(verbalizer.words)), dtype=int)
-    for row, p in enumerate(parsed):
-        Y[row, list(p.ids)] = 1
-    n = max(len(parsed), 1)
-    report = {"answers": len(parsed), "failed": sum(p.failed for p in parsed),
-              "with unknown label": sum(bool(p.unknown) for p in parsed),
-              "with duplicate": sum(p.duplicates > 0 for p in parsed), "empty": sum(p.empty for p in parsed),
-              "no label at all": int((Y.sum(1) == 0).sum())}
-    report["failed rate"] = report["failed"] / n
-    return Y, report
-
-
-def generation_probs(y_pred: np.ndarray, confidence: np.ndarray, n_classes: int) -> np.ndarray:
-    """An (n, classes + 1) probability matrix whose top entry is the generated answer's probability (chapter 04).
-
-    The last column stands for "unparsable": an answer that names no label puts its confidence there,
-    so it counts as a confident wrong answer in a reliability diagram. The rest is spread evenly.
-    """
-    y = np.asarray(y_pred)
-    conf = np.clip(np.asarray(confidence, float), 1.0 / (n_classes + 1) + 1e-9, 1.0)
-    probs = np.repeat(((1 - conf) / n_classes)[:, None], n_classes + 1, axis=1)
-    probs[np.arange(len(y)), np.where(y < 0, n_classes, y)] = conf
-    return probs
-
-
-def timed(fn, *args, **kwargs):
-    """Call ``fn`` and return (its result, seconds it took)."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start

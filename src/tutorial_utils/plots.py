@@ -68,3 +68,100 @@ def plot_confusion(y_true, y_pred, names: list[str], normalize: bool = True, ax=
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (rows sum to 1)" if normalize else
            "Confusion matrix")
     return ax
+
+
+# ---- Chapters 04-05: calibration, trainable budgets, thresholds, multi-label -----------------------------
+
+def plot_reliability(tables: dict[str, pd.DataFrame], ax=None):
+    """Reliability diagram: accuracy against mean confidence per bin, one line per method (chapter 04).
+
+    ``tables`` maps a method's name to ``metrics.reliability_table(...)``; a point's size shows how many
+    examples its bin holds, and the dashed diagonal is perfect calibration.
+    """
+    ax = ax or plt.subplots(figsize=(5.2, 4.6))[1]
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
+    for i, (name, table) in enumerate(tables.items()):
+        ax.plot(table["confidence"], table["accuracy"], color=f"C{i}", lw=1.5, label=name)
+        ax.scatter(table["confidence"], table["accuracy"], s=8 + 300 * table["count"] / table["count"].sum(),
+                   color=f"C{i}", alpha=0.7, zorder=3)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (mean in bin)", ylabel="accuracy in bin",
+           title="Reliability diagram")
+    ax.legend(fontsize="small", loc="upper left")
+    return ax
+
+
+def plot_budget_sweep(table: pd.DataFrame, trained: pd.DataFrame | None = None, band: tuple[float, float] = (10, 30),
+                      ax=None):
+    """LoRA budget as a multiple of the embedding head's, against rank, per target set (chapter 04).
+
+    ``table`` comes from ``instruct_train.budget_table``; ``trained`` rows (columns r, "x embedding head",
+    macro_f1) are the budgets that were actually trained, marked with their F1. The shaded band is
+    the 10-30x the paper reports for its instruction-tuned models.
+    """
+    ax = ax or plt.subplots(figsize=(7.0, 4.0))[1]
+    ax.axhspan(*band, color="C3", alpha=0.12, label=f"paper: {band[0]}-{band[1]}x")
+    ax.axhline(1, color="grey", lw=1, ls="--")
+    sns.lineplot(table, x="r", y="x embedding head", hue="targets", marker="o", ax=ax)
+    if trained is not None:
+        ax.scatter(trained["r"], trained["x embedding head"], s=140, facecolors="none", edgecolors="k", zorder=4,
+                   label="trained here")
+        for _, row in trained.iterrows():
+            ax.annotate(f"macro-F1 {row['macro_f1']:.2f}", (row["r"], row["x embedding head"]), xytext=(8, -12),
+                        textcoords="offset points", fontsize="small")
+    ax.set(xscale="log", yscale="log", xlabel="LoRA rank r", ylabel="trainable params / embedding head's",
+           title="Instruction-tuning budgets relative to the embedding head")
+    ax.set_xticks(sorted(table["r"].unique()), labels=[str(r) for r in sorted(table["r"].unique())])
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_f1_vs_threshold(curves: pd.DataFrame, labels: list[str], tuned: dict[str, float] | None = None, ax=None):
+    """F1 of each of ``labels`` against its decision threshold, with the tuned thresholds marked (chapter 05).
+
+    ``curves`` comes from ``thresholds.f1_vs_threshold``; ``tuned`` maps a label to its tuned threshold.
+    """
+    ax = ax or plt.subplots(figsize=(7.0, 4.0))[1]
+    shown = curves[curves["label"].isin(labels)]
+    sns.lineplot(shown, x="threshold", y="f1", hue="label", hue_order=labels, ax=ax)
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    for i, label in enumerate(labels):
+        if tuned and label in tuned:
+            curve = shown[shown["label"] == label]
+            best = curve.iloc[(curve["threshold"] - tuned[label]).abs().argmin()]
+            ax.scatter([best["threshold"]], [best["f1"]], color=f"C{i}", s=60, zorder=3, edgecolor="k")
+    ax.set(xlabel="decision threshold", ylabel="F1 (validation)", title="F1 against the threshold, per label",
+           ylim=(0, 1))
+    ax.legend(fontsize="small", ncol=2)
+    return ax
+
+
+def plot_cooccurrence(Y, names: list[str], ax=None):
+    """How often label j (column) is present when label i (row) is: P(j | i), diagonal = 1 (chapter 05)."""
+    import numpy as np
+
+    Y = np.asarray(Y, dtype=float)
+    counts = Y.T @ Y
+    conditional = counts / np.maximum(np.diag(counts)[:, None], 1)
+    ax = ax or plt.subplots(figsize=(8.0, 6.8))[1]
+    sns.heatmap(pd.DataFrame(conditional, index=names, columns=names), cmap="Blues", vmin=0, vmax=1, square=True,
+                cbar_kws={"label": "P(column label | row label)", "shrink": 0.7}, ax=ax)
+    ax.set(title="Label co-occurrence (training split)")
+    return ax
+
+
+def plot_f1_vs_support(frames: dict[str, pd.DataFrame], ax=None, annotate: int = 4):
+    """Per-label F1 against the label's number of test examples, one colour per method (chapter 05).
+
+    Each frame comes from ``metrics.per_label_f1``; the ``annotate`` rarest labels are named.
+    """
+    ax = ax or plt.subplots(figsize=(7.0, 4.2))[1]
+    for i, (name, frame) in enumerate(frames.items()):
+        ax.scatter(frame["support"], frame["f1"], color=f"C{i}", label=name, alpha=0.8)
+    first = next(iter(frames.values()))
+    for _, row in first.nsmallest(annotate, "support").iterrows():
+        ax.annotate(row["label"], (row["support"], row["f1"]), xytext=(4, 4), textcoords="offset points",
+                    fontsize="small")
+    ax.set(xscale="log", ylim=(-0.02, 1.02), xlabel="test examples with the label (support)", ylabel="F1",
+           title="Per-label F1 against label frequency")
+    ax.legend(fontsize="small")
+    return ax

@@ -31,7 +31,12 @@ def tokenize(data: DatasetDict, tokenizer, max_length: int, multi_label: bool = 
             out["labels"] = batch["label"]
         return out
 
-    return data.map(encode, batched=True, remove_columns=data["train"].column_names)
+    encoded = data.map(encode, batched=True, remove_columns=data["train"].column_names)
+    if multi_label:  # the new column would keep the input's ClassLabel type: BCE needs floats
+        from datasets import Sequence, Value
+
+        encoded = encoded.cast_column("labels", Sequence(Value("float32")))
+    return encoded
 
 
 def training_arguments(profile: Profile, settings: TrainSettings | None = None, run_name: str = "run",

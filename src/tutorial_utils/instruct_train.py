@@ -1,0 +1,347 @@
+"""Instruction tuning: the loss on the answer tokens only, its Trainer, and chapter 04's complete runs.
+
+The loss is written out in a few lines (``completion_loss``) instead of TRL's ``SFTTrainer`` because
+it teaches the masking and, on a CPU, is several times faster: logits only where answers are, and
+the instruction every prompt shares runs once per batch. ``make_sft_trainer`` builds TRL's trainer on
+the same data, so a chapter can check that both mask the same tokens. Taught in chapter 04; the
+multi-label runs of chapter 05 reuse ``tune``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import Dataset, DatasetDict
+
+from . import budgets, instruct, models
+from .config import LoraSettings, Profile, TrainSettings
+from .data import label_names, load_single_label
+from .data.common import stratified_sample
+from .instruct import Verbalizer
+from .metrics import softmax
+from .runs import RunResult, load, model_dir, save, stamp
+from .session import seed_everything
+from .train import learning_curve, training_arguments
+
+INSTRUCTION_SCORED = "instruction-scored"
+INSTRUCTION_GENERATED = "instruction-generated"
+SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
+            "debian-tags": "software package description"}
+
+
+# ---- The loss on the answer only -------------------------------------------------------------------------
+
+def tokenize_completions(pairs: Dataset, tokenizer) -> Dataset:
+    """Token ids of prompt + answer (+ EOS) and the prompt's length: what the loss mask needs (chapter 04)."""
+    def encode(batch: dict) -> dict:
+        prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
+        answers = [instruct.answer_ids(tokenizer, c) for c in batch["completion"]]
+        return {"input_ids": [p + a for p, a in zip(prompts, answers)], "prompt_length": [len(p) for p in prompts]}
+
+    return pairs.map(encode, batched=True, remove_columns=pairs.column_names)
+
+
+def completion_labels(input_ids: torch.Tensor, prompt_lengths: torch.Tensor,
+                      attention_mask: torch.Tensor) -> torch.Tensor:
+    """Labels for the loss: the input ids, with -100 (ignored) on the prompt and the padding (chapter 04)."""
+    width = input_ids.shape[1]
+    start = width - attention_mask.sum(1, keepdim=True)  # left padding: where each row's tokens begin
+    answer = torch.arange(width, device=input_ids.device) >= start + prompt_lengths[:, None]
+    return input_ids.masked_fill(~answer, -100)
+
+
+class CompletionCollator:
+    """Left-pads a batch and masks its prompts; the instruction every prompt shares is passed once (chapter 04)."""
+
+    def __init__(self, pad_token_id: int, prefix: list[int] | None = None):
+        self.pad, self.prefix = pad_token_id, list(prefix or [])
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        """A batch: suffix ids and mask (left-padded), labels of the last columns, the shared prefix ids."""
+        n = len(self.prefix)
+        rows = [list(f["input_ids"])[n:] for f in features]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[self.pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        labels = completion_labels(ids, torch.tensor([f["prompt_length"] - n for f in features]), mask)
+        keep = width - int((labels != -100).float().argmax(1).min()) + 1  # answers + the token before them
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels[:, -keep:],
+                "prefix_ids": torch.tensor([self.prefix], dtype=torch.long)}
+
+
+def completion_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token cross-entropy on the answer tokens only, computing logits only where answers are (chapter 04).
+
+    With ``prefix_ids`` (the shared instruction), the prefix runs once per batch and its key/value
+    cache, gradients included, is repeated for every example: the same loss as running it per example.
+    """
+    labels, ids, mask, cache = batch["labels"], batch["input_ids"], batch["attention_mask"], None
+    prefix = batch.get("prefix_ids")
+    if prefix is not None and prefix.numel():
+        if budgets.checkpointing_enabled(model):  # recomputation keeps no cache: run the prefix in every row
+            ids = torch.cat([prefix.expand(ids.shape[0], -1), ids], dim=1)
+        else:
+            cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+            cache.batch_repeat_interleave(ids.shape[0])
+        mask = torch.cat([torch.ones(mask.shape[0], prefix.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)
+    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)[:, mask.shape[1] - ids.shape[1]:]
+    out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=False,
+                position_ids=positions, logits_to_keep=labels.shape[1])
+    logits = out.logits[:, :-1].float()  # the logit at position t predicts the token at t + 1
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                             ignore_index=-100)
+
+
+def make_instruct_trainer(model, tokenizer, pairs: Dataset, profile: Profile, settings: TrainSettings | None = None,
+                          run_name: str = "instruct", share_prefix: bool = True,
+                          **overrides: object) -> "transformers.Trainer":  # noqa: F821
+    """A transformers Trainer for prompt -> answer pairs with the loss on the answers only (chapter 04)."""
+    from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
+
+    class CompletionOnlyTrainer(Trainer):
+        """Trainer whose loss is ``completion_loss``."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = completion_loss(model, inputs)
+            return (loss, None) if return_outputs else loss
+
+    encoded = tokenize_completions(pairs, tokenizer)
+    prompts = [ids[:n] for ids, n in zip(encoded["input_ids"], encoded["prompt_length"])]
+    prefix = prompts[0][:instruct.shared_prefix(prompts)] if share_prefix and len(prompts) > 1 else []
+    overrides.setdefault("eval_strategy", "no")
+    overrides.setdefault("logging_steps", 2)
+    args = training_arguments(profile, settings or profile.instruct_train, run_name, **overrides)
+    trainer = CompletionOnlyTrainer(model=model, args=args, train_dataset=encoded,
+                                    data_collator=CompletionCollator(tokenizer.pad_token_id, prefix))
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, settings: TrainSettings | None = None,
+                     run_name: str = "instruct-trl", **overrides: object) -> "trl.SFTTrainer":  # noqa: F821
+    """TRL's SFTTrainer on the same prompt-completion data: it too masks the prompt out of the loss (chapter 04)."""
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from .assets import cache_dir
+
+    s, dtype = settings or profile.instruct_train, models.compute_dtype()
+    kwargs = dict(output_dir=str(cache_dir() / "trainer" / profile.name / run_name), num_train_epochs=s.epochs,
+                  learning_rate=s.learning_rate, per_device_train_batch_size=s.batch_size,
+                  gradient_accumulation_steps=s.grad_accum, bf16=dtype == torch.bfloat16,
+                  fp16=dtype == torch.float16, use_cpu=models.device().type == "cpu", max_length=None,
+                  completion_only_loss=True, gradient_checkpointing=False,  # TRL's default recomputes: slower
+                  save_strategy="no", eval_strategy="no", report_to=[], seed=profile.seed,
+                  disable_tqdm=os.environ.get("COURSE_HIDE_PROGRESS") == "1")
+    kwargs.update(overrides)
+    trainer = SFTTrainer(model=model, args=SFTConfig(**kwargs), train_dataset=pairs, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)
+    if dtype == torch.float16:  # TRL casts a 4-bit model's adapters to bf16 (QLoRA's recipe); fp16 mixed
+        for param in trainer.model.parameters():  # precision (a T4 has no bf16) cannot unscale bf16 gradients
+            if param.requires_grad:
+                param.data = param.data.float()
+    return trainer
+
+
+# ---- Chapter 04's runs ------------------------------------------------------------------------------------
+
+def subject_of(dataset_name: str) -> str:
+    """What the instruction calls one text of a dataset ("patent title", ...; "text" when unknown) (chapter 04)."""
+    return SUBJECTS.get(dataset_name, "text")
+
+
+def training_subset(split: Dataset, n: int | None, seed: int, multi_label: bool = False) -> Dataset:
+    """``n`` training examples (all if None or more), stratified by label if single-label (chapter 04)."""
+    if n is None or n >= len(split):
+        return split
+    if multi_label:
+        return split.shuffle(seed=seed).select(range(n))
+    return split.select(sorted(stratified_sample(split["label"], n, seed)))
+
+
+@dataclass
+class Tuned:
+    """An instruction-tuned model with the verbalizer and prompt settings it was trained with (chapter 04)."""
+
+    model: object
+    tokenizer: object
+    verbalizer: Verbalizer
+    subject: str
+    multi_label: bool
+    max_text_tokens: int
+    report: dict
+
+    def prompts(self, texts: list[str]) -> list[str]:
+        """The prompts this model was trained on, for new texts."""
+        return [instruct.build_prompt(self.tokenizer, t, self.verbalizer, self.multi_label, self.subject,
+                                      self.max_text_tokens) for t in texts]
+
+
+def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
+         multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
+         subject: str | None = None, run_name: str = "instruct") -> Tuned:
+    """Instruction-tune the profile's 4-bit causal LM with LoRA on ``n_train`` examples (chapters 04 and 05)."""
+    settings, lora = profile.instruct_train, lora or profile.lora
+    n_train = profile.instruct_train_size if n_train is None else n_train
+    subject = subject or subject_of(profile.multi_label_data if multi_label else profile.single_label_data)
+    max_text_tokens = max_text_tokens or settings.max_length
+    seed_everything(profile.seed)
+    model, tokenizer = models.load_causal_lm(profile)
+    model = models.add_lora(model, lora, task_type="CAUSAL_LM")
+    verbalizer = instruct.make_verbalizer(label_names(data), kind)
+    subset = training_subset(data["train"], n_train, profile.seed, multi_label)
+    pairs = instruct.prompt_completion(subset, tokenizer, verbalizer, multi_label, subject, max_text_tokens)
+    trainer = make_instruct_trainer(model, tokenizer, pairs, profile, settings, run_name=run_name)
+    start = time.perf_counter()
+    trainer.train()
+    report = {"train_seconds": time.perf_counter() - start, "train_examples": len(subset),
+              "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list"),
+              "trainable_params": models.count_parameters(model).trainable, "verbalizer": kind,
+              "lora": lora_label(lora), "r": lora.r}
+    return Tuned(model, tokenizer, verbalizer, subject, multi_label, max_text_tokens, report)
+
+
+def lora_label(lora: LoraSettings) -> str:
+    """A short name for LoRA settings: "r=8 on q,v" or "r=16 on all linear" (chapter 04)."""
+    targets = tuple(lora.target_modules)
+    names = {budgets.ALL_LINEAR: "all linear", budgets.ATTENTION: "attention"}
+    short = names.get(targets, ",".join(t.split("_")[0] for t in targets))
+    return f"r={lora.r} on {short}"
+
+
+def prediction_metrics(y_true, y_pred, n_classes: int) -> dict[str, float]:
+    """Accuracy, macro- and weighted-F1 over the classes; a prediction of -1 (unparsable) is wrong (chapter 04)."""
+    from sklearn.metrics import f1_score
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = list(range(n_classes))
+    return {"accuracy": float((y_true == y_pred).mean()),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))}
+
+
+def timed(fn, *args, **kwargs) -> tuple[object, float]:
+    """(fn's result, the seconds it took) (chapter 04)."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def label_scores(tuned: Tuned, texts: list[str], batch_size: int = 16) -> tuple[np.ndarray, float]:
+    """Every label's log-likelihood for every text (constrained scoring), and the seconds it took (chapter 04)."""
+    return timed(instruct.score_labels, tuned.model, tuned.tokenizer, tuned.prompts(texts),
+                 list(tuned.verbalizer.words), batch_size=batch_size)
+
+
+def scored_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str = "test",
+                  method: str = INSTRUCTION_SCORED) -> RunResult:
+    """Predict a split by scoring every label string; probabilities are the softmax over the labels (chapter 04)."""
+    texts = list(data[split]["text"])
+    scores, seconds = label_scores(tuned, texts, profile.instruct_train.eval_batch_size)
+    y_true = np.asarray(data[split]["label"])
+    y_pred = scores.argmax(axis=1)
+    extra = {**tuned.report, "test_texts_per_second": len(texts) / seconds, "split": split}
+    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
+                     y_true=y_true, y_pred=y_pred, probs=softmax(scores),
+                     metrics=prediction_metrics(y_true, y_pred, scores.shape[1]), extra=extra)
+
+
+def generated_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str = "test",
+                     method: str = INSTRUCTION_GENERATED) -> RunResult:
+    """Predict a split by greedy generation and parsing; an unparsable answer is -1 and counts as wrong (chapter 04).
+
+    ``probs`` puts the answer's probability on the parsed label and spreads the rest evenly (uniform
+    for an unparsable answer); ``extra`` keeps the raw answers and their probabilities.
+    """
+    texts = list(data[split]["text"])
+    max_new = max(instruct.token_counts(tuned.tokenizer, tuned.verbalizer)) + 2
+    (answers, logp), seconds = timed(instruct.generate, tuned.model, tuned.tokenizer, tuned.prompts(texts),
+                                     max_new_tokens=max_new, batch_size=profile.instruct_train.eval_batch_size)
+    y_pred = np.array([instruct.parse_label(a, tuned.verbalizer) for a in answers])
+    n = len(tuned.verbalizer.words)
+    probs = generation_probs(y_pred, np.exp(logp), n)[:, :n]
+    probs[y_pred < 0] = 1.0 / n
+    probs /= probs.sum(axis=1, keepdims=True)
+    y_true = np.asarray(data[split]["label"])
+    extra = {**tuned.report, "test_texts_per_second": len(texts) / seconds, "split": split, "answers": answers,
+             "answer_probability": np.exp(logp).tolist(), "unparsable": int((y_pred < 0).sum())}
+    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
+                     y_true=y_true, y_pred=y_pred, probs=probs, metrics=prediction_metrics(y_true, y_pred, n),
+                     extra=extra)
+
+
+def generation_probs(y_pred: np.ndarray, confidence: np.ndarray, n_classes: int) -> np.ndarray:
+    """An (n, classes + 1) probability matrix whose top entry is the generated answer's probability (chapter 04).
+
+    The last column stands for "unparsable": an answer that names no label puts its confidence there,
+    so it counts as a confident wrong answer in a reliability diagram. The rest is spread evenly.
+    """
+    y = np.asarray(y_pred)
+    conf = np.clip(np.asarray(confidence, float), 1.0 / (n_classes + 1) + 1e-9, 1.0)
+    probs = np.repeat(((1 - conf) / n_classes)[:, None], n_classes + 1, axis=1)
+    probs[np.arange(len(y)), np.where(y < 0, n_classes, y)] = conf
+    return probs
+
+
+def instruction_runs(profile: Profile, data: DatasetDict | None = None) -> tuple[RunResult, RunResult]:
+    """Chapter 04's recipe: tune on the profile's subset, then predict the test split by scoring and by generating."""
+    data = data or load_single_label(profile)
+    tuned = tune(profile, data)
+    scored = scored_result(tuned, profile, data)
+    generated = generated_result(tuned, profile, data)
+    tuned.model.save_pretrained(model_dir(profile, INSTRUCTION_SCORED))  # the LoRA adapter, for later chapters
+    return scored, generated
+
+
+def cached_instruction_runs(profile: Profile, data: DatasetDict | None = None,
+                            verbose: bool = True) -> tuple[RunResult, RunResult]:
+    """Both of chapter 04's test-set runs from the run cache, or trained, predicted and saved now."""
+    found = load(profile, INSTRUCTION_SCORED), load(profile, INSTRUCTION_GENERATED)
+    if all(r is not None for r in found):
+        if verbose:
+            print(f"{INSTRUCTION_SCORED}, {INSTRUCTION_GENERATED}: loaded from the run cache ({profile.name} profile)")
+        return found
+    if verbose:
+        print(f"{INSTRUCTION_SCORED}, {INSTRUCTION_GENERATED}: not in the run cache; training and predicting now ...")
+    scored, generated = instruction_runs(profile, data)
+    for result in (scored, generated):
+        save(stamp(result, profile), profile)
+    return scored, generated
+
+
+def validation_row(tuned: Tuned, data: DatasetDict, scores: np.ndarray, seconds: float) -> dict:
+    """One comparison row from validation scores: verbalizer, budget, tokens, metrics, speed (chapter 04)."""
+    y = np.asarray(data["validation"]["label"])
+    task = instruct.instruction(tuned.verbalizer, tuned.multi_label, tuned.subject)
+    return {"verbalizer": tuned.verbalizer.kind, "LoRA": tuned.report["lora"], "r": tuned.report["r"],
+            "trainable params": tuned.report["trainable_params"],
+            "answer tokens (mean)": float(np.mean(instruct.token_counts(tuned.tokenizer, tuned.verbalizer))),
+            "instruction tokens": len(tuned.tokenizer(task, add_special_tokens=False)["input_ids"]),
+            **{f"val {k}": v for k, v in prediction_metrics(y, scores.argmax(1), scores.shape[1]).items()
+               if k != "weighted_f1"},
+            "scoring (texts/s)": len(y) / seconds, "train (s)": tuned.report["train_seconds"]}
+
+
+def arm(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None) -> dict:
+    """Tune one variant on the same subset and seed, and score the validation split: one comparison row (chapter 04)."""
+    tuned = tune(profile, data, kind=kind, lora=lora, run_name=f"instruct-{kind}")
+    scores, seconds = label_scores(tuned, list(data["validation"]["text"]), profile.instruct_train.eval_batch_size)
+    row = validation_row(tuned, data, scores, seconds)
+    del tuned
+    gc.collect()
+    return row
+
+
+def budget_table(dims: budgets.ArchDims, embedding_budget: int, ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
+                 target_sets: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+    """LoRA parameters per rank and target set, and their ratio to the embedding head's budget (chapter 04)."""
+    table = pd.DataFrame(budgets.lora_budget_rows({dims.name: dims}, list(ranks), target_sets))
+    table["x embedding head"] = table["LoRA parameters"] / embedding_budget
+    return table.drop(columns="model")
