@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export COURSE_HIDE_PROGRESS := 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install book test check clean
+.PHONY: install book test check bench bench-course clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ book: $(STAMP)  ## build the HTML book, executing every chapter on the offline d
 
 test: $(STAMP)  ## unit tests + every chapter notebook under nbval on the tiny profile
 	COURSE_PROFILE=tiny $(BIN)/pytest
+
+bench: $(STAMP)  ## cost benchmarks (memory, parameters, training, inference) on COURSE_PROFILE (default cpu)
+	$(BIN)/python -m tutorial_utils bench all --profile $${COURSE_PROFILE:-cpu}
+
+bench-course: $(STAMP)  ## wall time of every chapter (cold run cache) and of the test suite
+	$(BIN)/python -m tutorial_utils bench course --profile $${COURSE_PROFILE:-cpu}
 
 check:  ## static checks of the book as a reader meets it
 	$(BIN)/python ../shared/tools/course_check.py

@@ -7,6 +7,7 @@ and plots to a folder.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ class Entry:
     method: str
     compute: Callable[[], RunResult]
     family: str
+    train_examples: int | None = None  # labelled examples the method learned from (0: none)
 
 
 def collect(profile: Profile, entries: list[Entry], verbose: bool = True) -> dict[str, RunResult]:
@@ -35,7 +37,7 @@ def collect(profile: Profile, entries: list[Entry], verbose: bool = True) -> dic
 
 
 def single_label_table(results: dict[str, RunResult], reference: str, families: dict[str, str] | None = None,
-                       n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+                       n_resamples: int = 2000, seed: int = 0, examples: dict[str, int | None] | None = None) -> pd.DataFrame:
     """Trainable parameters, accuracy, macro-F1 with its 95% interval, and the paired comparison with ``reference``."""
     ref = results[reference]
     rows = []
@@ -44,6 +46,7 @@ def single_label_table(results: dict[str, RunResult], reference: str, families: 
             raise ValueError(f"{name} was scored on other test examples than {reference}; compare runs on one split.")
         point, low, high = stats.bootstrap_ci(run.y_true, run.y_pred, stats.macro_f1, n_resamples, seed=seed)
         row = {"method": name, "family": (families or {}).get(name, ""),
+               "train examples": run.extra.get("train_examples", (examples or {}).get(name, np.nan)),
                "trainable params": run.extra.get("trainable_params", np.nan),
                "accuracy": run.metrics["accuracy"], "macro-F1": point, "macro-F1 CI low": low, "macro-F1 CI high": high}
         if name != reference:
@@ -55,12 +58,13 @@ def single_label_table(results: dict[str, RunResult], reference: str, families: 
 
 
 def multi_label_table(results: dict[str, RunResult], families: dict[str, str] | None = None,
-                      n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+                      n_resamples: int = 1000, seed: int = 0, examples: dict[str, int | None] | None = None) -> pd.DataFrame:
     """Trainable parameters, micro-F1 (with its 95% interval) and macro-F1 of multi-label runs."""
     rows = []
     for name, run in results.items():
         point, low, high = stats.bootstrap_ci(run.y_true, run.y_pred, stats.micro_f1, n_resamples, seed=seed)
         rows.append({"method": name, "family": (families or {}).get(name, ""),
+                     "train examples": run.extra.get("train_examples", (examples or {}).get(name, np.nan)),
                      "trainable params": run.extra.get("trainable_params", np.nan), "micro-F1": point,
                      "micro-F1 CI low": low, "micro-F1 CI high": high, "macro-F1": run.metrics.get("macro_f1", np.nan)})
     return pd.DataFrame(rows).set_index("method")
@@ -115,18 +119,22 @@ def single_label_entries(profile: Profile, data) -> list[Entry]:
     from . import probe, prompting, recipes
     from .instruct_train import INSTRUCTION_SCORED, cached_instruction_runs, lora_label
 
+    n = len(data["train"])
+    n_instruct = min(profile.instruct_train_size or n, n)
     entries = [
-        Entry("TF-IDF + logistic regression", recipes.TFIDF, lambda: recipes.tfidf_run(profile, data), "floor"),
-        Entry("zero-shot prompt (scored)", prompting.ZERO_SHOT, lambda: prompting.zero_shot_run(profile, data), "no fine-tuning"),
-        Entry("frozen-LLM probe", probe.FROZEN_PROBE, lambda: probe.probe_run(profile, data), "no fine-tuning"),
+        Entry("TF-IDF + logistic regression", recipes.TFIDF, lambda: recipes.tfidf_run(profile, data), "floor", n),
+        Entry("zero-shot prompt (scored)", prompting.ZERO_SHOT, lambda: prompting.zero_shot_run(profile, data),
+              "no fine-tuning", 0),
+        Entry("frozen-LLM probe", probe.FROZEN_PROBE, lambda: probe.probe_run(profile, data), "no fine-tuning", n),
         Entry("LoRA embedding head", recipes.EMBEDDING_HEAD, lambda: recipes.embedding_head_run(profile, data),
-              "embedding head"),
+              "embedding head", n),
         Entry(f"instruction tuning, scored ({lora_label(profile.lora)})", INSTRUCTION_SCORED,
-              lambda: cached_instruction_runs(profile, data, verbose=False)[0], "instruction tuning"),
+              lambda: cached_instruction_runs(profile, data, verbose=False)[0], "instruction tuning", n_instruct),
     ]
     if profile.instruct_budgets:
-        entries.append(instruction_budget_entry(profile, data, profile.instruct_budgets[-1]))
-    entries.append(Entry("encoder, full fine-tune", recipes.ENCODER, lambda: recipes.encoder_run(profile, data), "encoder"))
+        entries.append(dataclasses.replace(instruction_budget_entry(profile, data, profile.instruct_budgets[-1]),
+                                           train_examples=n_instruct))
+    entries.append(Entry("encoder, full fine-tune", recipes.ENCODER, lambda: recipes.encoder_run(profile, data), "encoder", n))
     return entries
 
 
@@ -136,12 +144,14 @@ def multi_label_entries(profile: Profile, data) -> list[Entry]:
     from .multilabel_runs import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION, cached_multilabel_runs, train_subset
 
     subset = train_subset(profile, data)
+    n_instruct = min(profile.instruct_train_size or len(data["train"]), len(data["train"]))
     return [
-        Entry("frozen-LLM probe", probe.MULTILABEL_PROBE, lambda: probe.multilabel_probe_run(profile, subset), "no fine-tuning"),
+        Entry("frozen-LLM probe", probe.MULTILABEL_PROBE, lambda: probe.multilabel_probe_run(profile, subset),
+              "no fine-tuning", len(subset["train"])),
         Entry("LoRA embedding head", MULTILABEL_HEAD, lambda: cached_multilabel_runs(profile, data, verbose=False)[0],
-              "embedding head"),
+              "embedding head", len(subset["train"])),
         Entry("instruction tuning (generated)", MULTILABEL_INSTRUCTION,
-              lambda: cached_multilabel_runs(profile, data, verbose=False)[1], "instruction tuning"),
+              lambda: cached_multilabel_runs(profile, data, verbose=False)[1], "instruction tuning", n_instruct),
     ]
 
 
@@ -149,19 +159,25 @@ def news_entries(profile: Profile, data) -> list[Entry]:
     """The news-topic check: the floor, the embedding head and the encoder on the profile's news data."""
     from . import recipes
 
+    n = len(data["train"])
     return [
         Entry("TF-IDF + logistic regression", "news-" + recipes.TFIDF,
-              lambda: recipes.tfidf_run(profile, data, "news-" + recipes.TFIDF), "floor"),
+              lambda: recipes.tfidf_run(profile, data, "news-" + recipes.TFIDF), "floor", n),
         Entry("LoRA embedding head", "news-" + recipes.EMBEDDING_HEAD,
-              lambda: recipes.embedding_head_run(profile, data, "news-" + recipes.EMBEDDING_HEAD), "embedding head"),
+              lambda: recipes.embedding_head_run(profile, data, "news-" + recipes.EMBEDDING_HEAD), "embedding head", n),
         Entry("encoder, full fine-tune", "news-" + recipes.ENCODER,
-              lambda: recipes.encoder_run(profile, data, "news-" + recipes.ENCODER), "encoder"),
+              lambda: recipes.encoder_run(profile, data, "news-" + recipes.ENCODER), "encoder", n),
     ]
 
 
 def families(entries: list[Entry]) -> dict[str, str]:
     """Display name -> method family, for the tables."""
     return {e.name: e.family for e in entries}
+
+
+def examples(entries: list[Entry]) -> dict[str, int | None]:
+    """Display name -> labelled training examples, for the tables."""
+    return {e.name: e.train_examples for e in entries}
 
 
 def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose: bool = True) -> dict[str, pd.DataFrame]:
@@ -180,13 +196,14 @@ def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose:
                                        ("news", load_news, news_entries)]:
         entries = make_entries(profile, loader(profile))
         results = collect(profile, entries, verbose)
-        tables[name] = single_label_table(results, "LoRA embedding head", families(entries), n_resamples, profile.seed)
+        tables[name] = single_label_table(results, "LoRA embedding head", families(entries), n_resamples, profile.seed,
+                                          examples(entries))
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
         plot_tradeoff(tables[name], title=f"{name.replace('_', '-')}: macro-F1 vs trainable parameters", ax=ax)
         figures[name] = fig
     entries = multi_label_entries(profile, load_multi_label(profile))
     tables["multi_label"] = multi_label_table(collect(profile, entries, verbose), families(entries),
-                                              n_resamples // 2, profile.seed)
+                                              n_resamples // 2, profile.seed, examples(entries))
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     plot_tradeoff(tables["multi_label"], metric="micro-F1", title="multi-label: micro-F1 vs trainable parameters", ax=ax)
     figures["multi_label"] = fig

@@ -25,7 +25,7 @@ from .data import label_names, load_single_label
 from .data.common import stratified_sample
 from .instruct import Verbalizer
 from .metrics import softmax
-from .runs import RunResult, load, model_dir, save, stamp
+from .runs import RunResult, load_or_compute_together, model_dir
 from .session import seed_everything
 from .train import learning_curve, training_arguments
 
@@ -303,17 +303,8 @@ def instruction_runs(profile: Profile, data: DatasetDict | None = None) -> tuple
 def cached_instruction_runs(profile: Profile, data: DatasetDict | None = None,
                             verbose: bool = True) -> tuple[RunResult, RunResult]:
     """Both of chapter 04's test-set runs from the run cache, or trained, predicted and saved now."""
-    found = load(profile, INSTRUCTION_SCORED), load(profile, INSTRUCTION_GENERATED)
-    if all(r is not None for r in found):
-        if verbose:
-            print(f"{INSTRUCTION_SCORED}, {INSTRUCTION_GENERATED}: loaded from the run cache ({profile.name} profile)")
-        return found
-    if verbose:
-        print(f"{INSTRUCTION_SCORED}, {INSTRUCTION_GENERATED}: not in the run cache; training and predicting now ...")
-    scored, generated = instruction_runs(profile, data)
-    for result in (scored, generated):
-        save(stamp(result, profile), profile)
-    return scored, generated
+    return load_or_compute_together(profile, (INSTRUCTION_SCORED, INSTRUCTION_GENERATED),
+                                    lambda: instruction_runs(profile, data), verbose)
 
 
 def validation_row(tuned: Tuned, data: DatasetDict, scores: np.ndarray, seconds: float) -> dict:

@@ -92,7 +92,8 @@ def _load_kwargs(quantize: bool) -> dict:
     kwargs: dict = {"dtype": compute_dtype()}
     if quantize:
         kwargs["quantization_config"] = quantization_config()
-        kwargs["device_map"] = {"": 0} if device().type == "cuda" else {"": "cpu"}
+        # under torchrun / accelerate each process puts its copy on its own GPU (LOCAL_RANK)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))} if device().type == "cuda" else {"": "cpu"}
     return kwargs
 
 

@@ -19,7 +19,7 @@ from .data import label_names, load_multi_label, multi_hot
 from .instruct import Verbalizer, parse_labels
 from .instruct_train import Tuned, training_subset, tune
 from .metrics import multilabel_metrics, sigmoid
-from .runs import RunResult, load, save, stamp
+from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
 from .train import learning_curve, make_trainer, predict_logits
 
@@ -162,15 +162,8 @@ def multilabel_runs(profile: Profile, data: DatasetDict | None = None) -> tuple[
 def cached_multilabel_runs(profile: Profile, data: DatasetDict | None = None,
                            verbose: bool = True) -> tuple[RunResult, RunResult]:
     """Both of chapter 05's test-set runs from the run cache, or trained, predicted and saved now."""
-    found = load(profile, MULTILABEL_HEAD), load(profile, MULTILABEL_INSTRUCTION)
-    if all(r is not None for r in found):
-        if verbose:
-            print(f"{MULTILABEL_HEAD}, {MULTILABEL_INSTRUCTION}: loaded from the run cache ({profile.name} profile)")
-        return found
-    results = multilabel_runs(profile, data)
-    for result in results:
-        save(stamp(result, profile), profile)
-    return results
+    return load_or_compute_together(profile, (MULTILABEL_HEAD, MULTILABEL_INSTRUCTION),
+                                    lambda: multilabel_runs(profile, data), verbose)
 
 
 def comparison(results: list[RunResult]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ so they never retrain what an earlier chapter already trained on the same profil
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import numpy as np
@@ -62,7 +63,8 @@ def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method
     model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
     model = models.add_lora(model, profile.lora)
     report = train_and_report(make_trainer(model, tokenizer, data, profile, run_name=method))
-    model.save_pretrained(model_dir(profile, method))  # adapter + head, for distillation (chapter 07)
+    if int(os.environ.get("RANK", 0)) == 0:  # under DDP only the main process writes
+        model.save_pretrained(model_dir(profile, method))  # adapter + head, for distillation (chapter 07)
     return classifier_result(method, profile, data, model, tokenizer, extra=report)
 
 

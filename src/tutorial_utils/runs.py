@@ -82,11 +82,11 @@ def save(result: RunResult, profile: Profile) -> Path:
     np.savez_compressed(folder / "arrays.npz", y_true=result.y_true, y_pred=result.y_pred, probs=result.probs)
     meta = {k: v for k, v in dataclasses.asdict(result).items() if k not in {"y_true", "y_pred", "probs"}}
     meta["saved_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    (folder / "run.json").write_text(json.dumps(meta, indent=1, default=_jsonable))
+    (folder / "run.json").write_text(json.dumps(meta, indent=1, default=jsonable))
     return folder
 
 
-def _jsonable(value: object) -> object:
+def jsonable(value: object) -> object:
     """json fallback for numpy scalars and arrays."""
     if isinstance(value, np.generic):
         return value.item()
@@ -136,3 +136,19 @@ def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResu
     result = stamp(dataclasses.replace(compute(), method=method), profile, config)  # stored under the asked name
     save(result, profile)
     return result
+
+
+def load_or_compute_together(profile: Profile, methods: tuple[str, ...],
+                             compute: Callable[[], tuple[RunResult, ...]], verbose: bool = True) -> tuple[RunResult, ...]:
+    """Several runs that one training produces (e.g. scored and generated): all from the cache, or all computed now."""
+    found = tuple(load(profile, method) for method in methods)
+    if all(run is not None for run in found):
+        if verbose:
+            print(f"{', '.join(methods)}: loaded from the run cache ({profile.name} profile)")
+        return found
+    if verbose:
+        print(f"{', '.join(methods)}: not in the run cache; training and predicting now ...")
+    results = tuple(stamp(result, profile) for result in compute())
+    for result in results:
+        save(result, profile)
+    return results

@@ -56,6 +56,9 @@ def training_arguments(profile: Profile, settings: TrainSettings | None = None, 
         eval_strategy="epoch", save_strategy="no", logging_steps=5, report_to=[], seed=profile.seed,
         data_seed=profile.seed, remove_unused_columns=False, label_names=["labels"],
         disable_tqdm=os.environ.get("COURSE_HIDE_PROGRESS") == "1", dataloader_num_workers=0,
+        # transformers 5 scales the loss by the number of processes when this is on (its default), which is
+        # right for token-averaged LM losses but doubles a classifier's loss and gradients on 2 processes
+        average_tokens_across_devices=False,
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)

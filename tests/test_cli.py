@@ -1,0 +1,116 @@
+"""The command line: argument parsing, batch splitting over processes, the report writer, a tiny train run."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tutorial_utils import bench_report, cli
+from tutorial_utils.config import get_profile
+
+
+def test_parser_knows_the_methods_and_the_benchmarks():
+    args = cli.parser().parse_args(["train", "embedding-head", "--profile", "tiny", "--out", "x"])
+    assert (args.method, args.profile, args.out, args.func) == ("embedding-head", "tiny", "x", cli.cmd_train)
+    args = cli.parser().parse_args(["bench", "all", "--profile", "tiny", "--no-figures"])
+    assert args.step == "all" and args.no_figures and args.tests
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["train", "embedding-head"])  # --out is required
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["train", "bert", "--out", "x"])
+
+
+def test_the_profiles_batch_stays_the_global_batch_over_processes():
+    profile = get_profile("tiny")
+    split, per_device = cli._with_batch(profile, "embedding-head", None, world=2)
+    assert per_device == split.train.batch_size == profile.train.batch_size // 2
+    assert split.encoder_train == profile.encoder_train
+    _, per_device = cli._with_batch(profile, "encoder", 4, world=2)
+    assert per_device == 4
+    odd = dataclasses.replace(profile, train=dataclasses.replace(profile.train, batch_size=15))
+    with pytest.raises(SystemExit, match="per-device-batch"):
+        cli._with_batch(odd, "embedding-head", None, world=2)
+
+
+@pytest.mark.parametrize("value, text", [(None, "-"), (12345, "12,345"), (0.25, "0.25"), (0.0271, "0.0271"),
+                                         (1234.5, "1,234"), (3.14159, "3.14"), ("q,v r=8", "q,v r=8"),
+                                         (0.0001234, "1.23e-04"), (0.0, "0")])
+def test_table_cells(value, text):
+    assert bench_report.fmt(value) == text
+
+
+def fake_results() -> dict:
+    machine = {"cpu": "Some CPU", "usable cores": 2, "torch threads": 2, "gpu": None, "versions": {"torch": "2.x"},
+               "load average (1, 5, 15 min)": [0.5, 0.5, 0.5], "load average before (1, 5, 15 min)": [0.4, 0.4, 0.4]}
+    rows = [{"method": "embedding head", "LoRA budget": "q,v r=8", "trainable": 465_408, "formula": 465_408,
+             "trainable %": 0.5, "ratio to embedding head (first row)": 1.0, "not a column": 1}]
+    return {"profile": "cpu", "device": "cpu",
+            "sections": {"params": {"rows": rows, "machine": machine, "measured at": "2026-01-01 10:00", "seconds": 3.0}}}
+
+
+def test_markdown_has_markers_provenance_and_the_chosen_columns(tmp_path):
+    path = tmp_path / "cpu-cpu.json"
+    bench_report.write_markdown(fake_results(), path)
+    text = path.with_suffix(".md").read_text()
+    assert "<!-- params -->" in text and "<!-- /params -->" in text
+    assert "Some CPU, 2 usable cores, 2 torch threads, no GPU" in text
+    assert "1-min load average 0.40 before, 0.50 after" in text
+    assert "| embedding head | q,v r=8 | 465,408 | 465,408 | 0.5 | 1 |" in text
+    assert "not a column" not in text
+
+
+def test_report_draws_one_figure_per_section(tmp_path):
+    results = fake_results()
+    bench_report.write_report(results, tmp_path / "cpu-cpu.json", tmp_path / "images")
+    assert [p.name for p in (tmp_path / "images").iterdir()] == ["costs-cpu-cpu-params.png"]
+
+
+def run_cli(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, COURSE_PROFILE="tiny", COURSE_HIDE_PROGRESS="1", OMP_NUM_THREADS="1", **env)
+    return subprocess.run([sys.executable, "-m", "tutorial_utils", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_train_tfidf_writes_metrics_and_predictions_once(tmp_path):
+    done = run_cli("train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "out"), cwd=tmp_path,
+                   COURSE_RUNS=str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "predictions.csv"]
+    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert record["method"] == "tfidf-logreg" and record["profile"] == "tiny"
+    assert record["distributed"]["world_size"] == 1 and record["metrics"]["accuracy"] > 0.3
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert len(table) == 96 and set(table["true"]) <= set(record["label_names"])
+    probs = table[[f"p({n})" for n in record["label_names"]]].to_numpy()
+    assert abs(probs.sum(axis=1) - 1).max() < 1e-6
+    assert done.stdout.count("rank 0 wrote") == 1
+
+
+def test_compare_writes_the_capstone_tables(tmp_path, monkeypatch):
+    """`python -m tutorial_utils compare` on tiny: every table and plot lands in --out."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    done = subprocess.run([sys.executable, "-m", "tutorial_utils", "compare", "--profile", "tiny", "--out",
+                           str(tmp_path / "out"), "--resamples", "50"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    for table in ("single_label", "news", "multi_label"):
+        assert {f"{table}.csv", f"{table}.md", f"{table}.png"} <= names
+    assert "LoRA embedding head" in (tmp_path / "out" / "single_label.md").read_text()
+
+
+def test_a_partial_course_run_updates_only_its_own_rows():
+    old = [{"what": "chapter 00_setup", "seconds": 10}, {"what": "chapter 02_embedding_head", "seconds": 200},
+           {"what": "test suite (pytest, with every chapter under nbval)", "seconds": 300}]
+    new = [{"what": "chapter 01_quantization_lora", "seconds": 30}, {"what": "chapter 02_embedding_head", "seconds": 190}]
+    merged = cli.merge_rows(old, new)
+    assert [r["what"] for r in merged] == ["chapter 00_setup", "chapter 01_quantization_lora",
+                                           "chapter 02_embedding_head",
+                                           "test suite (pytest, with every chapter under nbval)"]
+    assert merged[2]["seconds"] == 190 and merged[0]["seconds"] == 10

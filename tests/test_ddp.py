@@ -1,0 +1,84 @@
+"""The capstone script under DDP: two CPU processes (gloo) on the tiny profile train as one.
+
+Launched unchanged with ``torchrun`` and with ``accelerate launch``; both ranks train, rank 0 alone
+writes the results, and they match a single-process run within the tolerance that the book page
+"Scaling out" (book/scaling.md) states: bf16 arithmetic on differently padded half-batches.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+TOLERANCE = {"accuracy": 0.03, "macro_f1": 0.03, "probability": 0.01, "agreement": 0.95, "loss": 0.01}
+LAUNCHERS = {  # {port}: a free port, so that two test runs on one machine do not meet
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port={port}",
+                 "-m", "tutorial_utils"],
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2",
+                   "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", "--main_process_port={port}",
+                   "-m", "tutorial_utils"],
+}
+SINGLE = [sys.executable, "-m", "tutorial_utils"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def train(launcher: list[str], out, runs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COURSE_PROFILE="tiny", COURSE_HIDE_PROGRESS="1", COURSE_RUNS=str(runs),
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    port = str(free_port())
+    launcher = [arg.replace("{port}", port) for arg in launcher]
+    done = subprocess.run([*launcher, "train", "embedding-head", "--profile", "tiny", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def read(out) -> tuple[dict, pd.DataFrame]:
+    return json.loads((out / "metrics.json").read_text()), pd.read_csv(out / "predictions.csv")
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    root = tmp_path_factory.mktemp("single")
+    train(SINGLE, root / "out", root / "runs")
+    return read(root / "out")
+
+
+@pytest.mark.parametrize("name", list(LAUNCHERS))
+def test_two_processes_train_as_one(name, single, tmp_path):
+    done = train(LAUNCHERS[name], tmp_path / "out", tmp_path / "runs")
+    record, predictions = read(tmp_path / "out")
+    alone, alone_predictions = single
+
+    # both ranks trained: each ran every optimizer step on its half of each global batch of 16
+    dist = record["distributed"]
+    assert dist["world_size"] == 2 and dist["backend"] == "gloo"
+    assert (dist["per_device_batch"], dist["global_batch"]) == (8, 16)
+    steps = [r["optimizer steps"] for r in dist["ranks"]]
+    assert sorted(r["rank"] for r in dist["ranks"]) == [0, 1] and steps == [12, 12]  # 192 examples / 16
+    assert "rank 1 of 2: 12 optimizer steps, 8 examples per step" in done.stderr
+    # DDP kept the replicas identical, and the result was written once, by rank 0
+    assert dist["max |probability difference| between ranks"] == 0.0
+    assert done.stdout.count("wrote metrics.json") == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "predictions.csv"]
+
+    # the same run as on one process, within the tolerance
+    for metric in ("accuracy", "macro_f1"):
+        assert abs(record["metrics"][metric] - alone["metrics"][metric]) <= TOLERANCE[metric], metric
+    columns = [c for c in predictions.columns if c.startswith("p(")]
+    assert np.abs(predictions[columns].to_numpy() - alone_predictions[columns].to_numpy()).max() <= TOLERANCE["probability"]
+    assert (predictions["predicted"] == alone_predictions["predicted"]).mean() >= TOLERANCE["agreement"]
+    for key in ("loss", "eval_loss"):  # the Trainer's logged losses, averaged over ranks
+        ours = pd.Series(record["extra"]["learning_curve"][key]).dropna().to_numpy()
+        theirs = pd.Series(alone["extra"]["learning_curve"][key]).dropna().to_numpy()
+        assert len(ours) == len(theirs) > 0 and np.abs(ours - theirs).max() <= TOLERANCE["loss"], (key, ours, theirs)
