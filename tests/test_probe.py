@@ -12,6 +12,7 @@ from tutorial_utils.config import get_profile
 @pytest.fixture()
 def cache(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
     return tmp_path
 
 

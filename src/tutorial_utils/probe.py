@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .assets import cache_dir
+from .runs import runs_dir
 from .config import Profile
 from .heads import pool
 
@@ -35,7 +35,7 @@ def feature_path(profile: Profile, name: str, layer: str, pooling: str, texts: l
     """Cache file of one feature matrix; its name holds everything the features depend on."""
     digest = hashlib.sha1(json.dumps([profile.causal_lm, profile.load_in_4bit, max_length, texts]).encode()).hexdigest()[:12]
     model = profile.causal_lm.replace("/", "--")
-    return cache_dir() / "features" / profile.name / model / f"{name}-{layer}-{pooling}-{digest}.npy"
+    return runs_dir() / "features" / profile.name / model / f"{name}-{layer}-{pooling}-{digest}.npy"
 
 
 @torch.no_grad()
