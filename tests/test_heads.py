@@ -79,5 +79,7 @@ def test_save_and_reload_keeps_the_trained_head(tmp_path):
         untrained = fresh(**batch).logits.float()
     # the reloaded head is bf16 (it was fp32 after k-bit preparation): logits agree to bf16 rounding
     assert torch.allclose(before.float(), after, atol=0.1)
-    assert torch.equal(before.argmax(-1), after.argmax(-1))
+    top2 = before.float().topk(2, dim=-1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 0.1  # a near-tie can flip under bf16 rounding; a clear winner cannot
+    assert torch.equal(before.argmax(-1)[clear], after.argmax(-1)[clear])
     assert (untrained - after).abs().max() > 1.0, "a fresh head would also have passed: the test proves nothing"
