@@ -6,6 +6,8 @@ softmax of logits / T (Hinton et al., 2015). Taught in chapter 07.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -20,6 +22,8 @@ from . import models
 from .config import Profile, TrainSettings
 from .metrics import softmax
 from .train import predict_logits, tokenize, training_arguments
+
+STUDENT = "distilled-student"
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor | None,
@@ -64,6 +68,44 @@ def make_distillation_trainer(model, tokenizer, data: DatasetDict, profile: Prof
 def teacher_probabilities(model, tokenizer, texts: list[str], settings: TrainSettings) -> np.ndarray:
     """The teacher's class probabilities (softmax at T = 1) for a list of texts."""
     return softmax(predict_logits(model, tokenizer, texts, settings.eval_batch_size, settings.max_length))
+
+
+def cached_teacher_probabilities(profile: Profile, teacher, tokenizer, texts: list[str], teacher_dir: str | Path) -> np.ndarray:
+    """``teacher_probabilities``, stored next to the teacher's weights: a retrained teacher starts a new file."""
+    digest = hashlib.sha1(json.dumps([profile.train.max_length, texts]).encode()).hexdigest()[:12]
+    path = Path(teacher_dir) / f"teacher-probabilities-{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    probs = teacher_probabilities(teacher, tokenizer, texts, profile.train)
+    np.save(path, probs)
+    return probs
+
+
+def student_run(profile: Profile, data: DatasetDict, transfer: DatasetDict, temperature: float, alpha: float,
+                method: str = STUDENT, save_model: bool = True, settings: TrainSettings | None = None):
+    """Train a fresh student on ``transfer`` with the distillation loss, predict ``data``'s test split, keep its weights."""
+    from .data import label_names
+    from .recipes import classifier_result, train_and_report
+    from .runs import model_dir
+    from .session import seed_everything
+
+    seed_everything(profile.seed)
+    student, tokenizer = load_student(profile, label_names(data))
+    trainer = make_distillation_trainer(student, tokenizer, transfer, profile, temperature, alpha, settings=settings)
+    report = train_and_report(trainer)
+    if save_model:
+        student.save_pretrained(model_dir(profile, method))
+        tokenizer.save_pretrained(model_dir(profile, method))
+    return classifier_result(method, profile, data, student, tokenizer, settings=settings or profile.encoder_train,
+                             extra=report)
+
+
+def load_trained_student(folder: str | Path):
+    """A student saved by ``student_run``; returns (model, tokenizer) on the course's device."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    return model.to(models.device()).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 def inference_speed(model, tokenizer, texts: list[str], batch_size: int, max_length: int, repeats: int = 2) -> dict:

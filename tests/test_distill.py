@@ -1,0 +1,76 @@
+"""Distillation: the loss against its definition, the teacher-probability cache, a saved student reloads."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import DatasetDict
+from torch.nn import functional as F
+
+from tutorial_utils import distill, runs
+from tutorial_utils.config import get_profile
+from tutorial_utils.data import label_names, load_single_label
+
+
+@pytest.fixture()
+def isolated_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def test_alpha_zero_is_plain_cross_entropy():
+    logits, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
+    teacher = torch.softmax(torch.randn(5, 4), -1)
+    loss = distill.distillation_loss(logits, teacher, labels, temperature=3.0, alpha=0.0)
+    assert torch.allclose(loss, F.cross_entropy(logits, labels))
+
+
+def test_kl_term_matches_its_definition_and_vanishes_when_the_student_copies_the_teacher():
+    logits = torch.randn(6, 5)
+    teacher = torch.softmax(torch.randn(6, 5), -1)
+    t = 2.0
+    soft = teacher ** (1 / t) / (teacher ** (1 / t)).sum(-1, keepdim=True)
+    log_student = torch.log_softmax(logits / t, -1)
+    expected = (soft * (soft.log() - log_student)).sum(-1).mean() * t ** 2
+    assert torch.allclose(distill.distillation_loss(logits, teacher, None, t, alpha=1.0), expected, atol=1e-6)
+    copy = torch.log(teacher)  # logits whose softmax is the teacher's distribution at every temperature's re-tempering
+    assert distill.distillation_loss(copy, teacher, None, t, alpha=1.0).abs() < 1e-5
+
+
+def test_unlabelled_rows_only_get_the_teacher_term():
+    logits = torch.randn(4, 3)
+    teacher = torch.softmax(torch.randn(4, 3), -1)
+    labels = torch.tensor([1, -1, -1, 2])
+    mixed = distill.distillation_loss(logits, teacher, labels, temperature=1.0, alpha=0.5)
+    kd = distill.distillation_loss(logits, teacher, None, temperature=1.0, alpha=1.0)
+    ce = F.cross_entropy(logits[[0, 3]], labels[[0, 3]])
+    assert torch.allclose(mixed, 0.5 * kd + 0.5 * ce)
+    all_unlabelled = distill.distillation_loss(logits, teacher, torch.full((4,), -1), temperature=1.0, alpha=0.5)
+    assert torch.allclose(all_unlabelled, kd)
+
+
+def test_teacher_probabilities_are_computed_once_per_text_list(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(model, tokenizer, texts, settings):
+        calls.append(len(texts))
+        return np.full((len(texts), 3), 1 / 3)
+
+    monkeypatch.setattr(distill, "teacher_probabilities", fake)
+    profile = get_profile("tiny")
+    first = distill.cached_teacher_probabilities(profile, None, None, ["a", "b"], tmp_path)
+    again = distill.cached_teacher_probabilities(profile, None, None, ["a", "b"], tmp_path)
+    other = distill.cached_teacher_probabilities(profile, None, None, ["a", "c", "d"], tmp_path)
+    assert calls == [2, 3] and np.array_equal(first, again) and other.shape == (3, 3)
+
+
+def test_a_saved_student_reloads_and_predicts_as_it_did(isolated_runs):
+    profile = get_profile("tiny")
+    data = load_single_label(profile)
+    n = len(label_names(data))
+    train = data["train"].select_columns(["text", "label"]).select(range(32))
+    transfer = DatasetDict(train=train.add_column("teacher_probs", [[1 / n] * n] * 32))
+    result = distill.student_run(profile, data, transfer, temperature=2.0, alpha=0.5)
+    model, tokenizer = distill.load_trained_student(runs.model_dir(profile, distill.STUDENT))
+    again = distill.teacher_probabilities(model, tokenizer, list(data["test"]["text"]), profile.encoder_train)
+    assert np.array_equal(again.argmax(1), result.y_pred)
+    assert np.allclose(again, result.probs, atol=1e-5)
