@@ -7,7 +7,6 @@ and plots to a folder.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,8 +118,7 @@ def single_label_entries(profile: Profile, data) -> list[Entry]:
     from . import probe, prompting, recipes
     from .instruct_train import INSTRUCTION_SCORED, cached_instruction_runs, lora_label
 
-    n = len(data["train"])
-    n_instruct = min(profile.instruct_train_size or n, n)
+    n = len(data["train"])  # instruction runs record their own (smaller) training set in extra["train_examples"]
     entries = [
         Entry("TF-IDF + logistic regression", recipes.TFIDF, lambda: recipes.tfidf_run(profile, data), "floor", n),
         Entry("zero-shot prompt (scored)", prompting.ZERO_SHOT, lambda: prompting.zero_shot_run(profile, data),
@@ -129,11 +127,10 @@ def single_label_entries(profile: Profile, data) -> list[Entry]:
         Entry("LoRA embedding head", recipes.EMBEDDING_HEAD, lambda: recipes.embedding_head_run(profile, data),
               "embedding head", n),
         Entry(f"instruction tuning, scored ({lora_label(profile.lora)})", INSTRUCTION_SCORED,
-              lambda: cached_instruction_runs(profile, data, verbose=False)[0], "instruction tuning", n_instruct),
+              lambda: cached_instruction_runs(profile, data, verbose=False)[0], "instruction tuning"),
     ]
     if profile.instruct_budgets:
-        entries.append(dataclasses.replace(instruction_budget_entry(profile, data, profile.instruct_budgets[-1]),
-                                           train_examples=n_instruct))
+        entries.append(instruction_budget_entry(profile, data, profile.instruct_budgets[-1]))
     entries.append(Entry("encoder, full fine-tune", recipes.ENCODER, lambda: recipes.encoder_run(profile, data), "encoder", n))
     return entries
 
@@ -144,14 +141,13 @@ def multi_label_entries(profile: Profile, data) -> list[Entry]:
     from .multilabel_runs import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION, cached_multilabel_runs, train_subset
 
     subset = train_subset(profile, data)
-    n_instruct = min(profile.instruct_train_size or len(data["train"]), len(data["train"]))
     return [
         Entry("frozen-LLM probe", probe.MULTILABEL_PROBE, lambda: probe.multilabel_probe_run(profile, subset),
               "no fine-tuning", len(subset["train"])),
         Entry("LoRA embedding head", MULTILABEL_HEAD, lambda: cached_multilabel_runs(profile, data, verbose=False)[0],
               "embedding head", len(subset["train"])),
         Entry("instruction tuning (generated)", MULTILABEL_INSTRUCTION,
-              lambda: cached_multilabel_runs(profile, data, verbose=False)[1], "instruction tuning", n_instruct),
+              lambda: cached_multilabel_runs(profile, data, verbose=False)[1], "instruction tuning"),
     ]
 
 

@@ -156,4 +156,4 @@ def multilabel_probe_run(profile: Profile, data, model=None, tokenizer=None, key
     return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
                      y_true=Y["test"], y_pred=pred, probs=probs, metrics=multilabel_metrics(Y["test"], pred),
                      extra={"trainable_params": probe_parameters(head), "layer": key[0], "pooling": key[1],
-                            "train examples": len(texts["train"])})
+                            "train_examples": len(texts["train"])})
