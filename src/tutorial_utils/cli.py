@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 from .bench_report import load_results, results_path, section_markdown, write_report
@@ -239,6 +240,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run the fair comparison into the results store (resumable; each run written as it finishes)."""
+    from . import experiment, methods, session, store
+
+    session.quiet(hide_progress=False)
+    profile = session.start(args.profile, show=False)
+    for name in args.only or []:
+        if not any(fnmatch(m, name) for m in methods.METHODS):
+            raise SystemExit(str(methods.UnknownMethod(f"--only {name!r} matches no method. The registry holds: "
+                                                       f"{', '.join(methods.METHODS)}.")))
+    if args.list:
+        for s in experiment.plan(profile):
+            state = "stored " if experiment.lookup(profile, s) else "missing"
+            print(f"{state}  {s.describe()}  [{s.key}]")
+        print(f"{experiment.expected_runs(profile)} runs in the whole plan (later seeds appear once their grid is "
+              f"stored); results in {store.root() / profile.name}")
+        return 0
+    start = time.perf_counter()
+    made = experiment.reproduce(profile, args.only, args.recompute or store.recompute_requested(),
+                                command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
+    problems = experiment.audit(profile)
+    print(f"{len(made)} runs made in {time.perf_counter() - start:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
+          f"at {store.root() / profile.name}")
+    for problem in problems:
+        print("problem: " + problem)
+    return 1 if problems else 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m tutorial_utils``."""
     top = argparse.ArgumentParser(prog="python -m tutorial_utils", description=__doc__.split("\n\n")[0])
@@ -272,6 +301,13 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", required=True, help="folder for the tables (CSV, markdown) and plots (PNG)")
     compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval")
     compare.set_defaults(func=cmd_compare)
+    reproduce = commands.add_parser("reproduce", help="the fair comparison into the results store (resumable)")
+    reproduce.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
+    reproduce.add_argument("--only", nargs="+", metavar="METHOD",
+                           help="run only these methods (names or patterns such as 'instruction-*')")
+    reproduce.add_argument("--recompute", action="store_true", help="run the selected runs again even if stored")
+    reproduce.add_argument("--list", action="store_true", help="show the plan and what is stored; run nothing")
+    reproduce.set_defaults(func=cmd_reproduce)
     return top
 
 

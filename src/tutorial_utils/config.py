@@ -57,6 +57,33 @@ class DataSizes:
 
 
 @dataclass(frozen=True)
+class Protocol:
+    """The comparison protocol every results table follows (chapters 06 and 08; ``reproduce`` runs it).
+
+    Within one comparison every trained method learns from the same ``train_examples`` (a fixed, stratified
+    subset of the train split); each trains until its validation metric stops improving (evaluated
+    ``evals_per_epoch`` times an epoch, the best evaluation's weights kept, at most ``max_epochs``, and at
+    least ``min_steps`` optimiser steps on small sets); its learning rate (for a scikit-learn model: its
+    regularisation C) is chosen on validation from the same ``grid`` of factors on the method's default,
+    on the first seed; every seed then trains with the chosen value.
+    """
+
+    train_examples: int | None = 1000
+    max_epochs: int = 6
+    evals_per_epoch: int = 2
+    patience: int = 3  # evaluations without improvement on validation before training stops
+    min_steps: int = 100
+    grid: tuple[float, ...] = (1 / 3, 1.0, 3.0)  # factors on each method's default learning rate (or C)
+    seeds: tuple[int, ...] = (1, 2, 3)
+    efficiency_sizes: tuple[int, ...] = (100, 300)  # nested smaller training sets (the full size is added)
+
+    def grid_label(self) -> str:
+        """The grid as a reader sees it, e.g. "default / 3, default, default x 3"."""
+        return ", ".join("default" if f == 1 else (f"default / {1 / f:g}" if f < 1 else f"default x {f:g}")
+                         for f in self.grid)
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that differs between a test run, a laptop run, a Colab run and the paper's scale."""
 
@@ -86,6 +113,7 @@ class Profile:
     # Multi-label (chapter 05): longer texts than the single-label titles, so their own length and subset size.
     multilabel_train: TrainSettings = field(default_factory=lambda: TrainSettings(max_length=256))
     multilabel_train_size: int | None = None  # training examples for the multi-label runs (None or more: all)
+    protocol: Protocol = field(default_factory=Protocol)  # the fair comparison (``python -m tutorial_utils reproduce``)
     load_in_4bit: bool = True
     needs_gpu: bool = False
     meaningful: bool = True
@@ -131,6 +159,7 @@ PROFILES: dict[str, Profile] = {
         instruct_budgets=(LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR),),
         multilabel_train=TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48),
         multilabel_train_size=64,
+        protocol=Protocol(train_examples=96, max_epochs=2, patience=2, min_steps=0, efficiency_sizes=(32,)),
         meaningful=False,
     ),
     "cpu": Profile(
@@ -174,6 +203,7 @@ PROFILES: dict[str, Profile] = {
                           LoraSettings(r=64, alpha=128, dropout=0.05, target_modules=ALL_LINEAR)),
         multilabel_train=TrainSettings(epochs=2, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
         multilabel_train_size=100_000,  # more than the split holds: all of it
+        protocol=Protocol(train_examples=8000, max_epochs=4, efficiency_sizes=(100, 300, 1000, 3000)),
         needs_gpu=True,
     ),
     "paper": Profile(
@@ -200,6 +230,7 @@ PROFILES: dict[str, Profile] = {
         multilabel_train=TrainSettings(epochs=2, learning_rate=1e-4, batch_size=8, grad_accum=4, eval_batch_size=32,
                                        max_length=512),
         multilabel_train_size=100_000,  # more than the split holds: all of it
+        protocol=Protocol(train_examples=None, max_epochs=3, efficiency_sizes=(100, 300, 1000, 3000, 10000)),
         needs_gpu=True,
     ),
 }

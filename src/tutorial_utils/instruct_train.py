@@ -184,28 +184,40 @@ class Tuned:
                                       self.max_text_tokens) for t in texts]
 
 
-def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
-         multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
-         subject: str | None = None, run_name: str = "instruct") -> Tuned:
-    """Instruction-tune the profile's 4-bit causal LM with LoRA on ``n_train`` examples (chapters 04 and 05)."""
+def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
+                   multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
+                   subject: str | None = None, run_name: str = "instruct", seed: int | None = None,
+                   **overrides: object) -> tuple[Tuned, "transformers.Trainer"]:  # noqa: F821
+    """The 4-bit causal LM with LoRA, its prompts and its Trainer, ready to train (chapters 04, 05 and 08)."""
     settings, lora = profile.instruct_train, lora or profile.lora
+    seed = profile.seed if seed is None else seed
     n_train = profile.instruct_train_size if n_train is None else n_train
     subject = subject or subject_of(profile.multi_label_data if multi_label else profile.single_label_data)
     max_text_tokens = max_text_tokens or settings.max_length
-    seed_everything(profile.seed)
+    seed_everything(seed)
     model, tokenizer = models.load_causal_lm(profile)
     model = models.add_lora(model, lora, task_type="CAUSAL_LM")
     verbalizer = instruct.make_verbalizer(label_names(data), kind)
     subset = training_subset(data["train"], n_train, profile.seed, multi_label)
     pairs = instruct.prompt_completion(subset, tokenizer, verbalizer, multi_label, subject, max_text_tokens)
-    trainer = make_instruct_trainer(model, tokenizer, pairs, profile, settings, run_name=run_name)
+    if seed != profile.seed:
+        overrides = {"seed": seed, "data_seed": seed, **overrides}
+    trainer = make_instruct_trainer(model, tokenizer, pairs, profile, settings, run_name=run_name, **overrides)
+    report = {"train_examples": len(subset), "trainable_params": models.count_parameters(model).trainable,
+              "verbalizer": kind, "lora": lora_label(lora), "r": lora.r}
+    return Tuned(model, tokenizer, verbalizer, subject, multi_label, max_text_tokens, report), trainer
+
+
+def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
+         multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
+         subject: str | None = None, run_name: str = "instruct") -> Tuned:
+    """Instruction-tune the profile's 4-bit causal LM with LoRA on ``n_train`` examples (chapters 04 and 05)."""
+    tuned, trainer = prepare_tuning(profile, data, kind, lora, multi_label, n_train, max_text_tokens, subject, run_name)
     start = time.perf_counter()
     trainer.train()
-    report = {"train_seconds": time.perf_counter() - start, "train_examples": len(subset),
-              "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list"),
-              "trainable_params": models.count_parameters(model).trainable, "verbalizer": kind,
-              "lora": lora_label(lora), "r": lora.r}
-    return Tuned(model, tokenizer, verbalizer, subject, multi_label, max_text_tokens, report)
+    tuned.report.update(train_seconds=time.perf_counter() - start,
+                        learning_curve=learning_curve(trainer.state.log_history).to_dict(orient="list"))
+    return tuned
 
 
 def lora_label(lora: LoraSettings) -> str:

@@ -72,13 +72,18 @@ def check_probs(probs, y_true=None) -> tuple[np.ndarray, np.ndarray | None]:
     return P, y
 
 
-def classification_metrics(y_true, y_pred) -> dict[str, float]:
-    """Accuracy, macro-F1 and weighted-F1 of single-label predictions (chapter 02)."""
+def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict[str, float]:
+    """Accuracy, macro-F1 and weighted-F1 of single-label predictions (chapter 02).
+
+    With ``n_classes`` the F1s average over exactly the classes 0..n-1 (a prediction of -1, "unparsable",
+    then counts as wrong without becoming a class of its own).
+    """
     y_true, y_pred = check_same_length(y_true, y_pred)
+    labels = None if n_classes is None else list(range(n_classes))
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
     }
 
 

@@ -1,0 +1,241 @@
+"""The experiment layer: which runs the fair comparison needs, running them into the results store,
+and reading them back for the book (chapter 08; ``python -m tutorial_utils reproduce``).
+
+Two studies, both under the profile's ``Protocol``:
+
+* **comparison**: every method on the same ``train_examples`` training examples; each learning rate
+  (or C) on the grid trains on the first seed, the best on validation is chosen, and the chosen value
+  trains on every seed (deterministic methods, which a seed does not change, run once);
+* **efficiency**: the data-efficiency study, on nested smaller training sets (the first ``n`` of one
+  stratified order), each method at the value the comparison chose, on the first seed.
+
+The plan depends on what is stored: the seeds after the grid are known once the grid's runs are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatch
+
+import numpy as np
+from datasets import DatasetDict
+
+from . import methods, records, runners, store
+from .config import Profile
+from .records import RunRecord
+
+COMPARISON, EFFICIENCY = "comparison", "efficiency"
+COMPARED = ("tfidf-logreg", "zero-shot-scored", "frozen-llm-probe", "encoder-finetune", "embedding-head",
+            "instruction-scored", "instruction-generated")  # in the order reproduce runs them: cheap ones first
+EFFICIENCY_METHODS = ("tfidf-logreg", "frozen-llm-probe", "encoder-finetune", "embedding-head", "instruction-scored")
+STOCHASTIC_FAMILIES = {"embedding head", "instruction tuning", "encoder", "distilled"}  # a seed changes the result
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One run the studies need: method, study, training-set size, seed, tuned value; its key and folder tag."""
+
+    study: str
+    method: str
+    dataset: str
+    train_size: int
+    seed: int
+    value: float | None
+    role: str  # "grid" (a value on the first seed), "seed" (the chosen value on another seed) or "once"
+    key: str
+    settings: dict
+
+    @property
+    def tag(self) -> str:
+        """A readable folder name: size, tuned value and seed (the key makes it exact)."""
+        tuned = methods.get(self.method).tuned
+        value = "" if self.value is None else f"-{'lr' if tuned == 'learning_rate' else tuned}{self.value:.3g}"
+        return f"n{self.train_size}{value}-seed{self.seed}"
+
+    def describe(self) -> str:
+        """One line for progress output."""
+        value = "" if self.value is None else f", {methods.get(self.method).tuned} {self.value:.3g}"
+        return f"{self.study}: {self.method} (n={self.train_size}{value}, seed {self.seed}, {self.role})"
+
+
+def nested_order(labels: Iterable[int], seed: int) -> np.ndarray:
+    """An order of the examples whose every prefix keeps each class's share (nested stratified subsets)."""
+    labels = np.asarray(list(labels))
+    rng = np.random.default_rng(seed)
+    position = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        position[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return np.argsort(position, kind="stable")
+
+
+def comparison_data(profile: Profile, sizes: Iterable[int] = ()) -> dict[int, DatasetDict]:
+    """The comparison's data (train cut to ``train_examples``) and nested smaller train sets, by train size."""
+    from .data import load_single_label
+
+    full = load_single_label(profile)
+    order = nested_order(full["train"]["label"], profile.seed)
+    top = min(profile.protocol.train_examples or len(order), len(order))
+    out = {}
+    for n in sorted({top, *(min(s, top) for s in sizes)}):
+        out[n] = DatasetDict(train=full["train"].select(sorted(order[:n])), validation=full["validation"],
+                             test=full["test"])
+    return out
+
+
+def spec(profile: Profile, study: str, method: str, data: DatasetDict, seed: int, value: float | None,
+         role: str) -> Spec:
+    """The spec of one run, its key computed from the method's settings, the data and the seed."""
+    config = runners.settings(profile, method, value)
+    described = records.data_description(data, profile.single_label_data)
+    return Spec(study, method, profile.single_label_data, len(data["train"]), seed, value, role,
+                records.run_key(method, config, described, seed), config)
+
+
+def lookup(profile: Profile, s: Spec, verbose: bool = False) -> RunRecord | None:
+    """The stored record of a spec, or None."""
+    return store.find(profile.name, s.dataset, s.method, s.tag, s.key, verbose=verbose)
+
+
+def grid_values(profile: Profile, method: str) -> list[float | None]:
+    """The values the protocol tries for a method: the grid's factors times its default (or None)."""
+    default = runners.default_value(profile, method)
+    return [None] if default is None else [float(f"{default * f:.3g}") for f in profile.protocol.grid]
+
+
+def chosen(profile: Profile, grid: list[Spec]) -> float | None:
+    """The grid value with the best validation metric on the first seed, once every grid run is stored."""
+    found = [lookup(profile, s) for s in grid]
+    if any(r is None for r in found):
+        return None
+    best = max(range(len(grid)), key=lambda i: (found[i].validation_metric, -i))  # ties: the smaller value
+    return grid[best].value
+
+
+def plan(profile: Profile, data: dict[int, DatasetDict] | None = None) -> list[Spec]:
+    """Every run the studies need that is known now (later seeds appear once their grid is stored)."""
+    p = profile.protocol
+    data = data or comparison_data(profile, p.efficiency_sizes)
+    top, first = max(data), p.seeds[0]
+    specs: list[Spec] = []
+    picked: dict[str, float | None] = {}
+    for method in COMPARED:
+        entry = methods.get(method)
+        grid = [spec(profile, COMPARISON, method, data[top], first, v, "grid" if v is not None else "once")
+                for v in grid_values(profile, method)]
+        specs += grid
+        picked[method] = chosen(profile, grid) if entry.tuned else None
+        if entry.tuned and picked[method] is None:
+            continue
+        if entry.family in STOCHASTIC_FAMILIES:
+            specs += [spec(profile, COMPARISON, method, data[top], seed, picked[method], "seed") for seed in p.seeds[1:]]
+    for method in EFFICIENCY_METHODS:
+        if methods.get(method).tuned and picked.get(method) is None:
+            continue
+        specs += [spec(profile, EFFICIENCY, method, data[n], first, picked.get(method), "once")
+                  for n in sorted(data) if n != top]
+    return specs
+
+
+def expected_runs(profile: Profile) -> int:
+    """How many runs the whole plan holds once every grid is known (for the progress bar)."""
+    p = profile.protocol
+    total = 0
+    for method in COMPARED:
+        entry = methods.get(method)
+        total += len(grid_values(profile, method)) + (len(p.seeds) - 1) * (entry.family in STOCHASTIC_FAMILIES)
+    return total + len(EFFICIENCY_METHODS) * len({min(s, p.train_examples or s) for s in p.efficiency_sizes} - {p.train_examples})
+
+
+def produced_by(method: str) -> str:
+    """The method whose training produces this one's record (instruction-generated: instruction-scored)."""
+    return methods.get(method).trained_with or method
+
+
+def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
+    """Train and predict one spec (and any method that shares its training); write each record to the store."""
+    start = time.perf_counter()
+    outcomes = runners.run(profile, produced_by(s.method), data, s.seed, s.value)
+    wall = time.perf_counter() - start
+    written = []
+    wanted = COMPARED if s.study == COMPARISON else EFFICIENCY_METHODS
+    for method, outcome in outcomes.items():
+        if method not in wanted:
+            continue
+        twin = spec(profile, s.study, method, data, s.seed, s.value, s.role)
+        record = records.make_record(method, twin.dataset, twin.seed, twin.settings, data, outcome, wall, command)
+        record.extra.update(study=twin.study, role=twin.role)
+        store.write(record, store.folder(profile.name, twin.dataset, method, twin.tag, twin.key))
+        written.append(record)
+    return written
+
+
+def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool = False,
+              progress: Callable[[str], None] = print, command: str | None = None) -> list[RunRecord]:
+    """Run every missing run of the plan into the store, one at a time (safe to stop and resume).
+
+    ``only``: method names or glob patterns (e.g. ``embedding-head``, ``instruction-*``) to run; others are
+    left as they are. ``recompute``: run the selected ones again even when stored.
+    """
+    from tqdm.auto import tqdm
+
+    data = comparison_data(profile, profile.protocol.efficiency_sizes)
+    done: set[str] = set()
+    made: list[RunRecord] = []
+    bar = tqdm(total=expected_runs(profile), unit="run", desc=f"reproduce {profile.name}")
+    while True:
+        specs = [s for s in plan(profile, data) if not only or any(fnmatch(produced_by(s.method), o) or
+                                                                     fnmatch(s.method, o) for o in only)]
+        bar.total = max(bar.total, len(specs))
+        todo = [s for s in specs if s.key not in done and (recompute or lookup(profile, s) is None)]
+        bar.n = len(specs) - len(todo)
+        bar.refresh()
+        if not todo:
+            break
+        s = todo[0]
+        with store.locked(profile.name, s.key):
+            if recompute or lookup(profile, s, verbose=True) is None:  # another process may have made it meanwhile
+                progress(f"running {s.describe()} ...")
+                for record in execute(profile, s, data[s.train_size], command):
+                    progress(f"  stored {record.summary()} in {record.provenance['wall_seconds']:.0f} s")
+                    made.append(record)
+                    done.add(record.key)
+        done.add(s.key)
+    bar.close()
+    return made
+
+
+def audit(profile: Profile) -> list[str]:
+    """Problems of the profile's stored results: unreadable records, and records no current plan run has (stale)."""
+    wanted = {s.key for s in plan(profile)}
+    problems = []
+    for where, record in store.stored(profile.name):
+        if isinstance(record, store.StoreError):
+            problems.append(f"unreadable: {record}")
+        elif record.key not in wanted:
+            problems.append(f"stale: {where} (method {record.method}, seed {record.seed}) was made with data or "
+                            "settings the current code does not use. Fix: delete it and run "
+                            f"`python -m tutorial_utils reproduce --profile {profile.name} --only {record.method}`.")
+        elif not where.name.endswith(record.key):
+            problems.append(f"misplaced: {where} holds the record of key {record.key}")
+    return problems
+
+
+def records_of(profile: Profile, study: str = COMPARISON) -> dict[str, list[RunRecord]]:
+    """The stored records of a study that the plan selects (the chosen value on every seed), by method."""
+    specs = plan(profile)
+    grids: dict[str, list[Spec]] = {}
+    for s in specs:
+        if s.study == COMPARISON and s.role == "grid":
+            grids.setdefault(s.method, []).append(s)
+    picked = {method: chosen(profile, grid) for method, grid in grids.items()}
+    out: dict[str, list[RunRecord]] = {}
+    for s in specs:
+        if s.study != study or (s.role == "grid" and s.value != picked.get(s.method)):
+            continue
+        record = lookup(profile, s)
+        if record is not None:
+            out.setdefault(s.method, []).append(record)
+    return out

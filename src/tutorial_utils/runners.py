@@ -1,0 +1,228 @@
+"""How each registered method trains and predicts under the comparison protocol (chapter 08).
+
+Every runner takes the profile, the comparison's data (train already cut to the comparison's size),
+the seed and the value of the setting the protocol tunes (learning rate or C), and returns an
+*outcome*: test labels, predictions and probabilities, validation probabilities, the validation curve,
+trainable parameters and timings. ``records.make_record`` turns an outcome into a run record.
+``settings`` says what defines each run: it goes into the run's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+from datasets import DatasetDict
+
+from . import methods
+from .config import Profile, TrainSettings
+from .data import label_names
+from .metrics import classification_metrics, softmax
+
+TFIDF_C, PROBE_C = 10.0, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
+
+
+def macro_f1(y_true, y_pred, n_classes: int) -> float:
+    """Macro-F1 over exactly ``n_classes`` classes: the protocol's validation metric."""
+    return classification_metrics(y_true, y_pred, n_classes=n_classes)["macro_f1"]
+
+
+def default_value(profile: Profile, method: str) -> float | None:
+    """The method's default learning rate (or C): the centre of the protocol's grid."""
+    tuned = methods.get(method).tuned
+    if tuned is None:
+        return None
+    return {"tfidf-logreg": TFIDF_C, "frozen-llm-probe": PROBE_C, "embedding-head": profile.train.learning_rate,
+            "encoder-finetune": profile.encoder_train.learning_rate,
+            "instruction-scored": profile.instruct_train.learning_rate,
+            "instruction-generated": profile.instruct_train.learning_rate}[method]
+
+
+def _train_settings(s: TrainSettings) -> dict:
+    return {k: v for k, v in dataclasses.asdict(s).items() if k not in {"epochs", "learning_rate"}}
+
+
+def settings(profile: Profile, method: str, value: float | None) -> dict:
+    """Everything that defines one run of ``method`` (the data and the seed aside): the key's settings part."""
+    p = profile.protocol
+    plateau = {"max_epochs": p.max_epochs, "evals_per_epoch": p.evals_per_epoch, "patience": p.patience,
+               "min_steps": p.min_steps, "validation_metric": "macro_f1"}
+    llm = {"model": profile.causal_lm, "load_in_4bit": profile.load_in_4bit}
+    if method == "tfidf-logreg":
+        return {"features": "tfidf words 1-2 grams, sublinear tf, min_df 1", "C": value, "max_iter": 2000}
+    if method == "frozen-llm-probe":
+        return {**llm, "max_length": profile.train.max_length, "layers": ["last", "middle"],
+                "poolings": ["last", "mean"], "head": "standardised features + logistic regression", "C": value}
+    if method == "zero-shot-scored":
+        return {**llm, "verbalizer": "names", "max_text_tokens": profile.train.max_length}
+    if method == "embedding-head":
+        return {**llm, "lora": dataclasses.asdict(profile.lora), "train": _train_settings(profile.train),
+                "learning_rate": value, "plateau": plateau}
+    if method == "encoder-finetune":
+        return {"model": profile.encoder, "train": _train_settings(profile.encoder_train), "learning_rate": value,
+                "plateau": plateau}
+    if method in {"instruction-scored", "instruction-generated"}:
+        return {**llm, "lora": dataclasses.asdict(profile.lora), "train": _train_settings(profile.instruct_train),
+                "max_text_tokens": profile.train.max_length, "verbalizer": "names", "learning_rate": value,
+                "plateau": plateau, "predict": "score" if method == "instruction-scored" else "generate"}
+    raise methods.UnknownMethod(f"The protocol has no runner for {method!r}; it runs: "
+                                f"{', '.join(methods.names(runnable=True))}.")
+
+
+# ---- scikit-learn methods ---------------------------------------------------------------------------
+
+def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """TF-IDF + logistic regression at regularisation C = ``value``."""
+    from .recipes import tfidf_pipeline
+
+    pipeline = tfidf_pipeline(seed)
+    pipeline.set_params(logisticregression__C=value)
+    n = len(label_names(data))
+    start = time.perf_counter()
+    pipeline.fit(list(data["train"]["text"]), np.asarray(data["train"]["label"]))
+    seconds = time.perf_counter() - start
+    classes = pipeline.classes_
+
+    def full(texts: list[str]) -> np.ndarray:  # columns for every class, also one that training lacked
+        probs = np.zeros((len(texts), n))
+        probs[:, classes] = pipeline.predict_proba(texts)
+        return probs
+
+    val, test = full(list(data["validation"]["text"])), full(list(data["test"]["text"]))
+    lr = pipeline[-1]
+    return {"y_true": data["test"]["label"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
+            "validation_metric": macro_f1(data["validation"]["label"], val.argmax(1), n),
+            "trainable_params": lr.coef_.size + lr.intercept_.size, "train_seconds": seconds}
+
+
+def probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """The frozen-LLM probe at C = ``value``: layer and pooling chosen on validation (features cached)."""
+    from .probe import cached_features, fit_probe, probe_parameters
+
+    n = len(label_names(data))
+    feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
+                                profile.train.max_length, verbose=False) for s in ("train", "validation", "test")}
+    y = {s: np.asarray(data[s]["label"]) for s in feats}
+    start = time.perf_counter()
+    heads = {key: fit_probe(feats["train"][key], y["train"], C=value, seed=seed) for key in feats["train"]}
+    seconds = time.perf_counter() - start
+    scores = {key: macro_f1(y["validation"], head.predict(feats["validation"][key]), n) for key, head in heads.items()}
+    best = max(scores, key=scores.get)
+    val, test = (heads[best].predict_proba(feats[s][best]) for s in ("validation", "test"))
+    return {"y_true": y["test"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
+            "validation_metric": scores[best], "trainable_params": probe_parameters(heads[best]),
+            "train_seconds": seconds, "extra": {"layer": best[0], "pooling": best[1],
+                                                "validation_by_layer_pooling": {"/".join(k): v for k, v in scores.items()}}}
+
+
+def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> dict:
+    """Zero-shot label scoring with the frozen instruct model (nothing trains)."""
+    from .instruct import make_verbalizer
+    from .instruct_train import subject_of
+    from .models import load_causal_lm
+    from .prompting import prompt_scores
+
+    model, tokenizer = load_causal_lm(profile, padding_side="right")
+    verbalizer, subject = make_verbalizer(label_names(data), "names"), subject_of(profile.single_label_data)
+    n = len(verbalizer.words)
+    val, _ = prompt_scores(model, tokenizer, list(data["validation"]["text"]), verbalizer, [], subject)
+    test, seconds = prompt_scores(model, tokenizer, list(data["test"]["text"]), verbalizer, [], subject)
+    return {"y_true": data["test"]["label"], "y_pred": test.argmax(1), "probs": softmax(test),
+            "val_probs": softmax(val), "validation_metric": macro_f1(data["validation"]["label"], val.argmax(1), n),
+            "trainable_params": 0, "train_seconds": 0.0,
+            "extra": {"test_texts_per_second": len(test) / seconds}}
+
+
+# ---- gradient-trained methods -------------------------------------------------------------------------
+
+def _classifier_evaluate(tokenizer, data: DatasetDict, s: TrainSettings):
+    from .train import predict_logits
+
+    texts, y, n = list(data["validation"]["text"]), np.asarray(data["validation"]["label"]), len(label_names(data))
+
+    def evaluate(model) -> tuple[float, np.ndarray]:
+        logits = predict_logits(model, tokenizer, texts, batch_size=s.eval_batch_size, max_length=s.max_length)
+        return macro_f1(y, logits.argmax(1), n), softmax(logits)
+
+    return evaluate
+
+
+def _classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> dict:
+    from . import models
+    from .plateau import schedule, train_to_plateau
+    from .session import seed_everything
+    from .train import make_trainer, predict_logits
+
+    s = profile.encoder_train if encoder else profile.train
+    steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
+    seed_everything(seed)
+    if encoder:
+        model, tokenizer = models.load_encoder_classifier(profile, label_names(data))
+    else:
+        model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
+        model = models.add_lora(model, profile.lora)
+    trainer = make_trainer(model, tokenizer, data, profile, settings=s, run_name="protocol", eval_strategy="no",
+                           learning_rate=value, num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed)
+    fitted = train_to_plateau(trainer, _classifier_evaluate(tokenizer, data, s), profile.protocol, steps)
+    start = time.perf_counter()
+    logits = predict_logits(model, tokenizer, list(data["test"]["text"]), s.eval_batch_size, s.max_length)
+    fitted["extra"]["test_texts_per_second"] = len(logits) / (time.perf_counter() - start)
+    return {**fitted, "y_true": data["test"]["label"], "y_pred": logits.argmax(1), "probs": softmax(logits),
+            "trainable_params": models.count_parameters(model).trainable}
+
+
+def embedding_head(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """The LoRA embedding head (4-bit base), trained to a validation plateau at learning rate ``value``."""
+    return _classifier(profile, data, seed, value, encoder=False)
+
+
+def encoder(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """The encoder, fully fine-tuned to a validation plateau at learning rate ``value``."""
+    return _classifier(profile, data, seed, value, encoder=True)
+
+
+def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict[str, dict]:
+    """Instruction tuning to a validation plateau (scored labels on validation); test scored and generated.
+
+    Returns two outcomes from one training: ``instruction-scored`` and ``instruction-generated``.
+    """
+    from .instruct import score_labels
+    from .instruct_train import generated_result, prepare_tuning, scored_result
+    from .plateau import schedule, train_to_plateau
+
+    s = profile.instruct_train
+    steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
+    tuned, trainer = prepare_tuning(profile, data, n_train=len(data["train"]), max_text_tokens=profile.train.max_length,
+                                    run_name="protocol", seed=seed, learning_rate=value,
+                                    num_train_epochs=steps["max_epochs"])
+    prompts, y, n = tuned.prompts(list(data["validation"]["text"])), data["validation"]["label"], len(tuned.verbalizer.words)
+
+    def evaluate(model) -> tuple[float, np.ndarray]:
+        scores = score_labels(model, tuned.tokenizer, prompts, list(tuned.verbalizer.words), batch_size=s.eval_batch_size)
+        return macro_f1(y, scores.argmax(1), n), softmax(scores)
+
+    fitted = train_to_plateau(trainer, evaluate, profile.protocol, steps)
+    tuned.report = {}
+    outcomes = {}
+    for name, predict in (("instruction-scored", scored_result), ("instruction-generated", generated_result)):
+        result = predict(tuned, profile, data)
+        extra = {**fitted["extra"], **{k: v for k, v in result.extra.items() if k in
+                                        {"test_texts_per_second", "answers", "unparsable"}}}
+        outcomes[name] = {**fitted, "extra": extra, "y_true": result.y_true, "y_pred": result.y_pred,
+                          "probs": result.probs, "trainable_params": tuned.model.get_nb_trainable_parameters()[0]}
+    return outcomes
+
+
+RUNNERS = {"tfidf": tfidf, "probe": probe, "zero_shot": zero_shot, "embedding_head": embedding_head,
+           "encoder": encoder, "instruction": instruction}
+
+
+def run(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None) -> dict[str, dict]:
+    """Train and predict one registered method; outcomes by method name (one training may serve two methods)."""
+    entry = methods.get(method)
+    if entry.runner is None:
+        raise methods.UnknownMethod(f"{method!r} has no runner under the protocol yet; the protocol runs: "
+                                    f"{', '.join(methods.names(runnable=True))}.")
+    out = RUNNERS[entry.runner](profile, data, seed, value)
+    return out if entry.runner == "instruction" else {method: out}

@@ -1,0 +1,164 @@
+"""The results store in the repository: ``results/<profile>/<dataset>/<method>/<tag>-<key>/``.
+
+Each run the book shows is kept as ``record.json`` (settings, curve, metrics, provenance, and the
+SHA-256 of its arrays) beside ``predictions.npz`` (test labels, predictions and probabilities,
+validation probabilities). A write goes to a ``.partial`` folder first and is renamed into place, so a
+run killed midway leaves nothing that looks complete; a record whose arrays do not match its checksum,
+or whose JSON does not parse, is reported and recomputed, never loaded. A lock per run keeps two
+processes from computing the same run. Taught in chapter 08; ``python -m tutorial_utils reproduce`` fills it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .records import ROOT, RunRecord
+
+RESULTS_ENV = "COURSE_RESULTS"
+RECOMPUTE_ENV = "COURSE_RECOMPUTE"
+RECORD, ARRAYS = "record.json", "predictions.npz"
+
+
+class StoreError(RuntimeError):
+    """A stored record that cannot be used (corrupt, partly written, or from other data or settings)."""
+
+
+def root() -> Path:
+    """The store's root: ``COURSE_RESULTS``, else ``results/`` in the checkout."""
+    return Path(os.environ.get(RESULTS_ENV) or ROOT / "results")
+
+
+def folder(profile: str, dataset: str, method: str, tag: str, key: str, base: Path | None = None) -> Path:
+    """The folder of one run: readable up to the tag (size, learning rate, seed), exact by the key."""
+    return (base or root()) / profile / dataset.replace("/", "--") / method / f"{tag}-{key}"
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def write(record: RunRecord, where: Path) -> Path:
+    """Write a record and its arrays atomically into ``where`` (an existing run there is replaced)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **record.arrays())
+    blob = buffer.getvalue()
+    meta = record.meta() | {"arrays_sha256": hashlib.sha256(blob).hexdigest()}
+    text = json.dumps(meta, indent=1, default=_jsonable, allow_nan=True)
+    partial = where.with_name(where.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, payload in ((ARRAYS, blob), (RECORD, text.encode())):
+        with open(partial / name, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+    if where.exists():
+        old = where.with_name(where.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        where.rename(old)
+        partial.rename(where)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.rename(where)
+    return where
+
+
+def read(where: Path) -> RunRecord:
+    """The record in ``where``; a StoreError that says what is wrong when it is missing, corrupt or partial."""
+    if not (where / RECORD).exists() or not (where / ARRAYS).exists():
+        raise StoreError(f"{where} has no complete record ({RECORD} and {ARRAYS}).")
+    try:
+        meta = json.loads((where / RECORD).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StoreError(f"{where / RECORD} is not valid JSON ({error}): a partly written or edited record.") from error
+    blob = (where / ARRAYS).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta.pop("arrays_sha256", None):
+        raise StoreError(f"{where / ARRAYS} does not match the checksum in its record: partly written or changed.")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+        loaded = {name: arrays[name] for name in arrays.files}
+    try:
+        return RunRecord(**meta, **loaded)
+    except TypeError as error:
+        raise StoreError(f"{where / RECORD} does not have the fields of a run record ({error}).") from error
+
+
+def find(profile: str, dataset: str, method: str, tag: str, key: str, verbose: bool = True) -> RunRecord | None:
+    """The stored record of this run if it is there, complete and of this key; None (saying why) otherwise."""
+    where = folder(profile, dataset, method, tag, key)
+    if not where.exists():
+        return None
+    try:
+        record = read(where)
+    except StoreError as error:
+        if verbose:
+            print(f"{method}: the stored result cannot be used, recomputing it: {error}")
+        return None
+    if record.key != key:
+        if verbose:
+            print(f"{method}: the stored result in {where} was made with other data or settings; recomputing it.")
+        return None
+    return record
+
+
+def others(profile: str, dataset: str, method: str, tag: str, key: str) -> list[Path]:
+    """Stored runs of the same method, dataset and tag under other keys (older data or settings)."""
+    parent = folder(profile, dataset, method, tag, key).parent
+    if not parent.exists():
+        return []
+    return [p for p in parent.glob(f"{tag}-*") if p.is_dir() and not p.name.endswith((".partial", ".old"))
+            and p.name != f"{tag}-{key}"]
+
+
+@contextlib.contextmanager
+def locked(profile: str, key: str) -> Iterator[None]:
+    """Hold an exclusive lock for one run, so that a second process waits instead of computing it too."""
+    path = root() / ".locks" / profile / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def recompute_requested() -> bool:
+    """True when ``COURSE_RECOMPUTE=1``: stored results are ignored and every run is computed again."""
+    return os.environ.get(RECOMPUTE_ENV, "") not in {"", "0"}
+
+
+def stored(profile: str, base: Path | None = None) -> list[tuple[Path, RunRecord | StoreError]]:
+    """Every run folder under a profile's store, with its record (or the error reading it)."""
+    top = (base or root()) / profile
+    out: list[tuple[Path, RunRecord | StoreError]] = []
+    for path in sorted(top.glob(f"*/*/*/{RECORD}")):
+        where = path.parent
+        if where.name.endswith((".partial", ".old")):
+            continue
+        try:
+            out.append((where, read(where)))
+        except StoreError as error:
+            out.append((where, error))
+    return out
+
+
+def size_bytes(profile: str | None = None) -> int:
+    """Bytes the store (or one profile's part of it) takes on disk."""
+    top = root() / profile if profile else root()
+    return sum(p.stat().st_size for p in top.rglob("*") if p.is_file() and ".locks" not in p.parts)
