@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import stats
 from .config import Profile
+from .methods import INSTRUCTION_BUDGET
 from .runs import RunResult, load_or_compute
 
 
@@ -103,8 +104,7 @@ def instruction_budget_entry(profile: Profile, data, lora) -> Entry:
     """Instruction tuning scored over the labels at another LoRA budget (e.g. all linear layers, a higher rank)."""
     from .instruct_train import lora_label, scored_result, tune
 
-    label = lora_label(lora)
-    method = "instruction-scored-" + label.replace("=", "").replace(" on ", "-").replace(" ", "-").replace(",", "-")
+    label, method = lora_label(lora), INSTRUCTION_BUDGET
 
     def compute() -> RunResult:
         tuned = tune(profile, data, lora=lora, run_name=method)

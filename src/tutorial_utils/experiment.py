@@ -27,9 +27,10 @@ from .config import Profile
 from .records import RunRecord
 
 COMPARISON, EFFICIENCY = "comparison", "efficiency"
-COMPARED = ("tfidf-logreg", "zero-shot-scored", "frozen-llm-probe", "encoder-finetune", "embedding-head",
-            "instruction-scored", "instruction-generated")  # in the order reproduce runs them: cheap ones first
-EFFICIENCY_METHODS = ("tfidf-logreg", "frozen-llm-probe", "encoder-finetune", "embedding-head", "instruction-scored")
+COMPARED = (methods.TFIDF, methods.ZERO_SHOT, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
+            methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)  # the order reproduce runs them: cheap first
+EFFICIENCY_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
+                      methods.INSTRUCTION_SCORED)
 STOCHASTIC_FAMILIES = {"embedding head", "instruction tuning", "encoder", "distilled"}  # a seed changes the result
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from datasets import Dataset, DatasetDict
 
+from .methods import INSTRUCTION_SCORED, INSTRUCTION_GENERATED  # noqa: F401 (the names live in the registry)
 from . import budgets, instruct, models
 from .config import LoraSettings, Profile, TrainSettings
 from .data import label_names, load_single_label
@@ -29,8 +30,6 @@ from .runs import RunResult, load_or_compute_together, model_dir
 from .session import seed_everything
 from .train import learning_curve, training_arguments
 
-INSTRUCTION_SCORED = "instruction-scored"
-INSTRUCTION_GENERATED = "instruction-generated"
 SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
             "debian-tags": "software package description"}
 

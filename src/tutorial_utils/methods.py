@@ -14,6 +14,21 @@ from dataclasses import dataclass
 SINGLE_LABEL = "single-label"
 MULTI_LABEL = "multi-label"
 
+# The names, once: every other module imports them from here.
+TFIDF = "tfidf-logreg"
+ZERO_SHOT = "zero-shot-scored"
+FEW_SHOT = "few-shot-scored"
+FROZEN_PROBE = "frozen-llm-probe"
+EMBEDDING_HEAD = "embedding-head"
+INSTRUCTION_SCORED = "instruction-scored"
+INSTRUCTION_GENERATED = "instruction-generated"
+INSTRUCTION_BUDGET = "instruction-scored-all-linear"
+ENCODER = "encoder-finetune"
+STUDENT = "distilled-student"
+MULTILABEL_HEAD = "multilabel-embedding-head"
+MULTILABEL_INSTRUCTION = "multilabel-instruction"
+MULTILABEL_PROBE = "multilabel-frozen-llm-probe"
+
 
 class UnknownMethod(KeyError):
     """A method name that is not in the registry."""
@@ -44,43 +59,43 @@ class Method:
 
 
 REGISTRY: tuple[Method, ...] = (
-    Method("tfidf-logreg", "TF-IDF + logistic regression", SINGLE_LABEL, "floor",
+    Method(TFIDF, "TF-IDF + logistic regression", SINGLE_LABEL, "floor",
            "fits a logistic regression on word and word-pair TF-IDF features (closed form, L-BFGS)",
            "the logistic regression's weights and intercepts", "03", tuned="C", runner="tfidf"),
-    Method("zero-shot-scored", "zero-shot prompt (scored)", SINGLE_LABEL, "no fine-tuning",
+    Method(ZERO_SHOT, "zero-shot prompt (scored)", SINGLE_LABEL, "no fine-tuning",
            "does not learn: the instruct model scores every label after a prompt that lists them",
            "none", "03b", runner="zero_shot"),
-    Method("few-shot-scored", "few-shot prompt (scored)", SINGLE_LABEL, "no fine-tuning",
+    Method(FEW_SHOT, "few-shot prompt (scored)", SINGLE_LABEL, "no fine-tuning",
            "does not learn: k labelled examples go into the prompt", "none", "03b"),
-    Method("frozen-llm-probe", "frozen-LLM probe", SINGLE_LABEL, "no fine-tuning",
+    Method(FROZEN_PROBE, "frozen-LLM probe", SINGLE_LABEL, "no fine-tuning",
            "a logistic regression on the frozen 4-bit model's hidden states (layer and pooling chosen on validation)",
            "the logistic regression's weights and intercepts", "03b", tuned="C", runner="probe"),
-    Method("embedding-head", "LoRA embedding head", SINGLE_LABEL, "embedding head",
+    Method(EMBEDDING_HEAD, "LoRA embedding head", SINGLE_LABEL, "embedding head",
            "LoRA adapters and a linear head on the last non-pad token, trained with cross-entropy (4-bit base)",
            "LoRA matrices + the head (peft's count of weights with requires_grad)", "02",
            tuned="learning_rate", runner="embedding_head"),
-    Method("instruction-scored", "instruction tuning, scored", SINGLE_LABEL, "instruction tuning",
+    Method(INSTRUCTION_SCORED, "instruction tuning, scored", SINGLE_LABEL, "instruction tuning",
            "LoRA adapters trained on prompt -> label text (loss on the answer only); predicts by scoring every label",
            "LoRA matrices (peft's count)", "04", tuned="learning_rate", runner="instruction"),
-    Method("instruction-generated", "instruction tuning, generated", SINGLE_LABEL, "instruction tuning",
+    Method(INSTRUCTION_GENERATED, "instruction tuning, generated", SINGLE_LABEL, "instruction tuning",
            "the same trained model as instruction-scored; predicts by greedy generation and parsing",
-           "LoRA matrices (peft's count)", "04", tuned="learning_rate", trained_with="instruction-scored"),
-    Method("instruction-scored-all-linear", "instruction tuning, scored (r=16 on all linear)", SINGLE_LABEL,
+           "LoRA matrices (peft's count)", "04", tuned="learning_rate", trained_with=INSTRUCTION_SCORED),
+    Method(INSTRUCTION_BUDGET, "instruction tuning, scored (larger LoRA budget)", SINGLE_LABEL,
            "instruction tuning", "instruction tuning with a larger LoRA budget (every linear layer, higher rank)",
            "LoRA matrices (peft's count)", "04", tuned="learning_rate"),
-    Method("encoder-finetune", "encoder, full fine-tune", SINGLE_LABEL, "encoder",
+    Method(ENCODER, "encoder, full fine-tune", SINGLE_LABEL, "encoder",
            "every weight of a BERT-class encoder and a fresh head, trained with cross-entropy",
            "every weight of the encoder and its head", "03", tuned="learning_rate", runner="encoder"),
-    Method("distilled-student", "distilled student (MiniLM)", SINGLE_LABEL, "distilled",
+    Method(STUDENT, "distilled student (MiniLM)", SINGLE_LABEL, "distilled",
            "the encoder trained on the embedding head's probabilities (KL at a temperature) and the labels",
            "every weight of the student encoder and its head", "07", tuned="learning_rate"),
-    Method("multilabel-embedding-head", "LoRA embedding head", MULTI_LABEL, "embedding head",
+    Method(MULTILABEL_HEAD, "LoRA embedding head", MULTI_LABEL, "embedding head",
            "LoRA and a head with one sigmoid per label (BCE); thresholds tuned on validation",
            "LoRA matrices + the head", "05", tuned="learning_rate"),
-    Method("multilabel-instruction-generated", "instruction tuning (generated)", MULTI_LABEL, "instruction tuning",
+    Method(MULTILABEL_INSTRUCTION, "instruction tuning (generated)", MULTI_LABEL, "instruction tuning",
            "LoRA on prompt -> the list of labels; predicts by generating and parsing the list",
            "LoRA matrices", "05", tuned="learning_rate"),
-    Method("multilabel-frozen-llm-probe", "frozen-LLM probe", MULTI_LABEL, "no fine-tuning",
+    Method(MULTILABEL_PROBE, "frozen-LLM probe", MULTI_LABEL, "no fine-tuning",
            "one logistic regression per label on frozen hidden states; thresholds tuned on validation",
            "the logistic regressions' weights and intercepts", "05", tuned="C"),
 )

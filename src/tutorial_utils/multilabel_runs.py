@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from datasets import DatasetDict, Sequence, Value
 
+from .methods import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the names live in the registry)
 from . import instruct, models, thresholds
 from .config import Profile
 from .data import label_names, load_multi_label, multi_hot
@@ -23,8 +24,6 @@ from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
 from .train import learning_curve, make_trainer, predict_logits
 
-MULTILABEL_HEAD = "multilabel-embedding-head"
-MULTILABEL_INSTRUCTION = "multilabel-instruction"
 
 
 def parse_many(outputs: list[str], verbalizer: Verbalizer, n_labels: int | None = None) -> tuple[np.ndarray, dict]:

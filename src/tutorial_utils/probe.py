@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .methods import FROZEN_PROBE, MULTILABEL_PROBE  # noqa: F401 (the names live in the registry)
 from .runs import runs_dir
 from .config import Profile
 from .heads import pool
@@ -104,8 +105,6 @@ def probe_parameters(probe) -> int:
     return int(sum(e.coef_.size + np.size(e.intercept_) for e in estimators if hasattr(e, "coef_")))
 
 
-FROZEN_PROBE = "frozen-llm-probe"
-MULTILABEL_PROBE = "multilabel-frozen-llm-probe"
 
 
 def _frozen(profile: Profile, model, tokenizer):

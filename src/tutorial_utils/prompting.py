@@ -12,6 +12,7 @@ import time
 import numpy as np
 from datasets import Dataset
 
+from .methods import ZERO_SHOT  # noqa: F401 (the names live in the registry)
 from .instruct import Verbalizer, instruction, score_labels, truncate
 
 
@@ -86,7 +87,6 @@ def prompt_scores(model, tokenizer, texts: list[str], verbalizer: Verbalizer, ex
     return scores, time.perf_counter() - start
 
 
-ZERO_SHOT = "zero-shot-scored"
 
 
 def zero_shot_run(profile, data, model=None, tokenizer=None, kind: str = "names", method: str = ZERO_SHOT):

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from datasets import DatasetDict
 
+from .methods import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in the registry)
 from . import models
 from .config import Profile, TrainSettings
 from .data import label_names, load_single_label
@@ -23,9 +24,6 @@ from .runs import RunResult, load_or_compute, model_dir
 from .session import seed_everything
 from .train import learning_curve, make_trainer, predict_logits
 
-EMBEDDING_HEAD = "embedding-head"
-ENCODER = "encoder-finetune"
-TFIDF = "tfidf-logreg"
 
 
 def classifier_result(method: str, profile: Profile, data: DatasetDict, model, tokenizer,

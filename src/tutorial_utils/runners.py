@@ -33,10 +33,10 @@ def default_value(profile: Profile, method: str) -> float | None:
     tuned = methods.get(method).tuned
     if tuned is None:
         return None
-    return {"tfidf-logreg": TFIDF_C, "frozen-llm-probe": PROBE_C, "embedding-head": profile.train.learning_rate,
-            "encoder-finetune": profile.encoder_train.learning_rate,
-            "instruction-scored": profile.instruct_train.learning_rate,
-            "instruction-generated": profile.instruct_train.learning_rate}[method]
+    return {methods.TFIDF: TFIDF_C, methods.FROZEN_PROBE: PROBE_C, methods.EMBEDDING_HEAD: profile.train.learning_rate,
+            methods.ENCODER: profile.encoder_train.learning_rate,
+            methods.INSTRUCTION_SCORED: profile.instruct_train.learning_rate,
+            methods.INSTRUCTION_GENERATED: profile.instruct_train.learning_rate}[method]
 
 
 def _train_settings(s: TrainSettings) -> dict:
@@ -49,23 +49,23 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
     plateau = {"max_epochs": p.max_epochs, "evals_per_epoch": p.evals_per_epoch, "patience": p.patience,
                "min_steps": p.min_steps, "validation_metric": "macro_f1"}
     llm = {"model": profile.causal_lm, "load_in_4bit": profile.load_in_4bit}
-    if method == "tfidf-logreg":
+    if method == methods.TFIDF:
         return {"features": "tfidf words 1-2 grams, sublinear tf, min_df 1", "C": value, "max_iter": 2000}
-    if method == "frozen-llm-probe":
+    if method == methods.FROZEN_PROBE:
         return {**llm, "max_length": profile.train.max_length, "layers": ["last", "middle"],
                 "poolings": ["last", "mean"], "head": "standardised features + logistic regression", "C": value}
-    if method == "zero-shot-scored":
+    if method == methods.ZERO_SHOT:
         return {**llm, "verbalizer": "names", "max_text_tokens": profile.train.max_length}
-    if method == "embedding-head":
+    if method == methods.EMBEDDING_HEAD:
         return {**llm, "lora": dataclasses.asdict(profile.lora), "train": _train_settings(profile.train),
                 "learning_rate": value, "plateau": plateau}
-    if method == "encoder-finetune":
+    if method == methods.ENCODER:
         return {"model": profile.encoder, "train": _train_settings(profile.encoder_train), "learning_rate": value,
                 "plateau": plateau}
-    if method in {"instruction-scored", "instruction-generated"}:
+    if method in {methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED}:
         return {**llm, "lora": dataclasses.asdict(profile.lora), "train": _train_settings(profile.instruct_train),
                 "max_text_tokens": profile.train.max_length, "verbalizer": "names", "learning_rate": value,
-                "plateau": plateau, "predict": "score" if method == "instruction-scored" else "generate"}
+                "plateau": plateau, "predict": "score" if method == methods.INSTRUCTION_SCORED else "generate"}
     raise methods.UnknownMethod(f"The protocol has no runner for {method!r}; it runs: "
                                 f"{', '.join(methods.names(runnable=True))}.")
 
@@ -205,7 +205,7 @@ def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) ->
     fitted = train_to_plateau(trainer, evaluate, profile.protocol, steps)
     tuned.report = {}
     outcomes = {}
-    for name, predict in (("instruction-scored", scored_result), ("instruction-generated", generated_result)):
+    for name, predict in ((methods.INSTRUCTION_SCORED, scored_result), (methods.INSTRUCTION_GENERATED, generated_result)):
         result = predict(tuned, profile, data)
         extra = {**fitted["extra"], **{k: v for k, v in result.extra.items() if k in
                                         {"test_texts_per_second", "answers", "unparsable"}}}

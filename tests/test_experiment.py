@@ -1,0 +1,272 @@
+"""The experiment layer: registry, run keys, the results store under faults, the protocol, and the committed store."""
+
+import dataclasses
+import importlib
+import json
+
+import numpy as np
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from tutorial_utils import experiment, methods, plateau, records, runners, store
+from tutorial_utils.config import Protocol, get_profile
+
+
+@pytest.fixture()
+def results(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
+    return tmp_path
+
+
+def toy_data(texts=None, labels=None):
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["a", "b"])})
+    texts = texts or ["alpha one", "beta two", "alpha three", "beta four"]
+    labels = labels or [0, 1, 0, 1]
+    split = Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    return DatasetDict(train=split, validation=split, test=split)
+
+
+def toy_record(data=None, **outcome):
+    data = data or toy_data()
+    base = {"y_true": [0, 1, 0, 1], "y_pred": [0, 1, 1, 1], "probs": np.full((4, 2), 0.5), "trainable_params": 7,
+            "validation_curve": [{"step": 1, "epoch": 0.5, "value": 0.4}, {"step": 2, "epoch": 1.0, "value": 0.6}]}
+    settings = {"learning_rate": 1e-3}
+    return records.make_record(methods.EMBEDDING_HEAD, "toy", 1, settings, data, base | outcome, 1.0, "test")
+
+
+# ---- the registry ------------------------------------------------------------------------------------
+
+PACKAGE_NAMES = {"recipes": ["EMBEDDING_HEAD", "ENCODER", "TFIDF"], "probe": ["FROZEN_PROBE", "MULTILABEL_PROBE"],
+                 "prompting": ["ZERO_SHOT"], "instruct_train": ["INSTRUCTION_SCORED", "INSTRUCTION_GENERATED"],
+                 "multilabel_runs": ["MULTILABEL_HEAD", "MULTILABEL_INSTRUCTION"], "distill": ["STUDENT"]}
+
+
+def test_every_method_name_the_package_uses_is_registered():
+    for module, constants in PACKAGE_NAMES.items():
+        loaded = importlib.import_module(f"tutorial_utils.{module}")
+        for constant in constants:
+            assert getattr(loaded, constant) in methods.METHODS, (module, constant)
+
+
+def test_every_capstone_row_is_a_registered_method():
+    from tutorial_utils import capstone
+    from tutorial_utils.data import load_multi_label, load_news, load_single_label
+
+    profile = get_profile("tiny")
+    entries = (capstone.single_label_entries(profile, load_single_label(profile))
+               + capstone.multi_label_entries(profile, load_multi_label(profile)))
+    assert {e.method for e in entries} <= set(methods.METHODS)
+    for entry in capstone.news_entries(profile, load_news(profile)):  # the news check prefixes its run-cache names
+        assert entry.method.removeprefix("news-") in methods.METHODS
+
+
+def test_every_runnable_method_has_a_runner_and_settings():
+    profile = get_profile("tiny")
+    for name in methods.names(runnable=True):
+        assert methods.get(name).runner in runners.RUNNERS
+        assert runners.settings(profile, name, runners.default_value(profile, name))
+    for name in experiment.COMPARED + experiment.EFFICIENCY_METHODS:
+        assert methods.get(name).runner or methods.get(name).trained_with
+
+
+def test_unknown_method_lists_the_registry():
+    with pytest.raises(methods.UnknownMethod, match="embedding-head") as error:
+        methods.get("embeding-head")
+    assert "tfidf-logreg" in str(error.value)
+    with pytest.raises(methods.UnknownMethod, match="no runner"):
+        runners.run(get_profile("tiny"), methods.STUDENT, toy_data(), 1, None)
+
+
+# ---- keys --------------------------------------------------------------------------------------------
+
+def key(profile, method=methods.EMBEDDING_HEAD, data=None, seed=1, value=1e-3):
+    described = records.data_description(data or toy_data(), "toy")
+    return records.run_key(method, runners.settings(profile, method, value), described, seed)
+
+
+def test_key_changes_with_the_data_the_settings_and_the_seed():
+    profile = get_profile("tiny")
+    reference = key(profile)
+    assert key(profile, data=toy_data(texts=["alpha one", "beta two", "alpha three", "beta five"])) != reference
+    assert key(profile, data=toy_data(labels=[0, 1, 1, 1])) != reference
+    assert key(profile, value=3e-3) != reference
+    assert key(profile, seed=2) != reference
+    assert key(dataclasses.replace(profile, lora=dataclasses.replace(profile.lora, r=16))) != reference
+    assert key(profile, method=methods.ENCODER) != key(profile)
+
+
+def test_key_ignores_other_methods_settings_and_unrelated_profile_fields():
+    profile = get_profile("tiny")
+    reference = key(profile)
+    other = dataclasses.replace(profile, encoder_train=dataclasses.replace(profile.encoder_train, learning_rate=0.5),
+                                distill_extra_texts=999, seeds=(7, 8), ablation_train_size=3)
+    assert key(other) == reference
+    assert key(profile) == reference  # and it is stable
+
+
+# ---- the store under faults --------------------------------------------------------------------------
+
+def test_store_round_trip(results):
+    record = toy_record()
+    where = store.folder("tiny", "toy", record.method, "t", record.key)
+    store.write(record, where)
+    back = store.find("tiny", "toy", record.method, "t", record.key)
+    assert back is not None and back.test_metrics == record.test_metrics
+    assert np.array_equal(back.y_pred, record.y_pred) and back.best_epoch == 1.0 and back.validation_metric == 0.6
+    assert back.provenance["command"] == "test" and back.provenance["machine"]
+
+
+def test_truncated_arrays_or_broken_json_are_recomputed_not_loaded(results, capsys):
+    record = toy_record()
+    where = store.write(record, store.folder("tiny", "toy", record.method, "t", record.key))
+    blob = (where / store.ARRAYS).read_bytes()
+    (where / store.ARRAYS).write_bytes(blob[: len(blob) // 2])  # a write killed midway
+    assert store.find("tiny", "toy", record.method, "t", record.key) is None
+    assert "checksum" in capsys.readouterr().out
+    store.write(record, where)
+    (where / store.RECORD).write_text((where / store.RECORD).read_text()[:40])
+    assert store.find("tiny", "toy", record.method, "t", record.key) is None
+    assert "not valid JSON" in capsys.readouterr().out
+    problems = [p for _, p in store.stored("tiny") if isinstance(p, store.StoreError)]
+    assert len(problems) == 1
+
+
+def test_a_partial_folder_is_never_read_and_a_rewrite_replaces(results):
+    record = toy_record()
+    where = store.folder("tiny", "toy", record.method, "t", record.key)
+    partial = where.with_name(where.name + ".partial")
+    partial.mkdir(parents=True)
+    (partial / store.RECORD).write_text("{}")
+    assert store.find("tiny", "toy", record.method, "t", record.key) is None and store.stored("tiny") == []
+    store.write(record, where)
+    store.write(dataclasses.replace(record, test_metrics={"macro_f1": 0.0}), where)
+    assert store.find("tiny", "toy", record.method, "t", record.key).test_metrics == {"macro_f1": 0.0}
+    assert not partial.exists()
+
+
+def test_a_record_under_another_key_is_not_used(results, capsys):
+    record = toy_record()
+    where = store.write(record, store.folder("tiny", "toy", record.method, "t", "0" * 16))
+    assert where.exists() and store.find("tiny", "toy", record.method, "t", "0" * 16) is None
+    assert "other data or settings" in capsys.readouterr().out
+
+
+def test_make_record_rejects_predictions_of_the_wrong_length():
+    with pytest.raises(ValueError, match="predict every test text"):
+        toy_record(y_pred=[0, 1])
+
+
+# ---- the protocol ------------------------------------------------------------------------------------
+
+def test_nested_order_keeps_class_shares_in_every_prefix():
+    labels = np.array([0] * 600 + [1] * 300 + [2] * 100)
+    order = experiment.nested_order(labels, seed=3)
+    assert sorted(order) == list(range(1000))
+    for n in (10, 100, 500):
+        counts = np.bincount(labels[order[:n]], minlength=3)
+        assert np.all(np.abs(counts - np.array([0.6, 0.3, 0.1]) * n) <= 1), (n, counts)
+
+
+def test_schedule_gives_small_sets_more_epochs_but_no_more_evaluations():
+    protocol = Protocol(max_epochs=6, evals_per_epoch=2, min_steps=100)
+    full = plateau.schedule(1000, 16, protocol)
+    assert full == {"steps_per_epoch": 63, "max_epochs": 6, "eval_every": 31}
+    small = plateau.schedule(100, 16, protocol)
+    assert small["max_epochs"] == 15 and small["steps_per_epoch"] * small["max_epochs"] / small["eval_every"] <= 12
+
+
+class FakeModel:
+    def __init__(self):
+        import torch
+
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def named_parameters(self):
+        return [("weight", self.weight)]
+
+    def train(self):
+        return self
+
+
+def test_plateau_stops_after_patience_and_restores_the_best_weights():
+    from transformers import TrainerControl, TrainerState
+
+    model, values = FakeModel(), iter([0.2, 0.5, 0.4, 0.3, 0.45])
+    callback = plateau.PlateauCallback(lambda m: (next(values), np.array([m.weight.item()])), every=1, patience=3,
+                                       steps_per_epoch=2)
+    state, control = TrainerState(max_steps=100), TrainerControl()
+    for step in range(1, 6):
+        state.global_step = step
+        model.weight.data.fill_(step)
+        callback.on_step_end(None, state, control, model=model)
+        if control.should_training_stop:
+            break
+    assert step == 5 and callback.best == 0.5 and [p["epoch"] for p in callback.curve] == [0.5, 1.0, 1.5, 2.0, 2.5]
+    callback.restore(model)
+    assert model.weight.item() == 2.0 and callback.best_probs.tolist() == [2.0]
+
+
+def test_tfidf_counts_a_class_missing_from_training_in_its_own_column():
+    data = toy_data()
+    three = Features({"text": Value("string"), "label": ClassLabel(names=["a", "b", "c"])})
+    data = DatasetDict({s: Dataset.from_dict(data[s].to_dict(), features=three) for s in data})
+    out = runners.tfidf(get_profile("tiny"), data, seed=1, value=10.0)
+    assert out["probs"].shape == (4, 3) and np.all(out["probs"][:, 2] == 0)
+    assert set(out["y_pred"]) <= {0, 1}
+
+
+# ---- reproduce, and the committed store --------------------------------------------------------------
+
+def test_reproduce_runs_once_and_resumes(results):
+    profile = get_profile("tiny")
+    made = experiment.reproduce(profile, only=[methods.TFIDF], progress=lambda _: None)
+    assert {r.method for r in made} == {methods.TFIDF}
+    assert len(made) == len(profile.protocol.grid) + len(profile.protocol.efficiency_sizes)
+    assert experiment.reproduce(profile, only=["tfidf-*"], progress=lambda _: None) == []
+    assert experiment.audit(profile) == []
+    chosen = experiment.records_of(profile)[methods.TFIDF]
+    assert len(chosen) == 1 and chosen[0].settings["C"] in experiment.grid_values(profile, methods.TFIDF)
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu"])
+def test_committed_results_match_the_current_code_and_data(name, monkeypatch):
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    profile = get_profile(name)
+    assert store.stored(name), f"results/{name} holds no results"
+    assert experiment.audit(profile) == []
+    assert store.size_bytes() < 25e6
+
+
+def stored_chosen(profile, method):
+    specs = [s for s in experiment.plan(profile) if s.method == method and s.study == experiment.COMPARISON]
+    value = experiment.chosen(profile, [s for s in specs if s.role == "grid"])
+    s = next(s for s in specs if s.value == value and s.seed == profile.protocol.seeds[0])
+    return s, experiment.lookup(profile, s)
+
+
+def test_tfidf_rerun_reproduces_its_stored_cpu_result(monkeypatch):
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    profile = get_profile("cpu")
+    s, record = stored_chosen(profile, methods.TFIDF)
+    data = experiment.comparison_data(profile)[s.train_size]
+    out = runners.tfidf(profile, data, s.seed, s.value)
+    assert np.array_equal(out["y_pred"], record.y_pred)
+    assert np.allclose(out["probs"], record.probs, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_tiny_embedding_head_rerun_reproduces_its_stored_result(monkeypatch):
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    profile = get_profile("tiny")
+    s, record = stored_chosen(profile, methods.EMBEDDING_HEAD)
+    data = experiment.comparison_data(profile)[s.train_size]
+    out = runners.embedding_head(profile, data, s.seed, s.value)
+    assert [p["value"] for p in out["validation_curve"]] == pytest.approx(
+        [p["value"] for p in record.validation_curve], abs=1e-6)
+    assert np.mean(out["y_pred"] == record.y_pred) >= 0.98
+    assert np.allclose(out["probs"], record.probs, atol=2e-3)
+
+
+def test_record_json_is_plain_json():
+    text = json.dumps(toy_record().meta())
+    assert "NaN" not in text and json.loads(text)["method"] == methods.EMBEDDING_HEAD
