@@ -170,7 +170,7 @@ def test_nested_order_keeps_class_shares_in_every_prefix():
 def test_schedule_gives_small_sets_more_epochs_but_no_more_evaluations():
     protocol = Protocol(max_epochs=6, evals_per_epoch=2, min_steps=100)
     full = plateau.schedule(1000, 16, protocol)
-    assert full == {"steps_per_epoch": 63, "max_epochs": 6, "eval_every": 31}
+    assert full == {"steps_per_epoch": 63, "max_epochs": 6, "eval_every": 32}
     small = plateau.schedule(100, 16, protocol)
     assert small["max_epochs"] == 15 and small["steps_per_epoch"] * small["max_epochs"] / small["eval_every"] <= 12
 
@@ -270,3 +270,71 @@ def test_a_tiny_embedding_head_rerun_reproduces_its_stored_result(monkeypatch):
 def test_record_json_is_plain_json():
     text = json.dumps(toy_record().meta())
     assert "NaN" not in text and json.loads(text)["method"] == methods.EMBEDDING_HEAD
+
+
+# ---- the tables built from the store ---------------------------------------------------------------------
+
+def test_macro_f1_over_counts_unparsable_as_wrong_without_a_class_of_its_own():
+    from sklearn.metrics import f1_score
+
+    from tutorial_utils import stats
+
+    y, p = np.array([0, 1, 2, 2, 1, 0]), np.array([0, -1, 2, 1, 1, -1])
+    expected = f1_score(y, p, labels=[0, 1, 2], average="macro", zero_division=0)
+    assert stats.macro_f1_over(3)(y, p) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="one prediction per label"):
+        stats.macro_f1_over(3)(y, p[:3])
+
+
+def test_tables_from_the_tiny_store(monkeypatch):
+    from tutorial_utils import comparison
+
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
+    profile = get_profile("tiny")
+    found = comparison.collect(profile, verbose=False)
+    assert set(found) == set(experiment.COMPARED)
+    table = comparison.seed_table(found)
+    head = table.loc[methods.get(methods.EMBEDDING_HEAD).title]
+    assert head["seeds"] == len(profile.protocol.seeds) and table.loc["zero-shot prompt (scored)", "seeds"] == 1
+    assert (table.loc[table["train examples"] > 0, "train examples"] == profile.protocol.train_examples).all()
+    paired = comparison.paired_table(found, n_resamples=200)
+    # a deterministic method (one run) is paired with every seed of the head
+    assert (paired.groupby("method").size() == len(profile.protocol.seeds)).all()
+    f1 = {r.seed: r.test_metrics["macro_f1"] for r in found[methods.EMBEDDING_HEAD]}
+    tfidf = found[methods.TFIDF][0].test_metrics["macro_f1"]
+    rows = paired[paired["method"] == "TF-IDF + logistic regression"].set_index("seed")
+    assert rows["difference (method - head)"].to_dict() == pytest.approx({s: tfidf - v for s, v in f1.items()})
+    verdicts = comparison.verdicts(paired)
+    assert (verdicts[["method better", "head better", "not told apart"]].sum(axis=1) == verdicts["seeds"]).all()
+    sentence = comparison.verdict_sentence(verdicts.iloc[0], verdicts.index[0])
+    assert verdicts.index[0] in sentence and f"{verdicts.iloc[0]['mean difference']:+.3f}" in sentence
+    efficiency = comparison.efficiency_table(profile, found, n_resamples=200)
+    assert set(efficiency["train examples"]) == {*profile.protocol.efficiency_sizes, profile.protocol.train_examples}
+    assert (efficiency["CI low"] <= efficiency["macro-F1"]).all() and (efficiency["macro-F1"] <= efficiency["CI high"]).all()
+    assert not comparison.curves(found).empty
+
+
+def test_crossings_find_where_the_order_flips():
+    import pandas as pd
+
+    from tutorial_utils import comparison
+
+    table = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "train examples": [10, 100, 1000] * 2,
+                          "macro-F1": [0.2, 0.5, 0.9, 0.4, 0.6, 0.7]})
+    assert comparison.crossings(table, "a", "b") == [(100, 1000)]
+    assert comparison.crossings(table, "b", "a") == [(100, 1000)]
+
+
+def test_audit_flags_a_stale_record_and_prune_removes_it(results):
+    profile = get_profile("tiny")
+    record = toy_record()
+    where = store.write(record, store.folder("tiny", "ipc-sections", record.method, "n4-seed1", record.key))
+    broken = store.folder("tiny", "ipc-sections", methods.TFIDF, "n4-seed1", "f" * 16)
+    store.write(dataclasses.replace(toy_record(), method=methods.TFIDF), broken)
+    (broken / store.ARRAYS).write_bytes(b"truncated")
+    problems = experiment.audit(profile)
+    assert len(problems) == 2 and any("stale" in p and "--only embedding-head" in p for p in problems)
+    assert any("unreadable" in p for p in problems)
+    assert sorted(experiment.prune(profile)) == sorted([str(where), str(broken)])
+    assert experiment.audit(profile) == [] and not where.exists()

@@ -261,6 +261,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     made = experiment.reproduce(profile, args.only, args.recompute or store.recompute_requested(),
                                 command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
     problems = experiment.audit(profile)
+    if args.prune:
+        removed = experiment.prune(profile)
+        print(f"removed {len(removed)} stale or unreadable run folders")
+        problems = experiment.audit(profile)
     print(f"{len(made)} runs made in {time.perf_counter() - start:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
           f"at {store.root() / profile.name}")
     for problem in problems:
@@ -307,6 +311,8 @@ def parser() -> argparse.ArgumentParser:
                            help="run only these methods (names or patterns such as 'instruction-*')")
     reproduce.add_argument("--recompute", action="store_true", help="run the selected runs again even if stored")
     reproduce.add_argument("--list", action="store_true", help="show the plan and what is stored; run nothing")
+    reproduce.add_argument("--prune", action="store_true",
+                           help="afterwards, delete stored runs that the current code and data no longer use")
     reproduce.set_defaults(func=cmd_reproduce)
     return top
 

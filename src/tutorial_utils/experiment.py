@@ -224,6 +224,19 @@ def audit(profile: Profile) -> list[str]:
     return problems
 
 
+def prune(profile: Profile) -> list[str]:
+    """Delete the stored runs that ``audit`` finds stale or unreadable; returns their folders."""
+    import shutil
+
+    wanted = {s.key for s in plan(profile)}
+    removed = []
+    for where, record in store.stored(profile.name):
+        if isinstance(record, store.StoreError) or record.key not in wanted:
+            shutil.rmtree(where)
+            removed.append(str(where))
+    return removed
+
+
 def records_of(profile: Profile, study: str = COMPARISON) -> dict[str, list[RunRecord]]:
     """The stored records of a study that the plan selects (the chosen value on every seed), by method."""
     specs = plan(profile)

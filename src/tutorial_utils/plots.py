@@ -165,3 +165,49 @@ def plot_f1_vs_support(frames: dict[str, pd.DataFrame], ax=None, annotate: int =
            title="Per-label F1 against label frequency")
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_validation_curves(curves: pd.DataFrame, ax=None):
+    """Validation macro-F1 against epoch for each trained method; the kept (best) evaluation ringed (chapter 08)."""
+    ax = ax or plt.subplots(figsize=(7.5, 3.8))[1]
+    sns.lineplot(curves, x="epoch", y="validation macro-F1", hue="method", marker="o", ax=ax)
+    best = curves[curves["best"]]
+    ax.scatter(best["epoch"], best["validation macro-F1"], s=160, facecolors="none", edgecolors="black", zorder=4,
+               label="kept (best on validation)")
+    ax.set(title="Validation curves: each method trains until its validation score stops improving")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_efficiency(table: pd.DataFrame, ax=None):
+    """Test macro-F1 against training examples (log scale) per method, with 95% bootstrap intervals (chapter 08)."""
+    ax = ax or plt.subplots(figsize=(7.5, 4.2))[1]
+    for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
+        rows = rows.sort_values("train examples")
+        ax.plot(rows["train examples"], rows["macro-F1"], marker="o", color=f"C{i}", label=method)
+        ax.fill_between(rows["train examples"], rows["CI low"], rows["CI high"], color=f"C{i}", alpha=0.15)
+    sizes = sorted(table["train examples"].unique())
+    ax.set(xscale="log", xlabel="labelled training examples (log scale)", ylabel="test macro-F1",
+           title="Data efficiency: the same nested training sets for every method")
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+def plot_paired_differences(paired: pd.DataFrame, ax=None):
+    """A forest plot: each method's macro-F1 minus the head's, per seed, with its paired 95% interval (chapter 08)."""
+    rows = paired.reset_index(drop=True)
+    ax = ax or plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.2))[1]
+    labels = [f"{m} (seed {s})" for m, s in zip(rows["method"], rows["seed"])]
+    y = range(len(rows))[::-1]
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(rows["method"]))}
+    for yi, (_, row) in zip(y, rows.iterrows()):
+        diff = row["difference (method - head)"]
+        ax.errorbar(diff, yi, xerr=[[diff - row["CI low"]], [row["CI high"] - diff]], fmt="o", capsize=3,
+                    color=colours[row["method"]])
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(list(y), labels, fontsize=8)
+    ax.set(xlabel="macro-F1 difference: method minus embedding head (95% paired bootstrap)",
+           title="Paired differences against the embedding head")
+    return ax

@@ -1,0 +1,163 @@
+"""The fair comparison's tables and figures, read from the results store (chapters 06 and 08).
+
+``collect`` returns the stored runs of a study (computing any that are missing, as ``reproduce`` would)
+and says where they came from; the tables give every method's macro-F1 over seeds, the paired test of
+each seed against the embedding head, the validation curves, and the data-efficiency study.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import experiment, methods, stats, store
+from .config import Profile
+from .records import RunRecord
+
+REFERENCE = methods.EMBEDDING_HEAD
+
+
+def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True) -> dict[str, list[RunRecord]]:
+    """The study's runs by method: stored ones loaded (their provenance summarised), missing ones computed now.
+
+    ``COURSE_RECOMPUTE=1`` recomputes every run instead of loading it.
+    """
+    recompute = store.recompute_requested()
+    missing = [s for s in experiment.plan(profile) if experiment.lookup(profile, s) is None]
+    if missing or recompute:
+        if verbose:
+            print(f"{'recomputing' if recompute else 'computing'} {len(missing) if not recompute else 'all'} runs "
+                  f"that the results store lacks (python -m tutorial_utils reproduce --profile {profile.name} does the same)")
+        experiment.reproduce(profile, recompute=recompute, progress=print if verbose else (lambda _: None))
+    found = experiment.records_of(profile, study)
+    if verbose:
+        print(provenance_line(profile, [r for runs in found.values() for r in runs]))
+    return found
+
+
+def provenance_line(profile: Profile, found: list[RunRecord]) -> str:
+    """Where a set of stored runs came from: how many, when, on what, how long, and how to recompute them."""
+    if not found:
+        return "no stored runs"
+    p = [r.provenance for r in found]
+    days = sorted({x["finished_at"][:10] for x in p})
+    machines = sorted({x["machine"] for x in p})
+    commits = sorted({str(x["git_commit"])[:10] for x in p})
+    hours = sum(x["wall_seconds"] for x in p) / 3600
+    return (f"{len(found)} runs from the results store (results/{profile.name}/), made {' to '.join([days[0], days[-1]][:len(days)])} "
+            f"on {'; '.join(machines)}, {hours:.1f} h of compute in all, code at commit {', '.join(commits)}.\n"
+            f"To recompute them: COURSE_RECOMPUTE=1, or python -m tutorial_utils reproduce --profile {profile.name} --recompute")
+
+
+def metric_for(record: RunRecord):
+    """The study's test metric as a bootstrap-ready callable: macro-F1 over the dataset's classes."""
+    return stats.macro_f1_over(len(record.label_names))
+
+
+def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
+    """One row per method: training examples, parameters, chosen value, epochs, test macro-F1 over seeds."""
+    rows = []
+    for name, runs in found.items():
+        entry = methods.get(name)
+        f1 = np.array([r.test_metrics["macro_f1"] for r in runs])
+        value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
+        rows.append({"method": entry.title, "family": entry.family,
+                     "train examples": runs[0].train_examples if entry.learns else 0,
+                     "trainable params": runs[0].trainable_params,
+                     "tuned": f"{entry.tuned} {value:.3g}" if entry.tuned else "-",
+                     "best epoch (mean)": np.mean([r.best_epoch for r in runs]) if runs[0].best_epoch else np.nan,
+                     "seeds": len(runs), "macro-F1 mean": f1.mean(), "macro-F1 sd": f1.std(ddof=1) if len(f1) > 1 else 0.0,
+                     "macro-F1 min": f1.min(), "macro-F1 max": f1.max(),
+                     "accuracy mean": np.mean([r.test_metrics["accuracy"] for r in runs])})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def paired_table(found: dict[str, list[RunRecord]], reference: str = REFERENCE, n_resamples: int = 1000) -> pd.DataFrame:
+    """Each method against the reference, seed by seed: macro-F1 difference, its paired 95% bootstrap interval and p.
+
+    A method that a seed does not change (one run) is paired with every seed of the reference. The
+    verdicts use the paired bootstrap of macro-F1 (the metric the table reports), Holm-adjusted over the
+    rows of one seed (the comparisons that seed's table makes); McNemar's test (on which examples each
+    gets right, i.e. accuracy) is shown beside it, as chapter 06 teaches.
+    """
+    ref = {r.seed: r for r in found[reference]}
+    rows = []
+    for name, runs in found.items():
+        if name == reference:
+            continue
+        own = {r.seed: r for r in runs}
+        for seed, base in ref.items():
+            run = own.get(seed, runs[0] if len(runs) == 1 else None)
+            if run is None:
+                continue
+            if not np.array_equal(run.y_true, base.y_true):
+                raise ValueError(f"{name} and {reference} were scored on different test examples; compare on one split.")
+            boot = stats.paired_bootstrap(run.y_true, run.y_pred, base.y_pred, metric_for(base), n_resamples, seed=seed)
+            rows.append({"method": methods.get(name).title, "seed": seed, "difference (method - head)": boot.difference,
+                         "CI low": boot.ci_low, "CI high": boot.ci_high, "bootstrap p": boot.p_value_two_sided,
+                         "McNemar p (accuracy)": stats.mcnemar_test(run.y_true, run.y_pred, base.y_pred).pvalue})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["Holm p (per seed)"] = table.groupby("seed")["bootstrap p"].transform(
+            lambda p: stats.holm_bonferroni(p.to_numpy()))
+    return table
+
+
+def verdicts(paired: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per method: in how many seeds the head is significantly better, worse, or not told apart (Holm-adjusted)."""
+    rows = []
+    for method, group in paired.groupby("method", sort=False):
+        significant = group["Holm p (per seed)"] < alpha
+        diff = group["difference (method - head)"]
+        rows.append({"method": method, "seeds": len(group), "mean difference": diff.mean(),
+                     "method better": int((significant & (diff > 0)).sum()),
+                     "head better": int((significant & (diff < 0)).sum()), "not told apart": int((~significant).sum())})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def verdict_sentence(table: pd.Series, method: str) -> str:
+    """A sentence for one method's row of ``verdicts``: generated from the numbers, never typed by hand."""
+    n, better, worse = int(table["seeds"]), int(table["method better"]), int(table["head better"])
+    diff = table["mean difference"]
+    if worse == n:
+        verdict = f"the embedding head beats {method} in all {n} seeds"
+    elif better == n:
+        verdict = f"{method} beats the embedding head in all {n} seeds"
+    elif better == 0 and worse == 0:
+        verdict = f"the test cannot tell {method} from the embedding head in any of the {n} seeds"
+    else:
+        verdict = (f"the verdict on {method} depends on the seed (head better in {worse}, {method} better in "
+                   f"{better}, not told apart in {n - better - worse} of {n})")
+    return f"{verdict}; mean macro-F1 difference {diff:+.3f} ({method} minus head)."
+
+
+def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.DataFrame:
+    """The validation curves of the trained methods (one seed, default the first): method, epoch, validation macro-F1."""
+    rows = []
+    for name, runs in found.items():
+        for r in runs:
+            if r.validation_curve and (seed is None and r is runs[0] or r.seed == seed):
+                rows += [{"method": methods.get(name).title, "epoch": p["epoch"], "validation macro-F1": p["value"],
+                          "best": p["epoch"] == r.best_epoch} for p in r.validation_curve]
+    return pd.DataFrame(rows)
+
+
+def efficiency_table(profile: Profile, comparison: dict[str, list[RunRecord]], n_resamples: int = 1000) -> pd.DataFrame:
+    """Macro-F1 with its 95% bootstrap interval against the number of training examples, per method."""
+    smaller = experiment.records_of(profile, experiment.EFFICIENCY)
+    rows = []
+    for name in experiment.EFFICIENCY_METHODS:
+        first = [r for r in comparison.get(name, []) if r.seed == profile.protocol.seeds[0]][:1]
+        for r in smaller.get(name, []) + first:
+            point, low, high = stats.bootstrap_ci(r.y_true, r.y_pred, metric_for(r), n_resamples, seed=0)
+            rows.append({"method": methods.get(name).title, "train examples": r.train_examples, "macro-F1": point,
+                         "CI low": low, "CI high": high, "trainable params": r.trainable_params})
+    return pd.DataFrame(rows).sort_values(["method", "train examples"]).reset_index(drop=True)
+
+
+def crossings(table: pd.DataFrame, a: str, b: str) -> list[tuple[int, int]]:
+    """Adjacent training-set sizes between which method ``a``'s line crosses ``b``'s (their macro-F1 order flips)."""
+    wide = table.pivot(index="train examples", columns="method", values="macro-F1")[[a, b]].dropna()
+    sign = np.sign(wide[a] - wide[b]).to_numpy()
+    sizes = list(wide.index)
+    return [(sizes[i], sizes[i + 1]) for i in range(len(sign) - 1) if sign[i] * sign[i + 1] < 0]
