@@ -55,7 +55,11 @@ def metric_for(record: RunRecord):
 
 
 def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
-    """One row per method: training examples, parameters, chosen value, epochs, test macro-F1 over seeds."""
+    """One row per method: training examples, parameters, chosen value, epochs, test macro-F1 over seeds.
+
+    "plateau reached" counts the runs that stopped because validation stopped improving; the others ran
+    to the protocol's epoch cap with the best evaluation still at (or near) the end.
+    """
     rows = []
     for name, runs in found.items():
         entry = methods.get(name)
@@ -66,10 +70,19 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
                      "trainable params": runs[0].trainable_params,
                      "tuned": f"{entry.tuned} {value:.3g}" if entry.tuned else "-",
                      "best epoch (mean)": np.mean([r.best_epoch for r in runs]) if runs[0].best_epoch else np.nan,
+                     "plateau reached": plateau_count(runs),
                      "seeds": len(runs), "macro-F1 mean": f1.mean(), "macro-F1 sd": f1.std(ddof=1) if len(f1) > 1 else 0.0,
                      "macro-F1 min": f1.min(), "macro-F1 max": f1.max(),
                      "accuracy mean": np.mean([r.test_metrics["accuracy"] for r in runs])})
     return pd.DataFrame(rows).set_index("method")
+
+
+def plateau_count(runs: list[RunRecord]) -> str:
+    """How many of a method's runs stopped on a validation plateau (not at the epoch cap): "3/3", or "-"."""
+    flags = [r.extra.get("stopped_early") for r in runs]
+    if any(f is None for f in flags):
+        return "-"
+    return f"{sum(flags)}/{len(flags)}"
 
 
 def paired_table(found: dict[str, list[RunRecord]], reference: str = REFERENCE, n_resamples: int = 1000) -> pd.DataFrame:
