@@ -237,30 +237,26 @@ def test_committed_results_match_the_current_code_and_data(name, monkeypatch):
     assert store.size_bytes() < 25e6
 
 
-def stored_chosen(profile, method):
+def rerun_stored(monkeypatch, name, method, runner):
+    """Re-run the stored first-seed run of a method at its chosen value; (new outcome, stored record)."""
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    profile = get_profile(name)
     specs = [s for s in experiment.plan(profile) if s.method == method and s.study == experiment.COMPARISON]
     value = experiment.chosen(profile, [s for s in specs if s.role == "grid"])
     s = next(s for s in specs if s.value == value and s.seed == profile.protocol.seeds[0])
-    return s, experiment.lookup(profile, s)
+    data = experiment.comparison_data(profile)[s.train_size]
+    return runner(profile, data, s.seed, s.value), experiment.lookup(profile, s)
 
 
 def test_tfidf_rerun_reproduces_its_stored_cpu_result(monkeypatch):
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    profile = get_profile("cpu")
-    s, record = stored_chosen(profile, methods.TFIDF)
-    data = experiment.comparison_data(profile)[s.train_size]
-    out = runners.tfidf(profile, data, s.seed, s.value)
+    out, record = rerun_stored(monkeypatch, "cpu", methods.TFIDF, runners.tfidf)
     assert np.array_equal(out["y_pred"], record.y_pred)
     assert np.allclose(out["probs"], record.probs, atol=1e-5)
 
 
 @pytest.mark.slow
 def test_a_tiny_embedding_head_rerun_reproduces_its_stored_result(monkeypatch):
-    monkeypatch.delenv("COURSE_RESULTS", raising=False)
-    profile = get_profile("tiny")
-    s, record = stored_chosen(profile, methods.EMBEDDING_HEAD)
-    data = experiment.comparison_data(profile)[s.train_size]
-    out = runners.embedding_head(profile, data, s.seed, s.value)
+    out, record = rerun_stored(monkeypatch, "tiny", methods.EMBEDDING_HEAD, runners.embedding_head)
     assert [p["value"] for p in out["validation_curve"]] == pytest.approx(
         [p["value"] for p in record.validation_curve], abs=1e-6)
     assert np.mean(out["y_pred"] == record.y_pred) >= 0.98
@@ -338,3 +334,13 @@ def test_audit_flags_a_stale_record_and_prune_removes_it(results):
     assert any("unreadable" in p for p in problems)
     assert sorted(experiment.prune(profile)) == sorted([str(where), str(broken)])
     assert experiment.audit(profile) == [] and not where.exists()
+
+
+def test_reproduce_command_lists_the_plan_and_rejects_unknown_methods(results, capsys):
+    from tutorial_utils import cli
+
+    assert cli.main(["reproduce", "--profile", "tiny", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "missing  comparison: embedding-head" in out and "runs in the whole plan" in out
+    with pytest.raises(SystemExit, match="registry holds"):
+        cli.main(["reproduce", "--profile", "tiny", "--only", "no-such-method"])

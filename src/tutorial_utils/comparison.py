@@ -7,6 +7,8 @@ each seed against the embedding head, the validation curves, and the data-effici
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -15,20 +17,34 @@ from .config import Profile
 from .records import RunRecord
 
 REFERENCE = methods.EMBEDDING_HEAD
+STORED_ONLY_ENV = "COURSE_STORED_ONLY"
 
 
-def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True) -> dict[str, list[RunRecord]]:
+def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,
+            compute: bool | None = None) -> dict[str, list[RunRecord]]:
     """The study's runs by method: stored ones loaded (their provenance summarised), missing ones computed now.
 
-    ``COURSE_RECOMPUTE=1`` recomputes every run instead of loading it.
+    ``COURSE_RECOMPUTE=1`` recomputes every run instead of loading it. ``compute=False`` (or
+    ``COURSE_STORED_ONLY=1``, e.g. to build the book while ``reproduce`` is still running) uses only what
+    is stored and lists what is missing.
     """
     recompute = store.recompute_requested()
-    missing = [s for s in experiment.plan(profile) if experiment.lookup(profile, s) is None]
-    if missing or recompute:
+    compute = (os.environ.get(STORED_ONLY_ENV, "") in {"", "0"}) if compute is None else compute
+    specs = experiment.plan(profile)
+    missing = [s for s in specs if experiment.lookup(profile, s) is None]
+    if (missing or recompute) and compute:
         if verbose:
             print(f"{'recomputing' if recompute else 'computing'} {len(missing) if not recompute else 'all'} runs "
                   f"that the results store lacks (python -m tutorial_utils reproduce --profile {profile.name} does the same)")
         experiment.reproduce(profile, recompute=recompute, progress=print if verbose else (lambda _: None))
+    elif missing and verbose:
+        by_study: dict[str, set[str]] = {}
+        for s in missing:
+            by_study.setdefault(s.study, set()).add(s.method)
+        said = "; ".join(f"{name}: {', '.join(sorted(names))}" for name, names in by_study.items())
+        print(f"the results store holds {len(specs) - len(missing)} of the {experiment.expected_runs(profile)} runs the "
+              f"plan needs; missing now ({said}), and the seeds and sizes their grids decide. The tables below leave "
+              f"them out. Make them with: python -m tutorial_utils reproduce --profile {profile.name}")
     found = experiment.records_of(profile, study)
     if verbose:
         print(provenance_line(profile, [r for runs in found.values() for r in runs]))
