@@ -189,7 +189,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     while True:
         specs = [s for s in plan(profile, data) if not only or any(fnmatch(produced_by(s.method), o) or
                                                                      fnmatch(s.method, o) for o in only)]
-        bar.total = max(bar.total, len(specs))
+        bar.total = len(specs) if only else max(bar.total, len(specs))  # with --only: the selected runs
         todo = [s for s in specs if s.key not in done and (recompute or lookup(profile, s) is None)]
         bar.n = len(specs) - len(todo)
         bar.refresh()
