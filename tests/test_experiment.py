@@ -223,6 +223,15 @@ def test_reproduce_runs_once_and_resumes(results):
     assert {r.method for r in made} == {methods.TFIDF}
     assert len(made) == len(profile.protocol.grid) + len(profile.protocol.efficiency_sizes)
     assert experiment.reproduce(profile, only=["tfidf-*"], progress=lambda _: None) == []
+    first = made[0]
+    moved = store.folder("tiny", first.dataset, first.method, f"n{first.train_examples}-C{first.settings['C']:.3g}-seed1",
+                         first.key)
+    assert moved.exists()
+    moved.rename(moved.with_name(moved.name[:-16] + "0" * 16))  # as if made with other data: never used, named
+    said = []
+    remade = experiment.reproduce(profile, only=[methods.TFIDF], progress=said.append)
+    assert [r.key for r in remade] == [first.key] and any("other data or settings" in line for line in said)
+    assert experiment.prune(profile) == [str(moved.with_name(moved.name[:-16] + "0" * 16))]
     assert experiment.audit(profile) == []
     chosen = experiment.records_of(profile)[methods.TFIDF]
     assert len(chosen) == 1 and chosen[0].settings["C"] in experiment.grid_values(profile, methods.TFIDF)

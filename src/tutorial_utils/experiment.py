@@ -198,6 +198,10 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
         s = todo[0]
         with store.locked(profile.name, s.key):
             if recompute or lookup(profile, s, verbose=True) is None:  # another process may have made it meanwhile
+                older = store.others(profile.name, s.dataset, s.method, s.tag, s.key)
+                if older:
+                    progress(f"{s.method}: {len(older)} stored run(s) of the same size and seed were made with other "
+                             "data or settings, so they are not used (reproduce --prune deletes them)")
                 progress(f"running {s.describe()} ...")
                 for record in execute(profile, s, data[s.train_size], command):
                     progress(f"  stored {record.summary()} in {record.provenance['wall_seconds']:.0f} s")
@@ -225,13 +229,13 @@ def audit(profile: Profile) -> list[str]:
 
 
 def prune(profile: Profile) -> list[str]:
-    """Delete the stored runs that ``audit`` finds stale or unreadable; returns their folders."""
+    """Delete the stored runs that ``audit`` finds stale, unreadable or misplaced; returns their folders."""
     import shutil
 
     wanted = {s.key for s in plan(profile)}
     removed = []
     for where, record in store.stored(profile.name):
-        if isinstance(record, store.StoreError) or record.key not in wanted:
+        if isinstance(record, store.StoreError) or record.key not in wanted or not where.name.endswith(record.key):
             shutil.rmtree(where)
             removed.append(str(where))
     return removed
