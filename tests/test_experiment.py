@@ -219,7 +219,9 @@ def test_tfidf_counts_a_class_missing_from_training_in_its_own_column():
 
 def test_reproduce_runs_once_and_resumes(results):
     profile = get_profile("tiny")
-    made = experiment.reproduce(profile, only=[methods.TFIDF], progress=lambda _: None)
+    first_two = experiment.reproduce(profile, only=[methods.TFIDF], progress=lambda _: None, max_runs=2)
+    assert len(first_two) == 2
+    made = first_two + experiment.reproduce(profile, only=[methods.TFIDF], progress=lambda _: None)
     assert {r.method for r in made} == {methods.TFIDF}
     assert len(made) == len(profile.protocol.grid) + len(profile.protocol.efficiency_sizes)
     assert experiment.reproduce(profile, only=["tfidf-*"], progress=lambda _: None) == []

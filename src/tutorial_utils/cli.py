@@ -259,7 +259,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     made = experiment.reproduce(profile, args.only, args.recompute or store.recompute_requested(),
-                                command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
+                                command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs)
     problems = experiment.audit(profile)
     if args.prune:
         removed = experiment.prune(profile)
@@ -311,6 +311,7 @@ def parser() -> argparse.ArgumentParser:
                            help="run only these methods (names or patterns such as 'instruction-*')")
     reproduce.add_argument("--recompute", action="store_true", help="run the selected runs again even if stored")
     reproduce.add_argument("--list", action="store_true", help="show the plan and what is stored; run nothing")
+    reproduce.add_argument("--max-runs", type=int, help="stop after this many trainings (the next call resumes)")
     reproduce.add_argument("--prune", action="store_true",
                            help="afterwards, delete stored runs that the current code and data no longer use")
     reproduce.set_defaults(func=cmd_reproduce)

@@ -174,17 +174,20 @@ def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = 
 
 
 def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool = False,
-              progress: Callable[[str], None] = print, command: str | None = None) -> list[RunRecord]:
+              progress: Callable[[str], None] = print, command: str | None = None,
+              max_runs: int | None = None) -> list[RunRecord]:
     """Run every missing run of the plan into the store, one at a time (safe to stop and resume).
 
     ``only``: method names or glob patterns (e.g. ``embedding-head``, ``instruction-*``) to run; others are
-    left as they are. ``recompute``: run the selected ones again even when stored.
+    left as they are. ``recompute``: run the selected ones again even when stored. ``max_runs``: stop after
+    that many trainings (to fit a time window; the next call goes on from there).
     """
     from tqdm.auto import tqdm
 
     data = comparison_data(profile, profile.protocol.efficiency_sizes)
     done: set[str] = set()
     made: list[RunRecord] = []
+    trained: list[str] = []
     bar = tqdm(total=expected_runs(profile), unit="run", desc=f"reproduce {profile.name}")
     while True:
         specs = [s for s in plan(profile, data) if not only or any(fnmatch(produced_by(s.method), o) or
@@ -193,7 +196,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
         todo = [s for s in specs if s.key not in done and (recompute or lookup(profile, s) is None)]
         bar.n = len(specs) - len(todo)
         bar.refresh()
-        if not todo:
+        if not todo or (max_runs is not None and len(trained) >= max_runs):
             break
         s = todo[0]
         with store.locked(profile.name, s.key):
@@ -203,6 +206,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
                     progress(f"{s.method}: {len(older)} stored run(s) of the same size and seed were made with other "
                              "data or settings, so they are not used (reproduce --prune deletes them)")
                 progress(f"running {s.describe()} ...")
+                trained.append(s.key)
                 for record in execute(profile, s, data[s.train_size], command):
                     progress(f"  stored {record.summary()} in {record.provenance['wall_seconds']:.0f} s")
                     made.append(record)
