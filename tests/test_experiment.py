@@ -331,6 +331,9 @@ def test_crossings_find_where_the_order_flips():
                           "macro-F1": [0.2, 0.5, 0.9, 0.4, 0.6, 0.7]})
     assert comparison.crossings(table, "a", "b") == [(100, 1000)]
     assert comparison.crossings(table, "b", "a") == [(100, 1000)]
+    assert comparison.crossing_sentence(table, "a", "b") == "a and b cross between 100 and 1,000 examples"
+    assert "b stays ahead" in comparison.crossing_sentence(table[table["train examples"] < 1000], "a", "b")
+    assert "fewer than two" in comparison.crossing_sentence(table[table["train examples"] == 10], "a", "b")
 
 
 def test_audit_flags_a_stale_record_and_prune_removes_it(results):

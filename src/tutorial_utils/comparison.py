@@ -190,3 +190,17 @@ def crossings(table: pd.DataFrame, a: str, b: str) -> list[tuple[int, int]]:
     sign = np.sign(wide[a] - wide[b]).to_numpy()
     sizes = list(wide.index)
     return [(sizes[i], sizes[i + 1]) for i in range(len(sign) - 1) if sign[i] * sign[i + 1] < 0]
+
+
+def crossing_sentence(table: pd.DataFrame, a: str, b: str) -> str:
+    """Where the data-efficiency lines of ``a`` and ``b`` cross, as a sentence (or why it cannot be said yet)."""
+    wide = table.pivot(index="train examples", columns="method", values="macro-F1")
+    shared = wide[[a, b]].dropna() if {a, b} <= set(wide.columns) else wide.iloc[0:0]
+    if len(shared) < 2:
+        return f"{a} and {b}: fewer than two training-set sizes are stored for both, so no crossing can be read yet"
+    where = crossings(table, a, b)
+    if not where:
+        ahead = a if (shared[a] - shared[b]).mean() > 0 else b
+        return (f"{a} and {b} do not cross between {shared.index.min():,} and {shared.index.max():,} examples: "
+                f"{ahead} stays ahead")
+    return f"{a} and {b} cross " + ", ".join(f"between {x:,} and {y:,} examples" for x, y in where)
