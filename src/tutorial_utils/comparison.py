@@ -148,12 +148,13 @@ def verdict_sentence(table: pd.Series, method: str) -> str:
     """A sentence for one method's row of ``verdicts``: generated from the numbers, never typed by hand."""
     n, better, worse = int(table["seeds"]), int(table["method better"]), int(table["head better"])
     diff = table["mean difference"]
+    every = {1: "in the one seed stored", 2: "in both seeds"}.get(n, f"in all {n} seeds")
     if worse == n:
-        verdict = f"the embedding head beats {method} in all {n} seeds"
+        verdict = f"the embedding head beats {method} {every}"
     elif better == n:
-        verdict = f"{method} beats the embedding head in all {n} seeds"
+        verdict = f"{method} beats the embedding head {every}"
     elif better == 0 and worse == 0:
-        verdict = f"the test cannot tell {method} from the embedding head in any of the {n} seeds"
+        verdict = f"the test cannot tell {method} from the embedding head {every}"
     else:
         verdict = (f"the verdict on {method} depends on the seed (head better in {worse}, {method} better in "
                    f"{better}, not told apart in {n - better - worse} of {n})")
