@@ -14,6 +14,7 @@ The plan depends on what is stored: the seeds after the grid are known once the 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -72,8 +73,13 @@ def nested_order(labels: Iterable[int], seed: int) -> np.ndarray:
     return np.argsort(position, kind="stable")
 
 
-def comparison_data(profile: Profile, sizes: Iterable[int] = ()) -> dict[int, DatasetDict]:
-    """The comparison's data (train cut to ``train_examples``) and nested smaller train sets, by train size."""
+@functools.lru_cache(maxsize=4)
+def comparison_data(profile: Profile, sizes: tuple[int, ...] = ()) -> dict[int, DatasetDict]:
+    """The comparison's data (train cut to ``train_examples``) and nested smaller train sets, by train size.
+
+    Cached per profile: ``plan``, ``records_of`` and the chapter's tables all need it, and loading is the
+    slow part of making a plan.
+    """
     from .data import load_single_label
 
     full = load_single_label(profile)
@@ -87,10 +93,14 @@ def comparison_data(profile: Profile, sizes: Iterable[int] = ()) -> dict[int, Da
 
 
 def spec(profile: Profile, study: str, method: str, data: DatasetDict, seed: int, value: float | None,
-         role: str) -> Spec:
-    """The spec of one run, its key computed from the method's settings, the data and the seed."""
+         role: str, described: dict | None = None) -> Spec:
+    """The spec of one run, its key computed from the method's settings, the data and the seed.
+
+    ``described``: the data's ``records.data_description`` when the caller already has it (a plan makes
+    dozens of specs on the same data; fingerprinting it once is enough).
+    """
     config = runners.settings(profile, method, value)
-    described = records.data_description(data, profile.single_label_data)
+    described = described or records.data_description(data, profile.single_label_data)
     return Spec(study, method, profile.single_label_data, len(data["train"]), seed, value, role,
                 records.run_key(method, config, described, seed), config)
 
@@ -120,22 +130,24 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None) -> list[S
     p = profile.protocol
     data = data or comparison_data(profile, p.efficiency_sizes)
     top, first = max(data), p.seeds[0]
+    described = {n: records.data_description(d, profile.single_label_data) for n, d in data.items()}
     specs: list[Spec] = []
     picked: dict[str, float | None] = {}
     for method in COMPARED:
         entry = methods.get(method)
-        grid = [spec(profile, COMPARISON, method, data[top], first, v, "grid" if v is not None else "once")
-                for v in grid_values(profile, method)]
+        grid = [spec(profile, COMPARISON, method, data[top], first, v, "grid" if v is not None else "once",
+                     described[top]) for v in grid_values(profile, method)]
         specs += grid
         picked[method] = chosen(profile, grid) if entry.tuned else None
         if entry.tuned and picked[method] is None:
             continue
         if entry.family in STOCHASTIC_FAMILIES:
-            specs += [spec(profile, COMPARISON, method, data[top], seed, picked[method], "seed") for seed in p.seeds[1:]]
+            specs += [spec(profile, COMPARISON, method, data[top], seed, picked[method], "seed", described[top])
+                      for seed in p.seeds[1:]]
     for method in EFFICIENCY_METHODS:
         if methods.get(method).tuned and picked.get(method) is None:
             continue
-        specs += [spec(profile, EFFICIENCY, method, data[n], first, picked.get(method), "once")
+        specs += [spec(profile, EFFICIENCY, method, data[n], first, picked.get(method), "once", described[n])
                   for n in sorted(data) if n != top]
     return specs
 

@@ -69,12 +69,6 @@ class RunRecord:
         return (f"{self.method} [seed {self.seed}, {self.train_examples} examples{rate}{epochs}]: "
                 f"{metric} {self.test_metrics[metric]:.3f}")
 
-    def made(self) -> str:
-        """Where the record came from: when, on what, how long it took and by which command."""
-        p = self.provenance
-        return (f"made {p.get('finished_at', '?')} on {p.get('machine', '?')} in {p.get('wall_seconds', 0):.0f} s "
-                f"by `{p.get('command', '?')}` (commit {str(p.get('git_commit', '?'))[:10]})")
-
 
 def fingerprint(data) -> str:
     """A short hash of the exact texts and labels of every split of a DatasetDict (order included)."""
