@@ -258,13 +258,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
               f"stored); results in {store.root() / profile.name}")
         return 0
     start = time.perf_counter()
+    if args.prune:  # first, so that a stale run is never mistaken for a finished one (--max-runs 0: prune only)
+        removed = experiment.prune(profile)
+        print(f"removed {len(removed)} stale or unreadable run folders")
     made = experiment.reproduce(profile, args.only, args.recompute or store.recompute_requested(),
                                 command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs)
     problems = experiment.audit(profile)
-    if args.prune:
-        removed = experiment.prune(profile)
-        print(f"removed {len(removed)} stale or unreadable run folders")
-        problems = experiment.audit(profile)
     print(f"{len(made)} runs made in {time.perf_counter() - start:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
           f"at {store.root() / profile.name}")
     for problem in problems:
@@ -313,7 +312,7 @@ def parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--list", action="store_true", help="show the plan and what is stored; run nothing")
     reproduce.add_argument("--max-runs", type=int, help="stop after this many trainings (the next call resumes)")
     reproduce.add_argument("--prune", action="store_true",
-                           help="afterwards, delete stored runs that the current code and data no longer use")
+                           help="first delete stored runs that the current code and data no longer use (with --max-runs 0: only that)")
     reproduce.set_defaults(func=cmd_reproduce)
     return top
 

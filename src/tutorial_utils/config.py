@@ -61,15 +61,16 @@ class Protocol:
     """The comparison protocol every results table follows (chapters 06 and 08; ``reproduce`` runs it).
 
     Within one comparison every trained method learns from the same ``train_examples`` (a fixed, stratified
-    subset of the train split); each trains until its validation metric stops improving (evaluated
+    subset of the train split), in batches of the same ``batch_size``; each trains until its validation metric stops improving (evaluated
     ``evals_per_epoch`` times an epoch, the best evaluation's weights kept, at most ``max_epochs``, and at
     least ``min_steps`` optimiser steps on small sets); its learning rate (for a scikit-learn model: its
     regularisation C) is chosen on validation from the same ``grid`` of factors on the method's default,
     on the first seed; every seed then trains with the chosen value.
     """
 
-    train_examples: int | None = 1000
-    max_epochs: int = 6
+    train_examples: int | None = 800
+    max_epochs: int = 4
+    batch_size: int | None = 16  # every gradient-trained method's batch in the comparison (None: each its own)
     evals_per_epoch: int = 2
     patience: int = 3  # evaluations without improvement on validation before training stops
     min_steps: int = 100
@@ -230,7 +231,7 @@ PROFILES: dict[str, Profile] = {
         multilabel_train=TrainSettings(epochs=2, learning_rate=1e-4, batch_size=8, grad_accum=4, eval_batch_size=32,
                                        max_length=512),
         multilabel_train_size=100_000,  # more than the split holds: all of it
-        protocol=Protocol(train_examples=None, max_epochs=3, efficiency_sizes=(100, 300, 1000, 3000, 10000)),
+        protocol=Protocol(train_examples=None, max_epochs=3, batch_size=None, efficiency_sizes=(100, 300, 1000, 3000, 10000)),
         needs_gpu=True,
     ),
 }

@@ -39,12 +39,22 @@ def default_value(profile: Profile, method: str) -> float | None:
             methods.INSTRUCTION_GENERATED: profile.instruct_train.learning_rate}[method]
 
 
+def protocol_profile(profile: Profile) -> Profile:
+    """The profile as the protocol trains it: every gradient-trained method at the protocol's batch size."""
+    b = profile.protocol.batch_size
+    if b is None:
+        return profile
+    return dataclasses.replace(profile, **{name: dataclasses.replace(getattr(profile, name), batch_size=b)
+                                           for name in ("train", "encoder_train", "instruct_train")})
+
+
 def _train_settings(s: TrainSettings) -> dict:
     return {k: v for k, v in dataclasses.asdict(s).items() if k not in {"epochs", "learning_rate"}}
 
 
 def settings(profile: Profile, method: str, value: float | None) -> dict:
     """Everything that defines one run of ``method`` (the data and the seed aside): the key's settings part."""
+    profile = protocol_profile(profile)
     p = profile.protocol
     plateau = {"max_epochs": p.max_epochs, "evals_per_epoch": p.evals_per_epoch, "patience": p.patience,
                "min_steps": p.min_steps, "validation_metric": "macro_f1"}
@@ -224,5 +234,5 @@ def run(profile: Profile, method: str, data: DatasetDict, seed: int, value: floa
     if entry.runner is None:
         raise methods.UnknownMethod(f"{method!r} has no runner under the protocol yet; the protocol runs: "
                                     f"{', '.join(methods.names(runnable=True))}.")
-    out = RUNNERS[entry.runner](profile, data, seed, value)
+    out = RUNNERS[entry.runner](protocol_profile(profile), data, seed, value)
     return out if entry.runner == "instruction" else {method: out}
