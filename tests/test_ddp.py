@@ -70,7 +70,7 @@ def test_two_processes_train_as_one(name, single, tmp_path):
     # DDP kept the replicas identical, and the result was written once, by rank 0
     assert dist["max |probability difference| between ranks"] == 0.0
     assert done.stdout.count("wrote metrics.json") == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "predictions.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "model", "predictions.csv"]
 
     # the same run as on one process, within the tolerance
     for metric in ("accuracy", "macro_f1"):

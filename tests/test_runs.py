@@ -54,19 +54,45 @@ def test_load_or_compute_computes_once(cache):
     assert len(calls) == 1 and np.array_equal(first.y_pred, second.y_pred)
 
 
+class FakeModel:
+    """Stands in for a trained model: save_pretrained writes a weights file."""
+
+    def __init__(self, weights: bytes = b"weights"):
+        self.weights = weights
+
+    def save_pretrained(self, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "adapter_model.safetensors").write_bytes(self.weights)
+
+
 def test_needs_model_treats_a_run_without_weights_as_missing(cache):
     profile = get_profile("tiny")
     runs.save(runs.stamp(fake_result(profile), profile), profile)
     assert runs.load(profile, "m") is not None
     assert runs.load(profile, "m", needs_model=True) is None
-    runs.model_dir(profile, "m").mkdir()
+    runs.model_dir(profile, "m").mkdir()  # a folder put there later is not the run's weights
+    (runs.model_dir(profile, "m") / "adapter_model.safetensors").write_bytes(b"other")
+    assert runs.load(profile, "m", needs_model=True) is None
+    runs.save(runs.stamp(fake_result(profile), profile), profile, model=FakeModel())
     assert runs.load(profile, "m", needs_model=True) is not None
 
 
-def test_recomputing_drops_stale_weights(cache):
+def test_recomputing_replaces_stale_weights(cache):
     profile = get_profile("tiny")
     stale = runs.model_dir(profile, "m")
     stale.mkdir(parents=True)
     (stale / "adapter.bin").write_text("old")
     runs.load_or_compute(profile, "m", lambda: fake_result(profile), verbose=False)
     assert not stale.exists()
+    result = runs.load_or_compute(profile, "n", lambda: dataclasses.replace(fake_result(profile, "n"),
+                                                                         model=FakeModel(b"new")), needs_model=True)
+    assert result.model is None  # the weights went to disk with the record
+    assert (runs.model_dir(profile, "n") / "adapter_model.safetensors").read_bytes() == b"new"
+
+
+def test_weights_changed_after_the_save_are_detected(cache, capsys):
+    profile = get_profile("tiny")
+    runs.save(runs.stamp(fake_result(profile), profile), profile, model=FakeModel(b"trained"))
+    (runs.model_dir(profile, "m") / "adapter_model.safetensors").write_bytes(b"retrained elsewhere")
+    assert runs.load(profile, "m") is None
+    assert "adapter_model.safetensors missing or changed" in capsys.readouterr().out

@@ -14,10 +14,12 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -47,6 +49,45 @@ def _with_batch(profile, method: str, per_device: int | None, world: int):
     return dataclasses.replace(profile, **{field: dataclasses.replace(settings, batch_size=size)}), size
 
 
+def positive(kind: type, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above 0 (or at least 0), else a usage error that says so."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
+        if not (value >= 0 if zero else value > 0):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'above 0'}, got {text}")
+        return value
+    return parse
+
+
+def check_out(out: Path, overwrite: bool) -> Path:
+    """``--out`` as a writable folder for a new run, checked before any model loads (or SystemExit naming the fix)."""
+    from .runs import runs_dir
+
+    out = out.expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is a file. Fix: pass a folder, e.g. --out runs/my-run.")
+    if runs_dir().resolve() in (out, *out.parents):
+        raise SystemExit(f"--out {out} is inside the chapters' run cache ({runs_dir()}), whose runs must stay as the "
+                         "chapters wrote them. Fix: pass a folder outside it.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SystemExit(f"--out {out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
+                         "Fix: pass a new folder, or --overwrite to replace that run.")
+    if overwrite:  # nothing of the previous run may stay beside the new one
+        shutil.rmtree(out / "model", ignore_errors=True)
+        for name in ("metrics.json", "predictions.csv"):
+            (out / name).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise SystemExit(f"--out {out} is not writable ({error.strerror}). Fix: pass a folder you can write to.") from None
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train and test one method; rank 0 writes metrics.json and predictions.csv into --out."""
     import numpy as np
@@ -65,6 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     state = PartialState(cpu=not cuda, **({"backend": "gloo"} if launched and not cuda else {}))
     world, rank = state.num_processes, state.process_index
     profile = get_profile(args.profile)
+    out = check_out(Path(args.out), args.overwrite) if state.is_main_process else Path(args.out)
     if args.epochs:
         for field in ("train", "encoder_train"):
             profile = dataclasses.replace(profile, **{field: dataclasses.replace(getattr(profile, field), epochs=args.epochs)})
@@ -84,8 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"rank {rank} of {world}: {mine['optimizer steps']} optimizer steps, {per_device} examples per step "
           f"on this rank, {mine['train seconds'] or 0:.1f} s", file=sys.stderr, flush=True)
     if state.is_main_process:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        if result.model is not None:  # the trained weights, beside the metrics of the same training
+            result.model.save_pretrained(out / "model")
         ranks = [{k: v for k, v in r.items() if k != "probs"} for r in everyone]
         spread = max(float(np.abs(r["probs"] - result.probs).max()) for r in everyone)
         record = {"method": result.method, "profile": result.profile, "seed": result.seed, "metrics": result.metrics,
@@ -99,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         table.insert(0, "predicted", [result.label_names[i] for i in result.y_pred])
         table.insert(0, "true", [result.label_names[i] for i in result.y_true])
         table.to_csv(out / "predictions.csv", index_label="test example")
-        print(f"rank 0 wrote metrics.json and predictions.csv to {out}: " + result.summary(), flush=True)
+        wrote = "metrics.json, predictions.csv" + (" and model/" if result.model is not None else "")
+        print(f"rank 0 wrote {wrote} to {out}: " + result.summary(), flush=True)
     state.wait_for_everyone()
     if world > 1 and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
@@ -278,9 +321,10 @@ def parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train and test one method; rank 0 writes the results (capstone)")
     train.add_argument("method", choices=METHODS)
     train.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
-    train.add_argument("--out", required=True, help="folder for metrics.json and predictions.csv")
-    train.add_argument("--epochs", type=float, help="override the profile's epochs")
-    train.add_argument("--per-device-batch", type=int,
+    train.add_argument("--out", required=True, help="folder for metrics.json, predictions.csv and model/ (new or empty)")
+    train.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
+    train.add_argument("--epochs", type=positive(float), help="override the profile's epochs (a number > 0)")
+    train.add_argument("--per-device-batch", type=positive(int),
                        help="batch per process (default: the profile's batch divided by the number of processes)")
     train.set_defaults(func=cmd_train)
     bench = commands.add_parser("bench", help="measure what the course costs; write benchmarks/results")
@@ -291,9 +335,9 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--results", help="results folder (default: benchmarks/results in the checkout)")
     bench.add_argument("--images", help="figures folder (default: book/images in the checkout)")
     bench.add_argument("--no-figures", action="store_true", help="write JSON and markdown only")
-    bench.add_argument("--steps", type=int, default=3, help="timed training steps per configuration (median)")
-    bench.add_argument("--single", type=int, default=16, help="texts timed one by one (batch 1)")
-    bench.add_argument("--batched", type=int, default=64, help="texts timed in batches of 32")
+    bench.add_argument("--steps", type=positive(int), default=3, help="timed training steps per configuration (median)")
+    bench.add_argument("--single", type=positive(int), default=16, help="texts timed one by one (batch 1)")
+    bench.add_argument("--batched", type=positive(int), default=64, help="texts timed in batches of 32")
     bench.add_argument("--chapters", nargs="*", help="course: only chapters whose file name starts so (e.g. 00 02)")
     bench.add_argument("--no-tests", dest="tests", action="store_false", help="course: skip the test suite")
     bench.add_argument("--no-chapters", dest="run_chapters", action="store_false", help="course: only the test suite")
@@ -302,7 +346,7 @@ def parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="the capstone comparison (chapter 08): tables and plots to --out")
     compare.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     compare.add_argument("--out", required=True, help="folder for the tables (CSV, markdown) and plots (PNG)")
-    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval")
+    compare.add_argument("--resamples", type=positive(int), default=2000, help="bootstrap resamples per interval")
     compare.set_defaults(func=cmd_compare)
     reproduce = commands.add_parser("reproduce", help="the fair comparison into the results store (resumable)")
     reproduce.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
@@ -310,7 +354,7 @@ def parser() -> argparse.ArgumentParser:
                            help="run only these methods (names or patterns such as 'instruction-*')")
     reproduce.add_argument("--recompute", action="store_true", help="run the selected runs again even if stored")
     reproduce.add_argument("--list", action="store_true", help="show the plan and what is stored; run nothing")
-    reproduce.add_argument("--max-runs", type=int, help="stop after this many trainings (the next call resumes)")
+    reproduce.add_argument("--max-runs", type=positive(int, zero=True), help="stop after this many trainings (the next call resumes)")
     reproduce.add_argument("--prune", action="store_true",
                            help="first delete stored runs that the current code and data no longer use (with --max-runs 0: only that)")
     reproduce.set_defaults(func=cmd_reproduce)

@@ -6,6 +6,7 @@ softmax of logits / T (Hinton et al., 2015). Taught in chapter 07.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -86,25 +87,25 @@ def student_run(profile: Profile, data: DatasetDict, transfer: DatasetDict, temp
     """Train a fresh student on ``transfer`` with the distillation loss, predict ``data``'s test split, keep its weights."""
     from .data import label_names
     from .recipes import classifier_result, train_and_report
-    from .runs import model_dir
     from .session import seed_everything
 
     seed_everything(profile.seed)
     student, tokenizer = load_student(profile, label_names(data))
     trainer = make_distillation_trainer(student, tokenizer, transfer, profile, temperature, alpha, settings=settings)
     report = train_and_report(trainer)
-    if save_model:
-        student.save_pretrained(model_dir(profile, method))
-        tokenizer.save_pretrained(model_dir(profile, method))
-    return classifier_result(method, profile, data, student, tokenizer, settings=settings or profile.encoder_train,
-                             extra=report)
+    result = classifier_result(method, profile, data, student, tokenizer, settings=settings or profile.encoder_train,
+                               extra=report)
+    return dataclasses.replace(result, model=student, tokenizer=tokenizer) if save_model else result
 
 
 def load_trained_student(folder: str | Path):
     """A student saved by ``student_run``; returns (model, tokenizer) on the course's device."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    from .checks import check_safetensors
+
+    check_safetensors(folder, "model")
+    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
     return model.to(models.device()).eval(), AutoTokenizer.from_pretrained(folder)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import check_fits_model, check_label_id, check_label_names, check_texts
 from .models import compute_dtype
 
 VERBALIZERS = ("names", "codes", "letters")
@@ -44,9 +45,9 @@ class Verbalizer:
 
     def answer(self, label_ids) -> str:
         """The response for one label id, or for a list of ids (multi-label: fixed class order, SEPARATOR)."""
-        if isinstance(label_ids, (int, np.integer)):
-            return self.words[int(label_ids)]
-        ids = sorted({int(i) for i in label_ids})
+        if isinstance(label_ids, (int, np.integer)):  # bool is an int: check_label_id refuses it
+            return self.words[check_label_id(label_ids, len(self.words))]
+        ids = sorted({check_label_id(i, len(self.words)) for i in label_ids})
         return SEPARATOR.join(self.words[i] for i in ids) if ids else NONE_ANSWER
 
 
@@ -62,6 +63,7 @@ def make_verbalizer(names: list[str] | tuple[str, ...], kind: str = "names",
     """A verbalizer of a kind: "names" (the label names), "codes" (one word) or "letters" (A, B, ...) (chapter 04)."""
     if kind not in VERBALIZERS:
         raise ValueError(f"Unknown verbalizer kind {kind!r}; choose one of {VERBALIZERS}.")
+    names = check_label_names(names)
     if words is None:
         if kind == "names":
             words = list(names)
@@ -76,6 +78,11 @@ def make_verbalizer(names: list[str] | tuple[str, ...], kind: str = "names",
         raise ValueError(f"A verbalizer needs one distinct, non-empty word per label; got {words!r} for {len(names)} "
                          "labels. Fix: pass distinct words (they are compared case- and punctuation-insensitively).")
     return Verbalizer(kind, tuple(names), tuple(words))
+
+
+def context_length(model) -> int | None:
+    """How many tokens the model reads at most (its position embeddings), or None if its config does not say."""
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
 
 def token_counts(tokenizer, verbalizer: Verbalizer, eos: bool = True) -> list[int]:
@@ -108,6 +115,7 @@ def build_prompt(tokenizer, text: str, verbalizer: Verbalizer, multi_label: bool
 
     A model without a chat template gets a plain "instruction / Text: ... / Answer:" prompt instead.
     """
+    (text,) = check_texts([text])
     task, body = instruction(verbalizer, multi_label, subject), truncate(tokenizer, text, max_text_tokens)
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "system", "content": task}, {"role": "user", "content": body}]
@@ -229,8 +237,14 @@ def score_labels(model, tokenizer, prompts: list[str], answers: list[str], batch
     the sum of its tokens' log-probabilities, EOS included (so "physics" cannot win as a prefix of
     "physics and chemistry").
     """
+    if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+        raise ValueError(f"score_labels needs at least one non-empty answer to score, got {answers!r}. Fix: pass the "
+                         "verbalizer's words, e.g. list(verbalizer.words).")
     if not prompts:
         return np.zeros((0, len(answers)))
+    prompts = check_texts(prompts, "prompts")
+    check_fits_model([len(tokenizer(p, add_special_tokens=False)["input_ids"]) + max(map(len, (
+        answer_ids(tokenizer, a, eos) for a in answers))) for p in prompts], context_length(model))
     model.eval()
     on = _on(model)
     implementation = getattr(model.config, "_attn_implementation", "sdpa")
@@ -312,6 +326,9 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, batc
     """Greedy answers to prompts (from the cached shared instruction) and their log-probabilities (chapter 04)."""
     if not prompts:
         return [], np.zeros(0)
+    prompts = check_texts(prompts, "prompts")
+    check_fits_model([len(tokenizer(p, add_special_tokens=False)["input_ids"]) + max_new_tokens for p in prompts],
+                     context_length(model))
     model.eval()
     texts, logprobs = [], []
     batches = PromptBatches(model, tokenizer, prompts, batch_size, reuse_prefix)

@@ -9,6 +9,7 @@ multi-label runs of chapter 05 reuse ``tune``.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import time
@@ -26,7 +27,7 @@ from .data import label_names, load_single_label
 from .data.common import stratified_sample
 from .instruct import Verbalizer
 from .metrics import softmax
-from .runs import RunResult, load_or_compute_together, model_dir
+from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
 from .train import learning_curve, training_arguments
 
@@ -307,8 +308,7 @@ def instruction_runs(profile: Profile, data: DatasetDict | None = None) -> tuple
     tuned = tune(profile, data)
     scored = scored_result(tuned, profile, data)
     generated = generated_result(tuned, profile, data)
-    tuned.model.save_pretrained(model_dir(profile, INSTRUCTION_SCORED))  # the LoRA adapter, for later chapters
-    return scored, generated
+    return dataclasses.replace(scored, model=tuned.model), generated  # the LoRA adapter is kept with the scored run
 
 
 def cached_instruction_runs(profile: Profile, data: DatasetDict | None = None,

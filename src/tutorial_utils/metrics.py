@@ -15,61 +15,9 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax
 from sklearn.metrics import accuracy_score, f1_score
 
-PROB_ATOL = 1e-2  # how far a row of probabilities may sum from 1: float16/bfloat16 softmax outputs round
+from .checks import PROB_ATOL, check_finite, check_label_matrices, check_probs, check_same_length  # noqa: F401
+
 LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))  # temperatures fit_temperature searches: 0.05 to 20
-
-
-def check_same_length(y_true, y_pred, names: tuple[str, str] = ("y_true", "y_pred")) -> tuple[np.ndarray, np.ndarray]:
-    """Both inputs as arrays, raising a ValueError if either is empty or their lengths differ."""
-    a, b = np.asarray(y_true), np.asarray(y_pred)
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"{names[0]} and {names[1]} must be arrays with one entry per example, got a scalar. "
-                         "Fix: pass a list or array, e.g. np.asarray(predictions).")
-    if len(a) == 0 or len(b) == 0:
-        raise ValueError(f"{names[0]} and {names[1]} must not be empty (got {len(a)} and {len(b)} examples). "
-                         "Fix: check that the split you evaluate on has examples.")
-    if len(a) != len(b):
-        raise ValueError(f"{names[0]} has {len(a)} examples but {names[1]} has {len(b)}. Fix: predict on exactly "
-                         "the examples you score, in the same order.")
-    return a, b
-
-
-def check_label_matrices(Y_true, Y_pred) -> tuple[np.ndarray, np.ndarray]:
-    """Two 0/1 matrices of the same shape (examples x labels), or a ValueError saying what is wrong."""
-    Y_true, Y_pred = check_same_length(Y_true, Y_pred, ("Y_true", "Y_pred"))
-    if Y_true.ndim != 2 or Y_true.shape != Y_pred.shape:
-        raise ValueError(f"Multi-label inputs must be 0/1 matrices of the same shape (examples, labels); got "
-                         f"{Y_true.shape} and {Y_pred.shape}. Fix: multi-hot encode the label lists, e.g. with "
-                         "tutorial_utils.data.multi_hot, and threshold probabilities with thresholds.apply_thresholds.")
-    for name, Y in (("Y_true", Y_true), ("Y_pred", Y_pred)):
-        if not np.isin(Y, (0, 1)).all():
-            raise ValueError(f"{name} must contain only 0 and 1. Fix: threshold probabilities first "
-                             "(thresholds.apply_thresholds) or cast booleans with .astype(int).")
-    return Y_true.astype(int), Y_pred.astype(int)
-
-
-def check_probs(probs, y_true=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """A probability matrix (rows >= 0 summing to 1) and integer labels in range, or a clear ValueError."""
-    P = np.asarray(probs, dtype=float)
-    if P.ndim != 2 or P.shape[0] == 0 or P.shape[1] < 2:
-        raise ValueError(f"Expected a probability matrix of shape (n_examples, n_classes) with at least one example "
-                         f"and two classes, got shape {P.shape}. Fix: for a binary model with one probability p, "
-                         "pass np.column_stack([1 - p, p]).")
-    if not np.isfinite(P).all() or (P < 0).any() or not np.allclose(P.sum(axis=1), 1.0, atol=PROB_ATOL):
-        raise ValueError(f"The probabilities are not a probability matrix: every row must be finite, non-negative "
-                         f"and sum to 1 (row sums here range from {P.sum(axis=1).min():.3g} to "
-                         f"{P.sum(axis=1).max():.3g}, smallest entry {P.min():.3g}). Fix: if you passed logits, "
-                         "convert them first with metrics.softmax(logits).")
-    if y_true is None:
-        return P, None
-    y = np.asarray(y_true)
-    if y.ndim != 1 or len(y) != len(P):
-        raise ValueError(f"y_true must be one class id per row of probs: got shape {y.shape} for {len(P)} rows. "
-                         "Fix: pass the integer labels of the same examples, in the same order.")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= P.shape[1]:
-        raise ValueError(f"y_true must hold integer class ids in 0..{P.shape[1] - 1}. Fix: encode label names as "
-                         "ids (tutorial_utils.data.encode_labels) in the order of the model's output columns.")
-    return P, y
 
 
 def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict[str, float]:
@@ -109,7 +57,7 @@ def softmax(logits, temperature: float = 1.0) -> np.ndarray:
     if temperature <= 0:
         raise ValueError(f"The temperature must be positive, got {temperature}. Fix: use T > 1 to soften and "
                          "0 < T < 1 to sharpen the probabilities.")
-    z = np.asarray(logits, dtype=float) / temperature
+    z = check_finite(logits, "logits") / temperature
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)

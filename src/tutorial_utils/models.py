@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .assets import model_path
+from .checks import check_label_names, check_safetensors
 from .config import LoraSettings, Profile
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
@@ -102,6 +103,7 @@ def load_sequence_classifier(profile: Profile, label_names: list[str], multi_lab
     """The profile's causal LM with a classification head on the last non-pad token; returns (model, tokenizer)."""
     from transformers import AutoModelForSequenceClassification
 
+    label_names = check_label_names(label_names, minimum=1 if multi_label else 2)
     tokenizer = load_tokenizer(profile.causal_lm)
     quantize = profile.load_in_4bit if quantize is None else quantize
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -146,6 +148,9 @@ def add_lora(model: nn.Module, lora: LoraSettings, task_type: str = "SEQ_CLS",
 
     available = linear_module_names(model)
     targets = list(lora.target_modules)
+    if not targets:
+        raise ModelError("LoraSettings.target_modules is empty, so LoRA would wrap no layer and nothing but the head "
+                         "would train. Fix: name some layers, e.g. ('q_proj', 'v_proj'), or ('all-linear',).")
     if targets != ["all-linear"]:
         missing = [t for t in targets if t not in available]
         if missing:
@@ -202,6 +207,7 @@ def load_encoder_classifier(profile: Profile, label_names: list[str], multi_labe
     """The profile's encoder (MiniLM, BERT) with a fresh classification head; returns (model, tokenizer)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    label_names = check_label_names(label_names, minimum=1 if multi_label else 2)
     path = model_path(profile.encoder)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -219,5 +225,6 @@ def load_trained_classifier(profile: Profile, label_names: list[str], adapter_di
     """
     from peft import PeftModel
 
+    check_safetensors(adapter_dir, "adapter_model")
     base, tokenizer = load_sequence_classifier(profile, label_names, multi_label=multi_label)
     return PeftModel.from_pretrained(base, adapter_dir), tokenizer

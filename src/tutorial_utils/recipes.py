@@ -7,7 +7,6 @@ so they never retrain what an earlier chapter already trained on the same profil
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import numpy as np
@@ -20,7 +19,7 @@ from .config import Profile, TrainSettings
 from .data import label_names, load_single_label
 from .heads import hand_written_head
 from .metrics import classification_metrics, softmax
-from .runs import RunResult, load_or_compute, model_dir
+from .runs import RunResult, load_or_compute
 from .session import seed_everything
 from .train import learning_curve, make_trainer, predict_logits
 
@@ -54,16 +53,15 @@ def train_and_report(trainer) -> dict:
 def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method: str = EMBEDDING_HEAD) -> RunResult:
     """Chapter 02's recipe: 4-bit causal LM + LoRA + a head on the last token, trained and tested.
 
-    The trained adapter and head are saved under the run cache's folder for ``method``.
+    The result carries the trained model (adapter + head): ``runs.save`` / ``load_or_compute`` keep it with
+    the run, for distillation (chapter 07).
     """
     data = data or load_single_label(profile)
     seed_everything(profile.seed)  # the head's and LoRA's initialisation follow the profile's seed
     model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
     model = models.add_lora(model, profile.lora)
     report = train_and_report(make_trainer(model, tokenizer, data, profile, run_name=method))
-    if int(os.environ.get("RANK", 0)) == 0:  # under DDP only the main process writes
-        model.save_pretrained(model_dir(profile, method))  # adapter + head, for distillation (chapter 07)
-    return classifier_result(method, profile, data, model, tokenizer, extra=report)
+    return dataclasses.replace(classifier_result(method, profile, data, model, tokenizer, extra=report), model=model)
 
 
 def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, ...] = ("last", "mean")) -> pd.DataFrame:
@@ -103,6 +101,16 @@ def tfidf_pipeline(seed: int = 42):
                          LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
 
 
+def tfidf_probs(pipeline, texts: list[str], n_classes: int) -> np.ndarray:
+    """A fitted pipeline's probabilities with one column per class id 0..n-1, also for a class training lacked.
+
+    scikit-learn's columns are the classes it saw, so with one missing, argmax would shift every later class.
+    """
+    probs = np.zeros((len(texts), n_classes))
+    probs[:, pipeline.classes_] = pipeline.predict_proba(texts)
+    return probs
+
+
 def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = TFIDF) -> RunResult:
     """Fit the TF-IDF floor on train and score the test split; its 'trainable parameters' are the LR weights."""
     data = data or load_single_label(profile)
@@ -112,7 +120,7 @@ def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = T
     train_seconds = time.perf_counter() - start
     texts = list(data["test"]["text"])
     start = time.perf_counter()
-    probs = pipeline.predict_proba(texts)
+    probs = tfidf_probs(pipeline, texts, len(label_names(data)))
     seconds = time.perf_counter() - start
     y_true = np.asarray(data["test"]["label"])
     y_pred = probs.argmax(axis=1)

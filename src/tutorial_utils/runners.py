@@ -84,7 +84,7 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
 
 def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """TF-IDF + logistic regression at regularisation C = ``value``."""
-    from .recipes import tfidf_pipeline
+    from .recipes import tfidf_pipeline, tfidf_probs
 
     pipeline = tfidf_pipeline(seed)
     pipeline.set_params(logisticregression__C=value)
@@ -92,14 +92,7 @@ def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     start = time.perf_counter()
     pipeline.fit(list(data["train"]["text"]), np.asarray(data["train"]["label"]))
     seconds = time.perf_counter() - start
-    classes = pipeline.classes_
-
-    def full(texts: list[str]) -> np.ndarray:  # columns for every class, also one that training lacked
-        probs = np.zeros((len(texts), n))
-        probs[:, classes] = pipeline.predict_proba(texts)
-        return probs
-
-    val, test = full(list(data["validation"]["text"])), full(list(data["test"]["text"]))
+    val, test = (tfidf_probs(pipeline, list(data[split]["text"]), n) for split in ("validation", "test"))
     lr = pipeline[-1]
     return {"y_true": data["test"]["label"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
             "validation_metric": macro_f1(data["validation"]["label"], val.argmax(1), n),

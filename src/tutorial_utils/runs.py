@@ -2,16 +2,19 @@
 
 Later chapters (statistics, distillation, the capstone) reuse earlier runs without retraining. A run
 is keyed by profile, method and seed, and stamped with a hash of the whole profile and the run's own
-config: a result made under other settings is never returned, it is recomputed. Taught in chapter 02.
+config: a result made under other settings is never returned, it is recomputed. A run is written as
+one unit (``files``): its weights, if it keeps them, always belong to the predictions beside them, a
+write killed midway is never loaded, and two processes never compute the same run at once. Taught in
+chapter 02.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import files
 from .assets import cache_dir
 from .config import Profile
 
 RUNS_ENV = "COURSE_RUNS"
-CACHE_VERSION = 1  # bump when the meaning of a stored result changes
+CACHE_VERSION = 2  # bump when the meaning of a stored result changes (2: files listed with checksums)
+RECORD, ARRAYS, MODEL = "run.json", "arrays.npz", "model"
+NOT_IN_RECORD = {"y_true", "y_pred", "probs", "model", "tokenizer"}
 
 
 @dataclass
@@ -41,6 +47,8 @@ class RunResult:
     config: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     key: str = ""
+    model: object = field(default=None, repr=False, compare=False)  # trained weights to save with it (not in run.json)
+    tokenizer: object = field(default=None, repr=False, compare=False)
 
     def summary(self) -> str:
         """One line: method, the main metrics and trainable parameters (no timings: they vary run to run)."""
@@ -75,15 +83,29 @@ def model_dir(profile: Profile, method: str, seed: int | None = None) -> Path:
     return run_path(profile, method, seed) / "model"
 
 
-def save(result: RunResult, profile: Profile) -> Path:
-    """Write a run's arrays (npz) and metadata (json); returns its folder."""
+def save(result: RunResult, profile: Profile, model=None, tokenizer=None) -> Path:
+    """Write a run (arrays, metadata and, if given, its trained weights) as one unit; returns its folder.
+
+    Everything goes into ``<folder>.partial`` and is renamed into place when complete; ``run.json`` lists
+    the SHA-256 of every file, so weights are always those of the predictions beside them, and a write
+    killed midway is never loaded. ``model`` / ``tokenizer`` default to the result's own (recipes attach
+    the model they trained); they are saved with ``save_pretrained`` into ``model/``.
+    """
+    model = model if model is not None else result.model
+    tokenizer = tokenizer if tokenizer is not None else result.tokenizer
     folder = run_path(profile, result.method, result.seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder / "arrays.npz", y_true=result.y_true, y_pred=result.y_pred, probs=result.probs)
-    meta = {k: v for k, v in dataclasses.asdict(result).items() if k not in {"y_true", "y_pred", "probs"}}
-    meta["saved_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    (folder / "run.json").write_text(json.dumps(meta, indent=1, default=jsonable))
-    return folder
+    partial = files.staging(folder)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, y_true=result.y_true, y_pred=result.y_pred, probs=result.probs)
+    files.write_synced(partial / ARRAYS, buffer.getvalue())
+    if model is not None and int(os.environ.get("RANK", 0)) == 0:  # under DDP only the main process writes
+        model.save_pretrained(partial / MODEL)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(partial / MODEL)
+    meta = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in NOT_IN_RECORD}
+    meta |= {"saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), "files": files.checksums(partial)}
+    files.write_synced(partial / RECORD, json.dumps(meta, indent=1, default=jsonable).encode())
+    return files.swap_in(partial, folder)
 
 
 def jsonable(value: object) -> object:
@@ -96,23 +118,45 @@ def jsonable(value: object) -> object:
 
 
 def load(profile: Profile, method: str, config: dict | None = None, seed: int | None = None,
-         needs_model: bool = False) -> RunResult | None:
-    """The cached run if it exists and was made with this exact profile and config; else None.
+         needs_model: bool = False, verbose: bool = True) -> RunResult | None:
+    """The cached run if it is complete and was made with this exact profile and config; else None.
 
-    With ``needs_model`` a run whose trained weights were not saved counts as missing.
+    A damaged run (unreadable record, a file missing or not matching its checksum) counts as missing,
+    with a message naming its folder; with ``needs_model`` so does a run whose weights were not saved.
     """
     folder = run_path(profile, method, seed)
-    if not (folder / "run.json").exists() or not (folder / "arrays.npz").exists():
+    try:  # another process may swap a new run in meanwhile: then a file is gone or fails its checksum
+        meta = json.loads((folder / RECORD).read_text())
+        wanted = run_key(dataclasses.replace(profile, seed=profile.seed if seed is None else seed), method, config)
+        if meta.get("key") != wanted:
+            return None
+        listed = meta.pop("files", {})
+        blob = (folder / ARRAYS).read_bytes()
+        bad = [ARRAYS] if files.sha256(blob) != listed.get(ARRAYS) else []
+        bad += files.damaged(folder, {k: v for k, v in listed.items() if k != ARRAYS})
+    except FileNotFoundError:
         return None
-    if needs_model and not (folder / "model").is_dir():
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return _unusable(verbose, method, folder, f"its {RECORD} is not valid JSON ({error})")
+    if bad:
+        return _unusable(verbose, method, folder, f"{', '.join(bad[:3])} missing or changed since it was written")
+    if needs_model and not any(name.startswith(MODEL + "/") for name in listed):
         return None
-    meta = json.loads((folder / "run.json").read_text())
-    wanted = run_key(dataclasses.replace(profile, seed=profile.seed if seed is None else seed), method, config)
-    if meta.get("key") != wanted:
-        return None
-    arrays = np.load(folder / "arrays.npz")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+        loaded = {name: arrays[name] for name in ("y_true", "y_pred", "probs")}
     meta.pop("saved_at", None)
-    return RunResult(**meta, y_true=arrays["y_true"], y_pred=arrays["y_pred"], probs=arrays["probs"])
+    return RunResult(**meta, **loaded)
+
+
+def _unusable(verbose: bool, method: str, folder: Path, why: str) -> None:
+    if verbose:
+        print(f"{method}: the cached run in {folder} cannot be used ({why}); it will be computed again.")
+    return None
+
+
+def lock_path(profile: Profile, method: str, seed: int | None = None) -> Path:
+    """The lock file that serialises computing one run across processes."""
+    return runs_dir() / ".locks" / f"{run_path(profile, method, seed).relative_to(runs_dir()).as_posix().replace('/', '--')}.lock"
 
 
 def stamp(result: RunResult, profile: Profile, config: dict | None = None) -> RunResult:
@@ -124,31 +168,40 @@ def stamp(result: RunResult, profile: Profile, config: dict | None = None) -> Ru
 
 def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResult],
                     config: dict | None = None, verbose: bool = True, needs_model: bool = False) -> RunResult:
-    """Return the cached run, or call ``compute()``, stamp, save and return its result."""
-    cached = load(profile, method, config, needs_model=needs_model)
-    if cached is not None:
+    """Return the cached run, or call ``compute()``, stamp, save (with its model, if it has one) and return it.
+
+    A lock per run makes a second process wait for the first one's result instead of training it too.
+    """
+    waiting = f"{method}: another process is computing this run; waiting for it ..."
+    with files.locked(lock_path(profile, method), waiting):
+        cached = load(profile, method, config, needs_model=needs_model, verbose=verbose)
+        if cached is not None:
+            if verbose:
+                print(f"{method}: loaded from the run cache ({profile.name} profile, seed {profile.seed})")
+            return cached
         if verbose:
-            print(f"{method}: loaded from the run cache ({profile.name} profile, seed {profile.seed})")
-        return cached
-    if verbose:
-        print(f"{method}: not in the run cache for this profile and config; computing it now ...")
-    shutil.rmtree(model_dir(profile, method), ignore_errors=True)  # never pair new results with old weights
-    result = stamp(dataclasses.replace(compute(), method=method), profile, config)  # stored under the asked name
-    save(result, profile)
-    return result
+            print(f"{method}: not in the run cache for this profile and config; computing it now ...")
+        result = stamp(dataclasses.replace(compute(), method=method), profile, config)  # stored under the asked name
+        if needs_model and result.model is None:
+            raise RuntimeError(f"{method}: the computation returned no trained model to keep, but the caller needs "
+                               "one. Fix: attach it, e.g. RunResult(..., model=model).")
+        save(result, profile)
+    return dataclasses.replace(result, model=None, tokenizer=None)  # the weights are on disk: free the memory
 
 
 def load_or_compute_together(profile: Profile, methods: tuple[str, ...],
                              compute: Callable[[], tuple[RunResult, ...]], verbose: bool = True) -> tuple[RunResult, ...]:
     """Several runs that one training produces (e.g. scored and generated): all from the cache, or all computed now."""
-    found = tuple(load(profile, method) for method in methods)
-    if all(run is not None for run in found):
+    waiting = f"{', '.join(methods)}: another process is computing these runs; waiting for it ..."
+    with files.locked(lock_path(profile, methods[0]), waiting):
+        found = tuple(load(profile, method, verbose=verbose) for method in methods)
+        if all(run is not None for run in found):
+            if verbose:
+                print(f"{', '.join(methods)}: loaded from the run cache ({profile.name} profile)")
+            return found
         if verbose:
-            print(f"{', '.join(methods)}: loaded from the run cache ({profile.name} profile)")
-        return found
-    if verbose:
-        print(f"{', '.join(methods)}: not in the run cache; training and predicting now ...")
-    results = tuple(stamp(result, profile) for result in compute())
-    for result in results:
-        save(result, profile)
-    return results
+            print(f"{', '.join(methods)}: not in the run cache; training and predicting now ...")
+        results = tuple(stamp(result, profile) for result in compute())
+        for result in results:
+            save(result, profile)
+    return tuple(dataclasses.replace(r, model=None, tokenizer=None) for r in results)

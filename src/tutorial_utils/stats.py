@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom, chi2
 
-from .metrics import check_same_length
+from .checks import check_same_shape
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 EXACT_BELOW = 25  # mcnemar_test uses the exact binomial test when fewer than this many examples are discordant
@@ -44,7 +44,7 @@ class BootstrapResult:
 
 def accuracy(y_true, y_pred) -> float:
     """The share of examples predicted exactly right; for label matrices, rows with every label right."""
-    return float(row_correct(np.asarray(y_true), np.asarray(y_pred)).mean())
+    return float(row_correct(*check_same_shape(y_true, y_pred)).mean())
 
 
 def macro_f1(y_true, y_pred) -> float:
@@ -52,7 +52,7 @@ def macro_f1(y_true, y_pred) -> float:
 
     For class ids, the labels are those present in y_true or y_pred; for 0/1 label matrices, every column.
     """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    y_true, y_pred = check_same_shape(y_true, y_pred)
     if y_true.ndim == 2:
         tp = ((y_true == 1) & (y_pred == 1)).sum(axis=0)
         denominator = (y_true == 1).sum(axis=0) + (y_pred == 1).sum(axis=0)  # 2 tp + fp + fn
@@ -84,7 +84,7 @@ def macro_f1_over(n_classes: int) -> Metric:
 
 def micro_f1(Y_true, Y_pred) -> float:
     """F1 over all (example, label) decisions of 0/1 label matrices; for class ids it equals accuracy."""
-    Y_true, Y_pred = np.asarray(Y_true), np.asarray(Y_pred)
+    Y_true, Y_pred = check_same_shape(Y_true, Y_pred, ("Y_true", "Y_pred"))
     if Y_true.ndim == 1:
         return accuracy(Y_true, Y_pred)
     tp = ((Y_true == 1) & (Y_pred == 1)).sum()
@@ -94,12 +94,8 @@ def micro_f1(Y_true, Y_pred) -> float:
 
 def check_paired(y_true, pred_a, pred_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The gold labels and both systems' predictions as arrays of one shape, or a ValueError saying what differs."""
-    y, a = check_same_length(y_true, pred_a, ("y_true", "pred_a"))
-    _, b = check_same_length(y_true, pred_b, ("y_true", "pred_b"))
-    if not y.shape == a.shape == b.shape:
-        raise ValueError(f"y_true, pred_a and pred_b must have one shape, got {y.shape}, {a.shape} and {b.shape}. "
-                         "Fix: compare predictions of the same kind (class ids, or 0/1 label matrices) on the same "
-                         "examples.")
+    y, a = check_same_shape(y_true, pred_a, ("y_true", "pred_a"))
+    _, b = check_same_shape(y_true, pred_b, ("y_true", "pred_b"))
     return y, a, b
 
 
@@ -169,8 +165,9 @@ def paired_bootstrap(y_true, pred_a, pred_b, metric: Metric, n_resamples: int = 
     module. Inputs are class ids or 0/1 label matrices; resampling draws rows (examples). The interval
     is the percentile interval of the resampled differences. The two-sided p-value is twice the share
     of resampled differences on the other side of zero from the observed one (zero counts as the other
-    side), capped at 1: it is below 1 - confidence when the percentile interval excludes zero (up to
-    how percentiles interpolate).
+    side), counted as (k + 1) / (n + 1) so that finitely many resamples never report p = 0 (with 2,000
+    resamples the smallest p is 0.001), capped at 1: it is below 1 - confidence when the percentile
+    interval excludes zero (up to how percentiles interpolate).
     An observed difference of exactly zero gets p = 1. It is a quick, approximate p-value.
     """
     y, a, b = check_paired(y_true, pred_a, pred_b)
@@ -182,7 +179,8 @@ def paired_bootstrap(y_true, pred_a, pred_b, metric: Metric, n_resamples: int = 
     if observed == 0:
         p_value = 1.0
     else:
-        p_value = min(1.0, 2.0 * float(np.mean(np.sign(differences) != np.sign(observed))))
+        other_side = int(np.sum(np.sign(differences) != np.sign(observed)))
+        p_value = min(1.0, 2.0 * (other_side + 1) / (len(differences) + 1))  # never 0 from finitely many resamples
     return BootstrapResult(difference=float(observed), ci_low=low, ci_high=high,
                            p_value_two_sided=p_value, distribution=differences)
 
@@ -190,10 +188,7 @@ def paired_bootstrap(y_true, pred_a, pred_b, metric: Metric, n_resamples: int = 
 def bootstrap_ci(y_true, pred, metric: Metric, n_resamples: int = 2000, confidence: float = 0.95,
                  seed: int = 0) -> tuple[float, float, float]:
     """One system's metric on the full data and its percentile bootstrap interval: (point, low, high)."""
-    y, p = check_same_length(y_true, pred, ("y_true", "pred"))
-    if y.shape != p.shape:
-        raise ValueError(f"y_true has shape {y.shape} but pred has shape {p.shape}. Fix: pass predictions of the "
-                         "same kind as the labels (class ids, or 0/1 label matrices).")
+    y, p = check_same_shape(y_true, pred, ("y_true", "pred"))
     check_bootstrap_args(n_resamples, confidence)
     values = np.array([metric(y[i], p[i]) for i in bootstrap_indices(len(y), n_resamples, seed)])
     return (float(metric(y, p)), *percentile_interval(values, confidence))

@@ -10,18 +10,14 @@ processes from computing the same run. Taught in chapter 08; ``python -m tutoria
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import io
 import json
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from . import files
 from .records import ROOT, RunRecord
 
 RESULTS_ENV = "COURSE_RESULTS"
@@ -58,25 +54,12 @@ def write(record: RunRecord, where: Path) -> Path:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **record.arrays())
     blob = buffer.getvalue()
-    meta = record.meta() | {"arrays_sha256": hashlib.sha256(blob).hexdigest()}
+    meta = record.meta() | {"arrays_sha256": files.sha256(blob)}
     text = json.dumps(meta, indent=1, default=_jsonable, allow_nan=True)
-    partial = where.with_name(where.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = files.staging(where)
     for name, payload in ((ARRAYS, blob), (RECORD, text.encode())):
-        with open(partial / name, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-    if where.exists():
-        old = where.with_name(where.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        where.rename(old)
-        partial.rename(where)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        partial.rename(where)
-    return where
+        files.write_synced(partial / name, payload)
+    return files.swap_in(partial, where)
 
 
 def read(where: Path) -> RunRecord:
@@ -88,7 +71,7 @@ def read(where: Path) -> RunRecord:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise StoreError(f"{where / RECORD} is not valid JSON ({error}): a partly written or edited record.") from error
     blob = (where / ARRAYS).read_bytes()
-    if hashlib.sha256(blob).hexdigest() != meta.pop("arrays_sha256", None):
+    if files.sha256(blob) != meta.pop("arrays_sha256", None):
         raise StoreError(f"{where / ARRAYS} does not match the checksum in its record: partly written or changed.")
     with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
         loaded = {name: arrays[name] for name in arrays.files}
@@ -121,21 +104,14 @@ def others(profile: str, dataset: str, method: str, tag: str, key: str) -> list[
     parent = folder(profile, dataset, method, tag, key).parent
     if not parent.exists():
         return []
-    return [p for p in parent.glob(f"{tag}-*") if p.is_dir() and not p.name.endswith((".partial", ".old"))
+    return [p for p in parent.glob(f"{tag}-*") if p.is_dir() and not p.name.endswith((files.PARTIAL, files.OLD))
             and p.name != f"{tag}-{key}"]
 
 
-@contextlib.contextmanager
-def locked(profile: str, key: str) -> Iterator[None]:
-    """Hold an exclusive lock for one run, so that a second process waits instead of computing it too."""
-    path = root() / ".locks" / profile / f"{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(profile: str, key: str):
+    """An exclusive lock for one run, so that a second process waits instead of computing it too."""
+    return files.locked(root() / ".locks" / profile / f"{key}.lock",
+                        waiting=f"another process is computing run {key}; waiting for it to finish ...")
 
 
 def recompute_requested() -> bool:
@@ -149,7 +125,7 @@ def stored(profile: str, base: Path | None = None) -> list[tuple[Path, RunRecord
     out: list[tuple[Path, RunRecord | StoreError]] = []
     for path in sorted(top.glob(f"*/*/*/{RECORD}")):
         where = path.parent
-        if where.name.endswith((".partial", ".old")):
+        if where.name.endswith((files.PARTIAL, files.OLD)):
             continue
         try:
             out.append((where, read(where)))

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from .checks import check_unit_interval
+
 DEFAULT_GRID = np.round(np.linspace(0.05, 0.95, 19), 2)  # rounded, so that 0.5 is exactly in it
 AVERAGES = {"micro_f1": "micro", "macro_f1": "macro", "samples_f1": "samples"}
 
@@ -69,7 +71,7 @@ def apply_thresholds(probs, thresholds: float | Sequence[float] | np.ndarray = 0
     label, for data where every example is known to have at least one label.
     """
     P, _ = check_probs_and_labels(probs)
-    t = np.asarray(thresholds, dtype=float)
+    t = check_unit_interval(thresholds, "threshold")
     if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != P.shape[1]):
         raise ValueError(f"Got {t.size} thresholds for {P.shape[1]} labels. Fix: pass one number, or one threshold "
                          "per label in the column order of probs.")

@@ -14,6 +14,7 @@ import torch
 from datasets import DatasetDict
 
 from .assets import cache_dir
+from .checks import check_finite, check_texts
 from .config import Profile, TrainSettings
 from .data.common import label_names, multi_hot
 from .models import compute_dtype, device
@@ -98,6 +99,7 @@ def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings
 @torch.no_grad()
 def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 64) -> np.ndarray:
     """Classifier logits for a list of texts, in order: a plain batched loop, no Trainer."""
+    texts = check_texts(texts)
     model.eval()
     on = next(p for p in model.parameters()).device
     out = []
@@ -107,7 +109,7 @@ def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max
         with torch.autocast(on.type, dtype=compute_dtype(on), enabled=on.type == "cuda" or compute_dtype(on) == torch.bfloat16):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         out.append(logits.float().cpu().numpy())
-    return np.concatenate(out)
+    return check_finite(np.concatenate(out), "the model's logits")
 
 
 def throughput(fn, n_texts: int, repeats: int = 1) -> float:

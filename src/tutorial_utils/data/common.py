@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as HFSequence, Value
 
+from ..checks import DataError, check_label_names, check_texts  # noqa: F401 (DataError, check_texts: data's API)
+
 SPLITS = ("train", "validation", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
-
-
-class DataError(ValueError):
-    """Input data that the course cannot use as it is (empty text, unknown label, missing file)."""
 
 
 def repo_data_dir() -> Path:
@@ -36,19 +34,15 @@ def repo_data_dir() -> Path:
     return folder
 
 
-def check_texts(texts: Sequence[str]) -> None:
-    """Raise a DataError naming the first empty or non-string text."""
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"Text {i} is empty or not a string ({text!r}). Fix: drop or fill empty texts before "
-                            "building the dataset, e.g. [t for t in texts if t and t.strip()].")
-
-
 def encode_labels(labels: Iterable[str | int], names: Sequence[str]) -> list[int]:
     """Map label names (or ids) to ids, raising a DataError that lists the known labels on an unknown one."""
+    names = check_label_names(names, minimum=1)  # a repeated name would map to its last position
     index = {name: i for i, name in enumerate(names)}
     ids = []
     for i, label in enumerate(labels):
+        if isinstance(label, (bool, np.bool_)):
+            raise DataError(f"Example {i} has the label {label!r}: a boolean is not a class id (True would count as "
+                            f"1). Fix: map it to a label name of {list(names)} or to its id.")
         if isinstance(label, (int, np.integer)) and 0 <= int(label) < len(names):
             ids.append(int(label))
         elif label in index:

@@ -1,0 +1,331 @@
+"""Faults and bad input: nothing lost, nothing mixed, nothing silently wrong (issue: the run cache, the
+CLI and the public functions under bad input). Each case ends in a clear error that names the fix, or
+in correct handling."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tutorial_utils import checks, instruct, metrics, runs, stats, thresholds
+from tutorial_utils.config import get_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def fake_result(method="m", n=4):
+    profile = get_profile("tiny")
+    y = np.arange(n) % 2
+    return runs.RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=["a", "b"],
+                          y_true=y, y_pred=1 - y, probs=np.full((n, 2), 0.5), metrics={"accuracy": 0.0})
+
+
+def python(code: str, env: dict, timeout: int = 120) -> subprocess.Popen:
+    """Start ``code`` in a fresh Python process (the package from this checkout)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **env}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+# ---- the run cache ------------------------------------------------------------------------------------
+
+WRITER = """
+    import os, numpy as np
+    from tutorial_utils import files, runs
+    from tutorial_utils.config import get_profile
+    profile = get_profile("tiny")
+    real = files.write_synced
+    def dying(path, blob):  # the process is killed after the arrays, while the record is written
+        if path.name == "run.json":
+            path.write_bytes(blob[: len(blob) // 2])
+            os._exit(9)
+        real(path, blob)
+    files.write_synced = dying
+    y = np.arange(400) % 2
+    runs.save(runs.stamp(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((400, 2), .5), {}), profile), profile)
+"""
+
+
+def test_a_writer_killed_midway_leaves_nothing_that_loads(cache):
+    profile = get_profile("tiny")
+    runs.save(runs.stamp(fake_result(), profile), profile)  # an older, complete run of the same name
+    writer = python(WRITER, {"COURSE_RUNS": str(cache)})
+    writer.wait(60)
+    assert writer.returncode == 9
+    loaded = runs.load(profile, "m")
+    assert loaded is not None and len(loaded.y_true) == 4  # the complete older run, never the half-written one
+    calls = []
+    result = runs.load_or_compute(profile, "m", lambda: calls.append(1) or fake_result(n=6), verbose=False)
+    assert calls == [] and len(result.y_true) == 4
+
+
+def test_a_truncated_or_corrupted_file_is_recomputed_with_a_message(cache, capsys):
+    profile = get_profile("tiny")
+    folder = runs.save(runs.stamp(fake_result(), profile), profile)
+    blob = (folder / "arrays.npz").read_bytes()
+    (folder / "arrays.npz").write_bytes(blob[: len(blob) // 2])
+    result = runs.load_or_compute(profile, "m", lambda: fake_result(n=6))
+    assert len(result.y_true) == 6
+    assert f"the cached run in {folder} cannot be used" in capsys.readouterr().out
+    (folder / "run.json").write_text("{ not json")
+    assert runs.load(profile, "m") is None
+    assert "not valid JSON" in capsys.readouterr().out
+
+
+COMPUTER = """
+    import sys, time, numpy as np
+    from tutorial_utils import runs
+    from tutorial_utils.config import get_profile
+    profile = get_profile("tiny")
+    def compute():
+        with open(sys.argv[0] if False else {log!r}, "a") as log:
+            log.write("trained\\n")
+        time.sleep(2)
+        y = np.arange(4) % 2
+        return runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((4, 2), .5), {{}})
+    runs.load_or_compute(profile, "m", compute, verbose=False)
+    print("done")
+"""
+
+
+def test_two_processes_never_train_the_same_run(cache, tmp_path):
+    log = tmp_path / "log.txt"
+    workers = [python(COMPUTER.format(log=str(log)), {"COURSE_RUNS": str(cache)}) for _ in range(2)]
+    outputs = [w.communicate(timeout=120) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert log.read_text().count("trained") == 1
+    assert any("waiting" in err for _, err in outputs)
+
+
+def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(cache):
+    profile = get_profile("tiny")
+    runs.save(runs.stamp(fake_result(n=4), profile), profile)
+    writer = python("""
+        import numpy as np
+        from tutorial_utils import runs
+        from tutorial_utils.config import get_profile
+        profile = get_profile("tiny")
+        for n in range(6, 60):
+            y = np.arange(n) % 2
+            runs.save(runs.stamp(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((n, 2), .5), {}), profile), profile)
+    """, {"COURSE_RUNS": str(cache)})
+    while writer.poll() is None:
+        loaded = runs.load(profile, "m", verbose=False)
+        if loaded is not None:
+            assert len(loaded.y_true) == len(loaded.probs) == len(loaded.y_pred)  # never half of one, half of another
+    assert writer.returncode == 0, writer.stderr.read()
+    assert runs.load(profile, "m").y_true.shape == (59,)
+
+
+# ---- the CLI: arguments checked before any model loads ---------------------------------------------------
+
+def cli(*args: str, cache_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COURSE_RUNS": str(cache_dir), "COURSE_PROFILE": "tiny"}
+    return subprocess.run([sys.executable, "-m", "tutorial_utils", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("epochs", ["-1", "0", "two"])
+def test_cli_refuses_epochs_that_are_not_positive(cache, tmp_path, epochs):
+    done = cli("train", "tfidf", "--epochs", epochs, "--out", str(tmp_path / "run"), cache_dir=cache)
+    assert done.returncode == 2 and "--epochs" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_checks_out_before_training(cache, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    done = cli("train", "tfidf", "--out", str(a_file), cache_dir=cache)
+    assert done.returncode == 1 and "is a file" in done.stderr
+    done = cli("train", "tfidf", "--out", str(cache / "inside"), cache_dir=cache)
+    assert "inside the chapters' run cache" in done.stderr
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "read-only"
+        locked.mkdir(mode=0o500)
+        assert "not writable" in cli("train", "tfidf", "--out", str(locked / "run"), cache_dir=cache).stderr
+
+
+def test_cli_train_writes_only_out_and_refuses_to_overwrite(cache, tmp_path):
+    out = tmp_path / "run"
+    done = cli("train", "tfidf", "--out", str(out), cache_dir=cache)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "metrics.json").read_text())["method"] == "tfidf-logreg"
+    assert not any(cache.rglob("run.json"))  # the chapters' cache is untouched
+    again = cli("train", "tfidf", "--out", str(out), cache_dir=cache)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert cli("train", "tfidf", "--out", str(out), "--overwrite", cache_dir=cache).returncode == 0
+
+
+# ---- silently wrong numbers -----------------------------------------------------------------------------
+
+def test_tfidf_with_a_class_missing_from_training_keeps_every_class_in_its_place():
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from tutorial_utils import recipes
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["a", "b", "c"])})
+    train = Dataset.from_dict({"text": ["apple pie", "apple tart", "cherry jam", "cherry cake"],
+                               "label": [0, 0, 2, 2]}, features=features)
+    test = Dataset.from_dict({"text": ["cherry jam again", "apple pie again"], "label": [2, 0]}, features=features)
+    result = recipes.tfidf_run(get_profile("tiny"), DatasetDict(train=train, validation=test, test=test))
+    assert result.probs.shape == (2, 3) and (result.probs[:, 1] == 0).all()
+    assert list(result.y_pred) == [2, 0]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: stats.accuracy([0, 1, 1, 0, 1, 0, 1, 1], [1]), "8 examples but y_pred has 1"),
+    (lambda: stats.macro_f1([0, 1], [[0, 1], [1, 0]]), "shape"),
+    (lambda: stats.micro_f1([[0, 1], [1, 1]], [[0, 2], [1, 1]]), "not a 0/1 label matrix"),
+    (lambda: stats.micro_f1([[0, 1], [1, 1]], [[0, 1, 1], [1, 1, 0]]), "shape"),
+])
+def test_statistics_refuse_inputs_that_would_broadcast(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_bootstrap_never_reports_p_zero():
+    y = np.zeros(50, dtype=int)
+    result = stats.paired_bootstrap(y, y, 1 - y, stats.accuracy, n_resamples=1)
+    assert result.p_value_two_sided == 1.0  # (0 + 1) / (1 + 1), doubled: one resample says nothing
+    result = stats.paired_bootstrap(y, y, 1 - y, stats.accuracy, n_resamples=999)
+    assert result.p_value_two_sided == pytest.approx(2 / 1000)
+
+
+@pytest.mark.parametrize("bad", [1.5, float("nan"), -0.1, [0.5, 2.0]])
+def test_thresholds_outside_zero_one_are_refused(bad):
+    probs = np.array([[0.2, 0.7], [0.9, 0.1]])
+    with pytest.raises(ValueError, match="must be a number in \\[0, 1\\]"):
+        thresholds.apply_thresholds(probs, bad)
+
+
+def test_nan_logits_raise_instead_of_predicting():
+    with pytest.raises(ValueError, match="NaN or infinite.*fp16"):
+        metrics.softmax(np.array([[0.0, np.nan], [1.0, 2.0]]))
+
+
+@pytest.mark.parametrize("names, message", [
+    (["only"], "at least two labels"),
+    (["a", "b", "a"], "repeat: \\['a'\\]"),
+    (["a", ""], "non-empty strings"),
+])
+def test_label_lists_that_would_map_wrongly_are_refused(names, message):
+    with pytest.raises(ValueError, match=message):
+        instruct.make_verbalizer(names)
+    with pytest.raises(ValueError, match=message):
+        checks.check_label_names(names)
+
+
+@pytest.mark.parametrize("label, message", [(-1, "outside 0..2"), (3, "outside 0..2"), (True, "not class ids"),
+                                            ("b", "must be an integer")])
+def test_a_class_id_must_be_a_real_one(label, message):
+    verbalizer = instruct.make_verbalizer(["a", "b", "c"])
+    with pytest.raises(ValueError, match=message):
+        verbalizer.answer(label)
+
+
+def test_encoding_labels_refuses_booleans_and_repeated_names():
+    from tutorial_utils.data import encode_labels
+
+    with pytest.raises(ValueError, match="boolean is not a class id"):
+        encode_labels([True, 0], ["a", "b"])
+    with pytest.raises(ValueError, match="repeat"):
+        encode_labels(["a"], ["a", "b", "a"])
+    assert encode_labels(["b", 0], ["a", "b"]) == [1, 0]
+
+
+def test_one_label_classifier_is_refused_before_loading():
+    from tutorial_utils import models
+
+    with pytest.raises(ValueError, match="at least two labels"):
+        models.load_sequence_classifier(get_profile("tiny"), ["spam"])
+
+
+# ---- crashes: empty texts, long prompts, empty lists, pickled weights ----------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    from tutorial_utils import models
+
+    profile = get_profile("tiny")
+    model, tokenizer = models.load_sequence_classifier(profile, ["a", "b"])
+    return models.add_lora(model, profile.lora), tokenizer
+
+
+@pytest.mark.parametrize("texts", [[""], ["fine", "   "], ["fine", None], [3]])
+def test_empty_or_missing_texts_are_refused_not_crashed_on(tiny_classifier, texts):
+    from tutorial_utils.train import predict_logits
+
+    model, tokenizer = tiny_classifier
+    with pytest.raises(ValueError, match="empty or not a string.*Fix: drop or fill"):
+        predict_logits(model, tokenizer, texts)
+    assert predict_logits(model, tokenizer, ["a real text"]).shape == (1, 2)
+
+
+def test_none_never_reaches_a_prompt_as_the_word_none():
+    from tutorial_utils import models
+
+    tokenizer = models.load_tokenizer(get_profile("tiny").causal_lm)
+    with pytest.raises(ValueError, match="empty or not a string"):
+        instruct.build_prompt(tokenizer, None, instruct.make_verbalizer(["a", "b"]))
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    from tutorial_utils import models
+
+    return models.load_causal_lm(get_profile("tiny"), padding_side="right")
+
+
+def test_a_prompt_longer_than_the_model_is_refused(tiny_lm):
+    model, tokenizer = tiny_lm
+    limit = instruct.context_length(model)
+    prompt = " ".join(["word"] * (limit + 50))
+    with pytest.raises(ValueError, match=f"reads at most {limit}.*max_text_tokens"):
+        instruct.score_labels(model, tokenizer, [prompt], ["a", "b"])
+
+
+def test_scoring_needs_answers(tiny_lm):
+    model, tokenizer = tiny_lm
+    with pytest.raises(ValueError, match="at least one non-empty answer"):
+        instruct.score_labels(model, tokenizer, ["a prompt"], [])
+
+
+def test_an_empty_lora_target_list_is_refused(tiny_classifier):
+    import dataclasses
+
+    from tutorial_utils import models
+
+    profile = get_profile("tiny")
+    base, _ = models.load_sequence_classifier(profile, ["a", "b"])
+    with pytest.raises(models.ModelError, match="target_modules is empty"):
+        models.add_lora(base, dataclasses.replace(profile.lora, target_modules=()))
+
+
+def test_pickled_weights_are_not_loaded(tmp_path):
+    from tutorial_utils import distill, models
+
+    (tmp_path / "adapter_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match="safetensors"):
+        models.load_trained_classifier(get_profile("tiny"), ["a", "b"], str(tmp_path))
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match="safetensors"):
+        distill.load_trained_student(tmp_path)
+
+
+def test_a_run_that_needs_itself_does_not_wait_for_itself(cache):
+    profile = get_profile("tiny")
+    inner = lambda: runs.load_or_compute(profile, "m", lambda: fake_result(), verbose=False)  # noqa: E731
+    result = runs.load_or_compute_together(profile, ("m", "n"), lambda: (inner(), fake_result("n")), verbose=False)
+    assert [r.method for r in result] == ["m", "n"]
