@@ -151,6 +151,7 @@ def test_cli_checks_out_before_training(cache, tmp_path):
     assert done.returncode == 1 and "is a file" in done.stderr
     done = cli("train", "tfidf", "--out", str(cache / "inside"), cache_dir=cache)
     assert "inside the chapters' run cache" in done.stderr
+    assert "not writable" in cli("train", "tfidf", "--out", str(a_file / "run"), cache_dir=cache).stderr
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "read-only"
         locked.mkdir(mode=0o500)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from .methods import STUDENT  # noqa: F401 (the names live in the registry)
 from . import models
 from .config import Profile, TrainSettings
 from .metrics import softmax
-from .train import predict_logits, tokenize, training_arguments
+from .train import predict_logits, quiet, tokenize, training_arguments
 
 
 
@@ -43,7 +42,6 @@ def make_distillation_trainer(model, tokenizer, data: DatasetDict, profile: Prof
                               alpha: float, settings: TrainSettings | None = None, **overrides: object):
     """A Trainer whose loss is ``distillation_loss``; ``data`` splits need a ``teacher_probs`` column."""
     from transformers import DataCollatorWithPadding, Trainer
-    from transformers.trainer_callback import PrinterCallback
 
     class DistillationTrainer(Trainer):
         """Trainer with the distillation loss; evaluation still reports plain cross-entropy metrics."""
@@ -62,8 +60,7 @@ def make_distillation_trainer(model, tokenizer, data: DatasetDict, profile: Prof
     trainer = DistillationTrainer(model=model, args=training_arguments(profile, s, "distill", eval_strategy="no",
                                                                        **overrides),
                                   train_dataset=encoded["train"], data_collator=DataCollatorWithPadding(tokenizer))
-    trainer.remove_callback(PrinterCallback)
-    return trainer
+    return quiet(trainer)
 
 
 def teacher_probabilities(model, tokenizer, texts: list[str], settings: TrainSettings) -> np.ndarray:
@@ -90,7 +87,7 @@ def student_run(profile: Profile, data: DatasetDict, transfer: DatasetDict, temp
     from .session import seed_everything
 
     seed_everything(profile.seed)
-    student, tokenizer = load_student(profile, label_names(data))
+    student, tokenizer = models.load_encoder_classifier(profile, label_names(data))  # a fresh student
     trainer = make_distillation_trainer(student, tokenizer, transfer, profile, temperature, alpha, settings=settings)
     report = train_and_report(trainer)
     result = classifier_result(method, profile, data, student, tokenizer, settings=settings or profile.encoder_train,
@@ -136,16 +133,6 @@ def base_disk_bytes(profile: Profile) -> int:
     if not folder.is_dir():
         return 0
     return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
-
-
-def threads() -> int:
-    """The torch CPU threads in use (timings depend on it)."""
-    return torch.get_num_threads() if not torch.cuda.is_available() else int(os.cpu_count() or 1)
-
-
-def load_student(profile: Profile, label_names: list[str]):
-    """A fresh encoder student with a classification head (the profile's encoder)."""
-    return models.load_encoder_classifier(profile, label_names)
 
 
 def transfer_set(profile: Profile, data: DatasetDict) -> DatasetDict:

@@ -29,7 +29,7 @@ from .instruct import Verbalizer
 from .metrics import softmax
 from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
-from .train import learning_curve, training_arguments
+from .train import learning_curve, quiet, training_arguments
 
 SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
             "debian-tags": "software package description"}
@@ -103,7 +103,6 @@ def make_instruct_trainer(model, tokenizer, pairs: Dataset, profile: Profile, se
                           **overrides: object) -> "transformers.Trainer":  # noqa: F821
     """A transformers Trainer for prompt -> answer pairs with the loss on the answers only (chapter 04)."""
     from transformers import Trainer
-    from transformers.trainer_callback import PrinterCallback
 
     class CompletionOnlyTrainer(Trainer):
         """Trainer whose loss is ``completion_loss``."""
@@ -120,14 +119,12 @@ def make_instruct_trainer(model, tokenizer, pairs: Dataset, profile: Profile, se
     args = training_arguments(profile, settings or profile.instruct_train, run_name, **overrides)
     trainer = CompletionOnlyTrainer(model=model, args=args, train_dataset=encoded,
                                     data_collator=CompletionCollator(tokenizer.pad_token_id, prefix))
-    trainer.remove_callback(PrinterCallback)
-    return trainer
+    return quiet(trainer)
 
 
 def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, settings: TrainSettings | None = None,
                      run_name: str = "instruct-trl", **overrides: object) -> "trl.SFTTrainer":  # noqa: F821
     """TRL's SFTTrainer on the same prompt-completion data: it too masks the prompt out of the loss (chapter 04)."""
-    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     from .assets import cache_dir
@@ -141,8 +138,7 @@ def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, setting
                   save_strategy="no", eval_strategy="no", report_to=[], seed=profile.seed,
                   disable_tqdm=os.environ.get("COURSE_HIDE_PROGRESS") == "1")
     kwargs.update(overrides)
-    trainer = SFTTrainer(model=model, args=SFTConfig(**kwargs), train_dataset=pairs, processing_class=tokenizer)
-    trainer.remove_callback(PrinterCallback)
+    trainer = quiet(SFTTrainer(model=model, args=SFTConfig(**kwargs), train_dataset=pairs, processing_class=tokenizer))
     if dtype == torch.float16:  # TRL casts a 4-bit model's adapters to bf16 (QLoRA's recipe); fp16 mixed
         for param in trainer.model.parameters():  # precision (a T4 has no bf16) cannot unscale bf16 gradients
             if param.requires_grad:

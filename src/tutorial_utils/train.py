@@ -6,7 +6,6 @@ Taught in chapter 02 (the embedding head) and reused by every later chapter that
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,7 @@ from datasets import DatasetDict
 from .assets import cache_dir
 from .checks import check_finite, check_texts
 from .config import Profile, TrainSettings
-from .data.common import label_names, multi_hot
+from .data.common import label_names
 from .models import compute_dtype, device
 
 
@@ -85,14 +84,20 @@ def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings
                  multi_label: bool = False, run_name: str = "run", **overrides: object):
     """A Trainer on the tokenized train split, evaluating on validation each epoch, padding each batch."""
     from transformers import DataCollatorWithPadding, Trainer
-    from transformers.trainer_callback import PrinterCallback
 
     s = settings or profile.train
     encoded = tokenize(data, tokenizer, s.max_length, multi_label=multi_label)
     trainer = Trainer(model=model, args=training_arguments(profile, s, run_name, **overrides),
                       train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics_fn(multi_label))
-    trainer.remove_callback(PrinterCallback)  # without progress bars the Trainer prints raw log dicts: keep it quiet
+    return quiet(trainer)
+
+
+def quiet(trainer):
+    """The Trainer without its PrinterCallback: without progress bars it would print raw log dicts."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     return trainer
 
 
@@ -112,23 +117,8 @@ def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max
     return check_finite(np.concatenate(out), "the model's logits")
 
 
-def throughput(fn, n_texts: int, repeats: int = 1) -> float:
-    """Texts per second of ``fn()`` (best of ``repeats``), which processes ``n_texts`` texts."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return n_texts / best
-
-
 def learning_curve(log_history: list[dict]) -> pd.DataFrame:
     """The Trainer's log as a table: step, epoch, training loss and the evaluation metrics where logged."""
     rows = [{k: v for k, v in entry.items() if k in {"step", "epoch", "loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "eval_micro_f1"}}
             for entry in log_history if "loss" in entry or "eval_loss" in entry]
     return pd.DataFrame(rows)
-
-
-def multi_hot_labels(data: DatasetDict, split: str = "test") -> np.ndarray:
-    """The gold label matrix of a multi-label split (re-exported for the chapters)."""
-    return multi_hot(data[split])
