@@ -330,3 +330,28 @@ def test_a_run_that_needs_itself_does_not_wait_for_itself(cache):
     inner = lambda: runs.load_or_compute(profile, "m", lambda: fake_result(), verbose=False)  # noqa: E731
     result = runs.load_or_compute_together(profile, ("m", "n"), lambda: (inner(), fake_result("n")), verbose=False)
     assert [r.method for r in result] == ["m", "n"]
+
+
+def test_a_t4_computes_in_fp16_although_torch_says_bf16_is_supported(monkeypatch):
+    import torch
+
+    from tutorial_utils import models
+
+    monkeypatch.delenv("COURSE_COMPUTE_DTYPE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what a T4 reports (emulation)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))  # a T4
+    assert models.compute_dtype(torch.device("cuda")) == torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (8, 0))  # an A100
+    assert models.compute_dtype(torch.device("cuda")) == torch.bfloat16
+
+
+def test_generation_ignores_the_models_own_decoding_file(tiny_lm):
+    model, tokenizer = tiny_lm
+    verbalizer = instruct.make_verbalizer(["alpha", "beta"])
+    prompts = [instruct.build_prompt(tokenizer, "a text", verbalizer)]
+    plain, _ = instruct.generate(model, tokenizer, prompts, max_new_tokens=4)
+    model.generation_config.repetition_penalty, model.generation_config.do_sample = 5.0, True
+    try:
+        assert instruct.generate(model, tokenizer, prompts, max_new_tokens=4)[0] == plain
+    finally:
+        model.generation_config.repetition_penalty, model.generation_config.do_sample = 1.0, False

@@ -320,6 +320,18 @@ def contextual_calibration(scores: np.ndarray, content_free: np.ndarray) -> np.n
 
 # ---- Free generation and parsing --------------------------------------------------------------------
 
+def decoding_settings(tokenizer, max_new_tokens: int) -> dict:
+    """Greedy decoding for classification, whatever the model's own ``generation_config.json`` says (chapter 04).
+
+    A model's file may set sampling or a repetition penalty (Qwen2.5's sets ``repetition_penalty=1.1``),
+    which would penalise every label word the prompt already lists, even greedily. These arguments to
+    ``generate`` override every such setting.
+    """
+    return dict(do_sample=False, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id, output_scores=True, return_dict_in_generate=True)
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, batch_size: int = 16,
              reuse_prefix: bool = True) -> tuple[list[str], np.ndarray]:
@@ -336,9 +348,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, batc
         full = torch.cat([batches.prefix.repeat(ids.shape[0], 1), ids], dim=1)
         with _autocast(batches.on):
             gen = model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
-                                 max_new_tokens=max_new_tokens, do_sample=False, output_scores=True,
-                                 return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
+                                 **decoding_settings(tokenizer, max_new_tokens))
         new = gen.sequences[:, full.shape[1]:]
         logp = torch.stack([torch.log_softmax(s.float(), -1) for s in gen.scores], 1)
         token_logp = logp.gather(-1, new.unsqueeze(-1)).squeeze(-1)

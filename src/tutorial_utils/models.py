@@ -32,7 +32,7 @@ def device() -> torch.device:
 
 
 def compute_dtype(on: torch.device | None = None) -> torch.dtype:
-    """bf16 where the hardware has it (recent GPUs, and CPUs, where it is fastest), fp16 on older GPUs (T4).
+    """bf16 where the hardware has it (GPUs of compute capability 8 or more, and CPUs), fp16 on older GPUs (T4).
 
     ``COURSE_COMPUTE_DTYPE=float16`` forces fp16, e.g. to rehearse a T4 run on a newer GPU.
     """
@@ -42,8 +42,8 @@ def compute_dtype(on: torch.device | None = None) -> torch.dtype:
             raise ModelError(f"COURSE_COMPUTE_DTYPE={forced!r}: use float16, bfloat16 or float32.")
         return getattr(torch, forced)
     on = on or device()
-    if on.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if on.type == "cuda":  # not torch.cuda.is_bf16_supported(): it is True on a T4, which only emulates bf16 (slowly)
+        return torch.bfloat16 if torch.cuda.get_device_capability(on)[0] >= 8 else torch.float16
     return torch.bfloat16
 
 
