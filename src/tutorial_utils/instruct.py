@@ -8,23 +8,17 @@ label string. Taught in chapter 04; reused in chapter 05 (multi-label) and for z
 from __future__ import annotations
 
 import copy
-import re
 import string
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .answers import NONE_ANSWER, SEPARATOR, ParsedLabels, normalize, parse_label, parse_labels  # noqa: F401
 from .checks import check_fits_model, check_label_id, check_label_names, check_texts
 from .models import compute_dtype
 
 VERBALIZERS = ("names", "codes", "letters")
-SEPARATOR = ", "  # between labels of a multi-label answer
-NONE_ANSWER = "none"  # the answer for a text with no label
-_PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
-_SPLIT = re.compile(r"[,;|\n]+")
-_PREFIX = re.compile(r"^(?:the\s+)?(?:answers?|labels?|tags?|categor(?:y|ies)|sections?)"  # "Label: x", "The answer
-                     r"\s*(?:(?:is|are)\b\s*:?|[:=])\s*", re.I)                          # is x": dropped
 
 
 # ---- Verbalizers: what the model writes for each label ----------------------------------------------
@@ -318,7 +312,7 @@ def contextual_calibration(scores: np.ndarray, content_free: np.ndarray) -> np.n
     return log_softmax(np.asarray(scores, float), axis=-1) - log_softmax(np.asarray(content_free, float), axis=-1)
 
 
-# ---- Free generation and parsing --------------------------------------------------------------------
+# ---- Free generation (parsing the answers: answers.py) --------------------------------------------------------------------
 
 def decoding_settings(tokenizer, max_new_tokens: int) -> dict:
     """Greedy decoding for classification, whatever the model's own ``generation_config.json`` says (chapter 04).
@@ -358,66 +352,3 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, batc
         texts += tokenizer.batch_decode(new, skip_special_tokens=True)
     back = np.argsort(batches.order)
     return [texts[i] for i in back], np.concatenate(logprobs)[back]
-
-
-def normalize(text: str) -> str:
-    """Case-folded, punctuation replaced by spaces, whitespace collapsed: how answers are compared (chapter 04)."""
-    return " ".join(_PUNCT.sub(" ", str(text).casefold()).split())
-
-
-def _lookup(verbalizer: Verbalizer) -> dict[str, int]:
-    """Normalized verbalizer words, and full label names, mapped to label ids."""
-    table = {normalize(n): i for i, n in enumerate(verbalizer.names)}
-    table.update({normalize(w): i for i, w in enumerate(verbalizer.words)})
-    if verbalizer.kind != "names":  # "A: human necessities" or "A human necessities" is A
-        table.update({normalize(f"{w} {n}"): i for i, (w, n) in enumerate(zip(verbalizer.words, verbalizer.names))})
-    return table
-
-
-def parse_label(output: str, verbalizer: Verbalizer) -> int:
-    """The label a generated answer starts with (the longest match), or -1 if it starts with none (chapter 04).
-
-    Tolerates case, punctuation, surrounding spaces, a leading "Label:" and text after the label.
-    """
-    table = _lookup(verbalizer)
-    lines = [ln for ln in str(output).strip().splitlines() if ln.strip()]
-    first = normalize(_PREFIX.sub("", lines[0].strip())) if lines else ""
-    matches = [key for key in table if first == key or first.startswith(key + " ")]  # "physics because ..."
-    return table[max(matches, key=len)] if matches else -1
-
-
-@dataclass(frozen=True)
-class ParsedLabels:
-    """A parsed multi-label answer: the label ids, what could not be mapped, and whether parsing failed (chapter 05)."""
-
-    ids: tuple[int, ...]
-    unknown: tuple[str, ...] = ()
-    duplicates: int = 0
-    empty: bool = False
-
-    @property
-    def failed(self) -> bool:
-        """True when the answer was empty or held a piece that is no label."""
-        return self.empty or bool(self.unknown)
-
-
-def parse_labels(output: str, verbalizer: Verbalizer) -> ParsedLabels:
-    """The label ids of a multi-label answer (split on , ; | or newlines), unknown and repeated pieces (chapter 05)."""
-    table = _lookup(verbalizer)
-    text = _PREFIX.sub("", str(output).strip())
-    pieces = [normalize(p) for p in _SPLIT.split(text)]
-    pieces = [p for p in pieces if p]
-    if not pieces:
-        return ParsedLabels((), empty=True)
-    ids, unknown, dup = [], [], 0
-    for piece in pieces:
-        words = piece.split()
-        found = [piece] if piece in table else words if all(w in table for w in words) else []  # "audio video"
-        if piece == NONE_ANSWER:
-            continue
-        if not found:
-            unknown.append(piece)
-        for key in found:
-            dup += table[key] in ids
-            ids += [] if table[key] in ids else [table[key]]
-    return ParsedLabels(tuple(sorted(ids)), tuple(unknown), dup)
