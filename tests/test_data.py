@@ -125,3 +125,20 @@ def test_missing_snapshot_says_how_to_restore_it(monkeypatch, tmp_path):
     finally:
         monkeypatch.delenv("COURSE_DATA_DIR")
         debian_examples.cache_clear()
+
+
+def test_a_hub_dataset_sorted_by_label_comes_back_in_a_random_order(monkeypatch):
+    """The hub loader on a hub-shaped local stand-in (sorted by label, as some files are): its first rows mix classes."""
+    import datasets
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from tutorial_utils.data import hub
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["world", "sports", "business", "sci"])})
+    def split(n):
+        return Dataset.from_dict({"text": [f"text {i}" for i in range(n)], "label": sorted(i % 4 for i in range(n))},
+                                 features=features)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: DatasetDict(train=split(400), test=split(80)))
+    data = hub.load_hub_single_label("fancyzhx/ag_news", {"train": 100, "test": None})
+    assert len(data["train"]) == 100 and len(data["test"]) == 80 and set(data) == {"train", "validation", "test"}
+    assert len(set(data["train"]["label"][:20])) >= 3 and len(set(data["test"]["label"][:20])) >= 3

@@ -76,3 +76,14 @@ def test_a_saved_student_reloads_and_predicts_as_it_did(isolated_runs):
     again = distill.teacher_probabilities(model, tokenizer, list(data["test"]["text"]), profile.encoder_train)
     assert np.array_equal(again.argmax(1), result.y_pred)
     assert np.allclose(again, result.probs, atol=1e-5)
+
+
+def test_base_disk_bytes_of_a_hub_model_come_from_the_hub_cache(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    from tutorial_utils import assets
+
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 1000)
+    monkeypatch.setattr(assets, "model_path", lambda name: "Qwen/Qwen2.5-0.5B-Instruct")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, local_files_only: str(tmp_path))
+    assert distill.base_disk_bytes(get_profile("tiny")) == 1000

@@ -126,13 +126,19 @@ def disk_bytes(model) -> int:
 
 
 def base_disk_bytes(profile: Profile) -> int:
-    """Bytes of the profile's causal LM on disk as the course stores it (safetensors in 16-bit)."""
+    """Bytes of the profile's causal LM's weights on disk (safetensors in 16-bit): a course folder or the hub cache."""
     from .assets import model_path
 
     folder = Path(model_path(profile.causal_lm))
-    if not folder.is_dir():
-        return 0
-    return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+    if not folder.is_dir():  # a hub model id: its files are in the hub cache once it has been loaded
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(str(model_path(profile.causal_lm)), local_files_only=True))
+    files = list(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"No safetensors weights of {profile.causal_lm} in {folder}. Fix: load the model once "
+                                "(models.load_causal_lm) so that its files are on disk.")
+    return sum(f.stat().st_size for f in files)
 
 
 def transfer_set(profile: Profile, data: DatasetDict) -> DatasetDict:

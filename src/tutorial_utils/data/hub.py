@@ -40,8 +40,9 @@ def load_hub_single_label(name: str, sizes: dict[str, int | None] | None = None,
         if not isinstance(ds.features["label"], ClassLabel):
             raise DataError(f"{name}: the label column is not a ClassLabel.")
         n = (sizes or {}).get(split)
-        if n is not None and n < len(ds):
-            ds = ds.select(np.sort(np.random.default_rng(seed).permutation(len(ds))[:n]))
+        # a random order, never the file's: a file sorted by label would make "the first n rows" one class
+        order = np.random.default_rng(seed).permutation(len(ds))
+        ds = ds.select(order[:n] if n is not None else order)
         check_texts(ds["text"])
         out[split] = ds.select_columns(["text", "label"])
     return DatasetDict(out)
