@@ -355,3 +355,24 @@ def test_generation_ignores_the_models_own_decoding_file(tiny_lm):
         assert instruct.generate(model, tokenizer, prompts, max_new_tokens=4)[0] == plain
     finally:
         model.generation_config.repetition_penalty, model.generation_config.do_sample = 1.0, False
+
+
+def test_label_names_with_semicolons_stay_one_label_each():
+    names = ["Human Necessities", "Chemistry; Metallurgy", "Physics", "Textiles, Paper"]
+    verbalizer = instruct.make_verbalizer(names)
+    options = verbalizer.options()
+    assert options == "Human Necessities | Chemistry; Metallurgy | Physics | Textiles, Paper"
+    assert options.count(" | ") == len(names) - 1
+    assert instruct.parse_label("Chemistry; Metallurgy", verbalizer) == 1
+    assert instruct.parse_label("Metallurgy", verbalizer) == -1  # half a label is no label
+    answer = verbalizer.answer([1, 3])
+    assert answer == "Chemistry; Metallurgy | Textiles, Paper"
+    assert instruct.parse_labels(answer, verbalizer).ids == (1, 3)
+    assert "separated by '|'" in instruct.instruction(verbalizer, multi_label=True)
+
+
+def test_plain_label_names_keep_the_usual_separators():
+    verbalizer = instruct.make_verbalizer(["physics", "chemistry and metallurgy"])
+    assert verbalizer.options() == "physics; chemistry and metallurgy"
+    assert verbalizer.answer([0, 1]) == "physics, chemistry and metallurgy"
+    assert instruct.parse_labels("physics; chemistry and metallurgy", verbalizer).ids == (0, 1)

@@ -15,10 +15,29 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .instruct import Verbalizer
 
-SEPARATOR = ", "  # between labels of a multi-label answer
+SEPARATOR = ", "  # between labels of a multi-label answer (unless a label's text holds a comma: separator())
+SEPARATORS = (", ", "; ", " | ", " / ")  # candidates, in order of preference
 NONE_ANSWER = "none"  # the answer for a text with no label
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
-_SPLIT = re.compile(r"[,;|\n]+")
+
+
+def separator(texts, preferred: str = SEPARATOR) -> str:
+    """``preferred``, or the first of SEPARATORS that no label text contains (chapters 04, 05).
+
+    The hub's patent sections read "Chemistry; Metallurgy": joined with "; ", a model would read two labels.
+    """
+    for candidate in (preferred, *SEPARATORS):
+        if not any(candidate.strip() in t for t in texts):
+            return candidate
+    raise ValueError(f"Every separator of {SEPARATORS} occurs in some label text ({list(texts)!r}), so a list of "
+                     "labels would be ambiguous. Fix: pass words= to make_verbalizer without those characters.")
+
+
+def _splitter(verbalizer: Verbalizer) -> re.Pattern:
+    """Splits a multi-label answer on newlines and on , ; | that occur in no label's text."""
+    texts = (*verbalizer.words, *verbalizer.names)
+    chars = "".join(c for c in ",;|" if not any(c in t for t in texts))
+    return re.compile(f"[{re.escape(chars)}\n]+")
 _PREFIX = re.compile(r"^(?:the\s+)?(?:answers?|labels?|tags?|categor(?:y|ies)|sections?)"  # "Label: x", "The answer
                      r"\s*(?:(?:is|are)\b\s*:?|[:=])\s*", re.I)                          # is x": dropped
 
@@ -65,10 +84,11 @@ class ParsedLabels:
 
 
 def parse_labels(output: str, verbalizer: Verbalizer) -> ParsedLabels:
-    """The label ids of a multi-label answer (split on , ; | or newlines), unknown and repeated pieces (chapter 05)."""
+    """The label ids of a multi-label answer (split on newlines and on , ; | unless a label holds them), unknown and
+    repeated pieces (chapter 05)."""
     table = _lookup(verbalizer)
     text = _PREFIX.sub("", str(output).strip())
-    pieces = [normalize(p) for p in _SPLIT.split(text)]
+    pieces = [normalize(p) for p in _splitter(verbalizer).split(text)]
     pieces = [p for p in pieces if p]
     if not pieces:
         return ParsedLabels((), empty=True)

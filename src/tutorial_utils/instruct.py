@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .answers import NONE_ANSWER, SEPARATOR, ParsedLabels, normalize, parse_label, parse_labels  # noqa: F401
+from .answers import (NONE_ANSWER, SEPARATOR, ParsedLabels, normalize, parse_label, parse_labels,  # noqa: F401
+                      separator)
 from .checks import check_fits_model, check_label_id, check_label_names, check_texts
 from .models import compute_dtype
 
@@ -32,17 +33,26 @@ class Verbalizer:
     words: tuple[str, ...]
 
     def options(self) -> str:
-        """The label list for the instruction, on one line: "word; word" or "word = full name; ..."."""
+        """The label list for the instruction, on one line: "word; word" or "word = full name; ...".
+
+        The separator is one that no label's text contains (``answers.separator``).
+        """
+        sep = separator((*self.words, *self.names), preferred="; ")
         if self.kind == "names":
-            return "; ".join(self.words)
-        return "; ".join(f"{w} = {n}" for w, n in zip(self.words, self.names))
+            return sep.join(self.words)
+        return sep.join(f"{w} = {n}" for w, n in zip(self.words, self.names))
+
+    @property
+    def answer_separator(self) -> str:
+        """What separates the labels of a multi-label answer: ", " unless a label's text contains a comma."""
+        return separator((*self.words, *self.names))
 
     def answer(self, label_ids) -> str:
-        """The response for one label id, or for a list of ids (multi-label: fixed class order, SEPARATOR)."""
+        """The response for one label id, or for a list of ids (multi-label: fixed class order, answer_separator)."""
         if isinstance(label_ids, (int, np.integer)):  # bool is an int: check_label_id refuses it
             return self.words[check_label_id(label_ids, len(self.words))]
         ids = sorted({check_label_id(i, len(self.words)) for i in label_ids})
-        return SEPARATOR.join(self.words[i] for i in ids) if ids else NONE_ANSWER
+        return self.answer_separator.join(self.words[i] for i in ids) if ids else NONE_ANSWER
 
 
 def short_codes(names: list[str] | tuple[str, ...]) -> list[str]:
@@ -90,7 +100,7 @@ def instruction(verbalizer: Verbalizer, multi_label: bool = False, subject: str 
     """The instruction that lists the labels and says what the answer must look like (chapter 04)."""
     if multi_label:
         return (f"Tag the {subject} with every label that applies. Labels: {verbalizer.options()}. "
-                f"Answer with the labels only, in this order, separated by '{SEPARATOR.strip()}'.")
+                f"Answer with the labels only, in this order, separated by '{verbalizer.answer_separator.strip()}'.")
     return (f"Classify the {subject} into one of these labels: {verbalizer.options()}. "
             "Answer with the label only.")
 
