@@ -376,3 +376,11 @@ def test_plain_label_names_keep_the_usual_separators():
     assert verbalizer.options() == "physics; chemistry and metallurgy"
     assert verbalizer.answer([0, 1]) == "physics, chemistry and metallurgy"
     assert instruct.parse_labels("physics; chemistry and metallurgy", verbalizer).ids == (0, 1)
+
+
+def test_the_answer_budget_fits_the_longest_label():
+    from tutorial_utils import models
+
+    tokenizer = models.load_tokenizer(get_profile("tiny").causal_lm)
+    verbalizer = instruct.make_verbalizer(["a", "a very long label name that many tokenizers split into many pieces"])
+    assert instruct.answer_budget(tokenizer, verbalizer) == max(instruct.token_counts(tokenizer, verbalizer)) + 2 > 8

@@ -94,6 +94,14 @@ def token_counts(tokenizer, verbalizer: Verbalizer, eos: bool = True) -> list[in
     return [len(answer_ids(tokenizer, w, eos)) for w in verbalizer.words]
 
 
+def answer_budget(tokenizer, verbalizer: Verbalizer, extra: int = 2) -> int:
+    """New tokens to let a single-label answer run: the longest label's tokens (with EOS) + ``extra`` (chapter 04).
+
+    A fixed cap would cut long label names short in some tokenizers, and they would then never parse.
+    """
+    return max(token_counts(tokenizer, verbalizer)) + extra
+
+
 # ---- Prompts and prompt -> answer data ------------------------------------------------------------------------------
 
 def instruction(verbalizer: Verbalizer, multi_label: bool = False, subject: str = "text") -> str:

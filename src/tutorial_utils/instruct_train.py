@@ -269,9 +269,8 @@ def generated_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: s
     for an unparsable answer); ``extra`` keeps the raw answers and their probabilities.
     """
     texts = list(data[split]["text"])
-    max_new = max(instruct.token_counts(tuned.tokenizer, tuned.verbalizer)) + 2
     (answers, logp), seconds = timed(instruct.generate, tuned.model, tuned.tokenizer, tuned.prompts(texts),
-                                     max_new_tokens=max_new, batch_size=profile.instruct_train.eval_batch_size)
+                                     max_new_tokens=instruct.answer_budget(tuned.tokenizer, tuned.verbalizer), batch_size=profile.instruct_train.eval_batch_size)
     y_pred = np.array([instruct.parse_label(a, tuned.verbalizer) for a in answers])
     n = len(tuned.verbalizer.words)
     probs = generation_probs(y_pred, np.exp(logp), n)[:, :n]
