@@ -87,3 +87,21 @@ def test_the_install_cell_asks_for_a_restart_only_when_a_loaded_package_changed(
     monkeypatch.setitem(sys.modules, "pyarrow", types.SimpleNamespace(__version__="18.1.0"))
     with pytest.raises(RuntimeError, match=f"pyarrow 18.1.0 is loaded, {installed} is installed.*Restart session"):
         colab.check_restart()
+
+
+def test_drive_cache_points_the_course_cache_into_drive(monkeypatch, tmp_path):
+    import os
+    import sys
+    import types
+
+    from tutorial_utils import assets, colab
+
+    mounted = []
+    drive = types.SimpleNamespace(mount=mounted.append)
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(drive=drive))
+    monkeypatch.delenv("COURSE_CACHE", raising=False)
+    monkeypatch.delenv("HF_HOME", raising=False)
+    root = colab.use_drive_cache(str(tmp_path / "drive-cache"))
+    assert mounted == ["/content/drive"] and assets.cache_dir() == root
+    assert os.environ["HF_HOME"] == str(root / "huggingface")

