@@ -384,3 +384,15 @@ def test_the_answer_budget_fits_the_longest_label():
     tokenizer = models.load_tokenizer(get_profile("tiny").causal_lm)
     verbalizer = instruct.make_verbalizer(["a", "a very long label name that many tokenizers split into many pieces"])
     assert instruct.answer_budget(tokenizer, verbalizer) == max(instruct.token_counts(tokenizer, verbalizer)) + 2 > 8
+
+
+def test_a_loss_that_is_not_finite_stops_training_with_the_fix():
+    import types
+
+    from tutorial_utils.train import FiniteLoss
+
+    args = types.SimpleNamespace(fp16=True, bf16=False)
+    state = types.SimpleNamespace(global_step=3)
+    FiniteLoss().on_log(args, state, None, logs={"loss": 2.1})
+    with pytest.raises(FloatingPointError, match="nan at step 3 \\(fp16 compute\\).*COURSE_COMPUTE_DTYPE=float32"):
+        FiniteLoss().on_log(args, state, None, logs={"loss": float("nan")})

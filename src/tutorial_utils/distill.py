@@ -22,7 +22,7 @@ from .methods import STUDENT  # noqa: F401 (the names live in the registry)
 from . import models
 from .config import Profile, TrainSettings
 from .metrics import softmax
-from .train import predict_logits, quiet, tokenize, training_arguments
+from .train import predict_logits, tokenize, training_arguments, with_course_callbacks
 
 
 
@@ -60,7 +60,7 @@ def make_distillation_trainer(model, tokenizer, data: DatasetDict, profile: Prof
     trainer = DistillationTrainer(model=model, args=training_arguments(profile, s, "distill", eval_strategy="no",
                                                                        **overrides),
                                   train_dataset=encoded["train"], data_collator=DataCollatorWithPadding(tokenizer))
-    return quiet(trainer)
+    return with_course_callbacks(trainer)
 
 
 def teacher_probabilities(model, tokenizer, texts: list[str], settings: TrainSettings) -> np.ndarray:

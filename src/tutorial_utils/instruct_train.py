@@ -29,7 +29,7 @@ from .instruct import Verbalizer
 from .metrics import softmax
 from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
-from .train import learning_curve, quiet, training_arguments
+from .train import learning_curve, training_arguments, with_course_callbacks
 
 SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
             "debian-tags": "software package description"}
@@ -119,7 +119,7 @@ def make_instruct_trainer(model, tokenizer, pairs: Dataset, profile: Profile, se
     args = training_arguments(profile, settings or profile.instruct_train, run_name, **overrides)
     trainer = CompletionOnlyTrainer(model=model, args=args, train_dataset=encoded,
                                     data_collator=CompletionCollator(tokenizer.pad_token_id, prefix))
-    return quiet(trainer)
+    return with_course_callbacks(trainer)
 
 
 def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, settings: TrainSettings | None = None,
@@ -138,7 +138,7 @@ def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, setting
                   save_strategy="no", eval_strategy="no", report_to=[], seed=profile.seed,
                   disable_tqdm=os.environ.get("COURSE_HIDE_PROGRESS") == "1")
     kwargs.update(overrides)
-    trainer = quiet(SFTTrainer(model=model, args=SFTConfig(**kwargs), train_dataset=pairs, processing_class=tokenizer))
+    trainer = with_course_callbacks(SFTTrainer(model=model, args=SFTConfig(**kwargs), train_dataset=pairs, processing_class=tokenizer))
     if dtype == torch.float16:  # TRL casts a 4-bit model's adapters to bf16 (QLoRA's recipe); fp16 mixed
         for param in trainer.model.parameters():  # precision (a T4 has no bf16) cannot unscale bf16 gradients
             if param.requires_grad:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from datasets import DatasetDict
+from transformers.trainer_callback import TrainerCallback
 
 from .assets import cache_dir
 from .checks import check_finite, check_texts
@@ -90,15 +91,30 @@ def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings
     trainer = Trainer(model=model, args=training_arguments(profile, s, run_name, **overrides),
                       train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics_fn(multi_label))
-    return quiet(trainer)
+    return with_course_callbacks(trainer)
 
 
-def quiet(trainer):
-    """The Trainer without its PrinterCallback: without progress bars it would print raw log dicts."""
+def with_course_callbacks(trainer):
+    """The Trainer without its PrinterCallback (without progress bars it prints raw log dicts), and stopping
+    with a clear error at the first logged loss that is not finite (fp16 overflow, a diverging run)."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(FiniteLoss())
     return trainer
+
+
+class FiniteLoss(TrainerCallback):
+    """Raises at the first logged training loss that is NaN or infinite, instead of training on garbage."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """Check the loss the Trainer is about to log."""
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+            raise FloatingPointError(
+                f"The training loss is {loss} at step {state.global_step} ({precision} compute). Fix: in fp16 (a T4) "
+                "some models overflow: set COURSE_COMPUTE_DTYPE=float32, or lower the learning rate.")
 
 
 @torch.no_grad()
