@@ -13,17 +13,21 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 
 
-def recipe_code(path: Path) -> str | None:
-    """The ```python block of the markdown cell that has a '## Recipe' heading, if any."""
+def recipe_codes(path: Path) -> list[str]:
+    """The first ```python block under each '## Recipe...' heading of the chapter's markdown cells."""
+    blocks = []
     for cell in json.loads(path.read_text())["cells"]:
         text = "".join(cell["source"])
-        if cell["cell_type"] == "markdown" and re.search(r"^## Recipe", text, re.M):
-            block = re.search(r"```python\n(.*?)```", text.split("## Recipe", 1)[1], re.S)
-            return block.group(1) if block else None
-    return None
+        if cell["cell_type"] == "markdown":
+            for section in re.split(r"^(?=## )", text, flags=re.M):
+                if section.startswith("## Recipe"):
+                    block = re.search(r"```python\n(.*?)```", section, re.S)
+                    blocks += [block.group(1)] if block else []
+    return blocks
 
 
-WITH_RECIPES = [p for p in CHAPTERS if recipe_code(p)]
+RECIPES = [(p, i) for p in CHAPTERS for i, _ in enumerate(recipe_codes(p))]
+WITH_RECIPES = sorted({p for p, _ in RECIPES})
 
 
 def test_chapters_after_setup_have_a_recipe():
@@ -31,10 +35,10 @@ def test_chapters_after_setup_have_a_recipe():
     assert not missing, f"chapters without a '## Recipe' python block: {missing}"
 
 
-@pytest.mark.parametrize("path", WITH_RECIPES, ids=lambda p: p.name)
-def test_recipe_runs_as_a_script(path, tmp_path):
+@pytest.mark.parametrize("path, index", RECIPES, ids=lambda x: x.name if isinstance(x, Path) else str(x))
+def test_recipe_runs_as_a_script(path, index, tmp_path):
     script = tmp_path / "recipe.py"
-    script.write_text(recipe_code(path))
+    script.write_text(recipe_codes(path)[index])
     env = dict(os.environ, COURSE_PROFILE="tiny", COURSE_RUNS=str(tmp_path / "runs"))
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)

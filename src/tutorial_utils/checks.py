@@ -41,14 +41,14 @@ def check_label_names(names: Sequence[object], minimum: int = 2) -> list[str]:
     """At least ``minimum`` (two for single-label) distinct, non-empty label names, or a ValueError naming the problem."""
     names = list(names)
     if len(names) < minimum:
-        raise ValueError(f"A classifier needs at least two labels, got {names!r}: with one label every prediction is "
+        raise DataError(f"A classifier needs at least two labels, got {names!r}: with one label every prediction is "
                          "right and training learns nothing (loss 0, accuracy 1.0). Fix: add the other classes, or "
                          "frame the task as this label vs the rest.")
     if not all(isinstance(n, str) and n.strip() for n in names):
-        raise ValueError(f"Label names must be non-empty strings, got {names!r}. Fix: name every class.")
+        raise DataError(f"Label names must be non-empty strings, got {names!r}. Fix: name every class.")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"Label names repeat: {repeated}. A repeated name maps to only one class id. Fix: give "
+        raise DataError(f"Label names repeat: {repeated}. A repeated name maps to only one class id. Fix: give "
                          "every class its own name (merge the classes first if they are the same).")
     return names
 

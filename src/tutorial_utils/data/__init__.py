@@ -7,13 +7,15 @@ from datasets import DatasetDict
 from .common import (DataError, check_texts, encode_labels, label_counts, label_names, multi_hot)
 from .multilabel import load_debian_tags
 from .news import BBC_TOPICS, load_bbc_news
+from .own import from_csv, from_dataset, from_pandas
 from .patents import IPC_SECTIONS, SECTION_NAMES, load_ipc_sections
 
 OFFLINE_SINGLE_LABEL = {"ipc-sections": load_ipc_sections}
 OFFLINE_MULTI_LABEL = {"debian-tags": load_debian_tags}
 OFFLINE_NEWS = {"bbc-news": load_bbc_news}
 
-__all__ = ["BBC_TOPICS", "DataError", "IPC_SECTIONS", "SECTION_NAMES", "check_texts", "encode_labels", "label_counts",
+__all__ = ["BBC_TOPICS", "DataError", "IPC_SECTIONS", "SECTION_NAMES", "check_texts", "encode_labels", "from_csv",
+           "from_dataset", "from_pandas", "label_counts",
            "label_names", "load_bbc_news", "load_debian_tags", "load_ipc_sections", "load_multi_label", "load_news",
            "load_single_label",
            "multi_hot"]

@@ -1,0 +1,101 @@
+"""Your own data: from_csv / from_pandas / from_dataset return the course's DatasetDict, or say what is wrong."""
+
+import warnings
+
+import pandas as pd
+import pytest
+from datasets import Dataset, DatasetDict
+
+from tutorial_utils.data import DataError, from_csv, from_dataset, from_pandas, label_names
+
+
+def table(n_per_class=20, classes=("billing", "bug", "praise"), start=0):
+    rows = [{"message": f"{c} message number {i}", "topic": c} for c in classes
+            for i in range(start, start + n_per_class)]
+    return pd.DataFrame(rows)
+
+
+def test_a_clean_csv_round_trips_to_the_course_shape(tmp_path):
+    path = tmp_path / "tickets.csv"
+    table().to_csv(path, index=False)
+    data = from_csv(path, text_column="message", label_column="topic")
+    assert set(data) == {"train", "validation", "test"}
+    assert set(data["train"].features) == {"text", "label"} and label_names(data) == ["billing", "bug", "praise"]
+    assert sum(len(s) for s in data.values()) == 60
+    assert len(data["test"]) == pytest.approx(12, abs=3) and len(data["validation"]) == pytest.approx(6, abs=3)
+    for split in ("validation", "test"):
+        assert set(data[split]["label"]) == {0, 1, 2}  # stratified: every class in every carved split
+    assert not set(data["train"]["text"]) & set(data["test"]["text"])
+    assert from_csv(path, text_column="message", label_column="topic")["test"]["text"] == data["test"]["text"]
+
+
+def test_given_splits_are_kept(tmp_path):
+    frame = pd.concat([table(10).assign(part="train"), table(4, start=10).assign(part="TEST")])
+    data = from_pandas(frame, "message", "topic", split_column="part", verbose=False)
+    assert len(data["test"]) == 12 and len(data["validation"]) == 3  # validation carved from train only
+
+
+def test_multi_label_cells_are_split_on_the_separator():
+    frame = pd.DataFrame({"text": [f"text {i}" for i in range(30)],
+                          "tags": ["a|b", "b", "a | c", "c|a", "b|c", ""] * 5})
+    data = from_pandas(frame, labels_column="tags", verbose=False)
+    assert label_names(data) == ["a", "b", "c"] and set(data["train"].features) == {"text", "labels"}
+    rows = {text: ids for split in data.values() for text, ids in zip(split["text"], split["labels"])}
+    assert rows["text 2"] == [0, 2] and rows["text 5"] == []
+
+
+def test_from_dataset_takes_a_dataset_dict_s_splits():
+    train = Dataset.from_pandas(table(10).rename(columns={"message": "text", "topic": "label"}))
+    test = Dataset.from_pandas(table(3, start=10).rename(columns={"message": "text", "topic": "label"}))
+    data = from_dataset(DatasetDict(train=train, test=test), label_column="label", verbose=False)
+    assert len(data["test"]) == 9 and len(data["train"]) + len(data["validation"]) == 30
+
+
+@pytest.mark.parametrize("frame, kwargs, message", [
+    (table(), {"text_column": "mesage", "label_column": "topic"}, "No column 'mesage'.*did you mean 'message'"),
+    (table(), {"text_column": "message"}, "exactly one label column"),
+    (table(classes=("only",)), {"text_column": "message", "label_column": "topic"}, "at least two labels"),
+    (pd.DataFrame({"m": ["a", "", "c", "d"], "t": ["x", "y", "x", "y"]}), {"text_column": "m", "label_column": "t"},
+     "Text 1 is empty"),
+    (pd.DataFrame({"m": ["a", "b", "c", "d"], "t": ["x", "", "x", "y"]}), {"text_column": "m", "label_column": "t"},
+     "1 rows have no label"),
+    (pd.DataFrame({"m": list("abcdefgh"), "t": list("xyxyxyxz"), "s": ["train"] * 7 + ["test"]}),
+     {"text_column": "m", "label_column": "t", "split_column": "s"}, "never in train"),
+    (pd.DataFrame({"m": list("abcd"), "t": list("xyxy"), "s": ["train", "dev", "train", "test"]}),
+     {"text_column": "m", "label_column": "t", "split_column": "s"}, "'dev' -> 'validation'"),
+])
+def test_bad_tables_get_an_error_that_names_the_fix(frame, kwargs, message):
+    with pytest.raises(DataError, match=message):
+        from_pandas(frame, verbose=False, **kwargs)
+
+
+def test_rare_classes_and_leaking_duplicates_are_warned_about():
+    frame = pd.concat([table(20, ("a", "b")), table(3, ("rare",))])
+    with pytest.warns(UserWarning, match="fewer than 5 training examples: rare"):
+        from_pandas(frame, "message", "topic", verbose=False)
+    leaky = pd.concat([table(10).assign(s="train"), table(10).assign(s="test")])
+    with pytest.warns(UserWarning, match="test texts also occur in train.*leakage"):
+        from_pandas(leaky, "message", "topic", split_column="s", verbose=False)
+
+
+def test_a_csv_in_another_encoding_or_delimiter_is_named(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\xe9 au lait,drink\ntea,drink\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not valid utf-8.*encoding='latin-1'"):
+        from_csv(latin)
+    semicolons = tmp_path / "semi.csv"
+    table().to_csv(semicolons, sep=";", index=False)
+    with pytest.raises(DataError, match="';'-separated.*delimiter=';'"):
+        from_csv(semicolons, text_column="message", label_column="topic")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(from_csv(semicolons, "message", "topic", delimiter=";", verbose=False)["train"]) > 0
+
+
+def test_texts_longer_than_the_profile_reads_are_counted():
+    from tutorial_utils.config import get_profile
+
+    profile = get_profile("tiny")
+    frame = table(10).assign(message=lambda f: f["message"] + " word" * 200)
+    with pytest.warns(UserWarning, match="30 of 30 texts are longer than the profile's"):
+        from_pandas(frame, "message", "topic", profile=profile, verbose=False)
