@@ -76,6 +76,21 @@ def test_a_saved_student_reloads_and_predicts_as_it_did(isolated_runs):
     again = distill.teacher_probabilities(model, tokenizer, list(data["test"]["text"]), profile.encoder_train)
     assert np.array_equal(again.argmax(1), result.y_pred)
     assert np.allclose(again, result.probs, atol=1e-5)
+    # the student's folder is already a plain transformers model: it serves without the course (issue: export)
+    import json
+    import os
+    import subprocess
+    import sys
+
+    texts, folder = list(data["test"]["text"])[:8], str(runs.model_dir(profile, distill.STUDENT))
+    code = (f"import json, sys\nfrom transformers import pipeline\n"
+            f"print(json.dumps([r['label'] for r in pipeline('text-classification', model={folder!r})({texts!r})]))\n"
+            "assert 'tutorial_utils' not in sys.modules\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = label_names(data)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [names[i] for i in result.y_pred[:8]]
 
 
 def test_base_disk_bytes_of_a_hub_model_come_from_the_hub_cache(monkeypatch, tmp_path):
