@@ -94,11 +94,13 @@ def save(result: RunResult, profile: Profile, model=None, tokenizer=None) -> Pat
     model = model if model is not None else result.model
     tokenizer = tokenizer if tokenizer is not None else result.tokenizer
     folder = run_path(profile, result.method, result.seed)
+    if int(os.environ.get("RANK", 0)) != 0:  # under DDP only the main process writes
+        return folder
     partial = files.staging(folder)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, y_true=result.y_true, y_pred=result.y_pred, probs=result.probs)
     files.write_synced(partial / ARRAYS, buffer.getvalue())
-    if model is not None and int(os.environ.get("RANK", 0)) == 0:  # under DDP only the main process writes
+    if model is not None:
         model.save_pretrained(partial / MODEL)
         if tokenizer is not None:
             tokenizer.save_pretrained(partial / MODEL)
