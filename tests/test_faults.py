@@ -280,6 +280,10 @@ def test_none_never_reaches_a_prompt_as_the_word_none():
     tokenizer = models.load_tokenizer(get_profile("tiny").causal_lm)
     with pytest.raises(ValueError, match="empty or not a string"):
         instruct.build_prompt(tokenizer, None, instruct.make_verbalizer(["a", "b"]))
+    with pytest.raises(ValueError, match="empty or not a string"):
+        instruct.build_prompt(tokenizer, "", instruct.make_verbalizer(["a", "b"]))
+    # contextual calibration's content-free inputs are empty on purpose
+    assert instruct.build_prompt(tokenizer, "", instruct.make_verbalizer(["a", "b"]), allow_empty=True)
 
 
 @pytest.fixture(scope="module")

@@ -122,12 +122,14 @@ def truncate(tokenizer, text: str, max_tokens: int | None) -> str:
 
 
 def build_prompt(tokenizer, text: str, verbalizer: Verbalizer, multi_label: bool = False, subject: str = "text",
-                 max_text_tokens: int | None = None) -> str:
+                 max_text_tokens: int | None = None, allow_empty: bool = False) -> str:
     """The prompt: instruction as system message, text as user message, via the chat template (chapter 04).
 
     A model without a chat template gets a plain "instruction / Text: ... / Answer:" prompt instead.
+    An empty text is refused unless ``allow_empty`` (the content-free inputs of contextual calibration).
     """
-    (text,) = check_texts([text])
+    if not (allow_empty and isinstance(text, str)):
+        (text,) = check_texts([text])
     task, body = instruction(verbalizer, multi_label, subject), truncate(tokenizer, text, max_text_tokens)
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "system", "content": task}, {"role": "user", "content": body}]
@@ -318,7 +320,7 @@ def content_free_scores(model, tokenizer, verbalizer: Verbalizer, subject: str =
     """Log of the mean label probabilities for content-free texts: the model's bias before reading (chapter 04)."""
     from scipy.special import softmax
 
-    prompts = [build_prompt(tokenizer, x, verbalizer, subject=subject) for x in inputs]
+    prompts = [build_prompt(tokenizer, x, verbalizer, subject=subject, allow_empty=True) for x in inputs]
     probs = softmax(score_labels(model, tokenizer, prompts, list(verbalizer.words)), axis=-1)
     return np.log(probs.mean(axis=0))
 
