@@ -322,6 +322,30 @@ def test_tables_from_the_tiny_store(monkeypatch):
     assert not comparison.curves(found).empty
 
 
+def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monkeypatch):
+    from tutorial_utils import comparison
+
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
+    profile = get_profile("tiny")
+    shown = [methods.TFIDF, methods.EMBEDDING_HEAD]
+    found = comparison.collect(profile, verbose=False, compute=False, only=shown)
+    assert set(found) == set(shown)
+    lines = comparison.verdict_lines(found, n_resamples=200)
+    assert len(lines) == 1 and lines[0].endswith("(TF-IDF + logistic regression minus head).")
+    head = found[methods.EMBEDDING_HEAD]
+    mean = np.mean([r.test_metrics["macro_f1"] for r in head])
+    sentence = comparison.against_fair(methods.EMBEDDING_HEAD, 0.5, "96 examples, 1 epoch", found)
+    assert "reached test macro-F1 0.500" in sentence and f"it reaches {mean:.3f}" in sentence
+    assert f"{len(head)} seeds" in sentence
+    assert "holds no fair-comparison run" in comparison.against_fair(methods.ENCODER, 0.5, "x", found)
+    from tutorial_utils import plots  # a profile with nothing stored draws a note, not an error
+
+    assert not plots.plot_validation_curves(comparison.curves({})).axison
+    with pytest.raises(methods.UnknownMethod, match="The registry holds"):
+        comparison.collect(profile, verbose=False, compute=False, only=["embeding-head"])
+
+
 def test_crossings_find_where_the_order_flips():
     import pandas as pd
 

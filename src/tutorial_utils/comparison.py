@@ -8,6 +8,7 @@ each seed against the embedding head, the validation curves, and the data-effici
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,31 +22,39 @@ STORED_ONLY_ENV = "COURSE_STORED_ONLY"
 
 
 def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,
-            compute: bool | None = None) -> dict[str, list[RunRecord]]:
+            compute: bool | None = None, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
     """The study's runs by method: stored ones loaded (their provenance summarised), missing ones computed now.
 
+    ``only``: the methods a chapter shows (the others are neither loaded nor computed).
     ``COURSE_RECOMPUTE=1`` recomputes every run instead of loading it. ``compute=False`` (or
     ``COURSE_STORED_ONLY=1``, e.g. to build the book while ``reproduce`` is still running) uses only what
     is stored and lists what is missing.
     """
+    for name in only or ():
+        methods.get(name)  # an unknown name fails here, listing the registry
     recompute = store.recompute_requested()
     compute = (os.environ.get(STORED_ONLY_ENV, "") in {"", "0"}) if compute is None else compute
-    specs = experiment.plan(profile)
+    specs = [s for s in experiment.plan(profile) if not only or s.method in only]
     missing = [s for s in specs if experiment.lookup(profile, s) is None]
+    selected = f" --only {' '.join(only)}" if only else ""
     if (missing or recompute) and compute:
         if verbose:
             print(f"{'recomputing' if recompute else 'computing'} {len(missing) if not recompute else 'all'} runs "
-                  f"that the results store lacks (python -m tutorial_utils reproduce --profile {profile.name} does the same)")
-        experiment.reproduce(profile, recompute=recompute, progress=print if verbose else (lambda _: None))
+                  f"that the results store lacks (python -m tutorial_utils reproduce --profile {profile.name}{selected} "
+                  "does the same)")
+        experiment.reproduce(profile, only=list(only) if only else None, recompute=recompute,
+                             progress=print if verbose else (lambda _: None))
     elif missing and verbose:
         by_study: dict[str, set[str]] = {}
         for s in missing:
             by_study.setdefault(s.study, set()).add(s.method)
         said = "; ".join(f"{name}: {', '.join(sorted(names))}" for name, names in by_study.items())
-        print(f"the results store holds {len(specs) - len(missing)} of the {experiment.expected_runs(profile)} runs the "
-              f"plan needs; missing now ({said}), and the seeds and sizes their grids decide. The tables below leave "
-              f"them out. Make them with: python -m tutorial_utils reproduce --profile {profile.name}")
-    found = experiment.records_of(profile, study)
+        planned = f"{len(specs)} runs planned so far for these methods" if only else \
+            f"{experiment.expected_runs(profile)} runs the plan needs"
+        print(f"the results store holds {len(specs) - len(missing)} of the {planned}; missing now ({said}), and the "
+              f"seeds and sizes their grids decide. The tables below leave them out. Make them with: "
+              f"python -m tutorial_utils reproduce --profile {profile.name}{selected}")
+    found = {m: runs for m, runs in experiment.records_of(profile, study).items() if not only or m in only}
     if verbose:
         print(provenance_line(profile, [r for runs in found.values() for r in runs]))
     return found
@@ -159,6 +168,30 @@ def verdict_sentence(table: pd.Series, method: str) -> str:
         verdict = (f"the verdict on {method} depends on the seed (head better in {worse}, {method} better in "
                    f"{better}, not told apart in {n - better - worse} of {n})")
     return f"{verdict}; mean macro-F1 difference {diff:+.3f} ({method} minus head)."
+
+
+def verdict_lines(found: dict[str, list[RunRecord]], n_resamples: int = 1000) -> list[str]:
+    """One generated sentence per method against the embedding head (the paired tests of ``paired_table``)."""
+    table = verdicts(paired_table(found, n_resamples=n_resamples))
+    return [verdict_sentence(row, method) for method, row in table.iterrows()]
+
+
+def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, list[RunRecord]]) -> str:
+    """A chapter's short run of ``method`` next to the same method under the fair protocol, as a sentence.
+
+    ``budget`` says how the chapter trained it (for example "2,000 examples, 1 epoch, lr 0.001").
+    """
+    title = methods.get(method).title
+    mine = f"This chapter's {title} ({budget}) reached test macro-F1 {chapter_f1:.3f}"
+    if not found.get(method):
+        return f"{mine}; the results store holds no fair-comparison run of it yet (python -m tutorial_utils reproduce)."
+    row = seed_table({method: found[method]}).iloc[0]
+    trained = (f"{row['train examples']:,} examples, {row['tuned']} chosen on validation, trained to a validation "
+               f"plateau (best epoch {row['best epoch (mean)']:.1f} on average)" if methods.get(method).learns
+               else "no training")
+    spread = f" (sd {row['macro-F1 sd']:.3f})" if row["seeds"] > 1 else ""
+    return (f"{mine}. Under the fair protocol ({trained}) it reaches {row['macro-F1 mean']:.3f}, the mean over "
+            f"{row['seeds']} seed{'s' if row['seeds'] > 1 else ''}{spread}.")
 
 
 def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.DataFrame:

@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from datasets import DatasetDict
 from transformers import TrainerCallback
 
-from .config import Protocol
+from .config import Profile, Protocol, TrainSettings
+from .data.common import label_names
+from .metrics import classification_metrics, softmax
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
 
@@ -85,3 +88,35 @@ def train_to_plateau(trainer, evaluate: Evaluate, protocol: Protocol, steps: dic
             "extra": {"evaluation_seconds": round(callback.eval_seconds, 1), "optimizer_steps": int(last),
                       "max_epochs": steps["max_epochs"], "steps_per_epoch": steps["steps_per_epoch"],
                       "stopped_early": last < trainer.state.max_steps}}
+
+
+def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings) -> Evaluate:
+    """The protocol's evaluation of a sequence classifier: macro-F1 and probabilities on the validation split."""
+    from .train import predict_logits
+
+    texts, y, n = list(data["validation"]["text"]), np.asarray(data["validation"]["label"]), len(label_names(data))
+
+    def evaluate(model) -> tuple[float, np.ndarray]:
+        logits = predict_logits(model, tokenizer, texts, batch_size=settings.eval_batch_size, max_length=settings.max_length)
+        return classification_metrics(y, logits.argmax(1), n_classes=n)["macro_f1"], softmax(logits)
+
+    return evaluate
+
+
+def fit_classifier(model, tokenizer, data: DatasetDict, profile: Profile, learning_rate: float | None = None,
+                   seed: int | None = None, settings: TrainSettings | None = None) -> dict:
+    """Train a sequence classifier (LoRA head or encoder) to a validation plateau, best weights kept (chapters 02, 08).
+
+    The profile's ``protocol`` sets the schedule (evaluations an epoch, patience, epoch cap); ``settings``
+    (default ``profile.train``) the batch size and text length. Returns the curve, the best validation
+    macro-F1, the epochs run and timings; the model ends with the best evaluation's weights.
+    """
+    from .train import make_trainer
+
+    s = settings or profile.train
+    seed = profile.seed if seed is None else seed
+    steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
+    trainer = make_trainer(model, tokenizer, data, profile, settings=s, run_name="protocol", eval_strategy="no",
+                           learning_rate=s.learning_rate if learning_rate is None else learning_rate,
+                           num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed)
+    return train_to_plateau(trainer, classifier_scorer(tokenizer, data, s), profile.protocol, steps)

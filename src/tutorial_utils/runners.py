@@ -139,35 +139,20 @@ def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> di
 
 # ---- gradient-trained methods -------------------------------------------------------------------------
 
-def _classifier_evaluate(tokenizer, data: DatasetDict, s: TrainSettings):
-    from .train import predict_logits
-
-    texts, y, n = list(data["validation"]["text"]), np.asarray(data["validation"]["label"]), len(label_names(data))
-
-    def evaluate(model) -> tuple[float, np.ndarray]:
-        logits = predict_logits(model, tokenizer, texts, batch_size=s.eval_batch_size, max_length=s.max_length)
-        return macro_f1(y, logits.argmax(1), n), softmax(logits)
-
-    return evaluate
-
-
 def _classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> dict:
     from . import models
-    from .plateau import schedule, train_to_plateau
+    from .plateau import fit_classifier
     from .session import seed_everything
-    from .train import make_trainer, predict_logits
+    from .train import predict_logits
 
     s = profile.encoder_train if encoder else profile.train
-    steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
     seed_everything(seed)
     if encoder:
         model, tokenizer = models.load_encoder_classifier(profile, label_names(data))
     else:
         model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
         model = models.add_lora(model, profile.lora)
-    trainer = make_trainer(model, tokenizer, data, profile, settings=s, run_name="protocol", eval_strategy="no",
-                           learning_rate=value, num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed)
-    fitted = train_to_plateau(trainer, _classifier_evaluate(tokenizer, data, s), profile.protocol, steps)
+    fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s)
     start = time.perf_counter()
     logits = predict_logits(model, tokenizer, list(data["test"]["text"]), s.eval_batch_size, s.max_length)
     fitted["extra"]["test_texts_per_second"] = len(logits) / (time.perf_counter() - start)
