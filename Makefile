@@ -18,8 +18,14 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 install: $(STAMP)  ## create .venv with the pinned CPU stack
 
-book: $(STAMP)  ## build the HTML book, executing every chapter on the offline default (cpu) profile
-	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+# EXECUTE=force (or cache) executes every chapter on COURSE_PROFILE (default cpu) before rendering: about the sum
+# of the chapters' times in book/costs.md. Without it the committed outputs are rendered (minutes).
+EXECUTE ?= auto
+BOOK_CONFIG := _build/_config.$(EXECUTE).yml
+
+book: $(STAMP)  ## build the HTML book from the chapters' committed cpu outputs (EXECUTE=force: execute them all first)
+	mkdir -p _build && sed 's/^  execute_notebooks: .*/  execute_notebooks: $(EXECUTE)/' _config.yml > $(BOOK_CONFIG)
+	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(BIN)/jupyter-book build . --config $(BOOK_CONFIG) --warningiserror --nitpick --keep-going
 
 test: $(STAMP)  ## unit tests + every chapter notebook under nbval on the tiny profile
 	COURSE_PROFILE=tiny $(BIN)/pytest

@@ -342,6 +342,20 @@ def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monk
     from tutorial_utils import plots  # a profile with nothing stored draws a note, not an error
 
     assert not plots.plot_validation_curves(comparison.curves({})).axison
+
+
+def test_grid_edges_name_a_choice_at_the_end_of_the_grid():
+    from tutorial_utils import comparison
+
+    profile = get_profile("tiny")
+    grid = experiment.grid_values(profile, methods.TFIDF)
+
+    def at(value):
+        return {methods.TFIDF: [dataclasses.replace(toy_record(), settings={"C": value})]}
+
+    assert "largest value, so a larger one" in comparison.grid_edges(profile, at(grid[-1]))[0]
+    assert "smallest value, so a smaller one" in comparison.grid_edges(profile, at(grid[0]))[0]
+    assert comparison.grid_edges(profile, at(grid[1])) == []
     with pytest.raises(methods.UnknownMethod, match="The registry holds"):
         comparison.collect(profile, verbose=False, compute=False, only=["embeding-head"])
 

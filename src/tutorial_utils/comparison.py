@@ -170,6 +170,21 @@ def verdict_sentence(table: pd.Series, method: str) -> str:
     return f"{verdict}; mean macro-F1 difference {diff:+.3f} ({method} minus head)."
 
 
+def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]:
+    """The methods whose chosen value is an end of the grid, as sentences: their best setting may lie beyond it."""
+    out = []
+    for name, runs in found.items():
+        entry, grid = methods.get(name), experiment.grid_values(profile, name)
+        if entry.tuned is None or len(grid) < 2:
+            continue
+        value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
+        for end, word in ((max(grid), "largest"), (min(grid), "smallest")):
+            if np.isclose(value, end):
+                out.append(f"{entry.title}: the chosen {entry.tuned} {value:.3g} is the grid's {word} value, so a "
+                           f"{'larger' if word == 'largest' else 'smaller'} one might do better")
+    return out
+
+
 def verdict_lines(found: dict[str, list[RunRecord]], n_resamples: int = 1000) -> list[str]:
     """One generated sentence per method against the embedding head (the paired tests of ``paired_table``)."""
     table = verdicts(paired_table(found, n_resamples=n_resamples))
