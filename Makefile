@@ -20,7 +20,7 @@ install: $(STAMP)  ## create .venv with the pinned CPU stack
 
 # EXECUTE=force (or cache) executes every chapter on COURSE_PROFILE (default cpu) before rendering: about the sum
 # of the chapters' times in book/costs.md. Without it the committed outputs are rendered (minutes).
-EXECUTE ?= auto
+EXECUTE ?= off
 BOOK_CONFIG := _build/_config.$(EXECUTE).yml
 
 book: $(STAMP)  ## build the HTML book from the chapters' committed cpu outputs (EXECUTE=force: execute them all first)

@@ -37,6 +37,15 @@ def test_chapter_starts_a_session_and_hard_codes_no_model(path):
     assert not re.search(r"from_pretrained\(\s*[\"']", source), "a model path is hard-coded"
 
 
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_committed_chapter_ran_top_to_bottom_in_one_kernel(path):
+    """`make book` renders the committed outputs as they are, so every code cell must have run, in order."""
+    counts = [c.get("execution_count") for c in cells(path) if c["cell_type"] == "code"]
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name}: code cells not executed in order from a fresh kernel (execution counts {counts}). Fix: "
+        "execute the chapter top to bottom on the cpu profile (COURSE_PROFILE=cpu) and commit its outputs.")
+
+
 def pins(text: str) -> dict[str, str]:
     return dict(re.findall(r"^\s*-?\s*([A-Za-z0-9_.-]+)==([^\s#]+)", text, re.M))
 
