@@ -25,7 +25,7 @@ def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool 
             compute: bool | None = None, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
     """The study's runs by method: stored ones loaded (their provenance summarised), missing ones computed now.
 
-    ``only``: the methods a chapter shows (the others are neither loaded nor computed).
+    ``only``: the methods a chapter shows, in this study only (the others are neither loaded nor computed).
     ``COURSE_RECOMPUTE=1`` recomputes every run instead of loading it. ``compute=False`` (or
     ``COURSE_STORED_ONLY=1``, e.g. to build the book while ``reproduce`` is still running) uses only what
     is stored and lists what is missing.
@@ -34,7 +34,7 @@ def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool 
         methods.get(name)  # an unknown name fails here, listing the registry
     recompute = store.recompute_requested()
     compute = (os.environ.get(STORED_ONLY_ENV, "") in {"", "0"}) if compute is None else compute
-    specs = [s for s in experiment.plan(profile) if not only or s.method in only]
+    specs = [s for s in experiment.plan(profile) if not only or (s.method in only and s.study == study)]
     missing = [s for s in specs if experiment.lookup(profile, s) is None]
     selected = f" --only {' '.join(only)}" if only else ""
     if (missing or recompute) and compute:
