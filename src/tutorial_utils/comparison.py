@@ -94,7 +94,8 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
                      "train examples": runs[0].train_examples if entry.learns else 0,
                      "trainable params": runs[0].trainable_params,
                      "tuned": f"{entry.tuned} {value:.3g}" if entry.tuned else "-",
-                     "best epoch (mean)": np.mean([r.best_epoch for r in runs]) if runs[0].best_epoch else np.nan,
+                     "best epoch (mean)": round(float(np.mean([r.best_epoch for r in runs])), 2) if runs[0].best_epoch
+                     else "-",  # a method without epochs: a dash, not "nan"
                      "plateau reached": plateau_count(runs),
                      "seeds": len(runs), "macro-F1 mean": f1.mean(), "macro-F1 sd": f1.std(ddof=1) if len(f1) > 1 else 0.0,
                      "macro-F1 min": f1.min(), "macro-F1 max": f1.max(),
