@@ -19,7 +19,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 install: $(STAMP)  ## create .venv with the pinned CPU stack
 
 # EXECUTE=force (or cache) executes every chapter on COURSE_PROFILE (default cpu) before rendering: about the sum
-# of the chapters' times in book/costs.md. Without it the committed outputs are rendered (minutes).
+# of the chapters' times in book/costs.md. Without it the committed outputs are rendered (seconds).
 EXECUTE ?= off
 BOOK_CONFIG := _build/_config.$(EXECUTE).yml
 

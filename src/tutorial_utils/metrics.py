@@ -35,6 +35,11 @@ def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict
     }
 
 
+def macro_f1(y_true, y_pred, n_classes: int) -> float:
+    """Macro-F1 over exactly ``n_classes`` classes: the comparison protocol's validation metric (chapter 08)."""
+    return classification_metrics(y_true, y_pred, n_classes=n_classes)["macro_f1"]
+
+
 def multilabel_metrics(Y_true, Y_pred) -> dict[str, float]:
     """Micro-, macro- and samples-averaged F1 of 0/1 label matrices (chapter 05)."""
     Y_true, Y_pred = check_label_matrices(Y_true, Y_pred)

@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 
 from .config import Profile, Protocol, TrainSettings
 from .data.common import label_names
-from .metrics import classification_metrics, softmax
+from .metrics import macro_f1, softmax
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
 
@@ -98,7 +98,7 @@ def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings) -> 
 
     def evaluate(model) -> tuple[float, np.ndarray]:
         logits = predict_logits(model, tokenizer, texts, batch_size=settings.eval_batch_size, max_length=settings.max_length)
-        return classification_metrics(y, logits.argmax(1), n_classes=n)["macro_f1"], softmax(logits)
+        return macro_f1(y, logits.argmax(1), n), softmax(logits)
 
     return evaluate
 

@@ -18,14 +18,9 @@ from datasets import DatasetDict
 from . import methods
 from .config import Profile, TrainSettings
 from .data import label_names
-from .metrics import classification_metrics, softmax
+from .metrics import macro_f1, softmax
 
 TFIDF_C, PROBE_C = 10.0, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
-
-
-def macro_f1(y_true, y_pred, n_classes: int) -> float:
-    """Macro-F1 over exactly ``n_classes`` classes: the protocol's validation metric."""
-    return classification_metrics(y_true, y_pred, n_classes=n_classes)["macro_f1"]
 
 
 def default_value(profile: Profile, method: str) -> float | None:
