@@ -25,7 +25,9 @@ def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool 
             compute: bool | None = None, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
     """The study's runs by method: stored ones loaded (their provenance summarised), missing ones computed now.
 
-    ``only``: the methods a chapter shows, in this study only (the others are neither loaded nor computed).
+    ``study``: the comparison (with its data-efficiency study, which chapter 08 shows beside it) or the
+    news check. ``only``: the methods a chapter shows, in this study only (the others are neither loaded
+    nor computed).
     ``COURSE_RECOMPUTE=1`` recomputes every run instead of loading it. ``compute=False`` (or
     ``COURSE_STORED_ONLY=1``, e.g. to build the book while ``reproduce`` is still running) uses only what
     is stored and lists what is missing.
@@ -34,7 +36,8 @@ def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool 
         methods.get(name)  # an unknown name fails here, listing the registry
     recompute = store.recompute_requested()
     compute = (os.environ.get(STORED_ONLY_ENV, "") in {"", "0"}) if compute is None else compute
-    specs = [s for s in experiment.plan(profile) if not only or (s.method in only and s.study == study)]
+    studies = {study, experiment.EFFICIENCY} if study == experiment.COMPARISON and not only else {study}
+    specs = [s for s in experiment.plan(profile) if s.study in studies and (not only or s.method in only)]
     missing = [s for s in specs if experiment.lookup(profile, s) is None]
     selected = f" --only {' '.join(only)}" if only else ""
     if (missing or recompute) and compute:
@@ -43,14 +46,14 @@ def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool 
                   f"that the results store lacks (python -m tutorial_utils reproduce --profile {profile.name}{selected} "
                   "does the same)")
         experiment.reproduce(profile, only=list(only) if only else None, recompute=recompute,
-                             progress=print if verbose else (lambda _: None))
+                             progress=print if verbose else (lambda _: None), studies=studies)
     elif missing and verbose:
         by_study: dict[str, set[str]] = {}
         for s in missing:
             by_study.setdefault(s.study, set()).add(s.method)
         said = "; ".join(f"{name}: {', '.join(sorted(names))}" for name, names in by_study.items())
         planned = f"{len(specs)} runs planned so far for these methods" if only else \
-            f"{experiment.expected_runs(profile)} runs the plan needs"
+            f"{experiment.expected_runs(profile, studies)} runs the plan needs"
         print(f"the results store holds {len(specs) - len(missing)} of the {planned}; missing now ({said}), and the "
               f"seeds and sizes their grids decide. The tables below leave them out. Make them with: "
               f"python -m tutorial_utils reproduce --profile {profile.name}{selected}")

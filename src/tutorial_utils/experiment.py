@@ -7,13 +7,16 @@ Two studies, both under the profile's ``Protocol``:
   (or C) on the grid trains on the first seed, the best on validation is chosen, and the chosen value
   trains on every seed (deterministic methods, which a seed does not change, run once);
 * **efficiency**: the data-efficiency study, on nested smaller training sets (the first ``n`` of one
-  stratified order), each method at the value the comparison chose, on the first seed.
+  stratified order), each method at the value the comparison chose, on the first seed;
+* **news**: the news-topic check (the paper's AG News experiment): the comparison's protocol, grid and
+  seeds on the profile's news task, for the methods in ``NEWS_METHODS``.
 
 The plan depends on what is stored: the seeds after the grid are known once the grid's runs are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -27,11 +30,13 @@ from . import methods, records, runners, store
 from .config import Profile
 from .records import RunRecord
 
-COMPARISON, EFFICIENCY = "comparison", "efficiency"
+COMPARISON, EFFICIENCY, NEWS = "comparison", "efficiency", "news"
 COMPARED = (methods.TFIDF, methods.ZERO_SHOT, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
             methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)  # the order reproduce runs them: cheap first
 EFFICIENCY_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
                       methods.INSTRUCTION_SCORED)
+NEWS_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD)  # instruction
+# tuning is left out of the news check: its grid and seeds would add about 1.5 hours on 2 cores
 STOCHASTIC_FAMILIES = {"embedding head", "instruction tuning", "encoder", "distilled"}  # a seed changes the result
 
 
@@ -71,6 +76,24 @@ def nested_order(labels: Iterable[int], seed: int) -> np.ndarray:
         members = rng.permutation(np.flatnonzero(labels == c))
         position[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
     return np.argsort(position, kind="stable")
+
+
+def study_methods(study: str) -> tuple[str, ...]:
+    """The methods a study runs, in the order ``reproduce`` runs them."""
+    return {COMPARISON: COMPARED, EFFICIENCY: EFFICIENCY_METHODS, NEWS: NEWS_METHODS}[study]
+
+
+def study_profile(profile: Profile, study: str) -> Profile:
+    """The profile as a study's runs see it: the news check puts the news task where the single-label task was."""
+    if study != NEWS:
+        return profile
+    return dataclasses.replace(profile, single_label_data=profile.news_data, single_label_sizes=profile.news_sizes)
+
+
+def news_data(profile: Profile) -> DatasetDict:
+    """The news check's data: its train split cut to the protocol's ``train_examples`` (or all, if fewer)."""
+    data = comparison_data(study_profile(profile, NEWS))
+    return data[max(data)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -125,41 +148,52 @@ def chosen(profile: Profile, grid: list[Spec]) -> float | None:
     return grid[best].value
 
 
+def _tuned_study(profile: Profile, study: str, data: DatasetDict, described: dict) -> tuple[list[Spec], dict]:
+    """A study that tunes: each method's grid on the first seed, then the chosen value on the other seeds."""
+    p = profile.protocol
+    specs: list[Spec] = []
+    picked: dict[str, float | None] = {}
+    for method in study_methods(study):
+        entry = methods.get(method)
+        grid = [spec(profile, study, method, data, p.seeds[0], v, "grid" if v is not None else "once", described)
+                for v in grid_values(profile, method)]
+        specs += grid
+        picked[method] = chosen(profile, grid) if entry.tuned else None
+        if entry.tuned and picked[method] is None:
+            continue
+        if entry.family in STOCHASTIC_FAMILIES:
+            specs += [spec(profile, study, method, data, seed, picked[method], "seed", described) for seed in p.seeds[1:]]
+    return specs, picked
+
+
 def plan(profile: Profile, data: dict[int, DatasetDict] | None = None) -> list[Spec]:
     """Every run the studies need that is known now (later seeds appear once their grid is stored)."""
     p = profile.protocol
     data = data or comparison_data(profile, p.efficiency_sizes)
     top, first = max(data), p.seeds[0]
     described = {n: records.data_description(d, profile.single_label_data) for n, d in data.items()}
-    specs: list[Spec] = []
-    picked: dict[str, float | None] = {}
-    for method in COMPARED:
-        entry = methods.get(method)
-        grid = [spec(profile, COMPARISON, method, data[top], first, v, "grid" if v is not None else "once",
-                     described[top]) for v in grid_values(profile, method)]
-        specs += grid
-        picked[method] = chosen(profile, grid) if entry.tuned else None
-        if entry.tuned and picked[method] is None:
-            continue
-        if entry.family in STOCHASTIC_FAMILIES:
-            specs += [spec(profile, COMPARISON, method, data[top], seed, picked[method], "seed", described[top])
-                      for seed in p.seeds[1:]]
+    specs, picked = _tuned_study(profile, COMPARISON, data[top], described[top])
     for method in EFFICIENCY_METHODS:
         if methods.get(method).tuned and picked.get(method) is None:
             continue
         specs += [spec(profile, EFFICIENCY, method, data[n], first, picked.get(method), "once", described[n])
                   for n in sorted(data) if n != top]
-    return specs
+    news, view = news_data(profile), study_profile(profile, NEWS)
+    return specs + _tuned_study(view, NEWS, news, records.data_description(news, view.single_label_data))[0]
 
 
-def expected_runs(profile: Profile) -> int:
-    """How many runs the whole plan holds once every grid is known (for the progress bar)."""
+def expected_runs(profile: Profile, studies: Iterable[str] = (COMPARISON, EFFICIENCY, NEWS)) -> int:
+    """How many runs the studies' plan holds once every grid is known (for the progress bar)."""
     p = profile.protocol
     total = 0
-    for method in COMPARED:
-        entry = methods.get(method)
-        total += len(grid_values(profile, method)) + (len(p.seeds) - 1) * (entry.family in STOCHASTIC_FAMILIES)
-    return total + len(EFFICIENCY_METHODS) * len({min(s, p.train_examples or s) for s in p.efficiency_sizes} - {p.train_examples})
+    for study in {COMPARISON, NEWS} & set(studies):
+        for method in study_methods(study):
+            entry = methods.get(method)
+            total += len(grid_values(profile, method)) + (len(p.seeds) - 1) * (entry.family in STOCHASTIC_FAMILIES)
+    if EFFICIENCY in studies:
+        sizes = {min(s, p.train_examples or s) for s in p.efficiency_sizes} - {p.train_examples}
+        total += len(EFFICIENCY_METHODS) * len(sizes)
+    return total
 
 
 def produced_by(method: str) -> str:
@@ -169,11 +203,12 @@ def produced_by(method: str) -> str:
 
 def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
     """Train and predict one spec (and any method that shares its training); write each record to the store."""
+    profile = study_profile(profile, s.study)
     start = time.perf_counter()
     outcomes = runners.run(profile, produced_by(s.method), data, s.seed, s.value)
     wall = time.perf_counter() - start
     written = []
-    wanted = COMPARED if s.study == COMPARISON else EFFICIENCY_METHODS
+    wanted = study_methods(s.study)
     for method, outcome in outcomes.items():
         if method not in wanted:
             continue
@@ -187,24 +222,28 @@ def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = 
 
 def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool = False,
               progress: Callable[[str], None] = print, command: str | None = None,
-              max_runs: int | None = None) -> list[RunRecord]:
+              max_runs: int | None = None, studies: Iterable[str] | None = None) -> list[RunRecord]:
     """Run every missing run of the plan into the store, one at a time (safe to stop and resume).
 
     ``only``: method names or glob patterns (e.g. ``embedding-head``, ``instruction-*``) to run; others are
-    left as they are. ``recompute``: run the selected ones again even when stored. ``max_runs``: stop after
-    that many trainings (to fit a time window; the next call goes on from there).
+    left as they are. ``studies``: run only these studies (default all three). ``recompute``: run the
+    selected ones again even when stored. ``max_runs``: stop after that many trainings (to fit a time
+    window; the next call goes on from there).
     """
     from tqdm.auto import tqdm
 
     data = comparison_data(profile, profile.protocol.efficiency_sizes)
+    everything = (COMPARISON, EFFICIENCY, NEWS)
+    studies = set(studies or everything)
     done: set[str] = set()
     made: list[RunRecord] = []
     trained: list[str] = []
-    bar = tqdm(total=expected_runs(profile), unit="run", desc=f"reproduce {profile.name}")
+    bar = tqdm(total=expected_runs(profile, studies), unit="run", desc=f"reproduce {profile.name}")
     while True:
-        specs = [s for s in plan(profile, data) if not only or any(fnmatch(produced_by(s.method), o) or
-                                                                     fnmatch(s.method, o) for o in only)]
-        bar.total = len(specs) if only else max(bar.total, len(specs))  # with --only: the selected runs
+        specs = [s for s in plan(profile, data) if s.study in studies and (
+            not only or any(fnmatch(produced_by(s.method), o) or fnmatch(s.method, o) for o in only))]
+        selected = only or len(studies) < len(everything)
+        bar.total = len(specs) if selected else max(bar.total, len(specs))  # a selection: its runs
         todo = [s for s in specs if s.key not in done and (recompute or lookup(profile, s) is None)]
         bar.n = len(specs) - len(todo)
         bar.refresh()
@@ -219,7 +258,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
                              "data or settings, so they are not used (reproduce --prune deletes them)")
                 progress(f"running {s.describe()} ...")
                 trained.append(s.key)
-                for record in execute(profile, s, data[s.train_size], command):
+                for record in execute(profile, s, news_data(profile) if s.study == NEWS else data[s.train_size], command):
                     progress(f"  stored {record.summary()} in {record.provenance['wall_seconds']:.0f} s")
                     made.append(record)
                     done.add(record.key)
@@ -259,15 +298,15 @@ def prune(profile: Profile) -> list[str]:
 
 def records_of(profile: Profile, study: str = COMPARISON) -> dict[str, list[RunRecord]]:
     """The stored records of a study that the plan selects (the chosen value on every seed), by method."""
-    specs = plan(profile)
+    specs = [s for s in plan(profile) if s.study == study]
     grids: dict[str, list[Spec]] = {}
     for s in specs:
-        if s.study == COMPARISON and s.role == "grid":
+        if s.role == "grid":
             grids.setdefault(s.method, []).append(s)
     picked = {method: chosen(profile, grid) for method, grid in grids.items()}
     out: dict[str, list[RunRecord]] = {}
     for s in specs:
-        if s.study != study or (s.role == "grid" and s.value != picked.get(s.method)):
+        if s.role == "grid" and s.value != picked.get(s.method):
             continue
         record = lookup(profile, s)
         if record is not None:

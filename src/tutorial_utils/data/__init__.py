@@ -25,14 +25,19 @@ def _sizes(sizes: object) -> dict[str, int | None]:
     return {"train": sizes.train, "validation": sizes.validation, "test": sizes.test}
 
 
-def load_single_label(profile: object) -> DatasetDict:
-    """The profile's single-label task (offline IPC sections, or a hub patent dataset on GPU profiles)."""
-    name, sizes = profile.single_label_data, _sizes(profile.single_label_sizes)
-    if name in OFFLINE_SINGLE_LABEL:
-        return OFFLINE_SINGLE_LABEL[name](sizes, seed=profile.seed)
+def _single_label(name: str, sizes: object, seed: int) -> DatasetDict:
+    """A single-label task by name: an offline one (patents or news), else from the hub."""
+    offline = {**OFFLINE_SINGLE_LABEL, **OFFLINE_NEWS}
+    if name in offline:
+        return offline[name](_sizes(sizes), seed=seed)
     from .hub import load_hub_single_label
 
-    return load_hub_single_label(name, sizes, seed=profile.seed)
+    return load_hub_single_label(name, _sizes(sizes), seed=seed)
+
+
+def load_single_label(profile: object) -> DatasetDict:
+    """The profile's single-label task (offline IPC sections, or a hub patent dataset on GPU profiles)."""
+    return _single_label(profile.single_label_data, profile.single_label_sizes, profile.seed)
 
 
 def load_multi_label(profile: object) -> DatasetDict:
@@ -45,9 +50,4 @@ def load_multi_label(profile: object) -> DatasetDict:
 
 def load_news(profile: object) -> DatasetDict:
     """The profile's news-topic task (offline BBC News, or AG News from the hub on GPU profiles)."""
-    name, sizes = profile.news_data, _sizes(profile.news_sizes)
-    if name in OFFLINE_NEWS:
-        return OFFLINE_NEWS[name](sizes, seed=profile.seed)
-    from .hub import load_hub_single_label
-
-    return load_hub_single_label(name, sizes, seed=profile.seed)
+    return _single_label(profile.news_data, profile.news_sizes, profile.seed)
