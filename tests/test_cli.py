@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tutorial_utils import bench_report, cli
+from tutorial_utils import bench_report, bench_sections, cli
 from tutorial_utils.config import get_profile
 
 
@@ -91,7 +91,7 @@ def test_train_tfidf_writes_metrics_and_predictions_once(tmp_path):
 
 
 def test_compare_writes_the_capstone_tables(tmp_path, monkeypatch):
-    """`python -m tutorial_utils compare` on tiny: every table and plot lands in --out."""
+    """`python -m tutorial_utils compare` on tiny: every table and plot lands in --out (the store's runs, read)."""
     import subprocess
     import sys
 
@@ -100,16 +100,19 @@ def test_compare_writes_the_capstone_tables(tmp_path, monkeypatch):
                            str(tmp_path / "out"), "--resamples", "50"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    for table in ("single_label", "news", "multi_label"):
-        assert {f"{table}.csv", f"{table}.md", f"{table}.png"} <= names
+    tables = ("single_label", "single_label_paired", "efficiency", "news", "news_paired", "multi_label")
+    assert {f"{t}.{kind}" for t in tables for kind in ("csv", "md")} <= names
+    assert {f"{f}.png" for f in ("validation_curves", "single_label_paired", "efficiency", "news_paired",
+                                 "multi_label")} <= names
     assert "LoRA embedding head" in (tmp_path / "out" / "single_label.md").read_text()
+    assert "frozen-LLM probe" in (tmp_path / "out" / "news.md").read_text()
 
 
 def test_a_partial_course_run_updates_only_its_own_rows():
     old = [{"what": "chapter 00_setup", "seconds": 10}, {"what": "chapter 02_embedding_head", "seconds": 200},
            {"what": "test suite (pytest, with every chapter under nbval)", "seconds": 300}]
     new = [{"what": "chapter 01_quantization_lora", "seconds": 30}, {"what": "chapter 02_embedding_head", "seconds": 190}]
-    merged = cli.merge_rows(old, new)
+    merged = bench_sections.merge_rows(old, new)
     assert [r["what"] for r in merged] == ["chapter 00_setup", "chapter 01_quantization_lora",
                                            "chapter 02_embedding_head",
                                            "test suite (pytest, with every chapter under nbval)"]

@@ -50,14 +50,12 @@ def test_every_method_name_the_package_uses_is_registered():
 
 def test_every_capstone_row_is_a_registered_method():
     from tutorial_utils import capstone
-    from tutorial_utils.data import load_multi_label, load_news, load_single_label
+    from tutorial_utils.data import load_multi_label
 
     profile = get_profile("tiny")
-    entries = (capstone.single_label_entries(profile, load_single_label(profile))
-               + capstone.multi_label_entries(profile, load_multi_label(profile)))
-    assert {e.method for e in entries} <= set(methods.METHODS)
-    for entry in capstone.news_entries(profile, load_news(profile)):  # the news check prefixes its run-cache names
-        assert entry.method.removeprefix("news-") in methods.METHODS
+    assert {e.method for e in capstone.multi_label_entries(profile, load_multi_label(profile))} <= set(methods.METHODS)
+    for study in experiment.STUDIES:
+        assert {experiment.produced_by(m) for m in experiment.study_methods(study)} <= set(methods.names(runnable=True))
 
 
 def test_every_runnable_method_has_a_runner_and_settings():
@@ -223,7 +221,8 @@ def test_reproduce_runs_once_and_resumes(results):
     assert len(first_two) == 2
     made = first_two + experiment.reproduce(profile, only=[methods.TFIDF], progress=lambda _: None)
     assert {r.method for r in made} == {methods.TFIDF}
-    assert len(made) == len(profile.protocol.grid) + len(profile.protocol.efficiency_sizes)
+    # its grid on the comparison and on the news check, and the data-efficiency sizes
+    assert len(made) == 2 * len(profile.protocol.grid) + len(profile.protocol.efficiency_sizes)
     assert experiment.reproduce(profile, only=["tfidf-*"], progress=lambda _: None) == []
     first = made[0]
     moved = store.folder("tiny", first.dataset, first.method, f"n{first.train_examples}-C{first.settings['C']:.3g}-seed1",
@@ -342,6 +341,33 @@ def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monk
     from tutorial_utils import plots  # a profile with nothing stored draws a note, not an error
 
     assert not plots.plot_validation_curves(comparison.curves({})).axison
+
+
+def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
+    from tutorial_utils import comparison
+    from tutorial_utils.data import load_news
+
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
+    profile = get_profile("tiny")
+    view = experiment.study_profile(profile, experiment.NEWS)
+    assert view.single_label_data == profile.news_data and experiment.study_profile(profile, experiment.COMPARISON) is profile
+    specs = experiment.plan(profile)
+    news = [s for s in specs if s.study == experiment.NEWS]
+    assert {s.method for s in news} == set(experiment.NEWS_METHODS) and {s.dataset for s in news} == {profile.news_data}
+    assert not {s.key for s in news} & {s.key for s in specs if s.study != experiment.NEWS}
+    data = experiment.news_data(profile)
+    assert len(data["train"]) == min(profile.protocol.train_examples, len(load_news(profile)["train"]))
+    found = comparison.collect(profile, experiment.NEWS, verbose=False, compute=False)
+    assert set(found) == set(experiment.NEWS_METHODS)
+    table = comparison.seed_table(found)
+    assert (table["train examples"] == len(data["train"])).all()
+    assert table.loc[methods.get(methods.EMBEDDING_HEAD).title, "seeds"] == len(profile.protocol.seeds)
+    # the value is chosen on the news validation split, whatever the comparison chose
+    grid = [s for s in news if s.method == methods.EMBEDDING_HEAD and s.role == "grid"]
+    best = max(grid, key=lambda s: (experiment.lookup(profile, s).validation_metric, -grid.index(s)))
+    assert {r.settings["learning_rate"] for r in found[methods.EMBEDDING_HEAD]} == {best.value}
+    assert len(comparison.verdict_lines(found, n_resamples=100)) == len(experiment.NEWS_METHODS) - 1
 
 
 def test_grid_edges_name_a_choice_at_the_end_of_the_grid():

@@ -1,5 +1,5 @@
-"""The capstone comparison: every method from the run cache in one table like the paper's, with
-bootstrap confidence intervals and McNemar p-values against the embedding head; also as a script.
+"""The capstone as a script: the fair comparison, its data-efficiency study and the news check from the
+results store, and the multi-label table from the chapters' run cache, with their plots.
 
 Taught in chapter 08. ``python -m tutorial_utils compare --profile cpu --out DIR`` writes the same tables
 and plots to a folder.
@@ -16,7 +16,6 @@ import pandas as pd
 
 from . import stats
 from .config import Profile
-from .methods import INSTRUCTION_BUDGET
 from .runs import RunResult, load_or_compute
 
 
@@ -34,27 +33,6 @@ class Entry:
 def collect(profile: Profile, entries: list[Entry], verbose: bool = True) -> dict[str, RunResult]:
     """The runs of all entries, from the cache or computed now (each is then cached)."""
     return {e.name: load_or_compute(profile, e.method, e.compute, verbose=verbose) for e in entries}
-
-
-def single_label_table(results: dict[str, RunResult], reference: str, families: dict[str, str] | None = None,
-                       n_resamples: int = 2000, seed: int = 0, examples: dict[str, int | None] | None = None) -> pd.DataFrame:
-    """Trainable parameters, accuracy, macro-F1 with its 95% interval, and the paired comparison with ``reference``."""
-    ref = results[reference]
-    rows = []
-    for name, run in results.items():
-        if not np.array_equal(run.y_true, ref.y_true):
-            raise ValueError(f"{name} was scored on other test examples than {reference}; compare runs on one split.")
-        point, low, high = stats.bootstrap_ci(run.y_true, run.y_pred, stats.macro_f1, n_resamples, seed=seed)
-        row = {"method": name, "family": (families or {}).get(name, ""),
-               "train examples": run.extra.get("train_examples", (examples or {}).get(name, np.nan)),
-               "trainable params": run.extra.get("trainable_params", np.nan),
-               "accuracy": run.metrics["accuracy"], "macro-F1": point, "macro-F1 CI low": low, "macro-F1 CI high": high}
-        if name != reference:
-            boot = stats.paired_bootstrap(run.y_true, run.y_pred, ref.y_pred, stats.macro_f1, n_resamples, seed=seed)
-            row.update({"vs head: diff": boot.difference, "diff CI low": boot.ci_low, "diff CI high": boot.ci_high,
-                        "McNemar p": stats.mcnemar_test(run.y_true, run.y_pred, ref.y_pred).pvalue})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("method")
 
 
 def multi_label_table(results: dict[str, RunResult], families: dict[str, str] | None = None,
@@ -100,41 +78,6 @@ def write_report(out_dir: str | Path, tables: dict[str, pd.DataFrame], figures: 
     return written
 
 
-def instruction_budget_entry(profile: Profile, data, lora) -> Entry:
-    """Instruction tuning scored over the labels at another LoRA budget (e.g. all linear layers, a higher rank)."""
-    from .instruct_train import lora_label, scored_result, tune
-
-    label, method = lora_label(lora), INSTRUCTION_BUDGET
-
-    def compute() -> RunResult:
-        tuned = tune(profile, data, lora=lora, run_name=method)
-        return scored_result(tuned, profile, data, method=method)
-
-    return Entry(f"instruction tuning, scored ({label})", method, compute, "instruction tuning")
-
-
-def single_label_entries(profile: Profile, data) -> list[Entry]:
-    """The single-label comparison: floor, prompting, frozen probe, embedding head, instruction tuning, encoder."""
-    from . import probe, prompting, recipes
-    from .instruct_train import INSTRUCTION_SCORED, cached_instruction_runs, lora_label
-
-    n = len(data["train"])  # instruction runs record their own (smaller) training set in extra["train_examples"]
-    entries = [
-        Entry("TF-IDF + logistic regression", recipes.TFIDF, lambda: recipes.tfidf_run(profile, data), "floor", n),
-        Entry("zero-shot prompt (scored)", prompting.ZERO_SHOT, lambda: prompting.zero_shot_run(profile, data),
-              "no fine-tuning", 0),
-        Entry("frozen-LLM probe", probe.FROZEN_PROBE, lambda: probe.probe_run(profile, data), "no fine-tuning", n),
-        Entry("LoRA embedding head", recipes.EMBEDDING_HEAD, lambda: recipes.embedding_head_run(profile, data),
-              "embedding head", n),
-        Entry(f"instruction tuning, scored ({lora_label(profile.lora)})", INSTRUCTION_SCORED,
-              lambda: cached_instruction_runs(profile, data, verbose=False)[0], "instruction tuning"),
-    ]
-    if profile.instruct_budgets:
-        entries.append(instruction_budget_entry(profile, data, profile.instruct_budgets[-1]))
-    entries.append(Entry("encoder, full fine-tune", recipes.ENCODER, lambda: recipes.encoder_run(profile, data), "encoder", n))
-    return entries
-
-
 def multi_label_entries(profile: Profile, data) -> list[Entry]:
     """The multi-label comparison: frozen probe, embedding head (tuned thresholds), instruction tuning."""
     from . import probe
@@ -151,21 +94,6 @@ def multi_label_entries(profile: Profile, data) -> list[Entry]:
     ]
 
 
-def news_entries(profile: Profile, data) -> list[Entry]:
-    """The news-topic check: the floor, the embedding head and the encoder on the profile's news data."""
-    from . import recipes
-
-    n = len(data["train"])
-    return [
-        Entry("TF-IDF + logistic regression", "news-" + recipes.TFIDF,
-              lambda: recipes.tfidf_run(profile, data, "news-" + recipes.TFIDF), "floor", n),
-        Entry("LoRA embedding head", "news-" + recipes.EMBEDDING_HEAD,
-              lambda: recipes.embedding_head_run(profile, data, "news-" + recipes.EMBEDDING_HEAD), "embedding head", n),
-        Entry("encoder, full fine-tune", "news-" + recipes.ENCODER,
-              lambda: recipes.encoder_run(profile, data, "news-" + recipes.ENCODER), "encoder", n),
-    ]
-
-
 def families(entries: list[Entry]) -> dict[str, str]:
     """Display name -> method family, for the tables."""
     return {e.name: e.family for e in entries}
@@ -177,29 +105,33 @@ def examples(entries: list[Entry]) -> dict[str, int | None]:
 
 
 def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose: bool = True) -> dict[str, pd.DataFrame]:
-    """The whole comparison as a script: collect (or compute) every run, write tables and plots to ``out_dir``."""
+    """Chapter 08's tables as a script: collect (or compute) every run, write tables and plots to ``out_dir``.
+
+    The fair comparison, the data-efficiency study and the news check come from the results store
+    (computing what it lacks, as ``reproduce`` would); the multi-label table from the chapters' run cache.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .data import load_multi_label, load_news, load_single_label
-    from .plots import use_style
+    from . import comparison, experiment, plots
+    from .data import load_multi_label
 
-    use_style()
-    tables, figures = {}, {}
-    for name, loader, make_entries in [("single_label", load_single_label, single_label_entries),
-                                       ("news", load_news, news_entries)]:
-        entries = make_entries(profile, loader(profile))
-        results = collect(profile, entries, verbose)
-        tables[name] = single_label_table(results, "LoRA embedding head", families(entries), n_resamples, profile.seed,
-                                          examples(entries))
-        fig, ax = plt.subplots(figsize=(7.5, 4.2))
-        plot_tradeoff(tables[name], title=f"{name.replace('_', '-')}: macro-F1 vs trainable parameters", ax=ax)
-        figures[name] = fig
+    plots.use_style()
+    fair = comparison.collect(profile, verbose=verbose)
+    news = comparison.collect(profile, experiment.NEWS, verbose=verbose)
+    tables = {"single_label": comparison.seed_table(fair),
+              "single_label_paired": comparison.paired_table(fair, n_resamples=n_resamples),
+              "efficiency": comparison.efficiency_table(profile, fair, n_resamples=n_resamples),
+              "news": comparison.seed_table(news), "news_paired": comparison.paired_table(news, n_resamples=n_resamples)}
     entries = multi_label_entries(profile, load_multi_label(profile))
     tables["multi_label"] = multi_label_table(collect(profile, entries, verbose), families(entries),
                                               n_resamples // 2, profile.seed, examples(entries))
+    figures = {"validation_curves": plots.plot_validation_curves(comparison.curves(fair)).figure,
+               "single_label_paired": plots.plot_paired_differences(tables["single_label_paired"]).figure,
+               "efficiency": plots.plot_efficiency(tables["efficiency"]).figure,
+               "news_paired": plots.plot_paired_differences(tables["news_paired"]).figure}
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     plot_tradeoff(tables["multi_label"], metric="micro-F1", title="multi-label: micro-F1 vs trainable parameters", ax=ax)
     figures["multi_label"] = fig

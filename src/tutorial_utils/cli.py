@@ -1,5 +1,9 @@
 """The course as commands: ``python -m tutorial_utils train ...`` and ``python -m tutorial_utils bench ...``.
 
+``train METHOD --data my.csv --label-column L --out run/`` trains one method on your own table to a
+validation plateau and saves a model that plain transformers serves; ``predict --model run/ --data
+new.csv`` labels new texts with it (``workflow``, chapter 09).
+
 ``compare`` runs the capstone comparison of chapter 08 and writes its tables and plots to a folder.
 ``train`` is the capstone training script: one method trained and tested on a profile, its metrics and test
 predictions written once (by rank 0) into ``--out``. It runs unchanged on one process, under
@@ -15,7 +19,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,16 +27,12 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from .bench_report import load_results, results_path, section_markdown, write_report
+from .bench_sections import busy_seconds, measure, merge_rows, repo_root
 from .runs import jsonable
 
-ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("embedding-head", "encoder", "tfidf")
+ALIASES = {"embedding-head": "embedding-head", "encoder": "encoder-finetune", "tfidf": "tfidf-logreg"}  # -> registry
 BENCH_STEPS = ("memory", "params", "train", "infer")
-
-
-def repo_root() -> Path:
-    """The checkout the package was installed from (``pip install -e .``), else the working directory."""
-    return ROOT if (ROOT / "_toc.yml").exists() else Path.cwd()
 
 
 # ---- train: the capstone script ---------------------------------------------------------------------
@@ -76,9 +75,10 @@ def check_out(out: Path, overwrite: bool) -> Path:
         raise SystemExit(f"--out {out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
                          "Fix: pass a new folder, or --overwrite to replace that run.")
     if overwrite:  # nothing of the previous run may stay beside the new one
-        shutil.rmtree(out / "model", ignore_errors=True)
-        for name in ("metrics.json", "predictions.csv"):
-            (out / name).unlink(missing_ok=True)
+        from .workflow import WRITES
+
+        for name in WRITES:
+            shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out):
@@ -88,8 +88,43 @@ def check_out(out: Path, overwrite: bool) -> Path:
     return out
 
 
+def train_on_data(args: argparse.Namespace) -> int:
+    """``train METHOD --data my.csv``: one method on your table, to a validation plateau, saved to serve."""
+    from . import data, session, workflow
+
+    session.quiet(hide_progress=False)
+    profile = session.start(args.profile, show=False)
+    out = check_out(Path(args.out), args.overwrite)
+    mine = data.from_csv(args.data, text_column=args.text_column, label_column=args.label_column,
+                         split_column=args.split_column, profile=profile)
+    record = workflow.train(profile, ALIASES.get(args.method, args.method), mine, out, dataset=Path(args.data).stem,
+                            learning_rate=args.learning_rate, overwrite=True,
+                            command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
+    print(f"{record.summary()}\nwrote model/, record/ and metrics.json to {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``predict --model run/ --data new.csv --out predictions.csv``: label new texts with a trained run."""
+    import pandas as pd
+
+    from . import workflow
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise SystemExit(f"--out {out} exists. Fix: pass a new file name, or --overwrite to replace it.")
+    frame = pd.read_csv(args.data, dtype=str, keep_default_na=False, encoding=args.encoding, sep=args.delimiter)
+    table = workflow.predict(args.model, frame, args.text_column, args.label_column)
+    table.to_csv(out, index_label="row")
+    print(f"wrote {len(table)} predictions to {out}" + (f"; accuracy {(table['true'] == table['predicted']).mean():.3f} "
+                                                        "against --label-column" if args.label_column else ""))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train and test one method; rank 0 writes metrics.json and predictions.csv into --out."""
+    if args.data:
+        return train_on_data(args)
     import numpy as np
     import pandas as pd
     import torch
@@ -149,88 +184,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(step: str, profile, args: argparse.Namespace) -> tuple[list[dict], dict]:
-    """Rows and settings of one benchmark section."""
-    from . import bench
-
-    if step == "memory":
-        from .assets import model_path
-
-        model_path(profile.causal_lm)  # convert once, outside the measured processes
-        rows = [_memory_in_fresh_process(profile.name, p) for p in bench.PRECISIONS]
-        return bench.memory_ratios(rows), {"model": profile.causal_lm, "precisions": list(bench.PRECISIONS)}
-    if step == "params":
-        return bench.param_rows(profile), {"model": profile.causal_lm, "encoder": profile.encoder}
-    if step == "train":
-        return bench.train_rows(profile, steps=args.steps), {"model": profile.causal_lm, "timed steps": args.steps,
-                                                            "LoRA": dataclasses.asdict(profile.lora)}
-    if step == "infer":
-        rows = bench.infer_rows(profile, single=args.single, batched=args.batched)
-        return rows, {"model": profile.causal_lm, "encoder": profile.encoder, "texts at batch 1": args.single,
-                      "texts at batch 32": args.batched}
-    if step == "course":
-        chapters = args.chapters if args.run_chapters else []
-        return course_rows(profile.name, chapters, args.tests), {"run cache": "empty (a cold run)"}
-    raise ValueError(step)
-
-
-def _memory_in_fresh_process(profile: str, precision: str) -> dict:
-    """Run ``bench memory-one`` in a new Python process, so that its peak memory is this load's alone."""
-    done = subprocess.run([sys.executable, "-m", "tutorial_utils", "bench", "memory-one", "--profile", profile,
-                           "--precision", precision], capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"measuring {precision} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def course_rows(profile: str, chapters: list[str] | None, tests: bool) -> list[dict]:
-    """Wall time of each chapter notebook executed top to bottom with an empty run cache, and of the test suite.
-
-    ``chapters``: None for all, else the file-name prefixes to run ([] for none).
-    """
-    import nbformat
-    from nbclient import NotebookClient
-
-    rows = []
-    paths = sorted((repo_root() / "chapters").glob("*.ipynb"))
-    paths = [p for p in paths if chapters is None or any(p.stem.startswith(c) for c in chapters)]
-    with tempfile.TemporaryDirectory() as runs:
-        os.environ.update(COURSE_PROFILE=profile, COURSE_RUNS=runs, COURSE_HIDE_PROGRESS="1")
-        for path in paths:
-            notebook = nbformat.read(path, as_version=4)
-            client = NotebookClient(notebook, timeout=1800, kernel_name="python3",
-                                    resources={"metadata": {"path": str(path.parent)}})
-            start = time.perf_counter()
-            client.execute()
-            rows.append({"what": f"chapter {path.stem}", "profile": profile, "seconds": time.perf_counter() - start,
-                         "result": "ran top to bottom"})
-    if tests:
-        env = dict(os.environ, COURSE_PROFILE="tiny")
-        env.pop("COURSE_RUNS", None)
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=repo_root(), env=env,
-                              capture_output=True, text=True, check=False)
-        summary = (done.stdout.strip().splitlines() or ["no output"])[-1].strip("= ")
-        rows.append({"what": "test suite (pytest, with every chapter under nbval)", "profile": "tiny",
-                     "seconds": time.perf_counter() - start, "result": summary})
-    return rows
-
-
-def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
-    """Course rows: the new ones replace the old ones of the same name; chapters in order, the test suite last."""
-    merged = {row["what"]: row for row in old} | {row["what"]: row for row in new}
-    return sorted(merged.values(), key=lambda row: (not row["what"].startswith("chapter"), row["what"]))
-
-
-def _busy_seconds() -> float | None:
-    """CPU seconds that all programs have used since boot (/proc/stat; None off Linux)."""
-    path = Path("/proc/stat")
-    if not path.exists():
-        return None
-    ticks = [int(x) for x in path.read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run benchmark sections, merge them into the results file, rewrite its markdown and figures."""
     import torch
@@ -251,12 +204,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     steps = {"all": BENCH_STEPS, "report": ()}.get(args.step, (args.step,))
     for step in steps:
         print(f"bench {step} ({profile.name} profile, {device}) ...", file=sys.stderr, flush=True)
-        load_before, busy, own, start = os.getloadavg(), _busy_seconds(), sum(os.times()[:4]), time.perf_counter()
+        load_before, busy, own, start = os.getloadavg(), busy_seconds(), sum(os.times()[:4]), time.perf_counter()
         rows, settings = measure(step, profile, args)
         seconds, info = time.perf_counter() - start, bench.machine()
         info["load average before (1, 5, 15 min)"] = [round(x, 2) for x in load_before]
         if busy is not None:  # CPU time all programs used meanwhile, less this one's (and its children's)
-            others = _busy_seconds() - busy - (sum(os.times()[:4]) - own)
+            others = busy_seconds() - busy - (sum(os.times()[:4]) - own)
             info["other programs' share of the CPU"] = max(others, 0.0) / (seconds * (os.cpu_count() or 1))
         partial = args.chapters is not None or not args.tests or not args.run_chapters
         if step == "course" and partial:  # a partial run updates its own rows
@@ -299,13 +252,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"{state}  {s.describe()}  [{s.key}]")
         print(f"{experiment.expected_runs(profile)} runs in the whole plan (later seeds appear once their grid is "
               f"stored); results in {store.root() / profile.name}")
+        hours = experiment.wall_seconds(profile)
+        print("wall time of the stored runs: " + ", ".join(f"{k} {v / 3600:.1f} h" for k, v in hours.items())
+              + f"; {sum(hours.values()) / 3600:.1f} h in all (a run that shared the CPU with other work shows it)")
         return 0
     start = time.perf_counter()
     if args.prune:  # first, so that a stale run is never mistaken for a finished one (--max-runs 0: prune only)
         removed = experiment.prune(profile)
         print(f"removed {len(removed)} stale or unreadable run folders")
     made = experiment.reproduce(profile, args.only, args.recompute or store.recompute_requested(),
-                                command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs)
+                                command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs,
+                                studies=args.study)
     problems = experiment.audit(profile)
     print(f"{len(made)} runs made in {time.perf_counter() - start:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
           f"at {store.root() / profile.name}")
@@ -319,14 +276,29 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m tutorial_utils", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train and test one method; rank 0 writes the results (capstone)")
-    train.add_argument("method", choices=METHODS)
+    train.add_argument("method", choices=METHODS + tuple(v for v in ALIASES.values() if v not in METHODS))
     train.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     train.add_argument("--out", required=True, help="folder for metrics.json, predictions.csv and model/ (new or empty)")
     train.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     train.add_argument("--epochs", type=positive(float), help="override the profile's epochs (a number > 0)")
     train.add_argument("--per-device-batch", type=positive(int),
                        help="batch per process (default: the profile's batch divided by the number of processes)")
+    train.add_argument("--data", help="your CSV: train on it to a validation plateau and save a model that serves")
+    train.add_argument("--text-column", default="text", help="--data: the column of texts (default: text)")
+    train.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
+    train.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
+    train.add_argument("--learning-rate", type=positive(float), help="--data: learning rate (TF-IDF: C); default: the method's")
     train.set_defaults(func=cmd_train)
+    predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train --data saved")
+    predict.add_argument("--model", required=True, help="the --out folder of train --data")
+    predict.add_argument("--data", required=True, help="a CSV of texts")
+    predict.add_argument("--out", default="predictions.csv", help="the CSV to write (default: predictions.csv)")
+    predict.add_argument("--text-column", default="text")
+    predict.add_argument("--label-column", help="compare with these labels (must be names the model knows)")
+    predict.add_argument("--encoding", default="utf-8")
+    predict.add_argument("--delimiter", default=",")
+    predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    predict.set_defaults(func=cmd_predict)
     bench = commands.add_parser("bench", help="measure what the course costs; write benchmarks/results")
     bench.add_argument("step", choices=[*BENCH_STEPS, "course", "all", "report", "memory-one"],
                        help="all = memory, params, train, infer; course runs every chapter and the tests; "
@@ -352,6 +324,10 @@ def parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     reproduce.add_argument("--only", nargs="+", metavar="METHOD",
                            help="run only these methods (names or patterns such as 'instruction-*')")
+    from .experiment import STUDIES
+
+    reproduce.add_argument("--study", nargs="+", choices=STUDIES,
+                           help="run only these studies (default: all three)")
     reproduce.add_argument("--recompute", action="store_true", help="run the selected runs again even if stored")
     reproduce.add_argument("--list", action="store_true", help="show the plan and what is stored; run nothing")
     reproduce.add_argument("--max-runs", type=positive(int, zero=True), help="stop after this many trainings (the next call resumes)")

@@ -31,6 +31,7 @@ from .config import Profile
 from .records import RunRecord
 
 COMPARISON, EFFICIENCY, NEWS = "comparison", "efficiency", "news"
+STUDIES = (COMPARISON, EFFICIENCY, NEWS)
 COMPARED = (methods.TFIDF, methods.ZERO_SHOT, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
             methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)  # the order reproduce runs them: cheap first
 EFFICIENCY_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
@@ -182,7 +183,7 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None) -> list[S
     return specs + _tuned_study(view, NEWS, news, records.data_description(news, view.single_label_data))[0]
 
 
-def expected_runs(profile: Profile, studies: Iterable[str] = (COMPARISON, EFFICIENCY, NEWS)) -> int:
+def expected_runs(profile: Profile, studies: Iterable[str] = STUDIES) -> int:
     """How many runs the studies' plan holds once every grid is known (for the progress bar)."""
     p = profile.protocol
     total = 0
@@ -233,8 +234,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     from tqdm.auto import tqdm
 
     data = comparison_data(profile, profile.protocol.efficiency_sizes)
-    everything = (COMPARISON, EFFICIENCY, NEWS)
-    studies = set(studies or everything)
+    studies = set(studies or STUDIES)
     done: set[str] = set()
     made: list[RunRecord] = []
     trained: list[str] = []
@@ -242,7 +242,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     while True:
         specs = [s for s in plan(profile, data) if s.study in studies and (
             not only or any(fnmatch(produced_by(s.method), o) or fnmatch(s.method, o) for o in only))]
-        selected = only or len(studies) < len(everything)
+        selected = only or len(studies) < len(STUDIES)
         bar.total = len(specs) if selected else max(bar.total, len(specs))  # a selection: its runs
         todo = [s for s in specs if s.key not in done and (recompute or lookup(profile, s) is None)]
         bar.n = len(specs) - len(todo)
@@ -265,6 +265,16 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
         done.add(s.key)
     bar.close()
     return made
+
+
+def wall_seconds(profile: Profile) -> dict[str, float]:
+    """The stored runs' wall time by study, a training that serves two methods counted once (the cost of ``reproduce``)."""
+    out: dict[str, float] = {}
+    for s in plan(profile):
+        record = None if methods.get(s.method).trained_with else lookup(profile, s)
+        if record is not None:
+            out[s.study] = out.get(s.study, 0.0) + record.provenance["wall_seconds"]
+    return out
 
 
 def audit(profile: Profile) -> list[str]:

@@ -6,7 +6,7 @@ model). ``export_classifier`` instead rebuilds the model in 16-bit: every 4-bit 
 the values the adapters were trained against, each adapter's update added to its layer, the trained
 head copied; the label names go into the config. The folder then serves through
 ``AutoModelForSequenceClassification.from_pretrained(folder)`` and ``pipeline("text-classification")``.
-Taught in chapter 08 ("From notebook to production").
+Taught in chapter 09 ("From notebook to production").
 """
 
 from __future__ import annotations
@@ -62,7 +62,11 @@ def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
 
 def export_classifier(peft_model, tokenizer, profile: Profile, label_names: list[str], folder: str | Path,
                       dtype: torch.dtype = torch.bfloat16) -> Path:
-    """Save a trained embedding head (4-bit base + LoRA + head) as one plain 16-bit transformers folder."""
+    """Save a trained embedding head (4-bit base + LoRA + head) as one plain 16-bit transformers folder.
+
+    The tokenizer is saved with ``model_max_length`` at the profile's training length, so that a
+    ``pipeline(..., truncation=True)`` cuts texts where training did.
+    """
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty. Fix: export into a new folder (nothing was overwritten).")
@@ -79,5 +83,28 @@ def export_classifier(peft_model, tokenizer, profile: Profile, label_names: list
     plain.config.label2id = {n: i for i, n in enumerate(label_names)}
     plain.config.pad_token_id = tokenizer.pad_token_id
     plain.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    _save_tokenizer(tokenizer, folder, profile.train.max_length)
+    return folder
+
+
+def _save_tokenizer(tokenizer, folder: Path, max_length: int | None) -> None:
+    """Save the tokenizer with the training length as its ``model_max_length`` (the caller's object unchanged)."""
+    before = tokenizer.model_max_length
+    try:
+        if max_length:
+            tokenizer.model_max_length = max_length
+        tokenizer.save_pretrained(folder)
+    finally:
+        tokenizer.model_max_length = before
+
+
+def export_plain(model, tokenizer, label_names: list[str], folder: str | Path, max_length: int | None = None) -> Path:
+    """Save a plain transformers classifier (the encoder, the distilled student) with its label names."""
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} is not empty. Fix: export into a new folder (nothing was overwritten).")
+    model.config.id2label = dict(enumerate(label_names))
+    model.config.label2id = {n: i for i, n in enumerate(label_names)}
+    model.save_pretrained(folder, safe_serialization=True)
+    _save_tokenizer(tokenizer, folder, max_length)
     return folder

@@ -127,7 +127,9 @@ def provenance(wall_seconds: float, command: str | None = None) -> dict:
     return {"git_commit": commit, "uncommitted_changes": dirty,
             "command": command or "python -m tutorial_utils " + " ".join(sys.argv[1:]),
             "wall_seconds": round(float(wall_seconds), 1), "machine": machine(), "cpu_count": os.cpu_count(),
-            "versions": versions(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "versions": versions(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            # 1, 5 and 15-minute load averages at the end: well above the core count, the CPU was shared
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
 def make_record(method: str, dataset: str, seed: int, settings: dict, data, outcome: dict,

@@ -77,8 +77,8 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
 
 # ---- scikit-learn methods ---------------------------------------------------------------------------
 
-def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
-    """TF-IDF + logistic regression at regularisation C = ``value``."""
+def fit_tfidf(data: DatasetDict, seed: int, value: float) -> tuple[object, dict]:
+    """TF-IDF + logistic regression at C = ``value``, trained on ``data``'s train split: (pipeline, outcome)."""
     from .recipes import tfidf_pipeline, tfidf_probs
 
     pipeline = tfidf_pipeline(seed)
@@ -89,9 +89,14 @@ def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     seconds = time.perf_counter() - start
     val, test = (tfidf_probs(pipeline, list(data[split]["text"]), n) for split in ("validation", "test"))
     lr = pipeline[-1]
-    return {"y_true": data["test"]["label"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
-            "validation_metric": macro_f1(data["validation"]["label"], val.argmax(1), n),
-            "trainable_params": lr.coef_.size + lr.intercept_.size, "train_seconds": seconds}
+    return pipeline, {"y_true": data["test"]["label"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
+                      "validation_metric": macro_f1(data["validation"]["label"], val.argmax(1), n),
+                      "trainable_params": lr.coef_.size + lr.intercept_.size, "train_seconds": seconds}
+
+
+def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """TF-IDF + logistic regression at regularisation C = ``value``."""
+    return fit_tfidf(data, seed, value)[1]
 
 
 def probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
@@ -134,7 +139,8 @@ def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> di
 
 # ---- gradient-trained methods -------------------------------------------------------------------------
 
-def _classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> dict:
+def train_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> tuple:
+    """The LoRA head (4-bit base) or the encoder trained to a validation plateau: (model, tokenizer, outcome)."""
     from . import models
     from .plateau import fit_classifier
     from .session import seed_everything
@@ -151,18 +157,18 @@ def _classifier(profile: Profile, data: DatasetDict, seed: int, value: float, en
     start = time.perf_counter()
     logits = predict_logits(model, tokenizer, list(data["test"]["text"]), s.eval_batch_size, s.max_length)
     fitted["extra"]["test_texts_per_second"] = len(logits) / (time.perf_counter() - start)
-    return {**fitted, "y_true": data["test"]["label"], "y_pred": logits.argmax(1), "probs": softmax(logits),
-            "trainable_params": models.count_parameters(model).trainable}
+    return model, tokenizer, {**fitted, "y_true": data["test"]["label"], "y_pred": logits.argmax(1),
+                              "probs": softmax(logits), "trainable_params": models.count_parameters(model).trainable}
 
 
 def embedding_head(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """The LoRA embedding head (4-bit base), trained to a validation plateau at learning rate ``value``."""
-    return _classifier(profile, data, seed, value, encoder=False)
+    return train_classifier(profile, data, seed, value, encoder=False)[2]
 
 
 def encoder(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """The encoder, fully fine-tuned to a validation plateau at learning rate ``value``."""
-    return _classifier(profile, data, seed, value, encoder=True)
+    return train_classifier(profile, data, seed, value, encoder=True)[2]
 
 
 def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict[str, dict]:

@@ -6,7 +6,7 @@ multi-label), so every recipe runs on it unchanged. Splits you do not give are c
 stratified by label and deterministic (a stable hash of each text), with identical texts kept in one split. What would train or score
 silently wrong is an error that names the fix (missing columns, empty texts, missing labels, one class,
 labels that only validation or test has); what may only hurt is a warning (rare classes, duplicate
-texts across your splits, texts the model will truncate). Taught in chapter 08 ("Your own data").
+texts across your splits, texts the model will truncate). Taught in chapter 09 ("Your data, checked").
 """
 
 from __future__ import annotations

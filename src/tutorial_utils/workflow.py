@@ -1,0 +1,142 @@
+"""Your data end to end: train one method on a table of your own the way the fair comparison trains it,
+keep a model that serves without the course, and predict new texts with it.
+
+Taught in chapter 09 ("From notebook to production"); ``python -m tutorial_utils train METHOD --data
+my.csv --out run/`` and ``python -m tutorial_utils predict --model run/ --data new.csv`` run it from the
+shell. A run folder holds ``model/`` (a plain transformers folder, or the TF-IDF pipeline),
+``record/`` (the run record: settings, validation curve, test metrics, provenance) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from datasets import DatasetDict
+
+from . import methods, records, runners, store
+from .checks import DataError
+from .config import Profile
+
+MODEL, RECORD, METRICS = "model", "record", "metrics.json"
+WRITES = (MODEL, RECORD, METRICS, "predictions.csv")  # what a run folder holds: all that --overwrite replaces
+SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF)  # methods whose model leaves the course
+TFIDF_FILE, LABELS_FILE = "tfidf.joblib", "labels.json"
+
+
+def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
+    """A run folder ready for a new run: refused if it holds files, unless ``overwrite`` (then only a run's own files go)."""
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file. Fix: pass a folder, e.g. runs/my-run.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
+                              "Fix: pass a new folder, or overwrite=True (--overwrite) to replace the run in it.")
+    for name in WRITES if overwrite else ():  # what the user put there beside a run stays
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dataset: str = "my-data",
+          learning_rate: float | None = None, seed: int | None = None, overwrite: bool = False,
+          command: str | None = None) -> records.RunRecord:
+    """Train ``method`` on ``data`` to a validation plateau (the comparison's protocol) and save the run in ``out``.
+
+    ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid.
+    """
+    from . import export
+
+    if method not in SERVABLE:
+        raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "
+                                    f"{', '.join(SERVABLE)}.")
+    out = prepare_out(out, overwrite)
+    profile = runners.protocol_profile(profile)
+    seed = profile.seed if seed is None else seed
+    value = runners.default_value(profile, method) if learning_rate is None else learning_rate
+    names = data["train"].features["label"].names
+    start = time.perf_counter()
+    if method == methods.TFIDF:
+        import joblib
+
+        pipeline, outcome = runners.fit_tfidf(data, seed, value)
+        (out / MODEL).mkdir()
+        joblib.dump(pipeline, out / MODEL / TFIDF_FILE)
+        (out / MODEL / LABELS_FILE).write_text(json.dumps(names))
+    else:
+        encoder = method == methods.ENCODER
+        model, tokenizer, outcome = runners.train_classifier(profile, data, seed, value, encoder=encoder)
+        if encoder:
+            export.export_plain(model, tokenizer, names, out / MODEL, max_length=profile.encoder_train.max_length)
+        else:
+            export.export_classifier(model, tokenizer, profile, names, out / MODEL)
+    config = runners.settings(profile, method, value)
+    record = records.make_record(method, dataset, seed, config, data, outcome, time.perf_counter() - start, command)
+    store.write(record, out / RECORD)
+    s = profile.encoder_train if method == methods.ENCODER else profile.train
+    (out / METRICS).write_text(json.dumps({
+        "method": method, "dataset": dataset, "label_names": names, "max_length": s.max_length,
+        "train_examples": record.train_examples, "tuned": {methods.get(method).tuned: value},
+        "best_epoch": record.best_epoch, "validation_macro_f1": record.validation_metric,
+        "test_metrics": record.test_metrics, "trainable_params": record.trainable_params}, indent=1))
+    return record
+
+
+def load_run(folder: str | Path) -> tuple[dict, object]:
+    """A run folder's ``metrics.json`` and a predictor: texts -> class probabilities (no training code needed)."""
+    folder = Path(folder)
+    if not (folder / METRICS).is_file() or not (folder / MODEL).is_dir():
+        raise DataError(f"{folder} is not a run folder (it lacks {METRICS} or {MODEL}/). Fix: pass the --out folder "
+                        "of `python -m tutorial_utils train`.")
+    info = json.loads((folder / METRICS).read_text())
+    if (folder / MODEL / TFIDF_FILE).is_file():
+        import joblib
+
+        pipeline = joblib.load(folder / MODEL / TFIDF_FILE)
+        return info, lambda texts: pipeline.predict_proba(texts)
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder / MODEL).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder / MODEL)
+
+    def predict(texts: list[str], batch_size: int = 32) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
+                                  max_length=info["max_length"], return_tensors="pt")
+                out.append(torch.softmax(model(**batch).logits.float(), -1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(info["label_names"])))
+
+    return info, predict
+
+
+def predict(folder: str | Path, frame: pd.DataFrame, text_column: str = "text",
+            label_column: str | None = None) -> pd.DataFrame:
+    """Predictions for a table's texts: the label, its probability, and every label's probability."""
+    info, predictor = load_run(folder)
+    names = info["label_names"]
+    if text_column not in frame.columns:
+        raise DataError(f"No column {text_column!r} (columns: {', '.join(map(str, frame.columns))}). "
+                        "Fix: pass text_column= (--text-column) naming the texts.")
+    if label_column is not None:
+        if label_column not in frame.columns:
+            raise DataError(f"No column {label_column!r} (columns: {', '.join(map(str, frame.columns))}).")
+        unknown = sorted(set(frame[label_column].astype(str)) - set(names))
+        if unknown:
+            raise DataError(f"Labels the model does not know: {', '.join(unknown[:8])}. The model's labels: "
+                            f"{', '.join(names)}. Fix: map your label names to the model's, or train on your labels.")
+    texts = frame[text_column].fillna("").astype(str).tolist()
+    probs = predictor(texts)
+    table = pd.DataFrame(probs, columns=[f"p({n})" for n in names], index=frame.index)
+    table.insert(0, "confidence", probs.max(1) if len(probs) else [])
+    table.insert(0, "predicted", [names[i] for i in probs.argmax(1)])
+    if label_column is not None:
+        table.insert(0, "true", frame[label_column].astype(str).to_numpy())
+    return table

@@ -1,0 +1,79 @@
+"""Your data end to end: `train METHOD --data my.csv` and `predict` on a small CSV (tiny profile)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tutorial_utils import cli, data, methods, store, workflow
+from tutorial_utils.checks import DataError
+from tutorial_utils.config import get_profile
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """The tiny patents written out as a practitioner's CSV, with their own column names."""
+    patents = data.load_single_label(get_profile("tiny"))
+    names = data.label_names(patents)
+    rows = [(t, names[y]) for split in ("train", "validation", "test") for t, y in
+            zip(patents[split]["text"], patents[split]["label"])]
+    path = tmp_path_factory.mktemp("csv") / "mine.csv"
+    pd.DataFrame(rows, columns=["abstract", "section"]).to_csv(path, index=False)
+    return path
+
+
+def train(table, method, out, *extra):
+    return cli.main(["train", method, "--profile", "tiny", "--data", str(table), "--text-column", "abstract",
+                     "--label-column", "section", "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize("method", ["tfidf", "embedding-head"])
+def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(table, tmp_path, method):
+    out = tmp_path / "run"
+    assert train(table, method, out) == 0
+    info = json.loads((out / "metrics.json").read_text())
+    record = store.read(out / workflow.RECORD)
+    assert info["method"] == record.method == cli.ALIASES[method] and info["label_names"] == record.label_names
+    assert record.validation_curve or method == "tfidf"  # trained to a plateau: evaluated along the way
+    mine = data.from_csv(table, text_column="abstract", label_column="section", verbose=False)
+    test = pd.DataFrame({"abstract": mine["test"]["text"],
+                         "section": [record.label_names[y] for y in mine["test"]["label"]]})
+    test.to_csv(tmp_path / "new.csv", index=False)
+    assert cli.main(["predict", "--model", str(out), "--data", str(tmp_path / "new.csv"), "--text-column", "abstract",
+                     "--label-column", "section", "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = pd.read_csv(tmp_path / "p.csv")
+    agree = np.mean(predicted["predicted"].to_numpy() == np.array(record.label_names)[record.y_pred])
+    assert agree >= (1.0 if method == "tfidf" else 0.95)  # a 16-bit export may flip a near-tie, no more
+    assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)
+
+
+def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_files(table, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="--overwrite"):
+        train(table, "tfidf", out)
+    assert train(table, "tfidf", out, "--overwrite") == 0 and train(table, "tfidf", out, "--overwrite") == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / workflow.MODEL / workflow.TFIDF_FILE).is_file()
+
+
+def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_run(table, tmp_path):
+    out = tmp_path / "run"
+    train(table, "tfidf", out)
+    frame = pd.DataFrame({"text": ["a hair dryer"], "label": ["no such section"]})
+    with pytest.raises(DataError, match="does not know: no such section. The model's labels: "):
+        workflow.predict(out, frame, label_column="label")
+    with pytest.raises(DataError, match="No column 'abstract'"):
+        workflow.predict(out, frame, text_column="abstract")
+    with pytest.raises(DataError, match="is not a run folder"):
+        workflow.predict(tmp_path, frame)
+    (tmp_path / "exists.csv").write_text("x")
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(SystemExit, match="exists"):
+        cli.main(["predict", "--model", str(out), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "exists.csv")])
+
+
+def test_a_method_that_cannot_leave_the_course_is_named_with_the_ones_that_can(tmp_path):
+    with pytest.raises(methods.UnknownMethod, match="tfidf-logreg"):
+        workflow.train(get_profile("tiny"), methods.INSTRUCTION_SCORED, None, tmp_path / "run")
