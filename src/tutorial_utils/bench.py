@@ -23,7 +23,6 @@ import torch
 from . import budgets, instruct, models, quantization
 from .config import LoraSettings, Profile
 from .data import label_names, load_single_label
-from .train import predict_logits
 
 PRECISIONS = ("fp32", "bf16", "int8", "nf4", "nf4-dq")
 NOMINAL_BITS = {"fp32": 32, "bf16": 16, "int8": 8, "nf4": 4, "nf4-dq": 4}
@@ -336,64 +335,3 @@ def train_rows(profile: Profile, steps: int = 3) -> list[dict]:
 
 
 # ---- Inference throughput and latency -----------------------------------------------------------------
-
-def _predictors(profile: Profile, names: list[str]):
-    """(name, loader) pairs; a loader returns ``predict(texts, batch_size)`` closures by method name."""
-    verbalizer = instruct.make_verbalizer(names)
-
-    def classifier(load: Callable, settings) -> dict:
-        model, tokenizer = load()
-        return {"": lambda texts, b: predict_logits(model, tokenizer, texts, batch_size=b,
-                                                    max_length=settings.max_length)}
-
-    def head(adapter: bool) -> tuple:
-        model, tokenizer = models.load_sequence_classifier(profile, names)
-        return (models.add_lora(model, profile.lora) if adapter else model), tokenizer
-
-    def instruction(adapter: bool):
-        model, tokenizer = models.load_causal_lm(profile)
-        model = models.add_lora(model, profile.lora, task_type="CAUSAL_LM") if adapter else model
-        prompt = {}
-        new_tokens = max(instruct.token_counts(tokenizer, verbalizer))
-
-        def prompts(texts: list[str]) -> list[str]:
-            return [prompt.setdefault(t, instruct.build_prompt(tokenizer, t, verbalizer)) for t in texts]
-
-        return {", label scoring": lambda texts, b: instruct.score_labels(model, tokenizer, prompts(texts),
-                                                                          list(verbalizer.words), batch_size=b),
-                ", generation": lambda texts, b: instruct.generate(model, tokenizer, prompts(texts),
-                                                                   max_new_tokens=new_tokens, batch_size=b)}
-
-    encoder = (f"encoder {profile.encoder} (all weights fine-tuned)",
-               lambda: classifier(lambda: models.load_encoder_classifier(profile, names), profile.encoder_train))
-    return [("embedding head, 4-bit + LoRA (as trained)", lambda: classifier(lambda: head(True), profile.train)),
-            ("embedding head, plain 4-bit", lambda: classifier(lambda: head(False), profile.train)),
-            ("instruction tuning, 4-bit + LoRA (as trained)", lambda: instruction(True)),
-            ("instruction tuning, plain 4-bit", lambda: instruction(False)), encoder]
-
-
-def infer_rows(profile: Profile, single: int = 16, batched: int = 64, batch_size: int = 32) -> list[dict]:
-    """Texts/s and latency of each predictor at batch 1 (``single`` texts) and batch ``batch_size`` (``batched`` texts)."""
-    data = load_single_label(profile)
-    names, pool = label_names(data), list(data["test"]["text"])
-    texts = (pool * (1 + max(single, batched) // len(pool)))[:max(single, batched)]
-    rows = []
-    for name, load in _predictors(profile, names):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for suffix, predict in load().items():
-                for text in texts[:single if torch.cuda.is_available() else 1]:  # warm-up (GPU: each shape once;
-                    predict([text], 1)  # plain 4-bit on CPU: bitsandbytes' one-time repack)
-                times = [clock(lambda t=t: predict([t], 1)) for t in texts[:single]]
-                rows.append({"method": name.replace(",", suffix + ",", 1) if suffix else name, "batch": 1,
-                             "texts/s": single / sum(times), "latency per call (ms)": 1000 * statistics.median(times)})
-                predict(texts[:batch_size], batch_size)
-                seconds = clock(lambda: predict(texts[:batched], batch_size))
-                calls = -(-batched // batch_size)
-                rows.append({"method": rows[-1]["method"], "batch": batch_size, "texts/s": batched / seconds,
-                             "latency per call (ms)": 1000 * seconds / calls})
-        _free()
-    reference = {r["batch"]: r["texts/s"] for r in rows[:2]}
-    for row in rows:
-        row["speed / embedding head (LoRA)"] = row["texts/s"] / reference[row["batch"]]
-    return rows

@@ -38,7 +38,9 @@ def measure(step: str, profile, args: argparse.Namespace) -> tuple[list[dict], d
         return bench.train_rows(profile, steps=args.steps), {"model": profile.causal_lm, "timed steps": args.steps,
                                                             "LoRA": dataclasses.asdict(profile.lora)}
     if step == "infer":
-        rows = bench.infer_rows(profile, single=args.single, batched=args.batched)
+        from .bench_infer import infer_rows
+
+        rows = infer_rows(profile, single=args.single, batched=args.batched)
         return rows, {"model": profile.causal_lm, "encoder": profile.encoder, "texts at batch 1": args.single,
                       "texts at batch 32": args.batched}
     if step == "course":
