@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
-from .runs import jsonable
+from .files import jsonable
 
 METHODS = ("embedding-head", "encoder", "tfidf")
 ALIASES = {"embedding-head": "embedding-head", "encoder": "encoder-finetune", "tfidf": "tfidf-logreg"}  # -> registry
@@ -75,10 +74,9 @@ def check_out(out: Path, overwrite: bool) -> Path:
         raise SystemExit(f"--out {out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
                          "Fix: pass a new folder, or --overwrite to replace that run.")
     if overwrite:  # nothing of the previous run may stay beside the new one
-        from .workflow import WRITES
+        from .workflow import clear_run
 
-        for name in WRITES:
-            shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
+        clear_run(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out):

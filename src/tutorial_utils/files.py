@@ -18,8 +18,22 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 PARTIAL, OLD = ".partial", ".old"  # suffixes of a folder being written and of the one it replaces
 _HELD: set[str] = set()  # the lock files this process holds
+
+
+def jsonable(value: object, strict: bool = False) -> object:
+    """``json.dumps``'s fallback: numpy scalars and arrays as numbers and lists, paths as text; anything else
+    as its ``str``, or with ``strict`` (the results store's records) an error."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path) or not strict:
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def sha256(blob: bytes) -> str:

@@ -106,17 +106,8 @@ def save(result: RunResult, profile: Profile, model=None, tokenizer=None) -> Pat
             tokenizer.save_pretrained(partial / MODEL)
     meta = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in NOT_IN_RECORD}
     meta |= {"saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), "files": files.checksums(partial)}
-    files.write_synced(partial / RECORD, json.dumps(meta, indent=1, default=jsonable).encode())
+    files.write_synced(partial / RECORD, json.dumps(meta, indent=1, default=files.jsonable).encode())
     return files.swap_in(partial, folder)
-
-
-def jsonable(value: object) -> object:
-    """json fallback for numpy scalars and arrays."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def load(profile: Profile, method: str, config: dict | None = None, seed: int | None = None,

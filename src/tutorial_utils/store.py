@@ -10,6 +10,7 @@ processes from computing the same run. Taught in chapter 08; ``python -m tutoria
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -39,23 +40,13 @@ def folder(profile: str, dataset: str, method: str, tag: str, key: str, base: Pa
     return (base or root()) / profile / dataset.replace("/", "--") / method / f"{tag}-{key}"
 
 
-def _jsonable(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
 def write(record: RunRecord, where: Path) -> Path:
     """Write a record and its arrays atomically into ``where`` (an existing run there is replaced)."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **record.arrays())
     blob = buffer.getvalue()
     meta = record.meta() | {"arrays_sha256": files.sha256(blob)}
-    text = json.dumps(meta, indent=1, default=_jsonable, allow_nan=True)
+    text = json.dumps(meta, indent=1, default=functools.partial(files.jsonable, strict=True), allow_nan=True)
     partial = files.staging(where)
     for name, payload in ((ARRAYS, blob), (RECORD, text.encode())):
         files.write_synced(partial / name, payload)

@@ -36,11 +36,17 @@ def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
                               "Fix: pass a new folder, or overwrite=True (--overwrite) to replace the run in it.")
-    for name in WRITES if overwrite else ():  # what the user put there beside a run stays
-        target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    if overwrite:
+        clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def clear_run(out: Path) -> None:
+    """Delete a run's own files from its folder; whatever else the user keeps there stays."""
+    for name in WRITES:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dataset: str = "my-data",
