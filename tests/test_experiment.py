@@ -319,6 +319,11 @@ def test_tables_from_the_tiny_store(monkeypatch):
     assert set(efficiency["train examples"]) == {*profile.protocol.efficiency_sizes, profile.protocol.train_examples}
     assert (efficiency["CI low"] <= efficiency["macro-F1"]).all() and (efficiency["macro-F1"] <= efficiency["CI high"]).all()
     assert not comparison.curves(found).empty
+    y_val = experiment.comparison_data(profile)[profile.protocol.train_examples]["validation"]["label"]
+    calibration = comparison.calibration_table(found, y_val)
+    assert "instruction tuning, generated" not in calibration.index  # another read-out's validation scores
+    assert (calibration["temperature (fit on validation)"] > 0).all() and (calibration["test ECE"].between(0, 1)).all()
+    assert (calibration["test NLL after"] <= calibration["test NLL"] + 0.5).all()
 
 
 def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monkeypatch):

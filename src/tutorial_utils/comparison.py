@@ -213,6 +213,34 @@ def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, l
             f"{row['seeds']} seed{'s' if row['seeds'] > 1 else ''}{spread}.")
 
 
+def calibration_table(found: dict[str, list[RunRecord]], y_validation) -> pd.DataFrame:
+    """How well each method's probabilities are calibrated on test, before and after a temperature fitted on
+    validation (means over seeds): expected calibration error, negative log-likelihood, the temperature.
+
+    ``y_validation``: the study's validation labels (every run of a study shares its validation split).
+    """
+    from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
+
+    y_val, rows = np.asarray(y_validation), []
+    for name, runs in found.items():
+        if methods.get(name).trained_with:  # its validation probabilities are another read-out's (scored labels)
+            continue
+        cells = []
+        for r in runs:
+            if r.val_probs is None:
+                continue
+            t = fit_temperature(np.log(np.clip(r.val_probs, 1e-12, None)), y_val)
+            scaled = softmax(np.log(np.clip(r.probs, 1e-12, None)), temperature=t)
+            cells.append((expected_calibration_error(r.probs, r.y_true), negative_log_likelihood(r.probs, r.y_true),
+                          t, expected_calibration_error(scaled, r.y_true), negative_log_likelihood(scaled, r.y_true)))
+        if cells:
+            mean = np.mean(cells, axis=0)
+            rows.append({"method": methods.get(name).title, "seeds": len(cells), "test ECE": mean[0],
+                         "test NLL": mean[1], "temperature (fit on validation)": mean[2],
+                         "test ECE after": mean[3], "test NLL after": mean[4]})
+    return pd.DataFrame(rows).set_index("method")
+
+
 def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.DataFrame:
     """The validation curves of the trained methods (one seed, default the first): method, epoch, validation macro-F1."""
     rows = []
