@@ -37,7 +37,8 @@ def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool 
     recompute = store.recompute_requested()
     compute = (os.environ.get(STORED_ONLY_ENV, "") in {"", "0"}) if compute is None else compute
     studies = {study, experiment.EFFICIENCY} if study == experiment.COMPARISON and not only else {study}
-    specs = [s for s in experiment.plan(profile) if s.study in studies and (not only or s.method in only)]
+    specs = [s for s in experiment.plan(profile, studies=studies)
+             if s.study in studies and (not only or s.method in only)]
     missing = [s for s in specs if experiment.lookup(profile, s) is None]
     selected = f" --only {' '.join(only)}" if only else ""
     if (missing or recompute) and compute:

@@ -167,8 +167,13 @@ def _tuned_study(profile: Profile, study: str, data: DatasetDict, described: dic
     return specs, picked
 
 
-def plan(profile: Profile, data: dict[int, DatasetDict] | None = None) -> list[Spec]:
-    """Every run the studies need that is known now (later seeds appear once their grid is stored)."""
+def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: Iterable[str] = STUDIES) -> list[Spec]:
+    """Every run the studies need that is known now (later seeds appear once their grid is stored).
+
+    The comparison's runs are always planned (the data-efficiency study takes its values from them); the
+    news check only when ``studies`` holds it, so that a chapter that reads the comparison never loads
+    the news data (on a GPU profile, a download).
+    """
     p = profile.protocol
     data = data or comparison_data(profile, p.efficiency_sizes)
     top, first = max(data), p.seeds[0]
@@ -179,6 +184,8 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None) -> list[S
             continue
         specs += [spec(profile, EFFICIENCY, method, data[n], first, picked.get(method), "once", described[n])
                   for n in sorted(data) if n != top]
+    if NEWS not in studies:
+        return specs
     news, view = news_data(profile), study_profile(profile, NEWS)
     return specs + _tuned_study(view, NEWS, news, records.data_description(news, view.single_label_data))[0]
 
@@ -240,7 +247,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     trained: list[str] = []
     bar = tqdm(total=expected_runs(profile, studies), unit="run", desc=f"reproduce {profile.name}")
     while True:
-        specs = [s for s in plan(profile, data) if s.study in studies and (
+        specs = [s for s in plan(profile, data, studies) if s.study in studies and (
             not only or any(fnmatch(produced_by(s.method), o) or fnmatch(s.method, o) for o in only))]
         selected = only or len(studies) < len(STUDIES)
         bar.total = len(specs) if selected else max(bar.total, len(specs))  # a selection: its runs
@@ -308,7 +315,7 @@ def prune(profile: Profile) -> list[str]:
 
 def records_of(profile: Profile, study: str = COMPARISON) -> dict[str, list[RunRecord]]:
     """The stored records of a study that the plan selects (the chosen value on every seed), by method."""
-    specs = [s for s in plan(profile) if s.study == study]
+    specs = [s for s in plan(profile, studies=(study,)) if s.study == study]
     grids: dict[str, list[Spec]] = {}
     for s in specs:
         if s.role == "grid":
