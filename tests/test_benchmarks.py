@@ -124,7 +124,10 @@ def test_training_and_inference_rows(tiny_run):
         share = row["dequantisation share of step"]
         assert (share is None) == (row["weights"] != "4-bit NF4") and (share is None or 0 < share < 1)
     infer = sections["infer"]["rows"]
-    assert len(infer) == 2 * 7 and {r["batch"] for r in infer} == {1, 32}
+    # 9 predictors: the head as trained, plain and exported; instruction tuning scored and generated, as
+    # trained and plain; the encoder in fp32 and (on a CPU) int8 dynamic
+    assert len(infer) == 2 * 9 and {r["batch"] for r in infer} == {1, 32}
+    assert any("exported 16-bit" in r["method"] for r in infer) and any("int8 dynamic" in r["method"] for r in infer)
     assert all(r["texts/s"] > 0 and r["latency per call (ms)"] > 0 for r in infer)
     course = sections["course"]["rows"]
     assert [r["what"] for r in course] == ["chapter 00_setup"] and course[0]["seconds"] > 0
