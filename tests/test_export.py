@@ -31,10 +31,8 @@ def trained():
     return profile, model, tokenizer
 
 
-def test_the_exported_folder_serves_the_same_predictions_without_the_course(trained, tmp_path):
-    profile, model, tokenizer = trained
-    expected = softmax(predict_logits(model, tokenizer, TEXTS))
-    folder = export.export_classifier(model, tokenizer, profile, ["alpha", "beta", "gamma"], tmp_path / "model")
+def served_in_a_fresh_process(folder) -> np.ndarray:
+    """Probabilities (alpha, beta, gamma) for TEXTS from ``pipeline`` in a process that never imports tutorial_utils."""
     code = (f"import json\nfrom transformers import pipeline\n"
             f"clf = pipeline('text-classification', model={str(folder)!r}, top_k=None)\n"
             f"print(json.dumps(clf({TEXTS!r})))\n"
@@ -43,8 +41,31 @@ def test_the_exported_folder_serves_the_same_predictions_without_the_course(trai
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     served = json.loads(done.stdout.strip().splitlines()[-1])
-    names = ["alpha", "beta", "gamma"]
-    probs = np.array([[next(s["score"] for s in row if s["label"] == n) for n in names] for row in served])
+    return np.array([[next(s["score"] for s in row if s["label"] == n) for n in ("alpha", "beta", "gamma")]
+                     for row in served])
+
+
+def test_the_exported_folder_serves_the_same_predictions_without_the_course(trained, tmp_path):
+    profile, model, tokenizer = trained
+    expected = softmax(predict_logits(model, tokenizer, TEXTS))
+    folder = export.export_classifier(model, tokenizer, profile, ["alpha", "beta", "gamma"], tmp_path / "model")
+    probs = served_in_a_fresh_process(folder)
+    assert (probs.argmax(1) == expected.argmax(1)).all()
+    np.testing.assert_allclose(probs, expected, atol=PROB_ATOL)
+
+
+def test_the_student_exports_to_a_folder_that_serves_the_same_predictions(tmp_path):
+    """Chapter 07's student (the profile's encoder), saved by export_plain: same labels and probabilities, fresh process."""
+    profile = get_profile("tiny")
+    student, tokenizer = models.load_encoder_classifier(profile, ["alpha", "beta", "gamma"])
+    torch.manual_seed(0)
+    for param in student.classifier.parameters():
+        param.data.normal_(0, 2.0)  # a head away from its initial values, as distillation leaves it
+    student = student.float()
+    expected = softmax(predict_logits(student, tokenizer, TEXTS, max_length=profile.encoder_train.max_length))
+    folder = export.export_plain(student, tokenizer, ["alpha", "beta", "gamma"], tmp_path / "student",
+                                 max_length=profile.encoder_train.max_length)
+    probs = served_in_a_fresh_process(folder)
     assert (probs.argmax(1) == expected.argmax(1)).all()
     np.testing.assert_allclose(probs, expected, atol=PROB_ATOL)
 

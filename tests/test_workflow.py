@@ -77,3 +77,13 @@ def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_ru
 def test_a_method_that_cannot_leave_the_course_is_named_with_the_ones_that_can(tmp_path):
     with pytest.raises(methods.UnknownMethod, match="tfidf-logreg"):
         workflow.train(get_profile("tiny"), methods.INSTRUCTION_SCORED, None, tmp_path / "run")
+
+
+def test_compare_on_your_data_tables_every_method_against_the_head(table, tmp_path, capsys):
+    assert cli.main(["compare", "--profile", "tiny", "--data", str(table), "--text-column", "abstract",
+                     "--label-column", "section", "--out", str(tmp_path / "out"), "--resamples", "50"]) == 0
+    compared = pd.read_csv(tmp_path / "out" / "comparison.csv", index_col="method")
+    assert len(compared) == len(workflow.COMPARED_ON_YOURS) and (compared["seeds"] == 1).all()
+    paired = pd.read_csv(tmp_path / "out" / "paired.csv")
+    assert set(paired["method"]) == set(compared.index) - {methods.get(methods.EMBEDDING_HEAD).title}
+    assert "minus head)." in capsys.readouterr().out

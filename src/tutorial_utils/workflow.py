@@ -146,3 +146,26 @@ def predict(folder: str | Path, frame: pd.DataFrame, text_column: str = "text",
     if label_column is not None:
         table.insert(0, "true", frame[label_column].astype(str).to_numpy())
     return table
+
+
+COMPARED_ON_YOURS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD)
+
+
+def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed: int | None = None,
+            compared: tuple[str, ...] = COMPARED_ON_YOURS, command: str | None = None) -> dict[str, list[records.RunRecord]]:
+    """The comparison on your data: each method at its default value, trained to a validation plateau, one seed.
+
+    Returns records by method, the shape ``comparison.seed_table`` and ``comparison.paired_table`` read.
+    One seed and no grid: a first look, not chapter 8's protocol (run ``train`` with other learning rates
+    to tune one method, and compare on validation).
+    """
+    seed = profile.seed if seed is None else seed
+    found = {}
+    for method in compared:
+        value = runners.default_value(profile, method)
+        start = time.perf_counter()
+        outcome = runners.run(profile, method, data, seed, value)[method]
+        config = runners.settings(profile, method, value)
+        found[method] = [records.make_record(method, dataset, seed, config, data, outcome,
+                                             time.perf_counter() - start, command)]
+    return found
