@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP = ("gate_proj", "up_proj", "down_proj")
-ALL_LINEAR = ATTENTION + MLP
+from .config import ALL_LINEAR  # the one home of the layer names (the profiles' LoRA budgets use them)
+
+ATTENTION, MLP = ALL_LINEAR[:4], ALL_LINEAR[4:]  # q, k, v, o; gate, up, down
 
 
 @dataclass(frozen=True)
