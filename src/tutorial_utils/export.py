@@ -79,12 +79,8 @@ def export_classifier(peft_model, tokenizer, profile: Profile, label_names: list
                            f"unexpected {sorted(unexpected)[:5]}. Fix: export a model trained with "
                            "models.add_lora on the profile's base model.")
     plain = plain.to(dtype)
-    plain.config.id2label = dict(enumerate(label_names))
-    plain.config.label2id = {n: i for i, n in enumerate(label_names)}
     plain.config.pad_token_id = tokenizer.pad_token_id
-    plain.save_pretrained(folder, safe_serialization=True)
-    _save_tokenizer(tokenizer, folder, profile.train.max_length)
-    return folder
+    return export_plain(plain, tokenizer, label_names, folder, max_length=profile.train.max_length)
 
 
 def _save_tokenizer(tokenizer, folder: Path, max_length: int | None) -> None:

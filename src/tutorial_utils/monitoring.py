@@ -39,6 +39,6 @@ def label_shift(train_labels: Sequence[int], predicted: Sequence[int], names: Se
     counts = np.bincount(np.asarray(predicted), minlength=n)
     batch = counts / max(counts.sum(), 1)
     table = pd.DataFrame({"training share": train, "predicted share": batch}, index=list(names))
-    expected = np.clip(train, 1e-9, None) * counts.sum()
-    p = float(chisquare(counts, expected * counts.sum() / expected.sum()).pvalue) if counts.sum() else float("nan")
+    expected = np.clip(train, 1e-9, None)  # a label training never saw: a tiny expected count, not a division by 0
+    p = float(chisquare(counts, expected / expected.sum() * counts.sum()).pvalue) if counts.sum() else float("nan")
     return table, float(0.5 * np.abs(train - batch).sum()), p
