@@ -1,8 +1,9 @@
 """The fair comparison's tables and figures, read from the results store (chapters 06 and 08).
 
 ``collect`` returns the stored runs of a study (computing any that are missing, as ``reproduce`` would)
-and says where they came from; the tables give every method's macro-F1 over seeds, the paired test of
-each seed against the embedding head, the validation curves, and the data-efficiency study.
+and says where they came from; the tables give every method's test metric over seeds (macro-F1; for
+the multi-label study micro-F1), the paired test of each seed against the embedding head, the
+validation curves, and the data-efficiency study.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .config import Profile
 from .records import RunRecord
 
 REFERENCE = methods.EMBEDDING_HEAD
+REFERENCES = (methods.EMBEDDING_HEAD, methods.MULTILABEL_HEAD)  # the row every other is tested against
 STORED_ONLY_ENV = "COURSE_STORED_ONLY"
 
 
@@ -78,13 +80,30 @@ def provenance_line(profile: Profile, found: list[RunRecord]) -> str:
             f"To recompute them: COURSE_RECOMPUTE=1, or python -m tutorial_utils reproduce --profile {profile.name} --recompute")
 
 
+def multi_label(record: RunRecord) -> bool:
+    """True for a multi-label run (its labels are a 0/1 matrix)."""
+    return np.ndim(record.y_true) == 2
+
+
+def headline(record: RunRecord) -> tuple[str, str]:
+    """The study's test metric, as (record key, the name tables show): macro-F1, or micro-F1 for multi-label."""
+    return ("micro_f1", "micro-F1") if multi_label(record) else ("macro_f1", "macro-F1")
+
+
 def metric_for(record: RunRecord):
-    """The study's test metric as a bootstrap-ready callable: macro-F1 over the dataset's classes."""
-    return stats.macro_f1_over(len(record.label_names))
+    """The study's test metric as a bootstrap-ready callable: macro-F1 over the dataset's classes, or micro-F1."""
+    return stats.micro_f1 if multi_label(record) else stats.macro_f1_over(len(record.label_names))
+
+
+def reference_of(found: dict[str, list[RunRecord]]) -> str:
+    """The embedding head of a study (single- or multi-label): the row the paired tests compare with."""
+    return next((name for name in REFERENCES if name in found), REFERENCE)
 
 
 def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
-    """One row per method: training examples, parameters, chosen value, epochs, test macro-F1 over seeds.
+    """One row per method: training examples, parameters, chosen value, epochs, the test metric over seeds.
+
+    The metric is macro-F1 (accuracy beside it), or for a multi-label study micro-F1 (macro-F1 beside it).
 
     "plateau reached" counts the runs that stopped because validation stopped improving; the others ran
     to the protocol's epoch cap with the best evaluation still at (or near) the end.
@@ -92,7 +111,8 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
     rows = []
     for name, runs in found.items():
         entry = methods.get(name)
-        f1 = np.array([r.test_metrics["macro_f1"] for r in runs])
+        (key, shown), second = headline(runs[0]), ("macro_f1", "macro-F1") if multi_label(runs[0]) else ("accuracy", "accuracy")
+        f1 = np.array([r.test_metrics[key] for r in runs])
         value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
         rows.append({"method": entry.title, "family": entry.family,
                      "train examples": runs[0].train_examples if entry.learns else 0,
@@ -101,9 +121,9 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
                      "best epoch (mean)": round(float(np.mean([r.best_epoch for r in runs])), 2) if runs[0].best_epoch
                      else "-",  # a method without epochs: a dash, not "nan"
                      "plateau reached": plateau_count(runs),
-                     "seeds": len(runs), "macro-F1 mean": f1.mean(), "macro-F1 sd": f1.std(ddof=1) if len(f1) > 1 else 0.0,
-                     "macro-F1 min": f1.min(), "macro-F1 max": f1.max(),
-                     "accuracy mean": np.mean([r.test_metrics["accuracy"] for r in runs])})
+                     "seeds": len(runs), f"{shown} mean": f1.mean(), f"{shown} sd": f1.std(ddof=1) if len(f1) > 1 else 0.0,
+                     f"{shown} min": f1.min(), f"{shown} max": f1.max(),
+                     f"{second[1]} mean": np.mean([r.test_metrics[second[0]] for r in runs])})
     return pd.DataFrame(rows).set_index("method")
 
 
@@ -115,14 +135,17 @@ def plateau_count(runs: list[RunRecord]) -> str:
     return f"{sum(flags)}/{len(flags)}"
 
 
-def paired_table(found: dict[str, list[RunRecord]], reference: str = REFERENCE, n_resamples: int = 1000) -> pd.DataFrame:
-    """Each method against the reference, seed by seed: macro-F1 difference, its paired 95% bootstrap interval and p.
+def paired_table(found: dict[str, list[RunRecord]], reference: str | None = None, n_resamples: int = 1000) -> pd.DataFrame:
+    """Each method against the reference (default: the study's embedding head), seed by seed: the difference in
+    the study's metric (macro-F1, or micro-F1 multi-label), its paired 95% bootstrap interval and p.
 
     A method that a seed does not change (one run) is paired with every seed of the reference. The
-    verdicts use the paired bootstrap of macro-F1 (the metric the table reports), Holm-adjusted over the
+    verdicts use the paired bootstrap of that metric (the one the table reports), Holm-adjusted over the
     rows of one seed (the comparisons that seed's table makes); McNemar's test (on which examples each
-    gets right, i.e. accuracy) is shown beside it, as chapter 06 teaches.
+    gets right, i.e. accuracy; multi-label: every label of the example right) is shown beside it, as
+    chapter 06 teaches.
     """
+    reference = reference or reference_of(found)
     ref = {r.seed: r for r in found[reference]}
     rows = []
     for name, runs in found.items():
@@ -158,8 +181,11 @@ def verdicts(paired: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
-def verdict_sentence(table: pd.Series, method: str) -> str:
-    """A sentence for one method's row of ``verdicts``: generated from the numbers, never typed by hand."""
+def verdict_sentence(table: pd.Series, method: str, metric: str = "macro-F1") -> str:
+    """A sentence for one method's row of ``verdicts``: generated from the numbers, never typed by hand.
+
+    ``metric``: the name of the metric the difference is in (micro-F1 for the multi-label study).
+    """
     n, better, worse = int(table["seeds"]), int(table["method better"]), int(table["head better"])
     diff = table["mean difference"]
     every = {1: "in the one seed stored", 2: "in both seeds"}.get(n, f"in all {n} seeds")
@@ -172,7 +198,7 @@ def verdict_sentence(table: pd.Series, method: str) -> str:
     else:
         verdict = (f"the verdict on {method} depends on the seed (head better in {worse}, {method} better in "
                    f"{better}, not told apart in {n - better - worse} of {n})")
-    return f"{verdict}; mean macro-F1 difference {diff:+.3f} ({method} minus head)."
+    return f"{verdict}; mean {metric} difference {diff:+.3f} ({method} minus head)."
 
 
 def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]:
@@ -193,7 +219,8 @@ def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]
 def verdict_lines(found: dict[str, list[RunRecord]], n_resamples: int = 1000) -> list[str]:
     """One generated sentence per method against the embedding head (the paired tests of ``paired_table``)."""
     table = verdicts(paired_table(found, n_resamples=n_resamples))
-    return [verdict_sentence(row, method) for method, row in table.iterrows()]
+    shown = headline(found[reference_of(found)][0])[1]
+    return [verdict_sentence(row, method, shown) for method, row in table.iterrows()]
 
 
 def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, list[RunRecord]]) -> str:
@@ -243,12 +270,13 @@ def calibration_table(found: dict[str, list[RunRecord]], y_validation) -> pd.Dat
 
 
 def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.DataFrame:
-    """The validation curves of the trained methods (one seed, default the first): method, epoch, validation macro-F1."""
+    """The validation curves of the trained methods (one seed, default the first): method, epoch, and the
+    validation metric (a column named for it: "validation macro-F1", or "validation micro-F1" multi-label)."""
     rows = []
     for name, runs in found.items():
         for r in runs:
             if r.validation_curve and (seed is None and r is runs[0] or r.seed == seed):
-                rows += [{"method": methods.get(name).title, "epoch": p["epoch"], "validation macro-F1": p["value"],
+                rows += [{"method": methods.get(name).title, "epoch": p["epoch"], f"validation {headline(r)[1]}": p["value"],
                           "best": p["epoch"] == r.best_epoch} for p in r.validation_curve]
     return pd.DataFrame(rows)
 

@@ -9,7 +9,9 @@ Two studies, both under the profile's ``Protocol``:
 * **efficiency**: the data-efficiency study, on nested smaller training sets (the first ``n`` of one
   stratified order), each method at the value the comparison chose, on the first seed;
 * **news**: the news-topic check (the paper's AG News experiment): the comparison's protocol, grid and
-  seeds on the profile's news task, for the methods in ``NEWS_METHODS``.
+  seeds on the profile's news task, for the methods in ``NEWS_METHODS``;
+* **multi-label**: the same protocol on the profile's multi-label task, for the multi-label methods in
+  ``MULTILABEL_METHODS`` (judged by micro-F1; ``multilabel_protocol`` trains them).
 
 The plan depends on what is stored: the seeds after the grid are known once the grid's runs are.
 """
@@ -30,14 +32,17 @@ from . import methods, records, runners, store
 from .config import Profile
 from .records import RunRecord
 
-COMPARISON, EFFICIENCY, NEWS = "comparison", "efficiency", "news"
-STUDIES = (COMPARISON, EFFICIENCY, NEWS)
+COMPARISON, EFFICIENCY, NEWS, MULTILABEL = "comparison", "efficiency", "news", "multi-label"
+STUDIES = (COMPARISON, EFFICIENCY, NEWS, MULTILABEL)
+TUNED_STUDIES = (COMPARISON, NEWS, MULTILABEL)  # the studies that choose each method's value on their own grid
 COMPARED = (methods.TFIDF, methods.ZERO_SHOT, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
             methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)  # the order reproduce runs them: cheap first
 EFFICIENCY_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
                       methods.INSTRUCTION_SCORED)
 NEWS_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD)  # instruction
 # tuning is left out of the news check: its grid and seeds would add about 1.5 hours on 2 cores
+MULTILABEL_METHODS = (methods.MULTILABEL_TFIDF, methods.MULTILABEL_PROBE, methods.MULTILABEL_ENCODER,
+                      methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
 STOCHASTIC_FAMILIES = {"embedding head", "instruction tuning", "encoder", "distilled"}  # a seed changes the result
 
 
@@ -81,20 +86,48 @@ def nested_order(labels: Iterable[int], seed: int) -> np.ndarray:
 
 def study_methods(study: str) -> tuple[str, ...]:
     """The methods a study runs, in the order ``reproduce`` runs them."""
-    return {COMPARISON: COMPARED, EFFICIENCY: EFFICIENCY_METHODS, NEWS: NEWS_METHODS}[study]
+    return {COMPARISON: COMPARED, EFFICIENCY: EFFICIENCY_METHODS, NEWS: NEWS_METHODS,
+            MULTILABEL: MULTILABEL_METHODS}[study]
 
 
 def study_profile(profile: Profile, study: str) -> Profile:
-    """The profile as a study's runs see it: the news check puts the news task where the single-label task was."""
-    if study != NEWS:
-        return profile
-    return dataclasses.replace(profile, single_label_data=profile.news_data, single_label_sizes=profile.news_sizes)
+    """The profile as a study's runs see it: the news check puts the news task where the single-label task
+    was; the multi-label study its task, with the multi-label text length for every method."""
+    if study == NEWS:
+        return dataclasses.replace(profile, single_label_data=profile.news_data, single_label_sizes=profile.news_sizes)
+    if study == MULTILABEL:
+        ml = profile.multilabel_train
+        return dataclasses.replace(profile, single_label_data=profile.multi_label_data,
+                                   single_label_sizes=profile.multi_label_sizes, train=ml,
+                                   encoder_train=dataclasses.replace(profile.encoder_train, max_length=ml.max_length))
+    return profile
 
 
 def news_data(profile: Profile) -> DatasetDict:
     """The news check's data: its train split cut to the protocol's ``train_examples`` (or all, if fewer)."""
     data = comparison_data(study_profile(profile, NEWS))
     return data[max(data)]
+
+
+@functools.lru_cache(maxsize=4)
+def multilabel_data(profile: Profile) -> DatasetDict:
+    """The multi-label study's data: its train split cut to the protocol's ``train_examples`` (or all, if fewer)."""
+    from .data import load_multi_label
+    from .instruct_train import training_subset
+
+    full = load_multi_label(profile)
+    return DatasetDict(train=training_subset(full["train"], profile.protocol.train_examples, profile.seed, multi_label=True),
+                       validation=full["validation"], test=full["test"])
+
+
+def study_data(profile: Profile, study: str, train_size: int | None = None) -> DatasetDict:
+    """The data one study's runs train on (the comparison's and efficiency study's: by training-set size)."""
+    if study == NEWS:
+        return news_data(profile)
+    if study == MULTILABEL:
+        return multilabel_data(profile)
+    data = comparison_data(profile, profile.protocol.efficiency_sizes)
+    return data[train_size or max(data)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -171,8 +204,8 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: 
     """Every run the studies need that is known now (later seeds appear once their grid is stored).
 
     The comparison's runs are always planned (the data-efficiency study takes its values from them); the
-    news check only when ``studies`` holds it, so that a chapter that reads the comparison never loads
-    the news data (on a GPU profile, a download).
+    news check and the multi-label study only when ``studies`` holds them, so that a chapter that reads
+    the comparison never loads their data (on a GPU profile, a download).
     """
     p = profile.protocol
     data = data or comparison_data(profile, p.efficiency_sizes)
@@ -184,20 +217,20 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: 
             continue
         specs += [spec(profile, EFFICIENCY, method, data[n], first, picked.get(method), "once", described[n])
                   for n in sorted(data) if n != top]
-    if NEWS not in studies:
-        return specs
-    news, view = news_data(profile), study_profile(profile, NEWS)
-    return specs + _tuned_study(view, NEWS, news, records.data_description(news, view.single_label_data))[0]
+    for study in {NEWS, MULTILABEL} & set(studies):
+        own, view = study_data(profile, study), study_profile(profile, study)
+        specs += _tuned_study(view, study, own, records.data_description(own, view.single_label_data))[0]
+    return specs
 
 
 def expected_runs(profile: Profile, studies: Iterable[str] = STUDIES) -> int:
     """How many runs the studies' plan holds once every grid is known (for the progress bar)."""
     p = profile.protocol
     total = 0
-    for study in {COMPARISON, NEWS} & set(studies):
+    for study in set(TUNED_STUDIES) & set(studies):
         for method in study_methods(study):
             entry = methods.get(method)
-            total += len(grid_values(profile, method)) + (len(p.seeds) - 1) * (entry.family in STOCHASTIC_FAMILIES)
+            total += len(grid_values(study_profile(profile, study), method)) + (len(p.seeds) - 1) * (entry.family in STOCHASTIC_FAMILIES)
     if EFFICIENCY in studies:
         sizes = {min(s, p.train_examples or s) for s in p.efficiency_sizes} - {p.train_examples}
         total += len(EFFICIENCY_METHODS) * len(sizes)
@@ -265,7 +298,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
                              "data or settings, so they are not used (reproduce --prune deletes them)")
                 progress(f"running {s.describe()} ...")
                 trained.append(s.key)
-                for record in execute(profile, s, news_data(profile) if s.study == NEWS else data[s.train_size], command):
+                for record in execute(profile, s, study_data(profile, s.study, s.train_size), command):
                     progress(f"  stored {record.summary()} in {record.provenance['wall_seconds']:.0f} s")
                     made.append(record)
                     done.add(record.key)

@@ -28,6 +28,8 @@ STUDENT = "distilled-student"
 MULTILABEL_HEAD = "multilabel-embedding-head"
 MULTILABEL_INSTRUCTION = "multilabel-instruction"
 MULTILABEL_PROBE = "multilabel-frozen-llm-probe"
+MULTILABEL_TFIDF = "multilabel-tfidf-logreg"
+MULTILABEL_ENCODER = "multilabel-encoder-finetune"
 
 
 class UnknownMethod(KeyError):
@@ -51,6 +53,7 @@ class Method:
     tuned: str | None = None  # the setting the protocol chooses on validation: "learning_rate", "C" or None
     runner: str | None = None  # the function in ``runners`` that trains and predicts it under the protocol
     trained_with: str | None = None  # a method whose training this one shares (it only predicts differently)
+    adapts: str | None = None  # a multi-label method: the single-label method whose settings it extends
 
     @property
     def learns(self) -> bool:
@@ -89,15 +92,25 @@ REGISTRY: tuple[Method, ...] = (
     Method(STUDENT, "distilled student (MiniLM)", SINGLE_LABEL, "distilled",
            "the encoder trained on the embedding head's probabilities (KL at a temperature) and the labels",
            "every weight of the student encoder and its head", "07", tuned="learning_rate"),
-    Method(MULTILABEL_HEAD, "LoRA embedding head", MULTI_LABEL, "embedding head",
-           "LoRA and a head with one sigmoid per label (BCE); thresholds tuned on validation",
-           "LoRA matrices + the head", "05", tuned="learning_rate"),
-    Method(MULTILABEL_INSTRUCTION, "instruction tuning (generated)", MULTI_LABEL, "instruction tuning",
-           "LoRA on prompt -> the list of labels; predicts by generating and parsing the list",
-           "LoRA matrices", "05", tuned="learning_rate"),
+    Method(MULTILABEL_TFIDF, "TF-IDF + logistic regression", MULTI_LABEL, "floor",
+           "one logistic regression per label on word and word-pair TF-IDF features; a threshold tuned on validation",
+           "the logistic regressions' weights and intercepts", "05", tuned="C", runner="multilabel_tfidf",
+           adapts=TFIDF),
     Method(MULTILABEL_PROBE, "frozen-LLM probe", MULTI_LABEL, "no fine-tuning",
            "one logistic regression per label on frozen hidden states; thresholds tuned on validation",
-           "the logistic regressions' weights and intercepts", "05", tuned="C"),
+           "the logistic regressions' weights and intercepts", "05", tuned="C", runner="multilabel_probe",
+           adapts=FROZEN_PROBE),
+    Method(MULTILABEL_ENCODER, "encoder, full fine-tune", MULTI_LABEL, "encoder",
+           "every weight of a BERT-class encoder and a head with one sigmoid per label (BCE)",
+           "every weight of the encoder and its head", "05", tuned="learning_rate", runner="multilabel_encoder",
+           adapts=ENCODER),
+    Method(MULTILABEL_HEAD, "LoRA embedding head", MULTI_LABEL, "embedding head",
+           "LoRA and a head with one sigmoid per label (BCE); thresholds tuned on validation",
+           "LoRA matrices + the head", "05", tuned="learning_rate", runner="multilabel_head", adapts=EMBEDDING_HEAD),
+    Method(MULTILABEL_INSTRUCTION, "instruction tuning (generated)", MULTI_LABEL, "instruction tuning",
+           "LoRA on prompt -> the list of labels; predicts by generating and parsing the list",
+           "LoRA matrices", "05", tuned="learning_rate", runner="multilabel_instruction",
+           adapts=INSTRUCTION_GENERATED),
 )
 
 METHODS: dict[str, Method] = {m.name: m for m in REGISTRY}

@@ -104,19 +104,22 @@ def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings) -> 
 
 
 def fit_classifier(model, tokenizer, data: DatasetDict, profile: Profile, learning_rate: float | None = None,
-                   seed: int | None = None, settings: TrainSettings | None = None) -> dict:
+                   seed: int | None = None, settings: TrainSettings | None = None, multi_label: bool = False,
+                   evaluate: Evaluate | None = None) -> dict:
     """Train a sequence classifier (LoRA head or encoder) to a validation plateau, best weights kept (chapters 02, 08).
 
     The profile's ``protocol`` sets the schedule (evaluations an epoch, patience, epoch cap); ``settings``
-    (default ``profile.train``) the batch size and text length. Returns the curve, the best validation
-    macro-F1, the epochs run and timings; the model ends with the best evaluation's weights.
+    (default ``profile.train``) the batch size and text length. ``multi_label``: train with BCE on the
+    ``labels`` lists; ``evaluate`` then says what validation measures (default: macro-F1 of the argmax).
+    Returns the curve, the best validation metric, the epochs run and timings; the model ends with the
+    best evaluation's weights.
     """
     from .train import make_trainer
 
     s = settings or profile.train
     seed = profile.seed if seed is None else seed
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
-    trainer = make_trainer(model, tokenizer, data, profile, settings=s, run_name="protocol", eval_strategy="no",
-                           learning_rate=s.learning_rate if learning_rate is None else learning_rate,
+    trainer = make_trainer(model, tokenizer, data, profile, settings=s, multi_label=multi_label, run_name="protocol",
+                           eval_strategy="no", learning_rate=s.learning_rate if learning_rate is None else learning_rate,
                            num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed)
-    return train_to_plateau(trainer, classifier_scorer(tokenizer, data, s), profile.protocol, steps)
+    return train_to_plateau(trainer, evaluate or classifier_scorer(tokenizer, data, s), profile.protocol, steps)

@@ -168,16 +168,17 @@ def plot_f1_vs_support(frames: dict[str, pd.DataFrame], ax=None, annotate: int =
 
 
 def plot_validation_curves(curves: pd.DataFrame, ax=None):
-    """Validation macro-F1 against epoch for each trained method; the kept (best) evaluation ringed (chapter 08)."""
+    """The validation metric against epoch for each trained method; the kept (best) evaluation ringed (chapter 08)."""
     ax = ax or plt.subplots(figsize=(7.5, 3.8))[1]
     if curves.empty:  # nothing stored yet for this profile: say so on the figure instead of failing
         ax.text(0.5, 0.5, "no stored validation curves for this profile yet\n(python -m tutorial_utils reproduce)",
                 ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return ax
-    sns.lineplot(curves, x="epoch", y="validation macro-F1", hue="method", marker="o", ax=ax)
+    metric = next(c for c in curves.columns if c.startswith("validation "))  # macro-F1, or micro-F1 multi-label
+    sns.lineplot(curves, x="epoch", y=metric, hue="method", marker="o", ax=ax)
     best = curves[curves["best"]]
-    ax.scatter(best["epoch"], best["validation macro-F1"], s=160, facecolors="none", edgecolors="black", zorder=4,
+    ax.scatter(best["epoch"], best[metric], s=160, facecolors="none", edgecolors="black", zorder=4,
                label="kept (best on validation)")
     ax.set(title="Validation curves: each method trains until its validation score stops improving")
     ax.legend(fontsize=8)

@@ -62,8 +62,8 @@ class RunRecord:
         return {k: getattr(self, k) for k in self.ARRAYS if getattr(self, k) is not None}
 
     def summary(self) -> str:
-        """One line: method, seed, training examples, learning rate, epochs and the test macro-F1 (or micro-F1)."""
-        metric = "macro_f1" if "macro_f1" in self.test_metrics else next(iter(self.test_metrics))
+        """One line: method, seed, training examples, learning rate, epochs and the test macro-F1 (multi-label: micro-F1)."""
+        metric = "micro_f1" if "micro_f1" in self.test_metrics else "macro_f1"  # multi-label: micro-F1
         rate = f", lr {self.learning_rate:.2g}" if self.learning_rate else ""
         epochs = f", best epoch {self.best_epoch:.1f} of {self.epochs_run:.1f}" if self.epochs_run else ""
         return (f"{self.method} [seed {self.seed}, {self.train_examples} examples{rate}{epochs}]: "

@@ -25,9 +25,10 @@ TFIDF_C, PROBE_C = 10.0, 1.0  # the defaults the grid multiplies (chapter 03's T
 
 def default_value(profile: Profile, method: str) -> float | None:
     """The method's default learning rate (or C): the centre of the protocol's grid."""
-    tuned = methods.get(method).tuned
-    if tuned is None:
+    entry = methods.get(method)
+    if entry.tuned is None:
         return None
+    method = entry.adapts or method  # a multi-label method starts from its single-label counterpart's default
     return {methods.TFIDF: TFIDF_C, methods.FROZEN_PROBE: PROBE_C, methods.EMBEDDING_HEAD: profile.train.learning_rate,
             methods.ENCODER: profile.encoder_train.learning_rate,
             methods.INSTRUCTION_SCORED: profile.instruct_train.learning_rate,
@@ -49,6 +50,14 @@ def _train_settings(s: TrainSettings) -> dict:
 
 def settings(profile: Profile, method: str, value: float | None) -> dict:
     """Everything that defines one run of ``method`` (the data and the seed aside): the key's settings part."""
+    adapts = methods.get(method).adapts
+    if adapts:  # a multi-label method: its single-label counterpart's settings, judged by micro-F1
+        out = settings(profile, adapts, value)
+        out.update(task=methods.MULTI_LABEL, decision="the generated list, in the label list's order" if "predict" in out
+                   else "one threshold for every label, tuned on validation for micro-F1")
+        if "plateau" in out:
+            out["plateau"] = {**out["plateau"], "validation_metric": "micro_f1"}
+        return out
     profile = protocol_profile(profile)
     p = profile.protocol
     plateau = {"max_epochs": p.max_epochs, "evals_per_epoch": p.evals_per_epoch, "patience": p.patience,
@@ -213,5 +222,9 @@ def run(profile: Profile, method: str, data: DatasetDict, seed: int, value: floa
     if entry.runner is None:
         raise methods.UnknownMethod(f"{method!r} has no runner under the protocol yet; the protocol runs: "
                                     f"{', '.join(methods.names(runnable=True))}.")
+    if entry.task == methods.MULTI_LABEL:
+        from .multilabel_protocol import RUNNERS as MULTI_LABEL_RUNNERS
+
+        return {method: MULTI_LABEL_RUNNERS[entry.runner](protocol_profile(profile), data, seed, value)}
     out = RUNNERS[entry.runner](protocol_profile(profile), data, seed, value)
     return out if entry.runner == "instruction" else {method: out}

@@ -1,0 +1,155 @@
+"""How the multi-label methods train and predict under the comparison protocol (chapter 08).
+
+The multi-label counterparts of ``runners``: TF-IDF and the frozen probe with one logistic regression
+per label, the encoder and the LoRA embedding head with one sigmoid per label (BCE), and instruction
+tuning that answers with the list of labels. All are judged the same way: the validation metric is
+micro-F1, a method with probabilities gets the one threshold that maximises it on validation (chapter
+05's "tuned global" rule), and its test predictions use that threshold. Generated lists need no
+threshold. Each runner returns an outcome like ``runners``' (``records.make_record`` stores it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from datasets import DatasetDict
+
+from .config import Profile
+from .data import label_names, multi_hot
+from .stats import micro_f1
+from .thresholds import apply_thresholds, tune_global_threshold
+
+
+def label_matrix(data: DatasetDict, split: str) -> np.ndarray:
+    """A split's labels as a 0/1 matrix (examples x labels)."""
+    return multi_hot(data[split]).astype(int)
+
+
+def tuned_micro_f1(probs: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
+    """The threshold that maximises micro-F1 on these labels, and the micro-F1 it reaches."""
+    t = tune_global_threshold(probs, Y, metric="micro_f1")
+    return micro_f1(Y, apply_thresholds(probs, t)), t
+
+
+def thresholded(data: DatasetDict, val_probs: np.ndarray, test_probs: np.ndarray, **fields) -> dict:
+    """An outcome from validation and test probabilities: the threshold tuned on validation applied to test."""
+    value, t = tuned_micro_f1(val_probs, label_matrix(data, "validation"))
+    extra = {**fields.pop("extra", {}), "threshold": t}
+    return {"y_true": label_matrix(data, "test"), "y_pred": apply_thresholds(test_probs, t), "probs": test_probs,
+            "val_probs": val_probs, "validation_metric": value, **fields, "extra": extra}
+
+
+def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """TF-IDF + one logistic regression per label at C = ``value``."""
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from .probe import probe_parameters
+    from .recipes import tfidf_pipeline
+
+    pipeline = tfidf_pipeline(seed)
+    pipeline.steps[-1] = ("onevsrest", OneVsRestClassifier(pipeline[-1].set_params(C=value)))
+    start = time.perf_counter()
+    pipeline.fit(list(data["train"]["text"]), label_matrix(data, "train"))
+    seconds = time.perf_counter() - start
+    val, test = (pipeline.predict_proba(list(data[s]["text"])) for s in ("validation", "test"))
+    return thresholded(data, val, test, trainable_params=probe_parameters(pipeline), train_seconds=seconds)
+
+
+def multilabel_probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """The frozen-LLM probe, one logistic regression per label at C = ``value``; layer and pooling chosen on validation."""
+    from .probe import cached_features, fit_multilabel_probe, probe_parameters
+
+    feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
+                                profile.train.max_length, verbose=False) for s in ("train", "validation", "test")}
+    Y_train, Y_val = label_matrix(data, "train"), label_matrix(data, "validation")
+    start = time.perf_counter()
+    heads = {key: fit_multilabel_probe(feats["train"][key], Y_train, C=value, seed=seed) for key in feats["train"]}
+    seconds = time.perf_counter() - start
+    scores = {key: tuned_micro_f1(head.predict_proba(feats["validation"][key]), Y_val)[0] for key, head in heads.items()}
+    best = max(scores, key=scores.get)
+    val, test = (heads[best].predict_proba(feats[s][best]) for s in ("validation", "test"))
+    return thresholded(data, val, test, trainable_params=probe_parameters(heads[best]), train_seconds=seconds,
+                       extra={"layer": best[0], "pooling": best[1],
+                              "validation_by_layer_pooling": {"/".join(k): v for k, v in scores.items()}})
+
+
+def sigmoid_scorer(tokenizer, data: DatasetDict, settings):
+    """The protocol's evaluation of a multi-label classifier: micro-F1 at the best threshold, and the probabilities."""
+    from .metrics import sigmoid
+    from .train import predict_logits
+
+    texts, Y = list(data["validation"]["text"]), label_matrix(data, "validation")
+
+    def evaluate(model) -> tuple[float, np.ndarray]:
+        probs = sigmoid(predict_logits(model, tokenizer, texts, settings.eval_batch_size, settings.max_length))
+        return tuned_micro_f1(probs, Y)[0], probs
+
+    return evaluate
+
+
+def train_sigmoid_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> dict:
+    """The LoRA head (4-bit base) or the encoder with one sigmoid per label, trained to a validation plateau."""
+    from . import models
+    from .metrics import sigmoid
+    from .plateau import fit_classifier
+    from .session import seed_everything
+    from .train import predict_logits
+
+    s, names = profile.encoder_train if encoder else profile.train, label_names(data)
+    seed_everything(seed)
+    if encoder:
+        model, tokenizer = models.load_encoder_classifier(profile, names, multi_label=True)
+    else:
+        model, tokenizer = models.load_sequence_classifier(profile, names, multi_label=True)
+        model = models.add_lora(model, profile.lora)
+    fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
+                            multi_label=True, evaluate=sigmoid_scorer(tokenizer, data, s))
+    start = time.perf_counter()
+    test = sigmoid(predict_logits(model, tokenizer, list(data["test"]["text"]), s.eval_batch_size, s.max_length))
+    fitted["extra"]["test_texts_per_second"] = len(test) / (time.perf_counter() - start)
+    return thresholded(data, fitted.pop("val_probs"), test, **fitted,
+                       trainable_params=models.count_parameters(model).trainable)
+
+
+def multilabel_head(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """The LoRA embedding head with one sigmoid per label (BCE), trained to a plateau at learning rate ``value``."""
+    return train_sigmoid_classifier(profile, data, seed, value, encoder=False)
+
+
+def multilabel_encoder(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """The encoder, fully fine-tuned with one sigmoid per label, to a plateau at learning rate ``value``."""
+    return train_sigmoid_classifier(profile, data, seed, value, encoder=True)
+
+
+def multilabel_instruction(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """Instruction tuning on "label, label" answers to a validation plateau (micro-F1 of the generated lists)."""
+    from .instruct import generate
+    from .instruct_train import prepare_tuning
+    from .multilabel_runs import instruction_result, max_answer_tokens, parse_many
+    from .plateau import schedule, train_to_plateau
+
+    s = profile.instruct_train
+    steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
+    tuned, trainer = prepare_tuning(profile, data, multi_label=True, n_train=len(data["train"]),
+                                    max_text_tokens=profile.train.max_length, run_name="protocol", seed=seed,
+                                    learning_rate=value, num_train_epochs=steps["max_epochs"])
+    prompts, Y_val = tuned.prompts(list(data["validation"]["text"])), label_matrix(data, "validation")
+    longest = max_answer_tokens(tuned, data)
+
+    def evaluate(model) -> tuple[float, np.ndarray]:
+        answers, _ = generate(model, tuned.tokenizer, prompts, max_new_tokens=longest, batch_size=s.eval_batch_size)
+        Y = parse_many(answers, tuned.verbalizer, Y_val.shape[1])[0]
+        return micro_f1(Y_val, Y), Y.astype(float)
+
+    fitted = train_to_plateau(trainer, evaluate, profile.protocol, steps)
+    result = instruction_result(tuned, profile, data)
+    extra = {**fitted.pop("extra"), "parsing": result.extra["parsing"], "answers": result.extra["answers"],
+             "test_texts_per_second": result.extra["test_texts_per_second"]}
+    return {**fitted, "extra": extra, "y_true": result.y_true, "y_pred": result.y_pred, "probs": result.probs,
+            "trainable_params": tuned.model.get_nb_trainable_parameters()[0]}
+
+
+RUNNERS = {"multilabel_tfidf": multilabel_tfidf, "multilabel_probe": multilabel_probe,
+           "multilabel_head": multilabel_head, "multilabel_encoder": multilabel_encoder,
+           "multilabel_instruction": multilabel_instruction}
