@@ -100,12 +100,14 @@ def test_compare_writes_the_capstone_tables(tmp_path, monkeypatch):
                            str(tmp_path / "out"), "--resamples", "50"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    tables = ("single_label", "single_label_paired", "efficiency", "news", "news_paired", "multi_label")
+    tables = ("single_label", "single_label_paired", "efficiency", "news", "news_paired", "multi_label",
+              "multi_label_paired")
     assert {f"{t}.{kind}" for t in tables for kind in ("csv", "md")} <= names
     assert {f"{f}.png" for f in ("validation_curves", "single_label_paired", "efficiency", "news_paired",
-                                 "multi_label")} <= names
+                                 "multi_label", "multi_label_paired")} <= names
     assert "LoRA embedding head" in (tmp_path / "out" / "single_label.md").read_text()
     assert "frozen-LLM probe" in (tmp_path / "out" / "news.md").read_text()
+    assert "micro-F1 mean" in (tmp_path / "out" / "multi_label.md").read_text()  # the multi-label study's own metric
 
 
 def test_a_partial_course_run_updates_only_its_own_rows():

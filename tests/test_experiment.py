@@ -48,12 +48,7 @@ def test_every_method_name_the_package_uses_is_registered():
             assert getattr(loaded, constant) in methods.METHODS, (module, constant)
 
 
-def test_every_capstone_row_is_a_registered_method():
-    from tutorial_utils import capstone
-    from tutorial_utils.data import load_multi_label
-
-    profile = get_profile("tiny")
-    assert {e.method for e in capstone.multi_label_entries(profile, load_multi_label(profile))} <= set(methods.METHODS)
+def test_every_study_method_is_registered_and_runnable():
     for study in experiment.STUDIES:
         assert {experiment.produced_by(m) for m in experiment.study_methods(study)} <= set(methods.names(runnable=True))
 
@@ -61,7 +56,7 @@ def test_every_capstone_row_is_a_registered_method():
 def test_every_runnable_method_has_a_runner_and_settings():
     profile = get_profile("tiny")
     for name in methods.names(runnable=True):
-        assert methods.get(name).runner in runners.RUNNERS
+        assert callable(runners.function(name))
         assert runners.settings(profile, name, runners.default_value(profile, name))
     for name in experiment.COMPARED + experiment.EFFICIENCY_METHODS:
         assert methods.get(name).runner or methods.get(name).trained_with
@@ -427,3 +422,61 @@ def test_reproduce_command_lists_the_plan_and_rejects_unknown_methods(results, c
     assert "missing  comparison: embedding-head" in out and "runs in the whole plan" in out
     with pytest.raises(SystemExit, match="registry holds"):
         cli.main(["reproduce", "--profile", "tiny", "--only", "no-such-method"])
+
+
+def test_the_multi_label_study_runs_the_protocol_on_its_task_judged_by_micro_f1(monkeypatch):
+    from tutorial_utils import comparison
+    from tutorial_utils.data import multi_hot
+    from tutorial_utils.thresholds import apply_thresholds
+
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
+    profile = get_profile("tiny")
+    view = experiment.study_profile(profile, experiment.MULTILABEL)
+    assert view.single_label_data == profile.multi_label_data and view.train == profile.multilabel_train
+    assert view.encoder_train.max_length == profile.multilabel_train.max_length  # every method sees as much text
+    specs = experiment.plan(profile)
+    multi = [s for s in specs if s.study == experiment.MULTILABEL]
+    assert {s.method for s in multi} == set(experiment.MULTILABEL_METHODS)
+    assert not {s.key for s in multi} & {s.key for s in specs if s.study != experiment.MULTILABEL}
+    assert all(s.settings["task"] == methods.MULTI_LABEL for s in multi)
+    data = experiment.multilabel_data(profile)
+    found = comparison.collect(profile, experiment.MULTILABEL, verbose=False, compute=False)
+    assert set(found) == set(experiment.MULTILABEL_METHODS)
+    table = comparison.seed_table(found)
+    assert {"micro-F1 mean", "macro-F1 mean"} <= set(table.columns) and "accuracy mean" not in table.columns
+    assert (table["train examples"] == len(data["train"])).all()
+    Y_val = multi_hot(data["validation"]).astype(int)
+    for name, runs in found.items():
+        for r in runs:
+            assert r.y_true.shape == (len(data["test"]), len(r.label_names)) and r.test_metrics["micro_f1"] >= 0
+            if name != methods.MULTILABEL_INSTRUCTION:  # one threshold, chosen on validation, decides on test
+                t = r.extra["threshold"]
+                assert np.array_equal(r.y_pred, apply_thresholds(r.probs, t))
+                assert r.validation_metric == pytest.approx(
+                    float(comparison.stats.micro_f1(Y_val, apply_thresholds(r.val_probs, t))), abs=1e-6)
+    paired = comparison.paired_table(found, n_resamples=100)
+    assert methods.get(methods.MULTILABEL_HEAD).title not in set(paired["method"]) and "McNemar p (exact match)" in paired
+    lines = comparison.verdict_lines(found, n_resamples=100)
+    assert len(lines) == len(experiment.MULTILABEL_METHODS) - 1 and all("micro-F1 difference" in x for x in lines)
+    assert "validation micro-F1" in comparison.curves(found).columns
+
+
+def test_a_multi_label_tfidf_rerun_reproduces_its_stored_tiny_result(monkeypatch):
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    profile = get_profile("tiny")
+    s = next(s for s in experiment.plan(profile, studies=(experiment.MULTILABEL,)) if s.method == methods.MULTILABEL_TFIDF)
+    out = runners.run(profile, s.method, experiment.multilabel_data(profile), s.seed, s.value)[s.method]
+    record = experiment.lookup(profile, s)
+    assert np.array_equal(out["y_pred"], record.y_pred) and np.allclose(out["probs"], record.probs, atol=1e-5)
+
+
+def test_the_frequency_floor_guesses_the_tags_a_text_never_needs_reading_for():
+    from datasets import ClassLabel, Sequence
+
+    from tutorial_utils.multilabel_protocol import frequency_floor
+
+    features = Features({"text": Value("string"), "labels": Sequence(ClassLabel(names=["common", "rare"]))})
+    split = Dataset.from_dict({"text": ["a", "b", "c", "d"], "labels": [[0], [0], [0, 1], [0]]}, features=features)
+    # "common" is on every text: guessing it everywhere (and "rare" nowhere) is right 4 times of 5 true tags
+    assert frequency_floor(DatasetDict(train=split, validation=split, test=split)) == pytest.approx(2 * 4 / (4 + 5))

@@ -20,7 +20,7 @@ def test_features_have_one_row_per_text_for_every_layer_and_pooling(cache):
     profile = get_profile("tiny")
     texts = ["Hand tools: with teeth", "Ploughs", "Compounds of calcium: by thermal decomposition"]
     features = probe.cached_features(profile, "t", texts, 32, verbose=False)
-    assert set(features) == {(l, p) for l in probe.LAYERS for p in probe.POOLINGS}
+    assert set(features) == {(l, p) for l in probe.LAYERS for p in probe.FEATURE_POOLINGS}
     assert all(m.shape == (3, 64) for m in features.values())
     assert not np.allclose(features[("last", "last")], features[("middle", "last")])
     assert not np.allclose(features[("last", "last")], features[("last", "mean")])
@@ -29,7 +29,7 @@ def test_features_have_one_row_per_text_for_every_layer_and_pooling(cache):
 def test_cache_is_reused_only_for_the_same_model_texts_layer_pooling_and_profile(cache):
     tiny = get_profile("tiny")
     texts = ["one text", "another text"]
-    paths = {probe.feature_path(tiny, "t", l, p, texts, 32) for l in probe.LAYERS for p in probe.POOLINGS}
+    paths = {probe.feature_path(tiny, "t", l, p, texts, 32) for l in probe.LAYERS for p in probe.FEATURE_POOLINGS}
     assert len(paths) == 4, "each layer/pooling has its own file"
     assert probe.feature_path(tiny, "t", "last", "last", texts, 32) != probe.feature_path(tiny, "t", "last", "last", texts[:1], 32)
     assert probe.feature_path(tiny, "t", "last", "last", texts, 32) != probe.feature_path(get_profile("cpu"), "t", "last", "last", texts, 32)

@@ -48,7 +48,7 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
     assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)
 
 
-def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_files(table, tmp_path):
+def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_files(table, tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -56,6 +56,14 @@ def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_
         train(table, "tfidf", out)
     assert train(table, "tfidf", out, "--overwrite") == 0 and train(table, "tfidf", out, "--overwrite") == 0
     assert (out / "notes.txt").read_text() == "mine" and (out / workflow.MODEL / workflow.TFIDF_FILE).is_file()
+    before = (out / workflow.METRICS).read_text()
+    def fails(*args):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(workflow.runners, "fit_tfidf", fails)
+    with pytest.raises(MemoryError):  # a training that fails keeps the previous run
+        train(table, "tfidf", out, "--overwrite")
+    assert (out / workflow.METRICS).read_text() == before and (out / workflow.MODEL / workflow.TFIDF_FILE).is_file()
 
 
 def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_run(table, tmp_path):
@@ -72,6 +80,9 @@ def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_ru
     frame.to_csv(tmp_path / "new.csv", index=False)
     with pytest.raises(SystemExit, match="exists"):
         cli.main(["predict", "--model", str(out), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "exists.csv")])
+    frame.to_csv(tmp_path / "semicolons.csv", index=False, sep=";")  # predict reads new texts as train reads data
+    with pytest.raises(DataError, match="';'-separated.*delimiter=';'"):
+        cli.main(["predict", "--model", str(out), "--data", str(tmp_path / "semicolons.csv"), "--out", str(tmp_path / "p.csv")])
 
 
 def test_a_method_that_cannot_leave_the_course_is_named_with_the_ones_that_can(tmp_path):

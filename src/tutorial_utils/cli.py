@@ -25,12 +25,13 @@ from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
 
+from . import methods
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
 from .files import jsonable
 
 METHODS = ("embedding-head", "encoder", "tfidf")
-ALIASES = {"embedding-head": "embedding-head", "encoder": "encoder-finetune", "tfidf": "tfidf-logreg"}  # -> registry
+ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER, "tfidf": methods.TFIDF}  # -> registry
 BENCH_STEPS = ("memory", "params", "train", "infer")
 
 
@@ -73,10 +74,6 @@ def check_out(out: Path, overwrite: bool) -> Path:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise SystemExit(f"--out {out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
                          "Fix: pass a new folder, or --overwrite to replace that run.")
-    if overwrite:  # nothing of the previous run may stay beside the new one
-        from .workflow import clear_run
-
-        clear_run(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out):
@@ -104,14 +101,14 @@ def train_on_data(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``predict --model run/ --data new.csv --out predictions.csv``: label new texts with a trained run."""
-    import pandas as pd
-
     from . import workflow
+    from .data.own import read_table
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise SystemExit(f"--out {out} exists. Fix: pass a new file name, or --overwrite to replace it.")
-    frame = pd.read_csv(args.data, dtype=str, keep_default_na=False, encoding=args.encoding, sep=args.delimiter)
+    columns = [c for c in (args.text_column, args.label_column) if c]
+    frame = read_table(args.data, columns, encoding=args.encoding, delimiter=args.delimiter)
     table = workflow.predict(args.model, frame, args.text_column, args.label_column)
     table.to_csv(out, index_label="row")
     print(f"wrote {len(table)} predictions to {out}" + (f"; accuracy {(table['true'] == table['predicted']).mean():.3f} "

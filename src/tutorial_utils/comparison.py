@@ -161,7 +161,8 @@ def paired_table(found: dict[str, list[RunRecord]], reference: str | None = None
             boot = stats.paired_bootstrap(run.y_true, run.y_pred, base.y_pred, metric_for(base), n_resamples, seed=seed)
             rows.append({"method": methods.get(name).title, "seed": seed, "difference (method - head)": boot.difference,
                          "CI low": boot.ci_low, "CI high": boot.ci_high, "bootstrap p": boot.p_value_two_sided,
-                         "McNemar p (accuracy)": stats.mcnemar_test(run.y_true, run.y_pred, base.y_pred).pvalue})
+                         f"McNemar p ({'exact match' if multi_label(base) else 'accuracy'})":
+                             stats.mcnemar_test(run.y_true, run.y_pred, base.y_pred).pvalue})
     table = pd.DataFrame(rows)
     if len(table):
         table["Holm p (per seed)"] = table.groupby("seed")["bootstrap p"].transform(
@@ -205,7 +206,8 @@ def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]
     """The methods whose chosen value is an end of the grid, as sentences: their best setting may lie beyond it."""
     out = []
     for name, runs in found.items():
-        entry, grid = methods.get(name), experiment.grid_values(profile, name)
+        view = experiment.study_profile(profile, runs[0].extra.get("study", experiment.COMPARISON))  # its own defaults
+        entry, grid = methods.get(name), experiment.grid_values(view, name)
         if entry.tuned is None or len(grid) < 2:
             continue
         value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
@@ -229,15 +231,16 @@ def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, l
     ``budget`` says how the chapter trained it (for example "2,000 examples, 1 epoch, lr 0.001").
     """
     title = methods.get(method).title
-    mine = f"This chapter's {title} ({budget}) reached test macro-F1 {chapter_f1:.3f}"
+    shown = "micro-F1" if methods.get(method).task == methods.MULTI_LABEL else "macro-F1"
+    mine = f"This chapter's {title} ({budget}) reached test {shown} {chapter_f1:.3f}"
     if not found.get(method):
         return f"{mine}; the results store holds no fair-comparison run of it yet (python -m tutorial_utils reproduce)."
     row = seed_table({method: found[method]}).iloc[0]
     trained = (f"{row['train examples']:,} examples, {row['tuned']} chosen on validation, trained to a validation "
                f"plateau (best epoch {row['best epoch (mean)']:.1f} on average)" if methods.get(method).learns
                else "no training")
-    spread = f" (sd {row['macro-F1 sd']:.3f})" if row["seeds"] > 1 else ""
-    return (f"{mine}. Under the fair protocol ({trained}) it reaches {row['macro-F1 mean']:.3f}, the mean over "
+    spread = f" (sd {row[f'{shown} sd']:.3f})" if row["seeds"] > 1 else ""
+    return (f"{mine}. Under the fair protocol ({trained}) it reaches {row[f'{shown} mean']:.3f}, the mean over "
             f"{row['seeds']} seed{'s' if row['seeds'] > 1 else ''}{spread}.")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import time
 from dataclasses import dataclass
 
@@ -127,18 +126,15 @@ def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, setting
     """TRL's SFTTrainer on the same prompt-completion data: it too masks the prompt out of the loss (chapter 04)."""
     from trl import SFTConfig, SFTTrainer
 
-    from .assets import cache_dir
-
-    s, dtype = settings or profile.instruct_train, models.compute_dtype()
-    kwargs = dict(output_dir=str(cache_dir() / "trainer" / profile.name / run_name), num_train_epochs=s.epochs,
-                  learning_rate=s.learning_rate, per_device_train_batch_size=s.batch_size,
-                  gradient_accumulation_steps=s.grad_accum, bf16=dtype == torch.bfloat16,
-                  fp16=dtype == torch.float16, use_cpu=models.device().type == "cpu", max_length=None,
-                  completion_only_loss=True, gradient_checkpointing=False,  # TRL's default recomputes: slower
-                  save_strategy="no", eval_strategy="no", report_to=[], seed=profile.seed,
-                  disable_tqdm=os.environ.get("COURSE_HIDE_PROGRESS") == "1")
-    kwargs.update(overrides)
-    trainer = with_course_callbacks(SFTTrainer(model=model, args=SFTConfig(**kwargs), train_dataset=pairs, processing_class=tokenizer))
+    dtype = models.compute_dtype()
+    # the course's schedule, warmup, precision and seeds (train.training_arguments), with TRL's own needs:
+    # no recomputation (TRL's default gradient checkpointing is slower here), its text columns dropped once
+    # tokenized, and its loss averaged over the answer tokens of all processes (an LM loss, unlike a classifier's)
+    sft = {"max_length": None, "completion_only_loss": True, "gradient_checkpointing": False, "eval_strategy": "no",
+           "remove_unused_columns": True, "average_tokens_across_devices": True}
+    args = training_arguments(profile, settings or profile.instruct_train, run_name, args_class=SFTConfig,
+                              **{**sft, **overrides})
+    trainer = with_course_callbacks(SFTTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer))
     if dtype == torch.float16:  # TRL casts a 4-bit model's adapters to bf16 (QLoRA's recipe); fp16 mixed
         for param in trainer.model.parameters():  # precision (a T4 has no bf16) cannot unscale bf16 gradients
             if param.requires_grad:

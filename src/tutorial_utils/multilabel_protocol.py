@@ -40,6 +40,15 @@ def thresholded(data: DatasetDict, val_probs: np.ndarray, test_probs: np.ndarray
             "val_probs": val_probs, "validation_metric": value, **fields, "extra": extra}
 
 
+def frequency_floor(data: DatasetDict) -> float:
+    """Test micro-F1 of guessing from the tags' training frequencies alone (no text read), thresholded like
+    every method: the level a model reaches when it has learned nothing from the texts."""
+    prior = label_matrix(data, "train").mean(axis=0)
+    rows = {split: np.tile(prior, (len(data[split]), 1)) for split in ("validation", "test")}
+    _, t = tuned_micro_f1(rows["validation"], label_matrix(data, "validation"))
+    return micro_f1(label_matrix(data, "test"), apply_thresholds(rows["test"], t))
+
+
 def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """TF-IDF + one logistic regression per label at C = ``value``."""
     from sklearn.multiclass import OneVsRestClassifier

@@ -201,8 +201,8 @@ def plot_efficiency(table: pd.DataFrame, ax=None):
     return ax
 
 
-def plot_paired_differences(paired: pd.DataFrame, ax=None):
-    """A forest plot: each method's macro-F1 minus the head's, per seed, with its paired 95% interval (chapter 08)."""
+def plot_paired_differences(paired: pd.DataFrame, ax=None, metric: str = "macro-F1"):
+    """A forest plot: each method's ``metric`` minus the head's, per seed, with its paired 95% interval (chapter 08)."""
     rows = paired.reset_index(drop=True)
     ax = ax or plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.2))[1]
     labels = [f"{m} (seed {s})" for m, s in zip(rows["method"], rows["seed"])]
@@ -214,6 +214,6 @@ def plot_paired_differences(paired: pd.DataFrame, ax=None):
                     color=colours[row["method"]])
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(list(y), labels, fontsize=8)
-    ax.set(xlabel="macro-F1 difference: method minus embedding head (95% paired bootstrap)",
+    ax.set(xlabel=f"{metric} difference: method minus embedding head (95% paired bootstrap)",
            title="Paired differences against the embedding head")
     return ax

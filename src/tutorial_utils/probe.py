@@ -20,7 +20,7 @@ from .config import Profile
 from .heads import pool
 
 LAYERS = ("last", "middle")
-POOLINGS = ("last", "mean")
+FEATURE_POOLINGS = ("last", "mean")  # the two of heads.POOLINGS the probe computes features for
 
 
 def layer_index(num_layers: int, layer: str) -> int:
@@ -46,14 +46,14 @@ def compute_features(model, tokenizer, texts: list[str], max_length: int, batch_
     backbone = getattr(model, "model", model)  # skip the LM head: its vocabulary-sized logits are not needed
     on = next(model.parameters()).device
     num_layers = model.config.num_hidden_layers
-    out: dict[tuple[str, str], list[np.ndarray]] = {(l, p): [] for l in LAYERS for p in POOLINGS}
+    out: dict[tuple[str, str], list[np.ndarray]] = {(l, p): [] for l in LAYERS for p in FEATURE_POOLINGS}
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
                           return_tensors="pt").to(on)
         hidden = backbone(**batch, output_hidden_states=True).hidden_states
         for layer in LAYERS:
             states = hidden[layer_index(num_layers, layer)].float()
-            for pooling in POOLINGS:
+            for pooling in FEATURE_POOLINGS:
                 out[(layer, pooling)].append(pool(states, batch["attention_mask"], pooling).cpu().numpy())
     return {key: np.concatenate(parts) for key, parts in out.items()}
 
@@ -61,7 +61,7 @@ def compute_features(model, tokenizer, texts: list[str], max_length: int, batch_
 def cached_features(profile: Profile, name: str, texts: list[str], max_length: int, model=None, tokenizer=None,
                     verbose: bool = True) -> dict[tuple[str, str], np.ndarray]:
     """Features from the disk cache, or computed (loading the frozen model if none is given) and cached."""
-    paths = {(l, p): feature_path(profile, name, l, p, texts, max_length) for l in LAYERS for p in POOLINGS}
+    paths = {(l, p): feature_path(profile, name, l, p, texts, max_length) for l in LAYERS for p in FEATURE_POOLINGS}
     if all(path.exists() for path in paths.values()):
         return {key: np.load(path) for key, path in paths.items()}
     if model is None:

@@ -41,8 +41,12 @@ def tokenize(data: DatasetDict, tokenizer, max_length: int, multi_label: bool = 
 
 
 def training_arguments(profile: Profile, settings: TrainSettings | None = None, run_name: str = "run",
-                       **overrides: object):
-    """TrainingArguments from the profile: mixed precision that suits the device, no checkpoints, seeded."""
+                       args_class: type | None = None, **overrides: object):
+    """TrainingArguments from the profile: mixed precision that suits the device, no checkpoints, seeded.
+
+    ``args_class``: a subclass to build instead (chapter 04 passes TRL's ``SFTConfig``), so that every
+    trainer of the course gets the same schedule, warmup, precision and seeds from this one place.
+    """
     from transformers import TrainingArguments
 
     s = settings or profile.train
@@ -62,7 +66,7 @@ def training_arguments(profile: Profile, settings: TrainSettings | None = None, 
         average_tokens_across_devices=False,
     )
     kwargs.update(overrides)
-    return TrainingArguments(**kwargs)
+    return (args_class or TrainingArguments)(**kwargs)
 
 
 def compute_metrics_fn(multi_label: bool = False):

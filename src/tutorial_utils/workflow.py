@@ -29,15 +29,14 @@ TFIDF_FILE, LABELS_FILE = "tfidf.joblib", "labels.json"
 
 
 def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
-    """A run folder ready for a new run: refused if it holds files, unless ``overwrite`` (then only a run's own files go)."""
+    """A folder that may take a new run: refused if it holds files, unless ``overwrite`` (``train`` then
+    replaces only a run's own files, once the new run is trained: a failed training loses nothing)."""
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} is a file. Fix: pass a folder, e.g. runs/my-run.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
                               "Fix: pass a new folder, or overwrite=True (--overwrite) to replace the run in it.")
-    if overwrite:
-        clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -71,12 +70,14 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
         import joblib
 
         pipeline, outcome = runners.fit_tfidf(data, seed, value)
+        clear_run(out)  # the previous run's files go only now that the new run is trained
         (out / MODEL).mkdir()
         joblib.dump(pipeline, out / MODEL / TFIDF_FILE)
         (out / MODEL / LABELS_FILE).write_text(json.dumps(names))
     else:
         encoder = method == methods.ENCODER
         model, tokenizer, outcome = runners.train_classifier(profile, data, seed, value, encoder=encoder)
+        clear_run(out)
         if encoder:
             export.export_plain(model, tokenizer, names, out / MODEL, max_length=profile.encoder_train.max_length)
         else:
@@ -84,9 +85,8 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     config = runners.settings(profile, method, value)
     record = records.make_record(method, dataset, seed, config, data, outcome, time.perf_counter() - start, command)
     store.write(record, out / RECORD)
-    s = profile.encoder_train if method == methods.ENCODER else profile.train
-    (out / METRICS).write_text(json.dumps({
-        "method": method, "dataset": dataset, "label_names": names, "max_length": s.max_length,
+    (out / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
+        "method": method, "dataset": dataset, "label_names": names, "max_length": config.get("train", {}).get("max_length"),
         "train_examples": record.train_examples, "tuned": {methods.get(method).tuned: value},
         "best_epoch": record.best_epoch, "validation_macro_f1": record.validation_metric,
         "test_metrics": record.test_metrics, "trainable_params": record.trainable_params}, indent=1))

@@ -26,10 +26,12 @@ from .common import SPLITS, grouped_split
 MIN_PER_CLASS = 5  # fewer training examples of a class than this: a warning
 
 
-def from_csv(path: str | Path, text_column: str = "text", label_column: str | None = None,
-             labels_column: str | None = None, encoding: str = "utf-8", delimiter: str = ",",
-             **options: object) -> DatasetDict:
-    """Read a CSV (or TSV with ``delimiter="\\t"``) and check it as ``from_pandas`` does."""
+def read_table(path: str | Path, columns: list[str], encoding: str = "utf-8", delimiter: str = ",") -> pd.DataFrame:
+    """A CSV (or TSV) as strings, with clear errors for a missing file, a wrong encoding or a wrong delimiter.
+
+    ``columns``: the columns the caller needs; when one is missing and the header looks separated by
+    another character, the error names that delimiter (chapter 09's ``predict`` reads new texts with it).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} is not a file. Fix: pass the path of your CSV.")
@@ -38,8 +40,7 @@ def from_csv(path: str | Path, text_column: str = "text", label_column: str | No
     except UnicodeDecodeError as error:
         raise DataError(f"{path} is not valid {encoding} ({error.reason} at byte {error.start}). Fix: pass its "
                         "encoding, e.g. encoding='latin-1' or 'cp1252' (Excel on Windows).") from error
-    wanted = [c for c in (text_column, label_column, labels_column) if c]
-    if any(c not in frame.columns for c in wanted):
+    if any(c not in frame.columns for c in columns):
         with open(path, encoding=encoding, errors="replace") as handle:
             header = handle.readline()
         try:
@@ -50,6 +51,14 @@ def from_csv(path: str | Path, text_column: str = "text", label_column: str | No
             raise DataError(f"{path} looks {'tab' if found == chr(9) else repr(found)}-separated, not "
                             f"{delimiter!r}-separated (its header: {header.strip()[:120]!r}). Fix: pass "
                             f"delimiter={found!r}.")
+    return frame
+
+
+def from_csv(path: str | Path, text_column: str = "text", label_column: str | None = None,
+             labels_column: str | None = None, encoding: str = "utf-8", delimiter: str = ",",
+             **options: object) -> DatasetDict:
+    """Read a CSV (or TSV with ``delimiter="\\t"``) and check it as ``from_pandas`` does."""
+    frame = read_table(path, [c for c in (text_column, label_column, labels_column) if c], encoding, delimiter)
     return from_pandas(frame, text_column, label_column, labels_column, **options)
 
 
