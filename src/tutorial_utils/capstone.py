@@ -25,7 +25,8 @@ def plot_tradeoff(table: pd.DataFrame, metric: str = "macro-F1", title: str = ""
     shown = table.dropna(subset=["trainable params"])
     shown = shown[shown["trainable params"] > 0]
     for i, (name, row) in enumerate(shown.iterrows()):
-        err = [[row[metric] - row[low]], [row[high] - row[metric]]]
+        err = [[max(row[metric] - row[low], 0.0)], [max(row[high] - row[metric], 0.0)]]  # a mean of equal values
+        # can sit a rounding error outside them
         ax.errorbar(row["trainable params"], row[metric], yerr=err, fmt="o", ms=8, capsize=4, color=f"C{i}", label=name)
     ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=metric, title=title or f"{metric} vs trainable parameters")
     ax.legend(fontsize=8, loc="best")
