@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from datasets import DatasetDict, Sequence, Value
+from datasets import DatasetDict
 
 from .methods import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the names live in the registry)
 from . import instruct, models, thresholds
@@ -72,8 +72,6 @@ def train_head(profile: Profile, data: DatasetDict) -> HeadScores:
     subset = train_subset(profile, data)
     trainer = make_trainer(model, tokenizer, subset, profile, settings=s, multi_label=True, run_name=MULTILABEL_HEAD,
                            eval_strategy="no", logging_steps=2)
-    # train.tokenize's multi-hot rows come back as ints (the column keeps its ClassLabel type); BCE needs floats
-    trainer.train_dataset = trainer.train_dataset.cast_column("labels", Sequence(Value("float32")))
     start = time.perf_counter()
     trainer.train()
     report = {"train_seconds": time.perf_counter() - start, "train_examples": len(subset["train"]),
