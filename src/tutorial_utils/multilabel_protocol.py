@@ -67,58 +67,44 @@ def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: floa
 
 def multilabel_probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """The frozen-LLM probe, one logistic regression per label at C = ``value``; layer and pooling chosen on validation."""
-    from .probe import cached_features, fit_multilabel_probe, probe_parameters
+    from .probe import fit_multilabel_probe, probe_parameters
+    from .runners import fit_probes, probe_extra
 
-    feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
-                                profile.train.max_length, verbose=False) for s in ("train", "validation", "test")}
     Y_train, Y_val = label_matrix(data, "train"), label_matrix(data, "validation")
-    start = time.perf_counter()
-    heads = {key: fit_multilabel_probe(feats["train"][key], Y_train, C=value, seed=seed) for key in feats["train"]}
-    seconds = time.perf_counter() - start
-    scores = {key: tuned_micro_f1(head.predict_proba(feats["validation"][key]), Y_val)[0] for key, head in heads.items()}
-    best = max(scores, key=scores.get)
-    val, test = (heads[best].predict_proba(feats[s][best]) for s in ("validation", "test"))
-    return thresholded(data, val, test, trainable_params=probe_parameters(heads[best]), train_seconds=seconds,
-                       extra={"layer": best[0], "pooling": best[1],
-                              "validation_by_layer_pooling": {"/".join(k): v for k, v in scores.items()}})
+    feats, best, scores, seconds, head = fit_probes(
+        profile, data, lambda X: fit_multilabel_probe(X, Y_train, C=value, seed=seed),
+        lambda head, X: tuned_micro_f1(head.predict_proba(X), Y_val)[0])
+    val, test = (head.predict_proba(feats[s][best]) for s in ("validation", "test"))
+    return thresholded(data, val, test, trainable_params=probe_parameters(head), train_seconds=seconds,
+                       extra=probe_extra(best, scores))
 
 
-def sigmoid_scorer(tokenizer, data: DatasetDict, settings):
-    """The protocol's evaluation of a multi-label classifier: micro-F1 at the best threshold, and the probabilities."""
+def sigmoid_scorer(data: DatasetDict):
+    """The protocol's evaluation of a multi-label classifier, given its tokenizer and settings: micro-F1 at the
+    best threshold, and the probabilities."""
     from .metrics import sigmoid
     from .train import predict_logits
 
     texts, Y = list(data["validation"]["text"]), label_matrix(data, "validation")
 
-    def evaluate(model) -> tuple[float, np.ndarray]:
-        probs = sigmoid(predict_logits(model, tokenizer, texts, settings.eval_batch_size, settings.max_length))
-        return tuned_micro_f1(probs, Y)[0], probs
+    def scorer(tokenizer, settings):
+        def evaluate(model) -> tuple[float, np.ndarray]:
+            probs = sigmoid(predict_logits(model, tokenizer, texts, settings.eval_batch_size, settings.max_length))
+            return tuned_micro_f1(probs, Y)[0], probs
 
-    return evaluate
+        return evaluate
+
+    return scorer
 
 
 def train_sigmoid_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> dict:
     """The LoRA head (4-bit base) or the encoder with one sigmoid per label, trained to a validation plateau."""
-    from . import models
     from .metrics import sigmoid
-    from .plateau import fit_classifier
-    from .session import seed_everything
-    from .train import predict_logits
+    from .runners import fit_to_plateau
 
-    s, names = profile.encoder_train if encoder else profile.train, label_names(data)
-    seed_everything(seed)
-    if encoder:
-        model, tokenizer = models.load_encoder_classifier(profile, names, multi_label=True)
-    else:
-        model, tokenizer = models.load_sequence_classifier(profile, names, multi_label=True)
-        model = models.add_lora(model, profile.lora)
-    fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
-                            multi_label=True, evaluate=sigmoid_scorer(tokenizer, data, s))
-    start = time.perf_counter()
-    test = sigmoid(predict_logits(model, tokenizer, list(data["test"]["text"]), s.eval_batch_size, s.max_length))
-    fitted["extra"]["test_texts_per_second"] = len(test) / (time.perf_counter() - start)
-    return thresholded(data, fitted.pop("val_probs"), test, **fitted,
-                       trainable_params=models.count_parameters(model).trainable)
+    _, _, fitted, logits = fit_to_plateau(profile, data, seed, value, encoder, multi_label=True,
+                                          evaluate=sigmoid_scorer(data))
+    return thresholded(data, fitted.pop("val_probs"), sigmoid(logits), **fitted)
 
 
 def multilabel_head(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:

@@ -108,24 +108,39 @@ def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     return fit_tfidf(data, seed, value)[1]
 
 
-def probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
-    """The frozen-LLM probe at C = ``value``: layer and pooling chosen on validation (features cached)."""
-    from .probe import cached_features, fit_probe, probe_parameters
+def fit_probes(profile: Profile, data: DatasetDict, fit, score) -> tuple:
+    """A frozen-LLM probe per layer and pooling, ``fit(X, y_train)``, the best on validation by ``score(head, X)``:
+    (features by split, best (layer, pooling), validation scores, fit seconds, the best head)."""
+    from .probe import cached_features
 
-    n = len(label_names(data))
     feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
                                 profile.train.max_length, verbose=False) for s in ("train", "validation", "test")}
-    y = {s: np.asarray(data[s]["label"]) for s in feats}
     start = time.perf_counter()
-    heads = {key: fit_probe(feats["train"][key], y["train"], C=value, seed=seed) for key in feats["train"]}
+    heads = {key: fit(X) for key, X in feats["train"].items()}
     seconds = time.perf_counter() - start
-    scores = {key: macro_f1(y["validation"], head.predict(feats["validation"][key]), n) for key, head in heads.items()}
+    scores = {key: score(head, feats["validation"][key]) for key, head in heads.items()}
     best = max(scores, key=scores.get)
-    val, test = (heads[best].predict_proba(feats[s][best]) for s in ("validation", "test"))
+    return feats, best, scores, seconds, heads[best]
+
+
+def probe_extra(best: tuple, scores: dict) -> dict:
+    """What a probe's record keeps beyond the scores: the layer and pooling chosen, and every pair's validation."""
+    return {"layer": best[0], "pooling": best[1], "validation_by_layer_pooling": {"/".join(k): v for k, v in scores.items()}}
+
+
+def probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
+    """The frozen-LLM probe at C = ``value``: layer and pooling chosen on validation (features cached)."""
+    from .probe import fit_probe, probe_parameters
+
+    n = len(label_names(data))
+    y = {s: np.asarray(data[s]["label"]) for s in ("train", "validation", "test")}
+    feats, best, scores, seconds, head = fit_probes(
+        profile, data, lambda X: fit_probe(X, y["train"], C=value, seed=seed),
+        lambda head, X: macro_f1(y["validation"], head.predict(X), n))
+    val, test = (head.predict_proba(feats[s][best]) for s in ("validation", "test"))
     return {"y_true": y["test"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
-            "validation_metric": scores[best], "trainable_params": probe_parameters(heads[best]),
-            "train_seconds": seconds, "extra": {"layer": best[0], "pooling": best[1],
-                                                "validation_by_layer_pooling": {"/".join(k): v for k, v in scores.items()}}}
+            "validation_metric": scores[best], "trainable_params": probe_parameters(head),
+            "train_seconds": seconds, "extra": probe_extra(best, scores)}
 
 
 def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> dict:
@@ -148,26 +163,36 @@ def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> di
 
 # ---- gradient-trained methods -------------------------------------------------------------------------
 
-def train_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> tuple:
-    """The LoRA head (4-bit base) or the encoder trained to a validation plateau: (model, tokenizer, outcome)."""
+def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool,
+                   multi_label: bool = False, evaluate=None) -> tuple:
+    """The LoRA head (4-bit base) or the encoder trained to a validation plateau, then run on test:
+    (model, tokenizer, what ``plateau.fit_classifier`` returns, test logits)."""
     from . import models
     from .plateau import fit_classifier
     from .session import seed_everything
     from .train import predict_logits
 
-    s = profile.encoder_train if encoder else profile.train
+    s, names = profile.encoder_train if encoder else profile.train, label_names(data)
     seed_everything(seed)
     if encoder:
-        model, tokenizer = models.load_encoder_classifier(profile, label_names(data))
+        model, tokenizer = models.load_encoder_classifier(profile, names, multi_label=multi_label)
     else:
-        model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
+        model, tokenizer = models.load_sequence_classifier(profile, names, multi_label=multi_label)
         model = models.add_lora(model, profile.lora)
-    fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s)
+    fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
+                            multi_label=multi_label, evaluate=evaluate(tokenizer, s) if evaluate else None)
     start = time.perf_counter()
     logits = predict_logits(model, tokenizer, list(data["test"]["text"]), s.eval_batch_size, s.max_length)
     fitted["extra"]["test_texts_per_second"] = len(logits) / (time.perf_counter() - start)
+    fitted["trainable_params"] = models.count_parameters(model).trainable
+    return model, tokenizer, fitted, logits
+
+
+def train_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> tuple:
+    """The LoRA head (4-bit base) or the encoder trained to a validation plateau: (model, tokenizer, outcome)."""
+    model, tokenizer, fitted, logits = fit_to_plateau(profile, data, seed, value, encoder)
     return model, tokenizer, {**fitted, "y_true": data["test"]["label"], "y_pred": logits.argmax(1),
-                              "probs": softmax(logits), "trainable_params": models.count_parameters(model).trainable}
+                              "probs": softmax(logits)}
 
 
 def embedding_head(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:

@@ -55,8 +55,6 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
 
     ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid.
     """
-    from . import export
-
     if method not in SERVABLE:
         raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "
                                     f"{', '.join(SERVABLE)}.")
@@ -67,21 +65,11 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     names = data["train"].features["label"].names
     start = time.perf_counter()
     if method == methods.TFIDF:
-        import joblib
-
-        pipeline, outcome = runners.fit_tfidf(data, seed, value)
-        clear_run(out)  # the previous run's files go only now that the new run is trained
-        (out / MODEL).mkdir()
-        joblib.dump(pipeline, out / MODEL / TFIDF_FILE)
-        (out / MODEL / LABELS_FILE).write_text(json.dumps(names))
+        trained, outcome = runners.fit_tfidf(data, seed, value)
     else:
-        encoder = method == methods.ENCODER
-        model, tokenizer, outcome = runners.train_classifier(profile, data, seed, value, encoder=encoder)
-        clear_run(out)
-        if encoder:
-            export.export_plain(model, tokenizer, names, out / MODEL, max_length=profile.encoder_train.max_length)
-        else:
-            export.export_classifier(model, tokenizer, profile, names, out / MODEL)
+        *trained, outcome = runners.train_classifier(profile, data, seed, value, encoder=method == methods.ENCODER)
+    clear_run(out)  # the previous run's files go only now that the new run is trained
+    save_model(method, trained, profile, names, out / MODEL)
     config = runners.settings(profile, method, value)
     record = records.make_record(method, dataset, seed, config, data, outcome, time.perf_counter() - start, command)
     store.write(record, out / RECORD)
@@ -91,6 +79,22 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
         "best_epoch": record.best_epoch, "validation_macro_f1": record.validation_metric,
         "test_metrics": record.test_metrics, "trainable_params": record.trainable_params}, indent=1))
     return record
+
+
+def save_model(method: str, trained, profile: Profile, names: list[str], folder: Path) -> None:
+    """Write a trained servable method to ``folder``: a TF-IDF pipeline, the encoder, or the merged LoRA head."""
+    from . import export
+
+    if method == methods.TFIDF:
+        import joblib
+
+        folder.mkdir()
+        joblib.dump(trained, folder / TFIDF_FILE)
+        (folder / LABELS_FILE).write_text(json.dumps(names))
+    elif method == methods.ENCODER:
+        export.export_plain(*trained, names, folder, max_length=profile.encoder_train.max_length)
+    else:
+        export.export_classifier(*trained, profile, names, folder)
 
 
 def load_run(folder: str | Path) -> tuple[dict, object]:
