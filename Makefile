@@ -21,10 +21,10 @@ install: $(STAMP)  ## create .venv with the pinned CPU stack
 # EXECUTE=force (or cache) executes every chapter on COURSE_PROFILE (default cpu) before rendering: about the sum
 # of the chapters' times in book/costs.md. Without it the committed outputs are rendered (seconds).
 EXECUTE ?= off
-BOOK_CONFIG := _build/_config.$(EXECUTE).yml
+BOOK_CONFIG := .config.$(EXECUTE).yml  # beside _config.yml: its relative paths (book/_ext) stay true
 
 book: $(STAMP)  ## build the HTML book from the chapters' committed cpu outputs (EXECUTE=force: execute them all first)
-	mkdir -p _build && sed 's/^  execute_notebooks: .*/  execute_notebooks: $(EXECUTE)/' _config.yml > $(BOOK_CONFIG)
+	sed 's/^  execute_notebooks: .*/  execute_notebooks: $(EXECUTE)/' _config.yml > $(BOOK_CONFIG)
 	COURSE_PROFILE=$${COURSE_PROFILE:-cpu} $(BIN)/jupyter-book build . --config $(BOOK_CONFIG) --warningiserror --nitpick --keep-going
 
 test: $(STAMP)  ## unit tests + every chapter notebook under nbval on the tiny profile
@@ -40,4 +40,4 @@ check:  ## static checks of the book as a reader meets it
 	$(BIN)/python ../shared/tools/course_check.py
 
 clean:
-	rm -rf _build
+	rm -rf _build .config.*.yml

@@ -95,7 +95,7 @@ def reliability_table(probs, y_true, n_bins: int = 10) -> pd.DataFrame:
 
 
 def expected_calibration_error(probs, y_true, n_bins: int = 15) -> float:
-    """Top-label ECE with equal-width bins: the sum over bins of |accuracy - confidence| * n_bin / n (chapter 04)."""
+    """Top-label ECE with equal-width bins: the sum over bins of ``abs(accuracy - confidence)`` * n_bin / n (chapter 04)."""
     table = reliability_table(probs, y_true, n_bins)
     weights = table["count"] / table["count"].sum()
     return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())

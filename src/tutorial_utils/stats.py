@@ -118,7 +118,7 @@ def mcnemar_test(y_true, pred_a, pred_b, exact: bool | None = None) -> McNemarRe
 
     Under the null hypothesis each discordant example is a fair coin flip: b ~ Binomial(b + c, 1/2).
     ``exact=None`` uses that binomial test when b + c < 25, else the chi-square approximation with
-    continuity correction, (max(|b - c| - 1, 0))^2 / (b + c) with 1 degree of freedom. With b = c the
+    continuity correction, ``max(abs(b - c) - 1, 0)**2 / (b + c)`` with 1 degree of freedom. With b = c the
     correction is not applied (as in R's mcnemar.test), so the p-value is 1; statsmodels applies it and
     reports a slightly smaller p-value there. With no discordant example (b + c = 0) the p-value is 1
     (statsmodels' chi-square version computes 1 / 0 there and reports p = 0).
