@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from tutorial_utils import experiment, methods, plateau, records, runners, store
+from tutorial_utils import experiment, methods, plateau, records, runners, store, store_audit
 from tutorial_utils.config import Protocol, get_profile
 
 
@@ -216,8 +216,11 @@ def test_reproduce_runs_once_and_resumes(results):
     assert len(first_two) == 2
     made = first_two + experiment.reproduce(profile, only=[methods.TFIDF], progress=lambda _: None)
     assert {r.method for r in made} == {methods.TFIDF}
-    # its grid on the comparison and on the news check, and the data-efficiency sizes
-    assert len(made) == 2 * len(profile.protocol.grid) + len(profile.protocol.efficiency_sizes)
+    # its grid on the comparison and on the news check (each as the search grew it), and the data-efficiency sizes
+    planned = [s for s in experiment.plan(profile) if s.method == methods.TFIDF]
+    grids = [s for s in planned if s.role == "grid"]
+    assert len(grids) >= 2 * len(profile.protocol.grid) and len(planned) == len(grids) + len(profile.protocol.efficiency_sizes)
+    assert sorted(r.key for r in made) == sorted(s.key for s in planned)
     assert experiment.reproduce(profile, only=["tfidf-*"], progress=lambda _: None) == []
     first = made[0]
     moved = store.folder("tiny", first.dataset, first.method, f"n{first.train_examples}-C{first.settings['C']:.3g}-seed1",
@@ -227,10 +230,10 @@ def test_reproduce_runs_once_and_resumes(results):
     said = []
     remade = experiment.reproduce(profile, only=[methods.TFIDF], progress=said.append)
     assert [r.key for r in remade] == [first.key] and any("other data or settings" in line for line in said)
-    assert experiment.prune(profile) == [str(moved.with_name(moved.name[:-16] + "0" * 16))]
-    assert experiment.audit(profile) == []
+    assert store_audit.prune(profile) == [str(moved.with_name(moved.name[:-16] + "0" * 16))]
+    assert store_audit.audit(profile) == []
     chosen = experiment.records_of(profile)[methods.TFIDF]
-    assert len(chosen) == 1 and chosen[0].settings["C"] in experiment.grid_values(profile, methods.TFIDF)
+    assert len(chosen) == 1 and chosen[0].settings["C"] in {s.value for s in grids}
 
 
 @pytest.mark.parametrize("name", ["tiny", "cpu"])
@@ -238,7 +241,7 @@ def test_committed_results_match_the_current_code_and_data(name, monkeypatch):
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile(name)
     assert store.stored(name), f"results/{name} holds no results"
-    assert experiment.audit(profile) == []
+    assert store_audit.audit(profile) == []
     assert store.size_bytes() < 25e6
 
 
@@ -370,18 +373,79 @@ def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
     assert len(comparison.verdict_lines(found, n_resamples=100)) == len(experiment.NEWS_METHODS) - 1
 
 
-def test_grid_edges_name_a_choice_at_the_end_of_the_grid():
+def fake_store(monkeypatch, metric, stored=lambda value: True):
+    """``experiment.lookup`` answering from a function: a run of value v is stored when ``stored(v)``, and
+    its validation metric is ``metric(v)``."""
+    from types import SimpleNamespace
+
+    def lookup(profile, s, verbose=False):
+        if s.value is None or not stored(s.value):
+            return None
+        return SimpleNamespace(validation_metric=metric(s.value), key=s.key)
+
+    monkeypatch.setattr(experiment, "lookup", lookup)
+
+
+def tfidf_grid(profile):
+    """The comparison's TF-IDF grid as the protocol searches it now."""
+    data = experiment.comparison_data(profile)[max(experiment.comparison_data(profile))]
+    return experiment.searched_grid(profile, experiment.COMPARISON, methods.TFIDF, data,
+                                    records.data_description(data, profile.single_label_data))
+
+
+def test_the_grid_grows_past_an_end_that_wins_outright_up_to_the_protocols_limit(monkeypatch):
+    profile = get_profile("tiny")
+    base = experiment.grid_values(profile, methods.TFIDF)
+    assert profile.protocol.grid_extensions == 2
+    fake_store(monkeypatch, metric=lambda v: v)  # the larger the better: grows twice over the top, then stops
+    assert [s.value for s in tfidf_grid(profile)] == experiment.grid_values(profile, methods.TFIDF, above=2)
+    assert experiment.grid_values(profile, methods.TFIDF, above=2)[-1] == pytest.approx(base[-1] * 9, rel=1e-2)
+    fake_store(monkeypatch, metric=lambda v: -v)  # the smaller the better: grows under the bottom
+    assert [s.value for s in tfidf_grid(profile)] == experiment.grid_values(profile, methods.TFIDF, below=2)
+    fake_store(monkeypatch, metric=lambda v: -abs(v - base[1]))  # an interior best: the grid stays
+    assert [s.value for s in tfidf_grid(profile)] == base
+    fake_store(monkeypatch, metric=lambda v: 1.0)  # all tied: the smallest is chosen, nothing to grow towards
+    assert [s.value for s in tfidf_grid(profile)] == base
+
+
+def test_a_grid_waiting_for_its_extension_plans_no_seeds_and_keeps_its_stored_runs(monkeypatch):
     from tutorial_utils import comparison
 
     profile = get_profile("tiny")
-    grid = experiment.grid_values(profile, methods.TFIDF)
+    base = experiment.grid_values(profile, methods.EMBEDDING_HEAD)
+    fake_store(monkeypatch, metric=lambda v: v, stored=lambda v: v <= base[-1])  # the extension is not run yet
+    specs = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == experiment.COMPARISON]
+    assert [s.value for s in specs] == experiment.grid_values(profile, methods.EMBEDDING_HEAD, above=1)
+    assert all(s.role == "grid" for s in specs)  # seeds wait for the choice
+    waiting = store_audit.waiting(profile)  # the seeds and data-efficiency runs at every value tried may yet be used
+    data = experiment.comparison_data(profile, profile.protocol.efficiency_sizes)
+    for n, seed in [(max(data), profile.protocol.seeds[-1]), (min(data), profile.protocol.seeds[0])]:
+        run = experiment.spec(profile, experiment.EFFICIENCY if n != max(data) else experiment.COMPARISON,
+                              methods.EMBEDDING_HEAD, data[n], seed, base[-1], "seed", records.data_description(
+                                  data[n], profile.single_label_data))
+        assert run.key in waiting
+    fake_store(monkeypatch, metric=lambda v: -abs(v - base[-1]))  # the extension ran and lost: the old end is chosen
+    specs = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == experiment.COMPARISON]
+    assert {s.value for s in specs if s.role == "seed"} == {base[-1]}
+    record = dataclasses.replace(toy_record(), settings={"learning_rate": base[-1]})
+    assert comparison.grid_edges(profile, {methods.EMBEDDING_HEAD: [record]}) == []  # not an end of the values tried
+
+
+def test_grid_edges_name_a_choice_at_the_end_of_the_values_tried(monkeypatch):
+    from tutorial_utils import comparison
+
+    profile = get_profile("tiny")
 
     def at(value):
         return {methods.TFIDF: [dataclasses.replace(toy_record(), settings={"C": value})]}
 
-    assert "largest value, so a larger one" in comparison.grid_edges(profile, at(grid[-1]))[0]
-    assert "smallest value, so a smaller one" in comparison.grid_edges(profile, at(grid[0]))[0]
-    assert comparison.grid_edges(profile, at(grid[1])) == []
+    fake_store(monkeypatch, metric=lambda v: v)
+    top = experiment.grid_values(profile, methods.TFIDF, above=2)[-1]
+    assert "largest value tried (the grid grown 2 step(s)" in comparison.grid_edges(profile, at(top))[0]
+    fake_store(monkeypatch, metric=lambda v: 1.0)
+    smallest = experiment.grid_values(profile, methods.TFIDF)[0]
+    assert "smallest value tried (it ties with its neighbour" in comparison.grid_edges(profile, at(smallest))[0]
+    assert comparison.grid_edges(profile, at(experiment.grid_values(profile, methods.TFIDF)[1])) == []
     with pytest.raises(methods.UnknownMethod, match="The registry holds"):
         comparison.collect(profile, verbose=False, compute=False, only=["embeding-head"])
 
@@ -407,11 +471,11 @@ def test_audit_flags_a_stale_record_and_prune_removes_it(results):
     broken = store.folder("tiny", "ipc-sections", methods.TFIDF, "n4-seed1", "f" * 16)
     store.write(dataclasses.replace(toy_record(), method=methods.TFIDF), broken)
     (broken / store.ARRAYS).write_bytes(b"truncated")
-    problems = experiment.audit(profile)
+    problems = store_audit.audit(profile)
     assert len(problems) == 2 and any("stale" in p and "--only embedding-head" in p for p in problems)
     assert any("unreadable" in p for p in problems)
-    assert sorted(experiment.prune(profile)) == sorted([str(where), str(broken)])
-    assert experiment.audit(profile) == [] and not where.exists()
+    assert sorted(store_audit.prune(profile)) == sorted([str(where), str(broken)])
+    assert store_audit.audit(profile) == [] and not where.exists()
 
 
 def test_reproduce_command_lists_the_plan_and_rejects_unknown_methods(results, capsys):

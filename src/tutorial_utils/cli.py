@@ -255,7 +255,7 @@ def compare_on_data(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Run the fair comparison into the results store (resumable; each run written as it finishes)."""
-    from . import experiment, methods, session, store
+    from . import experiment, methods, session, store, store_audit
 
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
@@ -269,18 +269,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"{state}  {s.describe()}  [{s.key}]")
         print(f"{experiment.expected_runs(profile)} runs in the whole plan (later seeds appear once their grid is "
               f"stored); results in {store.root() / profile.name}")
-        hours = experiment.wall_seconds(profile)
+        hours = store_audit.wall_seconds(profile)
         print("wall time of the stored runs: " + ", ".join(f"{k} {v / 3600:.1f} h" for k, v in hours.items())
               + f"; {sum(hours.values()) / 3600:.1f} h in all (a run that shared the CPU with other work shows it)")
         return 0
     start = time.perf_counter()
     if args.prune:  # first, so that a stale run is never mistaken for a finished one (--max-runs 0: prune only)
-        removed = experiment.prune(profile)
+        removed = store_audit.prune(profile)
         print(f"removed {len(removed)} stale or unreadable run folders")
     made = experiment.reproduce(profile, args.only, args.recompute or store.recompute_requested(),
                                 command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs,
                                 studies=args.study)
-    problems = experiment.audit(profile)
+    problems = store_audit.audit(profile)
     print(f"{len(made)} runs made in {time.perf_counter() - start:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
           f"at {store.root() / profile.name}")
     for problem in problems:

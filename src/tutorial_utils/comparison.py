@@ -203,18 +203,26 @@ def verdict_sentence(table: pd.Series, method: str, metric: str = "macro-F1") ->
 
 
 def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]:
-    """The methods whose chosen value is an end of the grid, as sentences: their best setting may lie beyond it."""
+    """The methods whose chosen value is an end of the values tried, as sentences: the protocol grows a grid past
+    an end that wins outright (``Protocol.grid_extensions`` times at most), so an end is left only at that
+    limit, or where it ties with its neighbour."""
     out = []
     for name, runs in found.items():
-        view = experiment.study_profile(profile, runs[0].extra.get("study", experiment.COMPARISON))  # its own defaults
-        entry, grid = methods.get(name), experiment.grid_values(view, name)
-        if entry.tuned is None or len(grid) < 2:
+        entry, study = methods.get(name), runs[0].extra.get("study", experiment.COMPARISON)
+        if entry.tuned is None:
             continue
+        tried = sorted(s.value for s in experiment.plan(profile, studies=(study,))
+                       if s.study == study and s.method == name and s.role == "grid")
+        grown = len(tried) - len(profile.protocol.grid)
         value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
-        for end, word in ((max(grid), "largest"), (min(grid), "smallest")):
+        if len(tried) < 2:
+            continue
+        for end, word, other in ((tried[-1], "largest", "larger"), (tried[0], "smallest", "smaller")):
             if np.isclose(value, end):
-                out.append(f"{entry.title}: the chosen {entry.tuned} {value:.3g} is the grid's {word} value, so a "
-                           f"{'larger' if word == 'largest' else 'smaller'} one might do better")
+                why = (f"the grid grown {grown} step(s) past its ends, the protocol's limit" if grown >= 
+                       profile.protocol.grid_extensions else "it ties with its neighbour, so the grid was not grown")
+                out.append(f"{entry.title}: the chosen {entry.tuned} {value:.3g} is the {word} value tried ({why}), "
+                           f"so a {other} one might do better")
     return out
 
 

@@ -65,7 +65,9 @@ class Protocol:
     ``evals_per_epoch`` times an epoch, the best evaluation's weights kept, at most ``max_epochs``, and at
     least ``min_steps`` optimiser steps on small sets); its learning rate (for a scikit-learn model: its
     regularisation C) is chosen on validation from the same ``grid`` of factors on the method's default,
-    on the first seed; every seed then trains with the chosen value.
+    on the first seed, and when the best value is an end of the grid and strictly better than its
+    neighbour, the grid grows one step past that end (the grid's own ratio), at most ``grid_extensions``
+    times; every seed then trains with the chosen value.
     """
 
     train_examples: int | None = 800
@@ -75,13 +77,15 @@ class Protocol:
     patience: int = 3  # evaluations without improvement on validation before training stops
     min_steps: int = 100
     grid: tuple[float, ...] = (1 / 3, 1.0, 3.0)  # factors on each method's default learning rate (or C)
+    grid_extensions: int = 2  # steps the grid may grow past an end where the best value sits
     seeds: tuple[int, ...] = (1, 2, 3)
     efficiency_sizes: tuple[int, ...] = (100, 300)  # nested smaller training sets (the full size is added)
 
     def grid_label(self) -> str:
-        """The grid as a reader sees it, e.g. "default / 3, default, default x 3"."""
-        return ", ".join("default" if f == 1 else (f"default / {1 / f:g}" if f < 1 else f"default x {f:g}")
+        """The grid as a reader sees it, e.g. "default / 3, default, default x 3 (grown up to 2 steps past a winning end)"."""
+        grid = ", ".join("default" if f == 1 else (f"default / {1 / f:g}" if f < 1 else f"default x {f:g}")
                          for f in self.grid)
+        return grid + (f" (grown up to {self.grid_extensions} steps past a winning end)" if self.grid_extensions else "")
 
 
 @dataclass(frozen=True)

@@ -167,19 +167,54 @@ def lookup(profile: Profile, s: Spec, verbose: bool = False) -> RunRecord | None
     return store.find(profile.name, s.dataset, s.method, s.tag, s.key, verbose=verbose)
 
 
-def grid_values(profile: Profile, method: str) -> list[float | None]:
-    """The values the protocol tries for a method: the grid's factors times its default (or None)."""
+def grid_values(profile: Profile, method: str, below: int = 0, above: int = 0) -> list[float | None]:
+    """The values the protocol tries for a method: the grid's factors times its default (or None), grown
+    ``below`` steps under its smallest and ``above`` steps over its largest factor by the grid's end ratios."""
     default = runners.default_value(profile, method)
-    return [None] if default is None else [float(f"{default * f:.3g}") for f in profile.protocol.grid]
+    if default is None:
+        return [None]
+    factors = list(profile.protocol.grid)
+    if len(factors) > 1:
+        down, up = factors[0] / factors[1], factors[-1] / factors[-2]
+        factors = [factors[0] * down ** k for k in range(below, 0, -1)] + factors + \
+                  [factors[-1] * up ** k for k in range(1, above + 1)]
+    return [float(f"{default * f:.3g}") for f in factors]
 
 
 def chosen(profile: Profile, grid: list[Spec]) -> float | None:
     """The grid value with the best validation metric on the first seed, once every grid run is stored."""
+    metric = validation_metrics(profile, grid)
+    return None if metric is None else grid[best_index(metric)].value
+
+
+def validation_metrics(profile: Profile, grid: list[Spec]) -> list[float] | None:
+    """The stored validation metric of every grid run, or None while one is missing."""
     found = [lookup(profile, s) for s in grid]
-    if any(r is None for r in found):
-        return None
-    best = max(range(len(grid)), key=lambda i: (found[i].validation_metric, -i))  # ties: the smaller value
-    return grid[best].value
+    return None if any(r is None for r in found) else [r.validation_metric for r in found]
+
+
+def best_index(metric: list[float]) -> int:
+    """The best of a grid's validation metrics; a tie goes to the smaller value."""
+    return max(range(len(metric)), key=lambda i: (metric[i], -i))
+
+
+def searched_grid(profile: Profile, study: str, method: str, data: DatasetDict, described: dict) -> list[Spec]:
+    """A method's grid on the first seed, grown past an end while the best stored value sits there strictly
+    (better than its neighbour) and the protocol allows another step: the runs that choose its value."""
+    below = above = 0
+    while True:
+        grid = [spec(profile, study, method, data, profile.protocol.seeds[0], v, "grid" if v is not None else "once",
+                     described) for v in grid_values(profile, method, below, above)]
+        metric = validation_metrics(profile, grid) if len(grid) > 1 else None
+        if metric is None or below + above >= profile.protocol.grid_extensions:
+            return grid
+        best = best_index(metric)
+        if best == len(grid) - 1 and metric[-1] > metric[-2]:
+            above += 1
+        elif best == 0 and metric[0] > metric[1]:
+            below += 1
+        else:
+            return grid
 
 
 def _tuned_study(profile: Profile, study: str, data: DatasetDict, described: dict) -> tuple[list[Spec], dict]:
@@ -189,8 +224,7 @@ def _tuned_study(profile: Profile, study: str, data: DatasetDict, described: dic
     picked: dict[str, float | None] = {}
     for method in study_methods(study):
         entry = methods.get(method)
-        grid = [spec(profile, study, method, data, p.seeds[0], v, "grid" if v is not None else "once", described)
-                for v in grid_values(profile, method)]
+        grid = searched_grid(profile, study, method, data, described)
         specs += grid
         picked[method] = chosen(profile, grid) if entry.tuned else None
         if entry.tuned and picked[method] is None:
@@ -305,45 +339,6 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
         done.add(s.key)
     bar.close()
     return made
-
-
-def wall_seconds(profile: Profile) -> dict[str, float]:
-    """The stored runs' wall time by study, a training that serves two methods counted once (the cost of ``reproduce``)."""
-    out: dict[str, float] = {}
-    for s in plan(profile):
-        record = None if methods.get(s.method).trained_with else lookup(profile, s)
-        if record is not None:
-            out[s.study] = out.get(s.study, 0.0) + record.provenance["wall_seconds"]
-    return out
-
-
-def audit(profile: Profile) -> list[str]:
-    """Problems of the profile's stored results: unreadable records, and records no current plan run has (stale)."""
-    wanted = {s.key for s in plan(profile)}
-    problems = []
-    for where, record in store.stored(profile.name):
-        if isinstance(record, store.StoreError):
-            problems.append(f"unreadable: {record}")
-        elif record.key not in wanted:
-            problems.append(f"stale: {where} (method {record.method}, seed {record.seed}) was made with data or "
-                            "settings the current code does not use. Fix: delete it and run "
-                            f"`python -m tutorial_utils reproduce --profile {profile.name} --only {record.method}`.")
-        elif not where.name.endswith(record.key):
-            problems.append(f"misplaced: {where} holds the record of key {record.key}")
-    return problems
-
-
-def prune(profile: Profile) -> list[str]:
-    """Delete the stored runs that ``audit`` finds stale, unreadable or misplaced; returns their folders."""
-    import shutil
-
-    wanted = {s.key for s in plan(profile)}
-    removed = []
-    for where, record in store.stored(profile.name):
-        if isinstance(record, store.StoreError) or record.key not in wanted or not where.name.endswith(record.key):
-            shutil.rmtree(where)
-            removed.append(str(where))
-    return removed
 
 
 def records_of(profile: Profile, study: str = COMPARISON) -> dict[str, list[RunRecord]]:

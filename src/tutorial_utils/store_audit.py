@@ -1,0 +1,92 @@
+"""The results store against the plan: which stored runs are used, stale or waiting for a grid's search,
+pruning the stale ones, and what the stored runs cost (chapter 08; ``reproduce`` reports the problems, ``--prune`` deletes them).
+"""
+
+from __future__ import annotations
+
+from . import methods, records, store
+from .config import Profile
+from .experiment import (COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, TUNED_STUDIES, Spec, comparison_data, lookup, plan,
+                         spec, study_data, study_profile, validation_metrics)
+
+
+def wall_seconds(profile: Profile) -> dict[str, float]:
+    """The stored runs' wall time by study, a training that serves two methods counted once (the cost of ``reproduce``)."""
+    out: dict[str, float] = {}
+    for s in plan(profile):
+        record = None if methods.get(s.method).trained_with else lookup(profile, s)
+        if record is not None:
+            out[s.study] = out.get(s.study, 0.0) + record.provenance["wall_seconds"]
+    return out
+
+
+def waiting(profile: Profile) -> set[str]:
+    """The keys of runs the plan may still use: every seed at every value of a grid whose search is not over
+    (a run past its end still missing, say), and the data-efficiency sizes at those values. Until the
+    search ends, the value those seeds train with is not known, so such stored runs are not stale."""
+    p = profile.protocol
+    data = comparison_data(profile, p.efficiency_sizes)
+    top = max(data)
+    described = {n: records.data_description(d, profile.single_label_data) for n, d in data.items()}
+    keys: set[str] = set()
+    for study in TUNED_STUDIES:
+        view = study_profile(profile, study)
+        own = data[top] if study == COMPARISON else study_data(profile, study)
+        about = described[top] if study == COMPARISON else records.data_description(own, view.single_label_data)
+        grids: dict[str, list[Spec]] = {}
+        for s in plan(profile, data, studies=(study,)):
+            if s.study == study and s.role == "grid":
+                grids.setdefault(s.method, []).append(s)
+        for method, grid in grids.items():
+            if validation_metrics(profile, grid) is not None:
+                continue
+            values = [s.value for s in grid]
+            keys |= {spec(view, study, method, own, seed, v, "seed", about).key for v in values for seed in p.seeds}
+            if study == COMPARISON and method in EFFICIENCY_METHODS:
+                keys |= {spec(profile, EFFICIENCY, method, data[n], p.seeds[0], v, "once", described[n]).key
+                         for n in data if n != top for v in values}
+    return keys
+
+
+def _kept(profile: Profile) -> set[str]:
+    """The keys a stored run may have and stay: the plan's, and those ``waiting`` for a grid's search."""
+    return {s.key for s in plan(profile)} | waiting(profile)
+
+
+def _verdict(record, where, kept: set[str]) -> str | None:
+    """Why a stored record should go ("unreadable", "stale", "misplaced"), or None if it stays."""
+    if isinstance(record, store.StoreError):
+        return "unreadable"
+    if record.key not in kept:
+        return "stale"
+    return None if where.name.endswith(record.key) else "misplaced"
+
+
+def audit(profile: Profile) -> list[str]:
+    """Problems of the profile's stored results: unreadable records, and records no current plan run has (stale)."""
+    kept = _kept(profile)
+    problems = []
+    for where, record in store.stored(profile.name):
+        why = _verdict(record, where, kept)
+        if why == "unreadable":
+            problems.append(f"unreadable: {record}")
+        elif why == "stale":
+            problems.append(f"stale: {where} (method {record.method}, seed {record.seed}) was made with data or "
+                            "settings the current code does not use. Fix: delete it and run "
+                            f"`python -m tutorial_utils reproduce --profile {profile.name} --only {record.method}`.")
+        elif why == "misplaced":
+            problems.append(f"misplaced: {where} holds the record of key {record.key}")
+    return problems
+
+
+def prune(profile: Profile) -> list[str]:
+    """Delete the stored runs that ``audit`` finds stale, unreadable or misplaced; returns their folders."""
+    import shutil
+
+    kept = _kept(profile)
+    removed = []
+    for where, record in store.stored(profile.name):
+        if _verdict(record, where, kept):
+            shutil.rmtree(where)
+            removed.append(str(where))
+    return removed
