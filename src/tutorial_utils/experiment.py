@@ -4,8 +4,8 @@ and reading them back for the book (chapter 08; ``python -m tutorial_utils repro
 Two studies, both under the profile's ``Protocol``:
 
 * **comparison**: every method on the same ``train_examples`` training examples; each learning rate
-  (or C) on the grid trains on the first seed, the best on validation is chosen, and the chosen value
-  trains on every seed (deterministic methods, which a seed does not change, run once);
+  (or C) on the grid trains on the first seed (the grid grown past an end that wins, ``searched_grid``), the
+  best on validation is chosen, and the chosen value trains on every seed (deterministic methods, which a seed does not change, run once);
 * **efficiency**: the data-efficiency study, on nested smaller training sets (the first ``n`` of one
   stratified order), each method at the value the comparison chose, on the first seed;
 * **news**: the news-topic check (the paper's AG News experiment): the comparison's protocol, grid and

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from . import methods, records, store
 from .config import Profile
-from .experiment import (COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, TUNED_STUDIES, Spec, comparison_data, lookup, plan,
+from .experiment import (COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, TUNED_STUDIES, Spec, comparison_data, plan,
                          spec, study_data, study_profile, validation_metrics)
 
 
 def wall_seconds(profile: Profile) -> dict[str, float]:
-    """The stored runs' wall time by study, a training that serves two methods counted once (the cost of ``reproduce``)."""
-    out: dict[str, float] = {}
-    for s in plan(profile):
-        record = None if methods.get(s.method).trained_with else lookup(profile, s)
-        if record is not None:
-            out[s.study] = out.get(s.study, 0.0) + record.provenance["wall_seconds"]
+    """The kept stored runs' wall time by study, a training that serves two methods counted once (the cost of
+    ``reproduce``; runs waiting for a grid's search count, since they were paid for)."""
+    kept, out = _kept(profile), {}
+    for _, record in store.stored(profile.name):
+        if isinstance(record, store.StoreError) or record.key not in kept or methods.get(record.method).trained_with:
+            continue
+        study = record.extra.get("study", COMPARISON)
+        out[study] = out.get(study, 0.0) + record.provenance["wall_seconds"]
     return out
 
 
