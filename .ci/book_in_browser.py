@@ -80,15 +80,15 @@ def check_page(doc: str, dom: str, log: str, repo: str, branch: str) -> list[str
     """The problems a reader would meet on one page."""
     problems = []
     soup = BeautifulSoup(dom, "html.parser")
-    main = soup.find("main") or soup.find("article")
-    if main is None or main.find("h1") is None:
+    content = soup.find("main") or soup.find("article")
+    if content is None or content.find("h1") is None:
         return [f"{doc}: the page did not load (no main content or no title)"]
     problems += [f"{doc}: script error: {e}" for e in uncaught_errors(log)]
-    text = main.get_text(" ")
-    if "Traceback (most recent call last)" in text or main.select(".output.traceback, .output.error, .system-message"):
+    text = content.get_text(" ")
+    if "Traceback (most recent call last)" in text or content.select(".output.traceback, .output.error, .system-message"):
         problems.append(f"{doc}: an output shows an error or a traceback")
     page = HTML / f"{doc}.html"
-    for img in main.find_all("img"):
+    for img in content.find_all("img"):
         src = img.get("src", "")
         if urlparse(src).scheme in {"http", "https", "data"}:
             continue  # the Colab badge: served by Colab, not by the book

@@ -206,21 +206,23 @@ def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]
     """The methods whose chosen value is an end of the values tried, as sentences: the protocol grows a grid past
     an end that wins outright (``Protocol.grid_extensions`` times at most), so an end is left only at that
     limit, or where it ties with its neighbour."""
-    out = []
+    out, plans = [], {}
     for name, runs in found.items():
         entry, study = methods.get(name), runs[0].extra.get("study", experiment.COMPARISON)
         if entry.tuned is None:
             continue
-        tried = sorted(s.value for s in experiment.plan(profile, studies=(study,))
-                       if s.study == study and s.method == name and s.role == "grid")
-        grown = len(tried) - len(profile.protocol.grid)
-        value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
+        if study not in plans:  # one plan per study, not one per method
+            plans[study] = experiment.plan(profile, studies=(study,))
+        tried = sorted(s.value for s in plans[study] if s.study == study and s.method == name and s.role == "grid")
         if len(tried) < 2:
             continue
+        grown = len(tried) - len(profile.protocol.grid)
+        value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
         for end, word, other in ((tried[-1], "largest", "larger"), (tried[0], "smallest", "smaller")):
             if np.isclose(value, end):
-                why = (f"the grid grown {grown} step(s) past its ends, the protocol's limit" if grown >= 
-                       profile.protocol.grid_extensions else "it ties with its neighbour, so the grid was not grown")
+                why = (f"the grid grown {grown} step(s) past its ends, the protocol's limit"
+                       if grown >= profile.protocol.grid_extensions else
+                       "it ties with its neighbour, so the grid was not grown")
                 out.append(f"{entry.title}: the chosen {entry.tuned} {value:.3g} is the {word} value tried ({why}), "
                            f"so a {other} one might do better")
     return out

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from . import methods, records, store
 from .config import Profile
-from .experiment import (COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, TUNED_STUDIES, Spec, comparison_data, plan,
-                         spec, study_data, study_profile, validation_metrics)
+from .experiment import (COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, Spec, comparison_data, plan, spec, study_data,
+                         study_profile, validation_metrics)
 
 
 def wall_seconds(profile: Profile) -> dict[str, float]:
@@ -22,37 +22,39 @@ def wall_seconds(profile: Profile) -> dict[str, float]:
     return out
 
 
-def waiting(profile: Profile) -> set[str]:
+def waiting(profile: Profile, specs: list[Spec] | None = None) -> set[str]:
     """The keys of runs the plan may still use: every seed at every value of a grid whose search is not over
     (a run past its end still missing, say), and the data-efficiency sizes at those values. Until the
-    search ends, the value those seeds train with is not known, so such stored runs are not stale."""
+    search ends, the value those seeds train with is not known, so such stored runs are not stale.
+    ``specs``: the plan, when the caller has made it already."""
     p = profile.protocol
+    grids: dict[tuple[str, str], list[Spec]] = {}
+    for s in plan(profile) if specs is None else specs:
+        if s.role == "grid":
+            grids.setdefault((s.study, s.method), []).append(s)
     data = comparison_data(profile, p.efficiency_sizes)
-    top = max(data)
-    described = {n: records.data_description(d, profile.single_label_data) for n, d in data.items()}
     keys: set[str] = set()
-    for study in TUNED_STUDIES:
-        view = study_profile(profile, study)
-        own = data[top] if study == COMPARISON else study_data(profile, study)
-        about = described[top] if study == COMPARISON else records.data_description(own, view.single_label_data)
-        grids: dict[str, list[Spec]] = {}
-        for s in plan(profile, data, studies=(study,)):
-            if s.study == study and s.role == "grid":
-                grids.setdefault(s.method, []).append(s)
-        for method, grid in grids.items():
-            if validation_metrics(profile, grid) is not None:
-                continue
-            values = [s.value for s in grid]
-            keys |= {spec(view, study, method, own, seed, v, "seed", about).key for v in values for seed in p.seeds}
-            if study == COMPARISON and method in EFFICIENCY_METHODS:
-                keys |= {spec(profile, EFFICIENCY, method, data[n], p.seeds[0], v, "once", described[n]).key
-                         for n in data if n != top for v in values}
+    described: dict[str, dict] = {}  # each study's data fingerprinted once
+    for (study, method), grid in grids.items():
+        if validation_metrics(profile, grid) is not None:
+            continue
+        view, own = study_profile(profile, study), study_data(profile, study)
+        if study not in described:
+            described[study] = records.data_description(own, view.single_label_data)
+        about = described[study]
+        values = [s.value for s in grid]
+        keys |= {spec(view, study, method, own, seed, v, "seed", about).key for v in values for seed in p.seeds}
+        if study == COMPARISON and method in EFFICIENCY_METHODS:
+            keys |= {spec(profile, EFFICIENCY, method, data[n], p.seeds[0], v, "once",
+                          records.data_description(data[n], profile.single_label_data)).key
+                     for n in data if n != max(data) for v in values}
     return keys
 
 
 def _kept(profile: Profile) -> set[str]:
     """The keys a stored run may have and stay: the plan's, and those ``waiting`` for a grid's search."""
-    return {s.key for s in plan(profile)} | waiting(profile)
+    specs = plan(profile)
+    return {s.key for s in specs} | waiting(profile, specs)
 
 
 def _verdict(record, where, kept: set[str]) -> str | None:
