@@ -107,7 +107,7 @@ def test_parameter_counts_match_the_formulas(tiny_run):
 
 def test_memory_ratios_sit_on_their_limits(tiny_run):
     rows = {r["precision"]: r for r in tiny_run[1]["sections"]["memory"]["rows"]}
-    assert list(rows) == list(bench.PRECISIONS)
+    assert list(rows) == list(models.PRECISIONS)
     assert rows["fp32"]["ratio to bf16"] == pytest.approx(2.0, rel=1e-3)
     for name in ("int8", "nf4", "nf4-dq"):  # measured storage is the formula plus a few lookup tables
         assert rows[name]["ratio to bf16"] == pytest.approx(rows[name]["limit: whole model"], abs=0.01)

@@ -142,3 +142,18 @@ def test_a_hub_dataset_sorted_by_label_comes_back_in_a_random_order(monkeypatch)
     data = hub.load_hub_single_label("fancyzhx/ag_news", {"train": 100, "test": None})
     assert len(data["train"]) == 100 and len(data["test"]) == 80 and set(data) == {"train", "validation", "test"}
     assert len(set(data["train"]["label"][:20])) >= 3 and len(set(data["test"]["label"][:20])) >= 3
+
+
+def test_sample_examples_is_stratified_seeded_and_keeps_small_splits_whole():
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from tutorial_utils.data.common import sample_examples, with_train_cut
+
+    split = Dataset.from_dict({"text": [f"t{i}" for i in range(90)], "label": [0] * 60 + [1] * 30},
+                              features=Features(text=Value("string"), label=ClassLabel(names=["a", "b"])))
+    picked = sample_examples(split, 30, seed=1)
+    assert sorted(picked["label"]).count(1) == 10  # the 2:1 ratio kept
+    assert picked["text"] == sample_examples(split, 30, seed=1)["text"]
+    assert sample_examples(split, None, seed=1) is split and sample_examples(split, 500, seed=1) is split
+    cut = with_train_cut({"train": split, "validation": split, "test": split}, 30, seed=1)
+    assert len(cut["train"]) == 30 and len(cut["validation"]) == 90

@@ -102,3 +102,23 @@ def test_base_disk_bytes_of_a_hub_model_come_from_the_hub_cache(monkeypatch, tmp
     monkeypatch.setattr(assets, "model_path", lambda name: "Qwen/Qwen2.5-0.5B-Instruct")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, local_files_only: str(tmp_path))
     assert distill.base_disk_bytes(get_profile("tiny")) == 1000
+
+
+def test_the_int8_student_is_a_quantised_copy_close_to_the_original():
+    from tutorial_utils import models
+    from tutorial_utils.train import predict_logits
+
+    profile = get_profile("tiny")
+    student, tokenizer = models.load_encoder_classifier(profile, ["a", "b", "c"])
+    student = student.float().eval()
+    small = distill.int8_student(student)
+    assert any("quantized" in type(m).__module__ for m in small.modules())
+    assert not any("quantized" in type(m).__module__ for m in student.modules())  # the original is left as it was
+    texts = ["a first text", "a second, somewhat longer text", "third"]
+    full = predict_logits(student, tokenizer, texts, autocast=False)
+    int8 = predict_logits(small, tokenizer, texts, autocast=False)
+    assert int8.shape == full.shape and np.abs(int8 - full).max() < 0.05 * max(np.abs(full).max(), 1.0)
+    rows = distill.int8_comparison(student, tokenizer, texts, [0, 1, 2], 32)
+    assert rows["fp32 student"]["same label as fp32"] == 1.0 and rows["fp32 student"]["largest probability change"] == 0
+    assert 0 <= rows["int8 student"]["same label as fp32"] <= 1
+    assert rows["int8 student"]["weights (MiB)"] < rows["fp32 student"]["weights (MiB)"]

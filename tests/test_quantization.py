@@ -92,8 +92,9 @@ def test_paper_budgets_by_formula():
 
 
 def test_footprint_formula_matches_measurement(tiny):
-    for precision, bits in (("bf16", 16), ("4-bit NF4", 4)):
-        model = quantization.load_causal_lm_in(tiny, precision)
+    for precision in ("bf16", "nf4-dq"):
+        model, _ = models.load_causal_lm(tiny, precision=precision)
+        bits = models.NOMINAL_BITS[precision]
         dims = budgets.dims_from_config(model.config)
         expected = budgets.weight_bytes(dims, bits, 16, model.config.tie_word_embeddings)
         assert model.get_memory_footprint() == pytest.approx(expected, abs=1024), precision  # + rotary buffers
@@ -115,11 +116,11 @@ def test_adapters_get_gradients_after_an_evaluation_pass(tiny):
     batch = tokenizer(["a first text", "and a second, longer one"], padding=True, return_tensors="pt").to(model.device)
     with torch.no_grad():
         before = model(**batch).logits
-    quantization.keep_trainable_on_cpu(model)
-    assert quantization.cpu_packed_layers(model) == 0
+    models.keep_trainable_on_cpu(model)
+    assert models.cpu_packed_layers(model) == 0
     with torch.no_grad():
         again = model(**batch).logits
-    assert quantization.cpu_packed_layers(model) == 0
+    assert models.cpu_packed_layers(model) == 0
     assert torch.allclose(before.float(), again.float(), atol=0.05)
     peft_model = models.add_lora(model, tiny.lora, task_type="CAUSAL_LM", prepare_kbit=False)
     peft_model.train()
@@ -131,7 +132,7 @@ def test_adapters_get_gradients_after_an_evaluation_pass(tiny):
 
 def test_lora_starts_as_a_no_op_on_the_4bit_model(tiny):
     model, tokenizer = models.load_causal_lm(tiny)
-    quantization.keep_trainable_on_cpu(model)
+    models.keep_trainable_on_cpu(model)
     batch = tokenizer(["one text"], return_tensors="pt").to(model.device)
     with torch.no_grad():
         before = model(**batch).logits
@@ -141,7 +142,7 @@ def test_lora_starts_as_a_no_op_on_the_4bit_model(tiny):
 
 def test_checkpointing_recomputes_each_block_and_saves_less(tiny):
     model, tokenizer = models.load_causal_lm(tiny)
-    quantization.keep_trainable_on_cpu(model)
+    models.keep_trainable_on_cpu(model)
     model = models.add_lora(model, tiny.lora, task_type="CAUSAL_LM", gradient_checkpointing=True)
     assert budgets.checkpointing_enabled(model)
     batch = dict(tokenizer(["a text to train on, of some length"] * 4, return_tensors="pt").to(model.device))
@@ -151,3 +152,34 @@ def test_checkpointing_recomputes_each_block_and_saves_less(tiny):
     assert with_ckpt["forward passes per block"] == 2.0 and without["forward passes per block"] == 1.0
     assert with_ckpt["activations saved for backward (MiB)"] < without["activations saved for backward (MiB)"]
     assert with_ckpt["loss"] == pytest.approx(without["loss"], abs=1e-5)
+
+
+def test_an_unknown_precision_names_the_ones_there_are():
+    with pytest.raises(models.ModelError, match="nf4-dq"):
+        models.precision_kwargs("4bit")
+    assert models.precision_kwargs("nf4")["quantization_config"].bnb_4bit_use_double_quant is False
+    assert models.precision_kwargs("nf4-dq")["quantization_config"].bnb_4bit_use_double_quant is True
+
+
+def test_the_training_memory_formula_is_near_what_a_step_saves(tiny):
+    """budgets.ACTIVATION_BYTES was measured on the cpu profile; on the tiny model it must stay within 2x."""
+    model, tokenizer = models.load_sequence_classifier(tiny, ["a", "b", "c"])
+    model = models.add_lora(model, tiny.lora)
+    batch = dict(tokenizer(["word " * 200] * 4, truncation=True, max_length=32, padding="max_length",
+                           return_tensors="pt"))
+    batch["labels"] = torch.tensor([0, 1, 2, 0])
+    measured = budgets.activation_probe(model, batch)["activations saved for backward (MiB)"] * 2**20
+    estimate = budgets.training_memory(budgets.dims_from_config(model.config), True, 4, 32, 0)["activations"]
+    assert 0.5 < estimate / measured < 2, (estimate, measured)
+
+
+def test_a_profile_too_large_for_the_gpu_stops_with_the_profile_that_fits():
+    from tutorial_utils import session
+    from tutorial_utils.config import PROFILES
+
+    t4 = 15 * 2**30
+    assert session.gpu_memory_problem(PROFILES["gpu"], t4, "Tesla T4") is None
+    message = session.gpu_memory_problem(PROFILES["paper"], t4, "Tesla T4")
+    assert "'paper'" in message and "Tesla T4 has 15.0 GiB" in message and "COURSE_PROFILE=gpu" in message
+    assert "COURSE_PROFILE=cpu" in session.gpu_memory_problem(PROFILES["gpu"], 4 * 2**30)
+    assert session.gpu_memory_problem(PROFILES["tiny"], 1) is None  # a model it cannot size is not refused

@@ -28,7 +28,7 @@ def train(table, method, out, *extra):
                      "--label-column", "section", "--out", str(out), *extra])
 
 
-@pytest.mark.parametrize("method", ["tfidf", "embedding-head"])
+@pytest.mark.parametrize("method", ["tfidf", "embedding-head", "instruction"])
 def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(table, tmp_path, method):
     out = tmp_path / "run"
     assert train(table, method, out) == 0
@@ -44,7 +44,7 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
                      "--label-column", "section", "--out", str(tmp_path / "p.csv")]) == 0
     predicted = pd.read_csv(tmp_path / "p.csv")
     agree = np.mean(predicted["predicted"].to_numpy() == np.array(record.label_names)[record.y_pred])
-    assert agree >= (1.0 if method == "tfidf" else 0.95)  # a 16-bit export may flip a near-tie, no more
+    assert agree >= (0.95 if method == "embedding-head" else 1.0)  # a 16-bit export may flip a near-tie, no more
     assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)
 
 
@@ -87,7 +87,7 @@ def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_ru
 
 def test_a_method_that_cannot_leave_the_course_is_named_with_the_ones_that_can(tmp_path):
     with pytest.raises(methods.UnknownMethod, match="tfidf-logreg"):
-        workflow.train(get_profile("tiny"), methods.INSTRUCTION_SCORED, None, tmp_path / "run")
+        workflow.train(get_profile("tiny"), methods.INSTRUCTION_GENERATED, None, tmp_path / "run")
 
 
 def test_compare_on_your_data_tables_every_method_against_the_head(table, tmp_path, capsys):

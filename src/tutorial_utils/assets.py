@@ -74,46 +74,41 @@ def minilm_dir() -> Path:
     return folder
 
 
-def tiny_llama_dir() -> Path:
-    """A random 2-layer Llama with SmolLM2's real tokenizer: for tests, its outputs mean nothing."""
-    target = cache_dir() / "tiny-random-llama"
+def _random_model(name: str, tokenizer_dir, build) -> Path:
+    """A seeded random model saved once into the cache with a real tokenizer; ``build(tokenizer)`` makes the model."""
+    target = cache_dir() / name
     if (target / "model.safetensors").exists():
         return target
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir())  # a function: its conversion runs only if needed
     torch.manual_seed(0)
     partial = target.with_name(target.name + ".partial")
-    LlamaForCausalLM(config).save_pretrained(partial)
+    build(tokenizer).save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     partial.rename(target)
     return target
+
+
+def tiny_llama_dir() -> Path:
+    """A random 2-layer Llama with SmolLM2's real tokenizer: for tests, its outputs mean nothing."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return _random_model("tiny-random-llama", smollm2_dir, lambda tokenizer: LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)))
 
 
 def tiny_bert_dir() -> Path:
     """A random 2-layer BERT with MiniLM's real tokenizer: the tiny profile's encoder."""
-    target = cache_dir() / "tiny-random-bert"
-    if (target / "model.safetensors").exists():
-        return target
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import BertConfig, BertModel
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=128, max_position_embeddings=512)
-    torch.manual_seed(0)
-    partial = target.with_name(target.name + ".partial")
-    BertModel(config).save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(target)
-    return target
+    return _random_model("tiny-random-bert", minilm_dir, lambda tokenizer: BertModel(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=512)))
 
 
 OFFLINE_MODELS = {

@@ -12,7 +12,6 @@ import gc
 import os
 import platform
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,9 +22,8 @@ import torch
 from . import budgets, instruct, models, quantization
 from .config import LoraSettings, Profile
 from .data import label_names, load_single_label
+from .timing import timed
 
-PRECISIONS = ("fp32", "bf16", "int8", "nf4", "nf4-dq")
-NOMINAL_BITS = {"fp32": 32, "bf16": 16, "int8": 8, "nf4": 4, "nf4-dq": 4}
 DEQUANT_OPS = ("bitsandbytes::dequantize_4bit", "bitsandbytes::dequantize_blockwise")
 
 
@@ -59,19 +57,9 @@ def machine_line(info: dict) -> str:
             f"torch {info['versions'].get('torch')}{load}")
 
 
-def sync() -> None:
-    """Wait for queued GPU work, so that a timer measures it (a no-op on CPU)."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def clock(fn: Callable[[], object]) -> float:
     """Wall seconds of one call of ``fn``, GPU work included."""
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
+    return timed(fn)[1]
 
 
 def _free() -> None:
@@ -82,23 +70,6 @@ def _free() -> None:
 
 
 # ---- Memory: the causal LM's weights in five precisions ------------------------------------------------
-
-def precision_kwargs(precision: str) -> dict:
-    """``from_pretrained`` arguments for one of ``PRECISIONS`` on the current device."""
-    from transformers import BitsAndBytesConfig
-
-    place = {"device_map": {"": 0} if models.device().type == "cuda" else {"": "cpu"}}
-    if precision == "fp32":
-        return {"dtype": torch.float32}
-    if precision == "bf16":
-        return {"dtype": models.compute_dtype()}
-    if precision == "int8":  # LLM.int8 keeps fp16 outside its int8 layers
-        return {"dtype": torch.float16, **place, "quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
-    if precision in ("nf4", "nf4-dq"):
-        config = models.quantization_config(double_quant=precision == "nf4-dq")
-        return {"dtype": models.compute_dtype(), **place, "quantization_config": config}
-    raise ValueError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}.")
-
 
 def storage(model: torch.nn.Module) -> dict:
     """Bytes of weights as stored (4-bit codes, int8 codes, their scales, buffers) and the bits of the quantised layers."""
@@ -145,23 +116,16 @@ def memory_one(profile: Profile, precision: str) -> dict:
     """Load the profile's causal LM in one precision and measure it; run it in a fresh process (the CLI does)."""
     from transformers import AutoModelForCausalLM
 
-    from .assets import model_path
-
-    path, kwargs = model_path(profile.causal_lm), precision_kwargs(precision)
     _free()
     before = _proc_status("VmRSS")
     if Path("/proc/self/clear_refs").exists():  # reset the peak-RSS counter (VmHWM) to the current RSS
         Path("/proc/self/clear_refs").write_text("5")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if "device_map" not in kwargs:
-        model.to(models.device())
-    sync()
-    row = {"precision": precision, **storage(model), "load (s)": time.perf_counter() - start}
+        model, seconds = timed(models.from_pretrained, AutoModelForCausalLM, profile.causal_lm, precision)
+    row = {"precision": precision, **storage(model), "load (s)": seconds}
     peak = _proc_status("VmHWM")
     row["peak RSS on load above imports (MiB)"] = peak - before if peak and before else None
     with torch.no_grad():  # weights mapped from the file count once read; a forward reads them all
@@ -177,7 +141,7 @@ def memory_ratios(rows: list[dict]) -> list[dict]:
     """Add each precision's weight ratio to bf16 and the physical limits it can reach (4 of 16 bits = 0.25)."""
     bf16 = next(r["weights (MiB)"] for r in rows if r["precision"] == "bf16")
     for row in rows:
-        nominal = NOMINAL_BITS[row["precision"]]
+        nominal = models.NOMINAL_BITS[row["precision"]]
         bits = row["formula bits per quantised weight"] or nominal
         share = row["quantised parameters"] / row["parameters"]
         row["ratio to bf16"] = row["weights (MiB)"] / bf16

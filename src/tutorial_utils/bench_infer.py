@@ -65,15 +65,12 @@ def _predictors(profile: Profile, names: list[str]):
 
         Its kernels take float32 inputs, so it runs without the bf16 autocast of ``predict_logits``.
         """
-        model, tokenizer = models.load_encoder_classifier(profile, names)
-        model = torch.ao.quantization.quantize_dynamic(model.cpu().float().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+        from .distill import int8_student
 
-        def predict(texts: list[str], b: int) -> None:
-            with torch.no_grad():
-                for i in range(0, len(texts), b):
-                    model(**tokenizer(texts[i:i + b], padding=True, truncation=True,
-                                      max_length=profile.encoder_train.max_length, return_tensors="pt"))
-        return {"": predict}
+        model, tokenizer = models.load_encoder_classifier(profile, names)
+        model = int8_student(model)
+        return {"": lambda texts, b: predict_logits(model, tokenizer, texts, batch_size=b,
+                                                    max_length=profile.encoder_train.max_length, autocast=False)}
 
     encoder = f"encoder {profile.encoder} (all weights fine-tuned)"
     rows = [("embedding head, 4-bit + LoRA (as trained)", lambda: classifier(lambda: head(True), profile.train)),

@@ -10,9 +10,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from .timing import timed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,14 +24,14 @@ def repo_root() -> Path:
 
 def measure(step: str, profile, args: argparse.Namespace) -> tuple[list[dict], dict]:
     """Rows and settings of one benchmark section."""
-    from . import bench
+    from . import bench, models
 
     if step == "memory":
         from .assets import model_path
 
         model_path(profile.causal_lm)  # convert once, outside the measured processes
-        rows = [_memory_in_fresh_process(profile.name, p) for p in bench.PRECISIONS]
-        return bench.memory_ratios(rows), {"model": profile.causal_lm, "precisions": list(bench.PRECISIONS)}
+        rows = [_memory_in_fresh_process(profile.name, p) for p in models.PRECISIONS]
+        return bench.memory_ratios(rows), {"model": profile.causal_lm, "precisions": list(models.PRECISIONS)}
     if step == "params":
         return bench.param_rows(profile), {"model": profile.causal_lm, "encoder": profile.encoder}
     if step == "train":
@@ -75,19 +75,17 @@ def course_rows(profile: str, chapters: list[str] | None, tests: bool) -> list[d
             notebook = nbformat.read(path, as_version=4)
             client = NotebookClient(notebook, timeout=1800, kernel_name="python3",
                                     resources={"metadata": {"path": str(path.parent)}})
-            start = time.perf_counter()
-            client.execute()
-            rows.append({"what": f"chapter {path.stem}", "profile": profile, "seconds": time.perf_counter() - start,
+            _, seconds = timed(client.execute)
+            rows.append({"what": f"chapter {path.stem}", "profile": profile, "seconds": seconds,
                          "result": "ran top to bottom"})
     if tests:
         env = dict(os.environ, COURSE_PROFILE="tiny")
         env.pop("COURSE_RUNS", None)
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=repo_root(), env=env,
+        done, seconds = timed(subprocess.run, [sys.executable, "-m", "pytest", "-q"], cwd=repo_root(), env=env,
                               capture_output=True, text=True, check=False)
         summary = (done.stdout.strip().splitlines() or ["no output"])[-1].strip("= ")
         rows.append({"what": "test suite (pytest, with every chapter under nbval)", "profile": "tiny",
-                     "seconds": time.perf_counter() - start, "result": summary})
+                     "seconds": seconds, "result": summary})
     return rows
 
 

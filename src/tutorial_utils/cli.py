@@ -29,9 +29,11 @@ from . import methods
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
 from .files import jsonable
+from .timing import timed
 
 METHODS = ("embedding-head", "encoder", "tfidf")
-ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER, "tfidf": methods.TFIDF}  # -> registry
+ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER, "tfidf": methods.TFIDF,
+           "instruction": methods.INSTRUCTION_SCORED}  # -> registry
 BENCH_STEPS = ("memory", "params", "train", "infer")
 
 
@@ -120,6 +122,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train and test one method; rank 0 writes metrics.json and predictions.csv into --out."""
     if args.data:
         return train_on_data(args)
+    if ALIASES.get(args.method, args.method) not in {ALIASES[m] for m in METHODS}:
+        raise SystemExit(f"{args.method} trains only on your data here. Fix: pass --data my.csv (or train one of "
+                         f"{', '.join(METHODS)} on the profile's data).")
     import numpy as np
     import pandas as pd
     import torch
@@ -199,9 +204,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     steps = {"all": BENCH_STEPS, "report": ()}.get(args.step, (args.step,))
     for step in steps:
         print(f"bench {step} ({profile.name} profile, {device}) ...", file=sys.stderr, flush=True)
-        load_before, busy, own, start = os.getloadavg(), busy_seconds(), sum(os.times()[:4]), time.perf_counter()
-        rows, settings = measure(step, profile, args)
-        seconds, info = time.perf_counter() - start, bench.machine()
+        load_before, busy, own = os.getloadavg(), busy_seconds(), sum(os.times()[:4])
+        (rows, settings), seconds = timed(measure, step, profile, args)
+        info = bench.machine()
         info["load average before (1, 5, 15 min)"] = [round(x, 2) for x in load_before]
         if busy is not None:  # CPU time all programs used meanwhile, less this one's (and its children's)
             others = busy_seconds() - busy - (sum(os.times()[:4]) - own)
@@ -273,15 +278,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print("wall time of the stored runs: " + ", ".join(f"{k} {v / 3600:.1f} h" for k, v in hours.items())
               + f"; {sum(hours.values()) / 3600:.1f} h in all (a run that shared the CPU with other work shows it)")
         return 0
-    start = time.perf_counter()
     if args.prune:  # first, so that a stale run is never mistaken for a finished one (--max-runs 0: prune only)
         removed = store_audit.prune(profile)
         print(f"removed {len(removed)} stale or unreadable run folders")
-    made = experiment.reproduce(profile, args.only, args.recompute or store.recompute_requested(),
+    made, seconds = timed(experiment.reproduce, profile, args.only, args.recompute or store.recompute_requested(),
                                 command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs,
                                 studies=args.study)
     problems = store_audit.audit(profile)
-    print(f"{len(made)} runs made in {time.perf_counter() - start:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
+    print(f"{len(made)} runs made in {seconds:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
           f"at {store.root() / profile.name}")
     for problem in problems:
         print("problem: " + problem)
@@ -293,7 +297,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m tutorial_utils", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train and test one method; rank 0 writes the results (capstone)")
-    train.add_argument("method", choices=METHODS + tuple(v for v in ALIASES.values() if v not in METHODS))
+    train.add_argument("method", choices=tuple(ALIASES) + tuple(v for v in ALIASES.values() if v not in ALIASES))
     train.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     train.add_argument("--out", required=True, help="folder for metrics.json, predictions.csv and model/ (new or empty)")
     train.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")

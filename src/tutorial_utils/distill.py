@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from . import models
 from .config import Profile, TrainSettings
 from .metrics import softmax
 from .train import predict_logits, tokenize, training_arguments, with_course_callbacks
+from .timing import timed
 
 
 
@@ -106,14 +106,45 @@ def load_trained_student(folder: str | Path):
     return model.to(models.device()).eval(), AutoTokenizer.from_pretrained(folder)
 
 
-def inference_speed(model, tokenizer, texts: list[str], batch_size: int, max_length: int, repeats: int = 2) -> dict:
+def int8_student(model):
+    """A CPU copy of the student with int8 weights in its linear layers (PyTorch's dynamic quantisation: weights
+    quantised once, activations per batch at run time); predict with ``autocast=False`` (chapter 07)."""
+    import copy
+
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu().float().eval(), {torch.nn.Linear},
+                                                  dtype=torch.qint8)
+
+
+def int8_comparison(student, tokenizer, texts: list[str], labels, max_length: int) -> dict[str, dict]:
+    """The fp32 student against its int8 copy, both on the CPU in float32: macro-F1, agreement with the fp32
+    predictions, the largest change of a probability, speed, and the bytes ``torch.save`` writes (chapter 07)."""
+    import copy
+    import io
+
+    from .metrics import classification_metrics
+
+    full = copy.deepcopy(student).cpu().float().eval()
+    rows, reference = {}, None
+    for name, model in (("fp32 student", full), ("int8 student", int8_student(full))):
+        probs = softmax(predict_logits(model, tokenizer, texts, 32, max_length, autocast=False))
+        reference = probs if reference is None else reference
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        rows[name] = {"macro-F1": classification_metrics(labels, probs.argmax(1))["macro_f1"],
+                      "same label as fp32": float(np.mean(probs.argmax(1) == reference.argmax(1))),
+                      "largest probability change": float(np.abs(probs - reference).max()),
+                      "texts/s (batch 32)": inference_speed(model, tokenizer, texts, 32, max_length, autocast=False)["texts/s"],
+                      "weights (MiB)": buffer.getbuffer().nbytes / 2**20}
+    return rows
+
+
+def inference_speed(model, tokenizer, texts: list[str], batch_size: int, max_length: int, repeats: int = 2,
+                    autocast: bool = True) -> dict:
     """Texts per second and milliseconds per batch for ``texts`` at one batch size (best of ``repeats``)."""
-    predict_logits(model, tokenizer, texts[:batch_size], batch_size, max_length)   # warm-up
+    predict_logits(model, tokenizer, texts[:batch_size], batch_size, max_length, autocast)   # warm-up
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
-        predict_logits(model, tokenizer, texts, batch_size, max_length)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, timed(predict_logits, model, tokenizer, texts, batch_size, max_length, autocast)[1])
     batches = -(-len(texts) // batch_size)
     return {"texts/s": len(texts) / best, "ms per batch": 1000 * best / batches}
 

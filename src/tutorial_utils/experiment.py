@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -31,6 +30,7 @@ from datasets import DatasetDict
 from . import methods, records, runners, store
 from .config import Profile
 from .records import RunRecord
+from .timing import timed
 
 COMPARISON, EFFICIENCY, NEWS, MULTILABEL = "comparison", "efficiency", "news", "multi-label"
 STUDIES = (COMPARISON, EFFICIENCY, NEWS, MULTILABEL)
@@ -113,11 +113,9 @@ def news_data(profile: Profile) -> DatasetDict:
 def multilabel_data(profile: Profile) -> DatasetDict:
     """The multi-label study's data: its train split cut to the protocol's ``train_examples`` (or all, if fewer)."""
     from .data import load_multi_label
-    from .instruct_train import training_subset
+    from .data.common import with_train_cut
 
-    full = load_multi_label(profile)
-    return DatasetDict(train=training_subset(full["train"], profile.protocol.train_examples, profile.seed, multi_label=True),
-                       validation=full["validation"], test=full["test"])
+    return with_train_cut(load_multi_label(profile), profile.protocol.train_examples, profile.seed, multi_label=True)
 
 
 def study_data(profile: Profile, study: str, train_size: int | None = None) -> DatasetDict:
@@ -279,9 +277,7 @@ def produced_by(method: str) -> str:
 def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
     """Train and predict one spec (and any method that shares its training); write each record to the store."""
     profile = study_profile(profile, s.study)
-    start = time.perf_counter()
-    outcomes = runners.run(profile, produced_by(s.method), data, s.seed, s.value)
-    wall = time.perf_counter() - start
+    outcomes, wall = timed(runners.run, profile, produced_by(s.method), data, s.seed, s.value)
     written = []
     wanted = study_methods(s.study)
     for method, outcome in outcomes.items():

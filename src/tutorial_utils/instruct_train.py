@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import time
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,11 +24,12 @@ from .methods import INSTRUCTION_SCORED, INSTRUCTION_GENERATED  # noqa: F401 (th
 from . import budgets, instruct, models
 from .config import LoraSettings, Profile, TrainSettings
 from .data import label_names, load_single_label
-from .data.common import stratified_sample
+from .data.common import sample_examples
 from .instruct import Verbalizer
 from .metrics import softmax
 from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
+from .timing import timed
 from .train import learning_curve, training_arguments, with_course_callbacks
 
 SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
@@ -149,15 +151,6 @@ def subject_of(dataset_name: str) -> str:
     return SUBJECTS.get(dataset_name, "text")
 
 
-def training_subset(split: Dataset, n: int | None, seed: int, multi_label: bool = False) -> Dataset:
-    """``n`` training examples (all if None or more), stratified by label if single-label (chapter 04)."""
-    if n is None or n >= len(split):
-        return split
-    if multi_label:
-        return split.shuffle(seed=seed).select(range(n))
-    return split.select(sorted(stratified_sample(split["label"], n, seed)))
-
-
 @dataclass
 class Tuned:
     """An instruction-tuned model with the verbalizer and prompt settings it was trained with (chapter 04)."""
@@ -176,6 +169,34 @@ class Tuned:
                                       self.max_text_tokens) for t in texts]
 
 
+PROMPT_FILE = "prompt.json"  # beside a saved adapter: the verbalizer and prompt settings it was trained with
+
+
+def save_tuned(tuned: Tuned, profile: Profile, folder: Path) -> None:
+    """Save an instruction-tuned model: its LoRA adapter and the prompt settings it was trained with (chapter 09)."""
+    tuned.model.save_pretrained(folder)
+    v = tuned.verbalizer
+    (folder / PROMPT_FILE).write_text(json.dumps({
+        "profile": profile.name, "causal_lm": profile.causal_lm, "kind": v.kind, "names": list(v.names),
+        "words": list(v.words), "subject": tuned.subject, "multi_label": tuned.multi_label,
+        "max_text_tokens": tuned.max_text_tokens}, indent=1))
+
+
+def load_tuned(folder: Path) -> Tuned:
+    """A model saved by ``save_tuned``: the profile's base model in its precision, with the adapter (chapter 09)."""
+    from peft import PeftModel
+
+    from .checks import check_safetensors
+    from .config import get_profile
+
+    settings = json.loads((folder / PROMPT_FILE).read_text())
+    check_safetensors(folder, "adapter_model")
+    base, tokenizer = models.load_causal_lm(get_profile(settings["profile"]))
+    verbalizer = instruct.make_verbalizer(settings["names"], settings["kind"], settings["words"])
+    return Tuned(PeftModel.from_pretrained(base, folder).eval(), tokenizer, verbalizer, settings["subject"],
+                 settings["multi_label"], settings["max_text_tokens"], {})
+
+
 def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
                    multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
                    subject: str | None = None, run_name: str = "instruct", seed: int | None = None,
@@ -190,7 +211,7 @@ def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lor
     model, tokenizer = models.load_causal_lm(profile)
     model = models.add_lora(model, lora, task_type="CAUSAL_LM")
     verbalizer = instruct.make_verbalizer(label_names(data), kind)
-    subset = training_subset(data["train"], n_train, profile.seed, multi_label)
+    subset = sample_examples(data["train"], n_train, profile.seed, multi_label)
     pairs = instruct.prompt_completion(subset, tokenizer, verbalizer, multi_label, subject, max_text_tokens)
     if seed != profile.seed:
         overrides = {"seed": seed, "data_seed": seed, **overrides}
@@ -205,9 +226,8 @@ def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSet
          subject: str | None = None, run_name: str = "instruct") -> Tuned:
     """Instruction-tune the profile's 4-bit causal LM with LoRA on ``n_train`` examples (chapters 04 and 05)."""
     tuned, trainer = prepare_tuning(profile, data, kind, lora, multi_label, n_train, max_text_tokens, subject, run_name)
-    start = time.perf_counter()
-    trainer.train()
-    tuned.report.update(train_seconds=time.perf_counter() - start,
+    _, seconds = timed(trainer.train)
+    tuned.report.update(train_seconds=seconds,
                         learning_curve=learning_curve(trainer.state.log_history).to_dict(orient="list"))
     return tuned
 
@@ -229,13 +249,6 @@ def prediction_metrics(y_true, y_pred, n_classes: int) -> dict[str, float]:
     return {"accuracy": float((y_true == y_pred).mean()),
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
             "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))}
-
-
-def timed(fn, *args, **kwargs) -> tuple[object, float]:
-    """(fn's result, the seconds it took) (chapter 04)."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
 
 
 def label_scores(tuned: Tuned, texts: list[str], batch_size: int = 16) -> tuple[np.ndarray, float]:

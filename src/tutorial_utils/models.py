@@ -1,5 +1,6 @@
-"""Load the profile's models: a causal LM in 4-bit NF4 or 16/32-bit, as a classifier or a generator,
-with LoRA attached; and the encoder baseline. Parameter counts that handle packed 4-bit weights.
+"""The one loader of the course's models: a causal LM in one of ``PRECISIONS`` (4-bit NF4 by default), as a
+classifier or a generator, with LoRA attached; the encoder baseline; parameter counts that handle packed
+4-bit weights; and the fix for bitsandbytes' CPU repacking, which would stop LoRA from learning.
 
 Taught in chapters 00 (loading), 01 (quantization, LoRA) and 02 (the classifier head).
 """
@@ -88,14 +89,42 @@ def load_tokenizer(name: str, padding_side: str = "right"):
     return tokenizer
 
 
-def _load_kwargs(quantize: bool) -> dict:
-    """from_pretrained arguments for 4-bit or plain loading on the current device."""
-    kwargs: dict = {"dtype": compute_dtype()}
-    if quantize:
-        kwargs["quantization_config"] = quantization_config()
-        # under torchrun / accelerate each process puts its copy on its own GPU (LOCAL_RANK)
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))} if device().type == "cuda" else {"": "cpu"}
-    return kwargs
+# ---- Precisions: one vocabulary and one loader for every model the course loads (chapter 01, benchmarks) ----
+
+PRECISIONS = ("fp32", "bf16", "int8", "nf4", "nf4-dq")  # "bf16": the device's 16-bit dtype (fp16 on a T4)
+NOMINAL_BITS = {"fp32": 32, "bf16": 16, "int8": 8, "nf4": 4, "nf4-dq": 4}  # bits of each quantised weight
+
+
+def profile_precision(profile: Profile, quantize: bool | None = None) -> str:
+    """The precision the course trains in: 4-bit NF4 with double quantisation, or 16-bit without bitsandbytes."""
+    return "nf4-dq" if (profile.load_in_4bit if quantize is None else quantize) else "bf16"
+
+
+def precision_kwargs(precision: str) -> dict:
+    """``from_pretrained`` arguments for one of ``PRECISIONS``: dtype, bitsandbytes config and placement."""
+    # a quantised model is placed where it loads: this process's GPU (LOCAL_RANK under torchrun), else the CPU
+    place = {"device_map": {"": int(os.environ.get("LOCAL_RANK", 0))} if device().type == "cuda" else {"": "cpu"}}
+    if precision == "fp32":
+        return {"dtype": torch.float32}
+    if precision == "bf16":
+        return {"dtype": compute_dtype()}
+    if precision == "int8":  # LLM.int8 computes in fp16 (on CPU a bf16 model warns at every layer)
+        from transformers import BitsAndBytesConfig
+
+        return {"dtype": torch.float16, **place, "quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
+    if precision in ("nf4", "nf4-dq"):
+        return {"dtype": compute_dtype(), **place,
+                "quantization_config": quantization_config(double_quant=precision == "nf4-dq")}
+    raise ModelError(f"Unknown precision {precision!r}. Fix: choose one of {', '.join(PRECISIONS)}.")
+
+
+def from_pretrained(auto_class, name: str, precision: str, **kwargs):
+    """``auto_class.from_pretrained`` of a course model in one of ``PRECISIONS``, on this device."""
+    load = precision_kwargs(precision)
+    model = auto_class.from_pretrained(model_path(name), **load, **kwargs)
+    if "device_map" not in load:
+        model.to(device())
+    return model
 
 
 def load_sequence_classifier(profile: Profile, label_names: list[str], multi_label: bool = False,
@@ -105,28 +134,24 @@ def load_sequence_classifier(profile: Profile, label_names: list[str], multi_lab
 
     label_names = check_label_names(label_names, minimum=1 if multi_label else 2)
     tokenizer = load_tokenizer(profile.causal_lm)
-    quantize = profile.load_in_4bit if quantize is None else quantize
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_path(profile.causal_lm), num_labels=len(label_names),
+    model = from_pretrained(
+        AutoModelForSequenceClassification, profile.causal_lm, profile_precision(profile, quantize),
+        num_labels=len(label_names),
         id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
-        problem_type="multi_label_classification" if multi_label else "single_label_classification",
-        **_load_kwargs(quantize))
+        problem_type="multi_label_classification" if multi_label else "single_label_classification")
     model.config.pad_token_id = tokenizer.pad_token_id
-    if not quantize:
-        model.to(device())
     return model, tokenizer
 
 
-def load_causal_lm(profile: Profile, quantize: bool | None = None, padding_side: str = "left"):
-    """The profile's causal LM for generation and label scoring; returns (model, tokenizer)."""
+def load_causal_lm(profile: Profile, quantize: bool | None = None, padding_side: str = "left",
+                   precision: str | None = None):
+    """The profile's causal LM for generation and label scoring, in the profile's precision or the one named;
+    returns (model, tokenizer)."""
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(profile.causal_lm, padding_side=padding_side)
-    quantize = profile.load_in_4bit if quantize is None else quantize
-    model = AutoModelForCausalLM.from_pretrained(model_path(profile.causal_lm), **_load_kwargs(quantize))
+    model = from_pretrained(AutoModelForCausalLM, profile.causal_lm, precision or profile_precision(profile, quantize))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if not quantize:
-        model.to(device())
     return model, tokenizer
 
 
@@ -157,8 +182,6 @@ def add_lora(model: nn.Module, lora: LoraSettings, task_type: str = "SEQ_CLS",
             raise ModelError(f"The model has no layers named {missing}; LoRA cannot wrap them. Its linear layers are "
                              f"{sorted(available)}. Fix: set LoraSettings(target_modules=...) to some of these.")
     if getattr(model, "is_loaded_in_4bit", False):
-        from .quantization import keep_trainable_on_cpu
-
         # bitsandbytes 0.50 repacks 4-bit weights for a CPU inference kernel on the first no-grad forward,
         # after which no gradient reaches LoRA (chapter 01): turn that off, and undo it if it happened
         keep_trainable_on_cpu(model)
@@ -228,3 +251,30 @@ def load_trained_classifier(profile: Profile, label_names: list[str], adapter_di
     check_safetensors(adapter_dir, "adapter_model")
     base, tokenizer = load_sequence_classifier(profile, label_names, multi_label=multi_label)
     return PeftModel.from_pretrained(base, adapter_dir), tokenizer
+
+
+# ---- Chapter 01: a CPU pitfall. On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks a Linear4bit's weight
+# for a faster inference kernel the first time the layer runs in eval mode on an input without grad; no gradient
+# flows back through a repacked layer, so LoRA adapters in front of it silently stop learning.
+
+def cpu_packed_layers(model: torch.nn.Module) -> int:
+    """How many 4-bit layers bitsandbytes has repacked for its CPU inference kernel (chapter 01)."""
+    return sum(bool(getattr(getattr(getattr(m, "weight", None), "quant_state", None), "packing_format_for_cpu", False))
+               for m in model.modules() if type(m).__name__ == "Linear4bit")
+
+
+def keep_trainable_on_cpu(model: torch.nn.Module) -> int:
+    """Stop bitsandbytes repacking 4-bit layers for CPU inference, and undo it where done; returns layers undone (chapter 01)."""
+    undone = 0
+    for module in model.modules():
+        if type(module).__name__ != "Linear4bit":
+            continue
+        module.support_avx512bf16_for_cpu = False
+        state = getattr(module.weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.nn import modules as bnb_modules
+
+            module.weight.data, module.weight.quant_state = bnb_modules._convert_weight_packed_for_cpu_inverse(
+                module.weight.data, state)
+            undone += 1
+    return undone

@@ -10,15 +10,15 @@ threshold. Each runner returns an outcome like ``runners``' (``records.make_reco
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 from datasets import DatasetDict
 
 from .config import Profile
-from .data import label_names, multi_hot
+from .data import multi_hot
 from .stats import micro_f1
 from .thresholds import apply_thresholds, tune_global_threshold
+from .timing import timed
 
 
 def label_matrix(data: DatasetDict, split: str) -> np.ndarray:
@@ -58,9 +58,7 @@ def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: floa
 
     pipeline = tfidf_pipeline(seed)
     pipeline.steps[-1] = ("onevsrest", OneVsRestClassifier(pipeline[-1].set_params(C=value)))
-    start = time.perf_counter()
-    pipeline.fit(list(data["train"]["text"]), label_matrix(data, "train"))
-    seconds = time.perf_counter() - start
+    _, seconds = timed(pipeline.fit, list(data["train"]["text"]), label_matrix(data, "train"))
     val, test = (pipeline.predict_proba(list(data[s]["text"])) for s in ("validation", "test"))
     return thresholded(data, val, test, trainable_params=probe_parameters(pipeline), train_seconds=seconds)
 

@@ -6,7 +6,6 @@ Taught in chapter 05. The threshold search itself lives in ``thresholds``, the m
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,12 +16,14 @@ from .methods import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the 
 from . import instruct, models, thresholds
 from .config import Profile
 from .data import label_names, load_multi_label, multi_hot
+from .data.common import with_train_cut
 from .instruct import Verbalizer, parse_labels
-from .instruct_train import Tuned, training_subset, tune
+from .instruct_train import Tuned, tune
 from .metrics import multilabel_metrics, sigmoid
 from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
 from .train import learning_curve, make_trainer, predict_logits
+from .timing import timed
 
 
 
@@ -50,8 +51,7 @@ def label_table(data: DatasetDict) -> pd.DataFrame:
 def train_subset(profile: Profile, data: DatasetDict, n: int | None = None) -> DatasetDict:
     """The data with its training split cut to ``profile.multilabel_train_size`` examples (chapter 05)."""
     n = profile.multilabel_train_size if n is None else n
-    return DatasetDict(train=training_subset(data["train"], n, profile.seed, multi_label=True),
-                       validation=data["validation"], test=data["test"])
+    return with_train_cut(data, n, profile.seed, multi_label=True)
 
 
 @dataclass
@@ -72,19 +72,17 @@ def train_head(profile: Profile, data: DatasetDict) -> HeadScores:
     subset = train_subset(profile, data)
     trainer = make_trainer(model, tokenizer, subset, profile, settings=s, multi_label=True, run_name=MULTILABEL_HEAD,
                            eval_strategy="no", logging_steps=2)
-    start = time.perf_counter()
-    trainer.train()
-    report = {"train_seconds": time.perf_counter() - start, "train_examples": len(subset["train"]),
+    _, seconds = timed(trainer.train)
+    report = {"train_seconds": seconds, "train_examples": len(subset["train"]),
               "trainable_params": models.count_parameters(model).trainable,
               "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list")}
     probs = {}
     for split in ("validation", "test"):
         texts = list(data[split]["text"])
         order = np.argsort([len(t) for t in texts])  # similar lengths in a batch: less padding
-        start = time.perf_counter()
-        logits = predict_logits(model, tokenizer, [texts[i] for i in order], batch_size=s.eval_batch_size,
-                                max_length=s.max_length)
-        report[f"{split}_texts_per_second"] = len(texts) / (time.perf_counter() - start)
+        logits, seconds = timed(predict_logits, model, tokenizer, [texts[i] for i in order],
+                                batch_size=s.eval_batch_size, max_length=s.max_length)
+        report[f"{split}_texts_per_second"] = len(texts) / seconds
         probs[split] = sigmoid(logits)[np.argsort(order)]
     return HeadScores(probs["validation"], probs["test"], report)
 
@@ -135,11 +133,9 @@ def max_answer_tokens(tuned: Tuned, data: DatasetDict, extra: int = 4) -> int:
 def instruction_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str = "test") -> RunResult:
     """Generate and parse every answer of a split, and score the label sets; failures are counted (chapter 05)."""
     texts = list(data[split]["text"])
-    start = time.perf_counter()
-    answers, logp = instruct.generate(tuned.model, tuned.tokenizer, tuned.prompts(texts),
-                                      max_new_tokens=max_answer_tokens(tuned, data),
-                                      batch_size=profile.instruct_train.eval_batch_size)
-    seconds = time.perf_counter() - start
+    (answers, logp), seconds = timed(instruct.generate, tuned.model, tuned.tokenizer, tuned.prompts(texts),
+                                     max_new_tokens=max_answer_tokens(tuned, data),
+                                     batch_size=profile.instruct_train.eval_batch_size)
     Y_true = multi_hot(data[split]).astype(int)
     Y_pred, report = parse_many(answers, tuned.verbalizer, Y_true.shape[1])
     extra = {**tuned.report, "parsing": report, "answers": answers, "test_texts_per_second": len(texts) / seconds}

@@ -8,7 +8,6 @@ so no checkpoint is written to disk; at the end the model holds the best evaluat
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +17,7 @@ from transformers import TrainerCallback
 from .config import Profile, Protocol, TrainSettings
 from .data.common import label_names
 from .metrics import macro_f1, softmax
+from .timing import timed
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
 
@@ -49,10 +49,9 @@ class PlateauCallback(TrainerCallback):
         """Evaluate on the schedule; remember the best; ask the Trainer to stop after ``patience`` evaluations without gain."""
         if state.global_step % self.every and state.global_step < state.max_steps:
             return control
-        start = time.perf_counter()
-        value, probs = self.evaluate(model)
+        (value, probs), seconds = timed(self.evaluate, model)
         model.train()
-        self.eval_seconds += time.perf_counter() - start
+        self.eval_seconds += seconds
         self.curve.append({"step": int(state.global_step), "epoch": round(state.global_step / self.per_epoch, 3),
                            "value": float(value)})
         if value > self.best:
@@ -78,9 +77,7 @@ def train_to_plateau(trainer, evaluate: Evaluate, protocol: Protocol, steps: dic
     """Train with evaluation on the protocol's schedule, restore the best weights; the run's curve and timings."""
     callback = PlateauCallback(evaluate, steps["eval_every"], protocol.patience, steps["steps_per_epoch"])
     trainer.add_callback(callback)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    _, seconds = timed(trainer.train)
     callback.restore(trainer.model)
     last = callback.curve[-1]["step"] if callback.curve else trainer.state.global_step
     return {"validation_curve": callback.curve, "validation_metric": callback.best, "val_probs": callback.best_probs,

@@ -7,13 +7,13 @@ Few-shot examples are chat turns (user: text, assistant: label) between the inst
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 from datasets import Dataset
 
 from .methods import ZERO_SHOT  # noqa: F401 (the names live in the registry)
 from .instruct import Verbalizer, instruction, score_labels, truncate
+from .timing import timed
 
 
 class PromptTooLong(ValueError):
@@ -82,9 +82,7 @@ def prompt_scores(model, tokenizer, texts: list[str], verbalizer: Verbalizer, ex
     """Log-likelihood of every label's answer for every text under a k-shot prompt, and the seconds it took."""
     prompts = [few_shot_prompt(tokenizer, t, verbalizer, examples, subject, max_text_tokens=max_text_tokens)
                for t in texts]
-    start = time.perf_counter()
-    scores = score_labels(model, tokenizer, prompts, list(verbalizer.words), batch_size=batch_size)
-    return scores, time.perf_counter() - start
+    return timed(score_labels, model, tokenizer, prompts, list(verbalizer.words), batch_size=batch_size)
 
 
 

@@ -1,4 +1,4 @@
-"""A teaching NF4 quantiser, small enough to read, checked against bitsandbytes.
+"""A teaching NF4 quantiser, small enough to read, checked against bitsandbytes, and what quantising does to a model.
 
 NF4 (QLoRA, Dettmers et al. 2023) stores each weight as one of 16 levels placed at quantiles of a
 normal distribution, scaled per block of 64 weights by the block's absolute maximum. Double
@@ -93,45 +93,6 @@ def stored_bits_per_parameter(weight: torch.Tensor, double_quant: bool, blocksiz
     return 8 * sum(t.numel() * t.element_size() for t in tensors) / weight.numel()
 
 
-PRECISIONS = ("fp32", "bf16", "8-bit", "4-bit NF4")
-
-
-def precision_kwargs(precision: str) -> dict:
-    """``from_pretrained`` arguments that load a causal LM in one of ``PRECISIONS`` on CPU or GPU (chapter 01)."""
-    import transformers
-
-    from .models import compute_dtype, device, quantization_config
-
-    place = {"device_map": {"": 0} if device().type == "cuda" else {"": "cpu"}}
-    if precision == "fp32":
-        return {"dtype": torch.float32}
-    if precision == "bf16":
-        return {"dtype": compute_dtype()}
-    if precision == "8-bit":  # LLM.int8 computes in fp16; on CPU a bf16 model warns at every layer
-        return {"dtype": torch.float16, **place,
-                "quantization_config": transformers.BitsAndBytesConfig(load_in_8bit=True)}
-    if precision == "4-bit NF4":
-        return {"dtype": compute_dtype(), **place, "quantization_config": quantization_config()}
-    raise ValueError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}.")
-
-
-def load_causal_lm_in(profile, precision: str):
-    """The profile's causal LM in the given precision, with its load warnings silenced (chapter 01)."""
-    import warnings
-
-    from transformers import AutoModelForCausalLM
-
-    from .assets import model_path
-    from .models import device
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = AutoModelForCausalLM.from_pretrained(model_path(profile.causal_lm), **precision_kwargs(precision))
-    if "device_map" not in precision_kwargs(precision):
-        model.to(device())
-    return model.eval()
-
-
 def quant_state_bytes(model: torch.nn.Module) -> int:
     """Bytes of the 4-bit block scales, which ``get_memory_footprint`` does not count (chapter 01)."""
     total = 0
@@ -177,30 +138,3 @@ def params_by_dtype(model: torch.nn.Module) -> dict[str, int]:
         key = "4-bit (packed in uint8)" if packed else str(param.dtype).replace("torch.", "")
         counts[key] = counts.get(key, 0) + param.numel() * (2 * param.element_size() if packed else 1)
     return counts
-
-
-# ---- Chapter 01: a CPU pitfall. On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks a Linear4bit's weight
-# for a faster inference kernel the first time the layer runs in eval mode on an input without grad; no gradient
-# flows back through a repacked layer, so LoRA adapters in front of it silently stop learning.
-
-def cpu_packed_layers(model: torch.nn.Module) -> int:
-    """How many 4-bit layers bitsandbytes has repacked for its CPU inference kernel (chapter 01)."""
-    return sum(bool(getattr(getattr(getattr(m, "weight", None), "quant_state", None), "packing_format_for_cpu", False))
-               for m in model.modules() if type(m).__name__ == "Linear4bit")
-
-
-def keep_trainable_on_cpu(model: torch.nn.Module) -> int:
-    """Stop bitsandbytes repacking 4-bit layers for CPU inference, and undo it where done; returns layers undone (chapter 01)."""
-    undone = 0
-    for module in model.modules():
-        if type(module).__name__ != "Linear4bit":
-            continue
-        module.support_avx512bf16_for_cpu = False
-        state = getattr(module.weight, "quant_state", None)
-        if state is not None and getattr(state, "packing_format_for_cpu", False):
-            from bitsandbytes.nn import modules as bnb_modules
-
-            module.weight.data, module.weight.quant_state = bnb_modules._convert_weight_packed_for_cpu_inverse(
-                module.weight.data, state)
-            undone += 1
-    return undone

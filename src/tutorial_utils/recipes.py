@@ -7,7 +7,6 @@ so they never retrain what an earlier chapter already trained on the same profil
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from .heads import hand_written_head
 from .metrics import classification_metrics, softmax
 from .runs import RunResult, load_or_compute
 from .session import seed_everything
+from .timing import timed
 from .train import learning_curve, make_trainer, predict_logits
 
 
@@ -30,9 +30,8 @@ def classifier_result(method: str, profile: Profile, data: DatasetDict, model, t
     """Predict the test split with a trained classifier and package labels, probabilities and metrics."""
     s = settings or profile.train
     texts = list(data["test"]["text"])
-    start = time.perf_counter()
-    logits = predict_logits(model, tokenizer, texts, batch_size=s.eval_batch_size, max_length=s.max_length)
-    seconds = time.perf_counter() - start
+    logits, seconds = timed(predict_logits, model, tokenizer, texts, batch_size=s.eval_batch_size,
+                            max_length=s.max_length)
     y_true = np.asarray(data["test"]["label"])
     y_pred = logits.argmax(axis=1)
     info = {"test_texts_per_second": len(texts) / seconds, "trainable_params": models.count_parameters(model).trainable}
@@ -44,9 +43,8 @@ def classifier_result(method: str, profile: Profile, data: DatasetDict, model, t
 
 def train_and_report(trainer) -> dict:
     """Run ``trainer.train()`` and return its wall time and learning curve for the run's record."""
-    start = time.perf_counter()
-    trainer.train()
-    return {"train_seconds": time.perf_counter() - start,
+    _, seconds = timed(trainer.train)
+    return {"train_seconds": seconds,
             "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list")}
 
 
@@ -115,13 +113,9 @@ def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = T
     """Fit the TF-IDF floor on train and score the test split; its 'trainable parameters' are the LR weights."""
     data = data or load_single_label(profile)
     pipeline = tfidf_pipeline(profile.seed)
-    start = time.perf_counter()
-    pipeline.fit(list(data["train"]["text"]), np.asarray(data["train"]["label"]))
-    train_seconds = time.perf_counter() - start
+    _, train_seconds = timed(pipeline.fit, list(data["train"]["text"]), np.asarray(data["train"]["label"]))
     texts = list(data["test"]["text"])
-    start = time.perf_counter()
-    probs = tfidf_probs(pipeline, texts, len(label_names(data)))
-    seconds = time.perf_counter() - start
+    probs, seconds = timed(tfidf_probs, pipeline, texts, len(label_names(data)))
     y_true = np.asarray(data["test"]["label"])
     y_pred = probs.argmax(axis=1)
     lr = pipeline[-1]

@@ -10,7 +10,6 @@ trainable parameters and timings. ``records.make_record`` turns an outcome into 
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 from datasets import DatasetDict
@@ -19,6 +18,7 @@ from . import methods
 from .config import Profile, TrainSettings
 from .data import label_names
 from .metrics import macro_f1, softmax
+from .timing import timed
 
 TFIDF_C, PROBE_C = 10.0, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
 
@@ -93,9 +93,7 @@ def fit_tfidf(data: DatasetDict, seed: int, value: float) -> tuple[object, dict]
     pipeline = tfidf_pipeline(seed)
     pipeline.set_params(logisticregression__C=value)
     n = len(label_names(data))
-    start = time.perf_counter()
-    pipeline.fit(list(data["train"]["text"]), np.asarray(data["train"]["label"]))
-    seconds = time.perf_counter() - start
+    _, seconds = timed(pipeline.fit, list(data["train"]["text"]), np.asarray(data["train"]["label"]))
     val, test = (tfidf_probs(pipeline, list(data[split]["text"]), n) for split in ("validation", "test"))
     lr = pipeline[-1]
     return pipeline, {"y_true": data["test"]["label"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
@@ -115,9 +113,7 @@ def fit_probes(profile: Profile, data: DatasetDict, fit, score) -> tuple:
 
     feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
                                 profile.train.max_length, verbose=False) for s in ("train", "validation", "test")}
-    start = time.perf_counter()
-    heads = {key: fit(X) for key, X in feats["train"].items()}
-    seconds = time.perf_counter() - start
+    heads, seconds = timed(lambda: {key: fit(X) for key, X in feats["train"].items()})
     scores = {key: score(head, feats["validation"][key]) for key, head in heads.items()}
     best = max(scores, key=scores.get)
     return feats, best, scores, seconds, heads[best]
@@ -181,9 +177,9 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
         model = models.add_lora(model, profile.lora)
     fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
                             multi_label=multi_label, evaluate=evaluate(tokenizer, s) if evaluate else None)
-    start = time.perf_counter()
-    logits = predict_logits(model, tokenizer, list(data["test"]["text"]), s.eval_batch_size, s.max_length)
-    fitted["extra"]["test_texts_per_second"] = len(logits) / (time.perf_counter() - start)
+    logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), s.eval_batch_size,
+                            s.max_length)
+    fitted["extra"]["test_texts_per_second"] = len(logits) / seconds
     fitted["trainable_params"] = models.count_parameters(model).trainable
     return model, tokenizer, fitted, logits
 
@@ -210,6 +206,12 @@ def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) ->
 
     Returns two outcomes from one training: ``instruction-scored`` and ``instruction-generated``.
     """
+    return fit_instruction(profile, data, seed, value)[1]
+
+
+def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float, subject: str | None = None) -> tuple:
+    """``instruction``'s training, with the tuned model kept: (``instruct_train.Tuned``, outcomes by method).
+    ``subject``: what the prompt calls a text (default: the profile's dataset's word for it)."""
     from .instruct import score_labels
     from .instruct_train import generated_result, prepare_tuning, scored_result
     from .plateau import schedule, train_to_plateau
@@ -217,7 +219,7 @@ def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) ->
     s = profile.instruct_train
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
     tuned, trainer = prepare_tuning(profile, data, n_train=len(data["train"]), max_text_tokens=profile.train.max_length,
-                                    run_name="protocol", seed=seed, learning_rate=value,
+                                    subject=subject, run_name="protocol", seed=seed, learning_rate=value,
                                     num_train_epochs=steps["max_epochs"])
     prompts, y, n = tuned.prompts(list(data["validation"]["text"])), data["validation"]["label"], len(tuned.verbalizer.words)
 
@@ -234,7 +236,7 @@ def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) ->
                                         {"test_texts_per_second", "answers", "unparsable"}}}
         outcomes[name] = {**fitted, "extra": extra, "y_true": result.y_true, "y_pred": result.y_pred,
                           "probs": result.probs, "trainable_params": tuned.model.get_nb_trainable_parameters()[0]}
-    return outcomes
+    return tuned, outcomes
 
 
 RUNNERS = {"tfidf": tfidf, "probe": probe, "zero_shot": zero_shot, "embedding_head": embedding_head,

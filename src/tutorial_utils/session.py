@@ -12,7 +12,7 @@ import random
 import warnings
 from importlib import metadata
 
-from .config import Profile, get_profile
+from .config import PROFILES, Profile, ProfileError, get_profile
 
 HIDE_PROGRESS_ENV = "COURSE_HIDE_PROGRESS"
 REPORTED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "datasets", "scikit-learn")
@@ -63,6 +63,17 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _check_gpu_memory(profile: Profile) -> None:
+    """Stop at a chapter's first cell, not at an out-of-memory error mid-training, when the GPU is too small."""
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        problem = gpu_memory_problem(profile, props.total_memory, props.name)
+        if problem:
+            raise ProfileError(problem)
+
+
 def device_line() -> str:
     """One line naming the compute device and its memory."""
     import torch
@@ -73,10 +84,29 @@ def device_line() -> str:
     return f"device       : CPU ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
 
 
+def gpu_memory_problem(profile: Profile, total_bytes: int, device: str = "this GPU") -> str | None:
+    """Why the profile's largest training run will not fit a GPU of ``total_bytes`` (by ``budgets``' estimate),
+    naming the largest smaller profile that fits; None when it fits or the model is not one it can size."""
+    from .budgets import profile_training_memory
+
+    need = profile_training_memory(profile)
+    if need is None or need["total"] <= total_bytes:
+        return None
+    names = list(PROFILES)  # smallest first
+    fits = [n for n in names[:names.index(profile.name)]
+            if (profile_training_memory(PROFILES[n]) or {"total": 0})["total"] <= total_bytes]
+    parts = "; ".join(f"{k} {v / 2**30:.1f}" for k, v in need.items() if k != "total")
+    return (f"Profile {profile.name!r} needs about {need['total'] / 2**30:.1f} GiB of GPU memory for its largest training "
+            f"run ({parts} GiB; budgets.profile_training_memory), and {device} has {total_bytes / 2**30:.1f} GiB. "
+            f"Fix: set {'COURSE_PROFILE=' + fits[-1] if fits else 'a smaller profile'} before starting "
+            "(a smaller model and shorter texts), or use a GPU with more memory.")
+
+
 def start(profile: str | None = None, show: bool = True) -> Profile:
     """Start a chapter: quiet logs, resolve the profile, seed, and print what runs where. Returns the profile."""
     quiet()
     chosen = get_profile(profile)
+    _check_gpu_memory(chosen)
     seed_everything(chosen.seed)
     if show:
         print(chosen.summary())

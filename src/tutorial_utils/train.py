@@ -122,8 +122,12 @@ class FiniteLoss(TrainerCallback):
 
 
 @torch.no_grad()
-def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 64) -> np.ndarray:
-    """Classifier logits for a list of texts, in order: a plain batched loop, no Trainer."""
+def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 64,
+                   autocast: bool = True) -> np.ndarray:
+    """Classifier logits for a list of texts, in order: a plain batched loop, no Trainer.
+
+    ``autocast=False`` keeps float32 inputs, as an int8-quantised model's kernels need (chapter 07).
+    """
     texts = check_texts(texts)
     model.eval()
     on = next(p for p in model.parameters()).device
@@ -131,7 +135,7 @@ def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
                           max_length=max_length, return_tensors="pt").to(on)
-        with torch.autocast(on.type, dtype=compute_dtype(on), enabled=on.type == "cuda" or compute_dtype(on) == torch.bfloat16):
+        with torch.autocast(on.type, dtype=compute_dtype(on), enabled=autocast and (on.type == "cuda" or compute_dtype(on) == torch.bfloat16)):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         out.append(logits.float().cpu().numpy())
     return check_finite(np.concatenate(out), "the model's logits")

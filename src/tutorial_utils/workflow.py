@@ -3,7 +3,8 @@ keep a model that serves without the course, and predict new texts with it.
 
 Taught in chapter 09 ("From notebook to production"); ``python -m tutorial_utils train METHOD --data
 my.csv --out run/`` and ``python -m tutorial_utils predict --model run/ --data new.csv`` run it from the
-shell. A run folder holds ``model/`` (a plain transformers folder, or the TF-IDF pipeline),
+shell. A run folder holds ``model/`` (a plain transformers folder, the TF-IDF pipeline, or an instruction-tuned
+LoRA adapter with its prompt settings),
 ``record/`` (the run record: settings, validation curve, test metrics, provenance) and ``metrics.json``.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,12 @@ from datasets import DatasetDict
 from . import methods, records, runners, store
 from .checks import DataError
 from .config import Profile
+from .timing import timed
 
 MODEL, RECORD, METRICS = "model", "record", "metrics.json"
 WRITES = (MODEL, RECORD, METRICS, "predictions.csv")  # what a run folder holds: all that --overwrite replaces
-SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF)  # methods whose model leaves the course
+# methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
+SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
 TFIDF_FILE, LABELS_FILE = "tfidf.joblib", "labels.json"
 
 
@@ -63,15 +65,21 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     seed = profile.seed if seed is None else seed
     value = runners.default_value(profile, method) if learning_rate is None else learning_rate
     names = data["train"].features["label"].names
-    start = time.perf_counter()
-    if method == methods.TFIDF:
-        trained, outcome = runners.fit_tfidf(data, seed, value)
-    else:
+
+    def fit() -> tuple:
+        if method == methods.TFIDF:
+            return runners.fit_tfidf(data, seed, value)
+        if method == methods.INSTRUCTION_SCORED:  # a text of your own is a "text" in the prompt
+            tuned, outcomes = runners.fit_instruction(profile, data, seed, value, subject="text")
+            return tuned, outcomes[method]
         *trained, outcome = runners.train_classifier(profile, data, seed, value, encoder=method == methods.ENCODER)
+        return trained, outcome
+
+    (trained, outcome), seconds = timed(fit)
     clear_run(out)  # the previous run's files go only now that the new run is trained
     save_model(method, trained, profile, names, out / MODEL)
     config = runners.settings(profile, method, value)
-    record = records.make_record(method, dataset, seed, config, data, outcome, time.perf_counter() - start, command)
+    record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
     store.write(record, out / RECORD)
     (out / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
         "method": method, "dataset": dataset, "label_names": names, "max_length": config.get("train", {}).get("max_length"),
@@ -82,8 +90,10 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
 
 
 def save_model(method: str, trained, profile: Profile, names: list[str], folder: Path) -> None:
-    """Write a trained servable method to ``folder``: a TF-IDF pipeline, the encoder, or the merged LoRA head."""
+    """Write a trained servable method to ``folder``: a TF-IDF pipeline, the encoder, the merged LoRA head, or
+    instruction tuning's adapter with its prompt settings."""
     from . import export
+    from .instruct_train import save_tuned
 
     if method == methods.TFIDF:
         import joblib
@@ -91,6 +101,9 @@ def save_model(method: str, trained, profile: Profile, names: list[str], folder:
         folder.mkdir()
         joblib.dump(trained, folder / TFIDF_FILE)
         (folder / LABELS_FILE).write_text(json.dumps(names))
+    elif method == methods.INSTRUCTION_SCORED:
+        folder.mkdir()
+        save_tuned(trained, profile, folder)
     elif method == methods.ENCODER:
         export.export_plain(*trained, names, folder, max_length=profile.encoder_train.max_length)
     else:
@@ -98,7 +111,8 @@ def save_model(method: str, trained, profile: Profile, names: list[str], folder:
 
 
 def load_run(folder: str | Path) -> tuple[dict, object]:
-    """A run folder's ``metrics.json`` and a predictor: texts -> class probabilities (no training code needed)."""
+    """A run folder's ``metrics.json`` and a predictor: texts -> class probabilities (plain transformers or
+    scikit-learn; instruction tuning needs the course's prompts, so it loads through ``tutorial_utils``)."""
     folder = Path(folder)
     if not (folder / METRICS).is_file() or not (folder / MODEL).is_dir():
         raise DataError(f"{folder} is not a run folder (it lacks {METRICS} or {MODEL}/). Fix: pass the --out folder "
@@ -109,6 +123,15 @@ def load_run(folder: str | Path) -> tuple[dict, object]:
 
         pipeline = joblib.load(folder / MODEL / TFIDF_FILE)
         return info, lambda texts: pipeline.predict_proba(texts)
+    from .instruct_train import PROMPT_FILE, load_tuned
+
+    if (folder / MODEL / PROMPT_FILE).is_file():
+        from .instruct import score_labels
+        from .metrics import softmax
+
+        tuned = load_tuned(folder / MODEL)
+        return info, lambda texts: softmax(score_labels(tuned.model, tuned.tokenizer, tuned.prompts(texts),
+                                                        list(tuned.verbalizer.words)))
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -167,9 +190,7 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
     found = {}
     for method in compared:
         value = runners.default_value(profile, method)
-        start = time.perf_counter()
-        outcome = runners.run(profile, method, data, seed, value)[method]
+        outcomes, seconds = timed(runners.run, profile, method, data, seed, value)
         config = runners.settings(profile, method, value)
-        found[method] = [records.make_record(method, dataset, seed, config, data, outcome,
-                                             time.perf_counter() - start, command)]
+        found[method] = [records.make_record(method, dataset, seed, config, data, outcomes[method], seconds, command)]
     return found

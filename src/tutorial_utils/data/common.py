@@ -97,6 +97,21 @@ def stratified_sample(labels: Sequence[int], n: int | None, seed: int) -> np.nda
     return rng.permutation(picked)
 
 
+def sample_examples(split: Dataset, n: int | None, seed: int, multi_label: bool = False) -> Dataset:
+    """``n`` examples of a split (all if None or more), stratified by label if single-label (chapters 04-05)."""
+    if n is None or n >= len(split):
+        return split
+    if multi_label:
+        return split.shuffle(seed=seed).select(range(n))
+    return split.select(sorted(stratified_sample(split["label"], n, seed)))
+
+
+def with_train_cut(data: DatasetDict, n: int | None, seed: int, multi_label: bool = False) -> DatasetDict:
+    """The data with its train split cut to ``sample_examples(train, n, ...)``; validation and test whole."""
+    return DatasetDict(train=sample_examples(data["train"], n, seed, multi_label),
+                       validation=data["validation"], test=data["test"])
+
+
 def single_label_dict(rows: dict[str, list], names: Sequence[str], sizes: dict[str, int | None],
                       seed: int) -> DatasetDict:
     """Build a DatasetDict from columns ``text``, ``label`` (ids) and ``split``, sampling each split."""
