@@ -282,8 +282,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         removed = store_audit.prune(profile)
         print(f"removed {len(removed)} stale or unreadable run folders")
     made, seconds = timed(experiment.reproduce, profile, args.only, args.recompute or store.recompute_requested(),
-                                command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs,
-                                studies=args.study)
+                          command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs,
+                          studies=args.study)
     problems = store_audit.audit(profile)
     print(f"{len(made)} runs made in {seconds:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
           f"at {store.root() / profile.name}")

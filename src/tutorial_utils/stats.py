@@ -30,6 +30,10 @@ class McNemarResult:
     c: int  # A wrong, B right
     method: str
 
+    def __str__(self) -> str:
+        return (f"McNemar ({self.method}): b = {self.b}, c = {self.c}, statistic {self.statistic:.2f}, "
+                f"p = {self.pvalue:.2g}")
+
 
 @dataclass(frozen=True, eq=False)
 class BootstrapResult:
@@ -40,6 +44,10 @@ class BootstrapResult:
     ci_high: float
     p_value_two_sided: float
     distribution: np.ndarray = field(repr=False)
+
+    def __str__(self) -> str:
+        return (f"difference {self.difference:+.3f}, interval [{self.ci_low:+.3f}, {self.ci_high:+.3f}], "
+                f"p = {self.p_value_two_sided:.2g}")
 
 
 def accuracy(y_true, y_pred) -> float:
