@@ -53,3 +53,36 @@ def test_chapter_links_the_reference_of_the_package_code_it_uses(path):
     assert linked == imported_modules(path), (
         f"{path.name}: the title cell links {sorted(linked)}, the code imports {sorted(imported_modules(path))}. "
         "Fix: list every imported module in the title cell's 'The package behind this chapter' line.")
+
+
+# What a reader of a committed output should never meet: a float printed to every digit it has, "NaN" where a
+# value is absent, a bare object repr (a pandas Styler's text form, "<... object at 0x...>").
+RAW_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{6,}(?!\d)")
+ABSENT = re.compile(r"\bNaN\b|\bnan\b")
+BARE_REPR = re.compile(r"<[\w.]+ (?:object )?at 0x[0-9a-f]+>")
+# Chapters whose committed outputs wait for a re-execution, and why; remove each once it is re-executed.
+# Chapters 4 and 5 need the complete cpu results store (instruction tuning's grid, in the comparison and the
+# multi-label study, is still being reproduced: re-run before then, their fair tables would leave it out).
+# Chapter 7's fix (the side-by-side table's absent cells as blanks, .fillna("")) waits for its re-execution.
+WAITING_FOR_THE_STORE = {"04_instruction_tuning.ipynb", "05_multilabel.ipynb", "07_distillation.ipynb"}
+
+
+def output_texts(path: Path):
+    """(cell index, text) of every committed text output of a chapter: streams, plain text and HTML tables."""
+    for i, cell in enumerate(cells(path)):
+        for out in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
+            data = out.get("data", {})
+            for text in (out.get("text"), data.get("text/plain"), data.get("text/html")):
+                if text:
+                    yield i, "".join(text)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_committed_outputs_show_numbers_as_a_reader_should_see_them(path):
+    if path.name in WAITING_FOR_THE_STORE:
+        pytest.skip("its re-execution is still to come (see WAITING_FOR_THE_STORE)")
+    found = [(i, kind, pattern.findall(text)[:2]) for i, text in output_texts(path)
+             for kind, pattern in (("unrounded float", RAW_FLOAT), ("NaN", ABSENT), ("object repr", BARE_REPR))
+             if pattern.search(text)]
+    assert not found, (f"{path.name}: {found}. Fix: round in the cell (.round(3), f'{{x:.3f}}'), show an absent "
+                       "value as an empty cell (.fillna('')), and show a table as a DataFrame, not a Styler.")
