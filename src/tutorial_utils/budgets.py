@@ -137,12 +137,13 @@ def profile_training_memory(profile: Profile) -> dict[str, float] | None:
     if arch is None:
         return None
     dims, tied = KNOWN_ARCHS[arch], TIED_EMBEDDINGS[arch]
-    runs = [(profile.train, profile.lora), (profile.multilabel_train, profile.lora),
-            (profile.instruct_train, profile.lora), *((profile.instruct_train, b) for b in profile.instruct_budgets)]
-    sizes = [training_memory(dims, tied, s.batch_size, s.max_length + (64 if s is profile.instruct_train else 0),
+    prompt = 64  # instruction tuning's instruction and answer, on top of the text
+    runs = [(profile.train, profile.lora, 0), (profile.multilabel_train, profile.lora, 0),
+            *((profile.instruct_train, lora, prompt) for lora in (profile.lora, *profile.instruct_budgets))]
+    sizes = [training_memory(dims, tied, s.batch_size, s.max_length + extra,
                              lora_parameters(dims, lora.r, ALL_LINEAR if "all-linear" in lora.target_modules
                                              else lora.target_modules))
-             for s, lora in runs]
+             for s, lora, extra in runs]
     return max(sizes, key=lambda m: m["total"])
 
 
