@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export COURSE_HIDE_PROGRESS := 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install book test check bench bench-course clean
+.PHONY: install book test check bench bench-course clean colab-check
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,6 @@ check:  ## static checks of the book as a reader meets it
 
 clean:
 	rm -rf _build .config.*.yml
+
+colab-check: $(STAMP)  ## Colab's stack (Python 3.13, its versions) + the install cell + every chapter on tiny; not in CI (GBs)
+	$(BIN)/python -m tutorial_utils.colab_stack
