@@ -73,9 +73,9 @@ def colab_pins() -> list[str]:
 
 def python313() -> str:
     """A Python 3.13 interpreter (Colab's), or a clear error naming how to get one."""
-    for candidate in (shutil.which("python3.13"), *sorted(Path.home().glob(".pyenv/versions/3.13*/bin/python3.13"))):
-        if candidate:
-            return str(candidate)
+    for candidate in (*sorted(Path.home().glob(".pyenv/versions/3.13*/bin/python3.13")), shutil.which("python3.13")):
+        if candidate and subprocess.run([str(candidate), "--version"], capture_output=True).returncode == 0:
+            return str(candidate)  # (a pyenv shim on PATH fails unless 3.13 is the active version)
     raise SystemExit("No Python 3.13 found (Colab runs 3.13). Fix: install one (pyenv install 3.13, or your OS's "
                      "python3.13 package) so that `python3.13` is on PATH.")
 
@@ -189,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             state["pins"] = colab_pins()
             print(f"installing Colab's versions of {len(state['pins'])} packages (a CUDA torch: GBs on first use) ...",
                   flush=True)
-            subprocess.run([str(python), "-m", "pip", "install", "--quiet", *state["pins"]], check=True, stdout=log,
-                           stderr=log)
+            for attempt in range(3):  # a multi-GB download can break off; pip's cache keeps what arrived whole
+                done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--retries", "10",
+                                       *state["pins"]], stdout=log, stderr=log)
+                if done.returncode == 0:
+                    break
+            done.check_returncode()
             base = freeze(python)
             state["tries"] = []
             for preload, folder in ((PRELOADED, "course-after-imports"), ((), "course")):  # the last stays installed
