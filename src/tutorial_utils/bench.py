@@ -18,10 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity
+from torch.profiler import profile as torch_profile  # "profile" names the course profile in this module
+from transformers import AutoModelForCausalLM
 
 from . import budgets, instruct, models, quantization
 from .config import LoraSettings, Profile
 from .data import label_names, load_single_label
+from .session import versions
 from .timing import timed
 
 DEQUANT_OPS = ("bitsandbytes::dequantize_4bit", "bitsandbytes::dequantize_blockwise")
@@ -31,8 +35,6 @@ DEQUANT_OPS = ("bitsandbytes::dequantize_4bit", "bitsandbytes::dequantize_blockw
 
 def machine() -> dict:
     """What the figures were measured on: CPU model, cores, torch threads, GPU, library versions, load average."""
-    from .session import versions
-
     info = Path("/proc/cpuinfo").read_text(errors="ignore") if os.path.exists("/proc/cpuinfo") else ""
     names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
     cuda = torch.cuda.is_available()
@@ -114,8 +116,6 @@ def _proc_status(field: str) -> float | None:
 
 def memory_one(profile: Profile, precision: str) -> dict:
     """Load the profile's causal LM in one precision and measure it; run it in a fresh process (the CLI does)."""
-    from transformers import AutoModelForCausalLM
-
     _free()
     before = _proc_status("VmRSS")
     if Path("/proc/self/clear_refs").exists():  # reset the peak-RSS counter (VmHWM) to the current RSS
@@ -240,10 +240,8 @@ def _loss(model, batch: dict, answer_logits_only: bool) -> torch.Tensor:
 
 def dequant_share(fn: Callable[[], object]) -> float | None:
     """Share of one call's wall time spent in bitsandbytes' 4-bit dequantisation ops (torch profiler); None if none ran."""
-    from torch.profiler import ProfilerActivity, profile
-
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as prof:
+    with torch_profile(activities=activities) as prof:
         wall = clock(fn)
     events = [e for e in prof.key_averages() if e.key in DEQUANT_OPS]
     busy = sum(getattr(e, "device_time_total", 0) if torch.cuda.is_available() else e.cpu_time_total for e in events)

@@ -13,11 +13,14 @@ import tempfile
 import warnings
 
 import torch
+from transformers import AutoModelForSequenceClassification
 
 from . import instruct, models
 from .bench import _free, clock
 from .config import Profile
 from .data import label_names, load_single_label
+from .distill import int8_student
+from .export import export_classifier
 from .train import predict_logits
 
 
@@ -50,10 +53,6 @@ def _predictors(profile: Profile, names: list[str]):
 
     def exported(dtype: torch.dtype) -> tuple:
         """The head as ``export.export_classifier`` writes it, loaded back with plain transformers."""
-        from transformers import AutoModelForSequenceClassification
-
-        from .export import export_classifier
-
         model, tokenizer = head(True)
         with tempfile.TemporaryDirectory() as folder:
             export_classifier(model, tokenizer, profile, names, f"{folder}/model", dtype=dtype)
@@ -65,8 +64,6 @@ def _predictors(profile: Profile, names: list[str]):
 
         Its kernels take float32 inputs, so it runs without the bf16 autocast of ``predict_logits``.
         """
-        from .distill import int8_student
-
         model, tokenizer = models.load_encoder_classifier(profile, names)
         model = int8_student(model)
         return {"": lambda texts, b: predict_logits(model, tokenizer, texts, batch_size=b,

@@ -50,7 +50,7 @@ def fmt(value: object) -> str:
 
 def section_markdown(name: str, section: dict) -> str:
     """One section as markdown: what and where it was measured, then the table."""
-    from .bench import machine_line
+    from .bench import machine_line  # lazy: bench pulls torch (~2 s); the cli loads this module at start
 
     columns = [c for c in TABLE_COLUMNS[name] if any(c in row for row in section["rows"])]
     others = section["machine"].get("other programs' share of the CPU")
@@ -74,11 +74,11 @@ def write_markdown(results: dict, path: Path) -> None:
 
 def plot_section(name: str, section: dict, title: str, path: Path) -> None:
     """The figure the page shows for one section, saved as PNG."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib and pandas cost ~1 s; the cli loads this module at start
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
+    import matplotlib.pyplot as plt  # lazy: must load after matplotlib.use("Agg")
+    import pandas as pd  # lazy: as matplotlib above
 
     rows = pd.DataFrame(section["rows"])
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.6))
@@ -118,7 +118,7 @@ def write_report(results: dict, json_path: Path, images: Path | None) -> None:
     write_markdown(results, json_path)
     if images is None:
         return
-    from .bench import machine_line
+    from .bench import machine_line  # lazy: bench pulls torch (~2 s); the cli loads this module at start
 
     images.mkdir(parents=True, exist_ok=True)
     for name, section in results["sections"].items():

@@ -24,10 +24,10 @@ def repo_root() -> Path:
 
 def measure(step: str, profile, args: argparse.Namespace) -> tuple[list[dict], dict]:
     """Rows and settings of one benchmark section."""
-    from . import bench, models
+    from . import bench, models  # lazy: torch and transformers (~3 s); the cli loads this module at start
 
     if step == "memory":
-        from .assets import model_path
+        from .assets import model_path  # lazy: assets loads socket; the cli loads this module at start
 
         model_path(profile.causal_lm)  # convert once, outside the measured processes
         rows = [_memory_in_fresh_process(profile.name, p) for p in models.PRECISIONS]
@@ -38,7 +38,7 @@ def measure(step: str, profile, args: argparse.Namespace) -> tuple[list[dict], d
         return bench.train_rows(profile, steps=args.steps), {"model": profile.causal_lm, "timed steps": args.steps,
                                                             "LoRA": dataclasses.asdict(profile.lora)}
     if step == "infer":
-        from .bench_infer import infer_rows
+        from .bench_infer import infer_rows  # lazy: torch and transformers, as above
 
         rows = infer_rows(profile, single=args.single, batched=args.batched)
         return rows, {"model": profile.causal_lm, "encoder": profile.encoder, "texts at batch 1": args.single,
@@ -63,8 +63,8 @@ def course_rows(profile: str, chapters: list[str] | None, tests: bool) -> list[d
 
     ``chapters``: None for all, else the file-name prefixes to run ([] for none).
     """
-    import nbformat
-    from nbclient import NotebookClient
+    import nbformat  # lazy: dev dependencies (jupyter-book) that only the course section needs
+    from nbclient import NotebookClient  # lazy: as above
 
     rows = []
     paths = sorted((repo_root() / "chapters").glob("*.ipynb"))

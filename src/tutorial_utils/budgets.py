@@ -154,7 +154,7 @@ def activation_probe(model, batch: dict, seed: int = 0) -> dict[str, float]:
     counted once); a block's MLP entered twice means its forward was recomputed in the backward pass.
     Seeded, so that two probes of one model draw the same dropout masks.
     """
-    import torch
+    import torch  # lazy: torch costs ~2 s; budgets is light (session.start loads it), and works from dimensions alone
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}

@@ -18,7 +18,7 @@ def plot_tradeoff(table: pd.DataFrame, metric: str = "macro-F1", title: str = ""
                   low: str | None = None, high: str | None = None):
     """Metric against trainable parameters (log scale), with error bars from the ``low`` and ``high`` columns
     (default: the metric's 95% interval, "<metric> CI low" and "<metric> CI high")."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib costs ~1 s; write_report (the cli's) does not need it
 
     ax = ax or plt.subplots(figsize=(7.5, 4.2))[1]
     low, high = low or f"{metric} CI low", high or f"{metric} CI high"
@@ -53,12 +53,12 @@ def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose:
 
     Every table comes from the results store (computing what it lacks, as ``reproduce`` would).
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib costs ~1 s; write_report (the cli's) does not need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: must load after matplotlib.use("Agg")
 
-    from . import comparison, experiment, plots
+    from . import comparison, experiment, plots  # lazy: datasets, sklearn, matplotlib; plots loads pyplot: after use("Agg")
 
     plots.use_style()
     fair = comparison.collect(profile, verbose=verbose)

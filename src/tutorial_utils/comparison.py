@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import experiment, methods, stats, store
 from .config import Profile
+from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from .records import RunRecord
 
 REFERENCE = methods.EMBEDDING_HEAD
@@ -260,8 +261,6 @@ def calibration_table(found: dict[str, list[RunRecord]], y_validation) -> pd.Dat
 
     ``y_validation``: the study's validation labels (every run of a study shares its validation split).
     """
-    from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
-
     y_val, rows = np.asarray(y_validation), []
     for name, runs in found.items():
         if methods.get(name).trained_with:  # its validation probabilities are another read-out's (scored labels)

@@ -244,7 +244,7 @@ def cuda_available() -> bool:
     """True when torch is installed and sees a CUDA device."""
     if importlib.util.find_spec("torch") is None:
         return False
-    import torch
+    import torch  # lazy: config imports no heavy library (torch costs ~2 s), and torch may be absent
 
     return torch.cuda.is_available()
 

@@ -6,21 +6,29 @@ softmax of logits / T (Hinton et al., 2015). Taught in chapter 07.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
+import io
 import json
 import tempfile
 from pathlib import Path
 
+import huggingface_hub  # called as huggingface_hub.snapshot_download, so that a test can replace it
 import numpy as np
 import torch
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict, Features, Value
 from torch.nn import functional as F
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from .methods import STUDENT  # noqa: F401 (the names live in the registry)
-from . import models
-from .config import Profile, TrainSettings
-from .metrics import softmax
+from . import assets, models
+from .checks import check_safetensors
+from .config import DataSizes, Profile, TrainSettings
+from .data import label_names, load_single_label
+from .metrics import classification_metrics, softmax
+from .recipes import classifier_result, train_and_report
+from .session import seed_everything
 from .train import predict_logits, tokenize, training_arguments, with_course_callbacks
 from .timing import timed
 
@@ -41,7 +49,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor,
 def make_distillation_trainer(model, tokenizer, data: DatasetDict, profile: Profile, temperature: float,
                               alpha: float, settings: TrainSettings | None = None, **overrides: object):
     """A Trainer whose loss is ``distillation_loss``; ``data`` splits need a ``teacher_probs`` column."""
-    from transformers import DataCollatorWithPadding, Trainer
+    from transformers import Trainer  # lazy: loads bitsandbytes, which warns unless models has quieted it
 
     class DistillationTrainer(Trainer):
         """Trainer with the distillation loss; evaluation still reports plain cross-entropy metrics."""
@@ -82,10 +90,6 @@ def cached_teacher_probabilities(profile: Profile, teacher, tokenizer, texts: li
 def student_run(profile: Profile, data: DatasetDict, transfer: DatasetDict, temperature: float, alpha: float,
                 method: str = STUDENT, save_model: bool = True, settings: TrainSettings | None = None):
     """Train a fresh student on ``transfer`` with the distillation loss, predict ``data``'s test split, keep its weights."""
-    from .data import label_names
-    from .recipes import classifier_result, train_and_report
-    from .session import seed_everything
-
     seed_everything(profile.seed)
     student, tokenizer = models.load_encoder_classifier(profile, label_names(data))  # a fresh student
     trainer = make_distillation_trainer(student, tokenizer, transfer, profile, temperature, alpha, settings=settings)
@@ -97,10 +101,6 @@ def student_run(profile: Profile, data: DatasetDict, transfer: DatasetDict, temp
 
 def load_trained_student(folder: str | Path):
     """A student saved by ``student_run``; returns (model, tokenizer) on the course's device."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from .checks import check_safetensors
-
     check_safetensors(folder, "model")
     model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
     return model.to(models.device()).eval(), AutoTokenizer.from_pretrained(folder)
@@ -109,8 +109,6 @@ def load_trained_student(folder: str | Path):
 def int8_student(model):
     """A CPU copy of the student with int8 weights in its linear layers (PyTorch's dynamic quantisation: weights
     quantised once, activations per batch at run time); predict with ``autocast=False`` (chapter 07)."""
-    import copy
-
     return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu().float().eval(), {torch.nn.Linear},
                                                   dtype=torch.qint8)
 
@@ -118,11 +116,6 @@ def int8_student(model):
 def int8_comparison(student, tokenizer, texts: list[str], labels, max_length: int) -> dict[str, dict]:
     """The fp32 student against its int8 copy, both on the CPU in float32: macro-F1, agreement with the fp32
     predictions, the largest change of a probability, speed, and the bytes ``torch.save`` writes (chapter 07)."""
-    import copy
-    import io
-
-    from .metrics import classification_metrics
-
     full = copy.deepcopy(student).cpu().float().eval()
     rows, reference = {}, None
     for name, model in (("fp32 student", full), ("int8 student", int8_student(full))):
@@ -158,13 +151,9 @@ def disk_bytes(model) -> int:
 
 def base_disk_bytes(profile: Profile) -> int:
     """Bytes of the profile's causal LM's weights on disk (safetensors in 16-bit): a course folder or the hub cache."""
-    from .assets import model_path
-
-    folder = Path(model_path(profile.causal_lm))
+    folder = Path(assets.model_path(profile.causal_lm))
     if not folder.is_dir():  # a hub model id: its files are in the hub cache once it has been loaded
-        from huggingface_hub import snapshot_download
-
-        folder = Path(snapshot_download(str(model_path(profile.causal_lm)), local_files_only=True))
+        folder = Path(huggingface_hub.snapshot_download(str(assets.model_path(profile.causal_lm)), local_files_only=True))
     files = list(folder.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"No safetensors weights of {profile.causal_lm} in {folder}. Fix: load the model once "
@@ -178,13 +167,6 @@ def transfer_set(profile: Profile, data: DatasetDict) -> DatasetDict:
     A larger sample of the same split with the same seed contains the profile's training sample, so the
     extra texts never overlap validation or test (chapter 07).
     """
-    import dataclasses
-
-    from datasets import Dataset, Features, Value
-
-    from .config import DataSizes
-    from .data import load_single_label
-
     wanted = len(data["train"]) + profile.distill_extra_texts
     bigger = load_single_label(dataclasses.replace(profile, single_label_sizes=DataSizes(train=wanted, validation=0,
                                                                                          test=0)))["train"]

@@ -26,9 +26,12 @@ from fnmatch import fnmatch
 
 import numpy as np
 from datasets import DatasetDict
+from tqdm.auto import tqdm
 
 from . import methods, records, runners, store
 from .config import Profile
+from .data import load_multi_label, load_single_label
+from .data.common import with_train_cut
 from .records import RunRecord
 from .timing import timed
 
@@ -112,9 +115,6 @@ def news_data(profile: Profile) -> DatasetDict:
 @functools.lru_cache(maxsize=4)
 def multilabel_data(profile: Profile) -> DatasetDict:
     """The multi-label study's data: its train split cut to the protocol's ``train_examples`` (or all, if fewer)."""
-    from .data import load_multi_label
-    from .data.common import with_train_cut
-
     return with_train_cut(load_multi_label(profile), profile.protocol.train_examples, profile.seed, multi_label=True)
 
 
@@ -135,8 +135,6 @@ def comparison_data(profile: Profile, sizes: tuple[int, ...] = ()) -> dict[int, 
     Cached per profile: ``plan``, ``records_of`` and the chapter's tables all need it, and loading is the
     slow part of making a plan.
     """
-    from .data import load_single_label
-
     full = load_single_label(profile)
     order = nested_order(full["train"]["label"], profile.seed)
     top = min(profile.protocol.train_examples or len(order), len(order))
@@ -301,8 +299,6 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     selected ones again even when stored. ``max_runs``: stop after that many trainings (to fit a time
     window; the next call goes on from there).
     """
-    from tqdm.auto import tqdm
-
     data = comparison_data(profile, profile.protocol.efficiency_sizes)
     studies = set(studies or STUDIES)
     done: set[str] = set()

@@ -25,7 +25,7 @@ def _dequantized(module) -> torch.Tensor:
     """A linear layer's weight in float32: dequantised from 4-bit NF4 when it is stored so."""
     weight = module.weight
     if type(weight).__name__ == "Params4bit":
-        import bitsandbytes.functional as bnbf
+        import bitsandbytes.functional as bnbf  # lazy: ~2 s and a CPU warning at import; only 4-bit weights need it
 
         return bnbf.dequantize_4bit(weight.data, weight.quant_state).float()
     return weight.detach().float()
@@ -33,8 +33,8 @@ def _dequantized(module) -> torch.Tensor:
 
 def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
     """The weights of the plain model that computes what ``peft_model`` (4-bit base + LoRA + head) computes."""
-    from peft.tuners.lora import LoraLayer
-    from peft.utils import ModulesToSaveWrapper
+    from peft.tuners.lora import LoraLayer  # lazy: peft costs ~3 s (bitsandbytes with it); export_plain needs neither
+    from peft.utils import ModulesToSaveWrapper  # lazy: as above
 
     state: dict[str, torch.Tensor] = {}
     for name, module in peft_model.named_modules():

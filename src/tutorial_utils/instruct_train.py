@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset, DatasetDict
+from sklearn.metrics import f1_score
 
 from .methods import INSTRUCTION_SCORED, INSTRUCTION_GENERATED  # noqa: F401 (the names live in the registry)
 from . import budgets, instruct, models
-from .config import LoraSettings, Profile, TrainSettings
+from .checks import check_safetensors
+from .config import LoraSettings, Profile, TrainSettings, get_profile
 from .data import label_names, load_single_label
 from .data.common import sample_examples
 from .instruct import Verbalizer
@@ -103,7 +105,7 @@ def make_instruct_trainer(model, tokenizer, pairs: Dataset, profile: Profile, se
                           run_name: str = "instruct", share_prefix: bool = True,
                           **overrides: object) -> "transformers.Trainer":  # noqa: F821
     """A transformers Trainer for prompt -> answer pairs with the loss on the answers only (chapter 04)."""
-    from transformers import Trainer
+    from transformers import Trainer  # lazy: loads bitsandbytes, which warns unless models has quieted it
 
     class CompletionOnlyTrainer(Trainer):
         """Trainer whose loss is ``completion_loss``."""
@@ -126,7 +128,7 @@ def make_instruct_trainer(model, tokenizer, pairs: Dataset, profile: Profile, se
 def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, settings: TrainSettings | None = None,
                      run_name: str = "instruct-trl", **overrides: object) -> "trl.SFTTrainer":  # noqa: F821
     """TRL's SFTTrainer on the same prompt-completion data: it too masks the prompt out of the loss (chapter 04)."""
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer  # lazy: loads bitsandbytes, which warns unless models has quieted it
 
     dtype = models.compute_dtype()
     # the course's schedule, warmup, precision and seeds (train.training_arguments), with TRL's own needs:
@@ -184,10 +186,7 @@ def save_tuned(tuned: Tuned, profile: Profile, folder: Path) -> None:
 
 def load_tuned(folder: Path) -> Tuned:
     """A model saved by ``save_tuned``: the profile's base model in its precision, with the adapter (chapter 09)."""
-    from peft import PeftModel
-
-    from .checks import check_safetensors
-    from .config import get_profile
+    from peft import PeftModel  # lazy: loads bitsandbytes, which warns unless models has quieted it
 
     settings = json.loads((folder / PROMPT_FILE).read_text())
     check_safetensors(folder, "adapter_model")
@@ -242,8 +241,6 @@ def lora_label(lora: LoraSettings) -> str:
 
 def prediction_metrics(y_true, y_pred, n_classes: int) -> dict[str, float]:
     """Accuracy, macro- and weighted-F1 over the classes; a prediction of -1 (unparsable) is wrong (chapter 04)."""
-    from sklearn.metrics import f1_score
-
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(n_classes))
     return {"accuracy": float((y_true == y_pred).mean()),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
 from .assets import model_path
 from .checks import check_label_names, check_safetensors
@@ -50,8 +51,6 @@ def compute_dtype(on: torch.device | None = None) -> torch.dtype:
 
 def quantization_config(double_quant: bool = True, quant_type: str = "nf4", dtype: torch.dtype | None = None):
     """A bitsandbytes 4-bit config: NF4 with double quantisation and the device's compute dtype."""
-    from transformers import BitsAndBytesConfig
-
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
                               bnb_4bit_use_double_quant=double_quant,
                               bnb_4bit_compute_dtype=dtype or compute_dtype())
@@ -81,8 +80,6 @@ def ensure_pad_token(tokenizer) -> str:
 
 def load_tokenizer(name: str, padding_side: str = "right"):
     """The tokenizer of a profile model name, with a proper pad token and an explicit padding side."""
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(model_path(name))
     ensure_pad_token(tokenizer)
     tokenizer.padding_side = padding_side
@@ -109,8 +106,6 @@ def precision_kwargs(precision: str) -> dict:
     if precision == "bf16":
         return {"dtype": compute_dtype()}
     if precision == "int8":  # LLM.int8 computes in fp16 (on CPU a bf16 model warns at every layer)
-        from transformers import BitsAndBytesConfig
-
         return {"dtype": torch.float16, **place, "quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
     if precision in ("nf4", "nf4-dq"):
         return {"dtype": compute_dtype(), **place,
@@ -130,8 +125,6 @@ def from_pretrained(auto_class, name: str, precision: str, **kwargs):
 def load_sequence_classifier(profile: Profile, label_names: list[str], multi_label: bool = False,
                              quantize: bool | None = None):
     """The profile's causal LM with a classification head on the last non-pad token; returns (model, tokenizer)."""
-    from transformers import AutoModelForSequenceClassification
-
     label_names = check_label_names(label_names, minimum=1 if multi_label else 2)
     tokenizer = load_tokenizer(profile.causal_lm)
     model = from_pretrained(
@@ -147,8 +140,6 @@ def load_causal_lm(profile: Profile, quantize: bool | None = None, padding_side:
                    precision: str | None = None):
     """The profile's causal LM for generation and label scoring, in the profile's precision or the one named;
     returns (model, tokenizer)."""
-    from transformers import AutoModelForCausalLM
-
     tokenizer = load_tokenizer(profile.causal_lm, padding_side=padding_side)
     model = from_pretrained(AutoModelForCausalLM, profile.causal_lm, precision or profile_precision(profile, quantize))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -169,7 +160,7 @@ def linear_module_names(model: nn.Module) -> set[str]:
 def add_lora(model: nn.Module, lora: LoraSettings, task_type: str = "SEQ_CLS",
              gradient_checkpointing: bool = False, prepare_kbit: bool = True):
     """Wrap a model with LoRA adapters (and, for 4-bit models, peft's k-bit preparation); returns the PeftModel."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training  # lazy: peft costs ~3 s; only LoRA needs it
 
     available = linear_module_names(model)
     targets = list(lora.target_modules)
@@ -228,8 +219,6 @@ def count_parameters(model: nn.Module) -> ParamCount:
 
 def load_encoder_classifier(profile: Profile, label_names: list[str], multi_label: bool = False):
     """The profile's encoder (MiniLM, BERT) with a fresh classification head; returns (model, tokenizer)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     label_names = check_label_names(label_names, minimum=1 if multi_label else 2)
     path = model_path(profile.encoder)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -246,7 +235,7 @@ def load_trained_classifier(profile: Profile, label_names: list[str], adapter_di
     peft saves the head because ``task_type="SEQ_CLS"`` lists it in ``modules_to_save``; without that the
     reloaded head would be freshly random and predict at chance (peft issues #310, #577).
     """
-    from peft import PeftModel
+    from peft import PeftModel  # lazy: peft costs ~3 s; only LoRA needs it
 
     check_safetensors(adapter_dir, "adapter_model")
     base, tokenizer = load_sequence_classifier(profile, label_names, multi_label=multi_label)
@@ -272,7 +261,7 @@ def keep_trainable_on_cpu(model: torch.nn.Module) -> int:
         module.support_avx512bf16_for_cpu = False
         state = getattr(module.weight, "quant_state", None)
         if state is not None and getattr(state, "packing_format_for_cpu", False):
-            from bitsandbytes.nn import modules as bnb_modules
+            from bitsandbytes.nn import modules as bnb_modules  # lazy: ~2 s, only for a layer bitsandbytes repacked
 
             module.weight.data, module.weight.quant_state = bnb_modules._convert_weight_packed_for_cpu_inverse(
                 module.weight.data, state)

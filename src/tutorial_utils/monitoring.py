@@ -32,7 +32,7 @@ def label_shift(train_labels: Sequence[int], predicted: Sequence[int], names: Se
     The distance is half the sum of the absolute share differences (0: the same mix, 1: no label in
     common); the p-value tests whether the batch could be drawn with the training shares.
     """
-    from scipy.stats import chisquare
+    from scipy.stats import chisquare  # lazy: scipy.stats costs ~0.5 s; the other functions need only numpy and pandas
 
     n = len(names)
     train = np.bincount(np.asarray(train_labels), minlength=n) / max(len(train_labels), 1)

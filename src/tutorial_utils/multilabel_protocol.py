@@ -10,12 +10,14 @@ threshold. Each runner returns an outcome like ``runners``' (``records.make_reco
 
 from __future__ import annotations
 
-
 import numpy as np
 from datasets import DatasetDict
+from sklearn.multiclass import OneVsRestClassifier
 
 from .config import Profile
 from .data import multi_hot
+from .metrics import sigmoid
+from .runners import fit_probes, fit_to_plateau, probe_extra
 from .stats import micro_f1
 from .thresholds import apply_thresholds, tune_global_threshold
 from .timing import timed
@@ -51,10 +53,8 @@ def frequency_floor(data: DatasetDict) -> float:
 
 def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """TF-IDF + one logistic regression per label at C = ``value``."""
-    from sklearn.multiclass import OneVsRestClassifier
-
-    from .probe import probe_parameters
-    from .recipes import tfidf_pipeline
+    from .probe import probe_parameters  # lazy: torch, transformers (~3 s); runners loads this
+    from .recipes import tfidf_pipeline  # lazy: as above
 
     pipeline = tfidf_pipeline(seed)
     pipeline.steps[-1] = ("onevsrest", OneVsRestClassifier(pipeline[-1].set_params(C=value)))
@@ -65,8 +65,7 @@ def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: floa
 
 def multilabel_probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """The frozen-LLM probe, one logistic regression per label at C = ``value``; layer and pooling chosen on validation."""
-    from .probe import fit_multilabel_probe, probe_parameters
-    from .runners import fit_probes, probe_extra
+    from .probe import fit_multilabel_probe, probe_parameters  # lazy: torch, transformers (~3 s); runners loads this
 
     Y_train, Y_val = label_matrix(data, "train"), label_matrix(data, "validation")
     feats, best, scores, seconds, head = fit_probes(
@@ -80,8 +79,7 @@ def multilabel_probe(profile: Profile, data: DatasetDict, seed: int, value: floa
 def sigmoid_scorer(data: DatasetDict):
     """The protocol's evaluation of a multi-label classifier, given its tokenizer and settings: micro-F1 at the
     best threshold, and the probabilities."""
-    from .metrics import sigmoid
-    from .train import predict_logits
+    from .train import predict_logits  # lazy: torch, transformers (~3 s); runners loads this
 
     texts, Y = list(data["validation"]["text"]), label_matrix(data, "validation")
 
@@ -97,9 +95,6 @@ def sigmoid_scorer(data: DatasetDict):
 
 def train_sigmoid_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> dict:
     """The LoRA head (4-bit base) or the encoder with one sigmoid per label, trained to a validation plateau."""
-    from .metrics import sigmoid
-    from .runners import fit_to_plateau
-
     _, _, fitted, logits = fit_to_plateau(profile, data, seed, value, encoder, multi_label=True,
                                           evaluate=sigmoid_scorer(data))
     return thresholded(data, fitted.pop("val_probs"), sigmoid(logits), **fitted)
@@ -117,10 +112,10 @@ def multilabel_encoder(profile: Profile, data: DatasetDict, seed: int, value: fl
 
 def multilabel_instruction(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """Instruction tuning on "label, label" answers to a validation plateau (micro-F1 of the generated lists)."""
-    from .instruct import generate
-    from .instruct_train import prepare_tuning
-    from .multilabel_runs import instruction_result, max_answer_tokens, parse_many
-    from .plateau import schedule, train_to_plateau
+    from .instruct import generate  # lazy: torch, transformers (~3 s); runners loads this
+    from .instruct_train import prepare_tuning  # lazy: as above
+    from .multilabel_runs import instruction_result, max_answer_tokens, parse_many  # lazy: as above
+    from .plateau import schedule, train_to_plateau  # lazy: as above
 
     s = profile.instruct_train
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)

@@ -18,6 +18,7 @@ from .config import Profile, Protocol, TrainSettings
 from .data.common import label_names
 from .metrics import macro_f1, softmax
 from .timing import timed
+from .train import make_trainer, predict_logits
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
 
@@ -89,8 +90,6 @@ def train_to_plateau(trainer, evaluate: Evaluate, protocol: Protocol, steps: dic
 
 def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings) -> Evaluate:
     """The protocol's evaluation of a sequence classifier: macro-F1 and probabilities on the validation split."""
-    from .train import predict_logits
-
     texts, y, n = list(data["validation"]["text"]), np.asarray(data["validation"]["label"]), len(label_names(data))
 
     def evaluate(model) -> tuple[float, np.ndarray]:
@@ -111,8 +110,6 @@ def fit_classifier(model, tokenizer, data: DatasetDict, profile: Profile, learni
     Returns the curve, the best validation metric, the epochs run and timings; the model ends with the
     best evaluation's weights.
     """
-    from .train import make_trainer
-
     s = settings or profile.train
     seed = profile.seed if seed is None else seed
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)

@@ -6,9 +6,11 @@ Taught in chapter 00 (label counts) and used throughout.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from datasets import DatasetDict
+from sklearn.metrics import confusion_matrix
 
 from .data.common import label_counts
 
@@ -31,8 +33,6 @@ def plot_label_counts(data: DatasetDict, title: str = "Examples per label and sp
 
 def plot_causal_mask(tokens: list[str], attention_mask: list[int] | None = None, ax=None):
     """Which positions each token may attend to: lower-triangular (causal), pad columns blanked."""
-    import numpy as np
-
     n = len(tokens)
     allowed = np.tril(np.ones((n, n)))
     if attention_mask is not None:
@@ -59,8 +59,6 @@ def plot_learning_curve(curve: pd.DataFrame, ax=None):
 
 def plot_confusion(y_true, y_pred, names: list[str], normalize: bool = True, ax=None):
     """A confusion-matrix heatmap; rows are true labels, normalised to recall per class by default."""
-    from sklearn.metrics import confusion_matrix
-
     matrix = confusion_matrix(y_true, y_pred, labels=range(len(names)), normalize="true" if normalize else None)
     ax = ax or plt.subplots(figsize=(6.5, 5.2))[1]
     sns.heatmap(matrix, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", xticklabels=names,
@@ -137,8 +135,6 @@ def plot_f1_vs_threshold(curves: pd.DataFrame, labels: list[str], tuned: dict[st
 
 def plot_cooccurrence(Y, names: list[str], ax=None):
     """How often label j (column) is present when label i (row) is: P(j | i), diagonal = 1 (chapter 05)."""
-    import numpy as np
-
     Y = np.asarray(Y, dtype=float)
     counts = Y.T @ Y
     conditional = counts / np.maximum(np.diag(counts)[:, None], 1)

@@ -13,11 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from .methods import FROZEN_PROBE, MULTILABEL_PROBE  # noqa: F401 (the names live in the registry)
-from .runs import runs_dir
+from .runs import RunResult, runs_dir
 from .config import Profile
+from .data import label_names, multi_hot
 from .heads import pool
+from .metrics import classification_metrics, multilabel_metrics
+from .models import load_causal_lm
+from .thresholds import apply_thresholds, tune_per_class_thresholds
 
 LAYERS = ("last", "middle")
 FEATURE_POOLINGS = ("last", "mean")  # the two of heads.POOLINGS the probe computes features for
@@ -65,8 +73,6 @@ def cached_features(profile: Profile, name: str, texts: list[str], max_length: i
     if all(path.exists() for path in paths.values()):
         return {key: np.load(path) for key, path in paths.items()}
     if model is None:
-        from .models import load_causal_lm
-
         model, tokenizer = load_causal_lm(profile, padding_side="right")
     if verbose:
         print(f"computing frozen-LLM features for {len(texts)} {name} texts (cached for next time) ...")
@@ -79,20 +85,11 @@ def cached_features(profile: Profile, name: str, texts: list[str], max_length: i
 
 def fit_probe(X_train: np.ndarray, y_train: np.ndarray, C: float = 1.0, seed: int = 42):
     """Standardised features + multinomial logistic regression: the single-label probe."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed)).fit(X_train, y_train)
 
 
 def fit_multilabel_probe(X_train: np.ndarray, Y_train: np.ndarray, C: float = 1.0, seed: int = 42):
     """Standardised features + one logistic regression per label (one-vs-rest): the multi-label probe."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     head = OneVsRestClassifier(LogisticRegression(C=C, max_iter=3000, random_state=seed))
     return make_pipeline(StandardScaler(), head).fit(X_train, Y_train)
 
@@ -111,17 +108,11 @@ def _frozen(profile: Profile, model, tokenizer):
     """The given frozen model, or the profile's causal LM loaded in its inference form."""
     if model is not None:
         return model, tokenizer
-    from .models import load_causal_lm
-
     return load_causal_lm(profile, padding_side="right")
 
 
 def probe_run(profile: Profile, data, model=None, tokenizer=None, method: str = FROZEN_PROBE):
     """The single-label probe as a cached-run result: layer and pooling chosen on validation, scored on test."""
-    from .data import label_names
-    from .metrics import classification_metrics
-    from .runs import RunResult
-
     model, tokenizer = _frozen(profile, model, tokenizer)
     feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
                                 profile.train.max_length, model, tokenizer) for s in ("train", "validation", "test")}
@@ -138,11 +129,6 @@ def probe_run(profile: Profile, data, model=None, tokenizer=None, method: str = 
 def multilabel_probe_run(profile: Profile, data, model=None, tokenizer=None, key: tuple[str, str] = ("middle", "mean"),
                          method: str = MULTILABEL_PROBE):
     """The multi-label probe (one-vs-rest, per-label thresholds tuned on validation) as a cached-run result."""
-    from .data import label_names, multi_hot
-    from .metrics import multilabel_metrics
-    from .runs import RunResult
-    from .thresholds import apply_thresholds, tune_per_class_thresholds
-
     model, tokenizer = _frozen(profile, model, tokenizer)
     texts = {s: list(data[s]["text"]) for s in ("train", "validation", "test")}
     feats = {s: cached_features(profile, f"{profile.multi_label_data}-{s}", texts[s], profile.multilabel_train.max_length,

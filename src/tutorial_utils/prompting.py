@@ -7,12 +7,15 @@ Few-shot examples are chat turns (user: text, assistant: label) between the inst
 
 from __future__ import annotations
 
-
 import numpy as np
 from datasets import Dataset
 
 from .methods import ZERO_SHOT  # noqa: F401 (the names live in the registry)
-from .instruct import Verbalizer, instruction, score_labels, truncate
+from .data import label_names
+from .instruct import Verbalizer, instruction, make_verbalizer, score_labels, truncate
+from .metrics import classification_metrics, softmax
+from .models import load_causal_lm
+from .runs import RunResult
 from .timing import timed
 
 
@@ -89,15 +92,9 @@ def prompt_scores(model, tokenizer, texts: list[str], verbalizer: Verbalizer, ex
 
 def zero_shot_run(profile, data, model=None, tokenizer=None, kind: str = "names", method: str = ZERO_SHOT):
     """Zero-shot prompting of the frozen instruct model on the test split, by label scoring, as a cached-run result."""
-    from .data import label_names
-    from .instruct import make_verbalizer
-    from .instruct_train import subject_of
-    from .metrics import classification_metrics, softmax
-    from .runs import RunResult
+    from .instruct_train import subject_of  # lazy: the training stack (peft, trl; ~4 s), and prompting trains nothing
 
     if model is None:
-        from .models import load_causal_lm
-
         model, tokenizer = load_causal_lm(profile, padding_side="right")
     names = label_names(data)
     texts = list(data["test"]["text"])

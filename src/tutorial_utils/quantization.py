@@ -7,6 +7,8 @@ quantisation then stores those per-block scales in 8 bits. Taught in chapter 01.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from scipy.stats import norm
 
@@ -38,7 +40,7 @@ def dequantize_nf4(codes: torch.Tensor, absmax: torch.Tensor, shape: torch.Size)
 def bnb_roundtrip(weight: torch.Tensor, quant_type: str = "nf4", blocksize: int = 64,
                   double_quant: bool = False) -> torch.Tensor:
     """Quantise and dequantise with bitsandbytes itself (CPU or CUDA), for comparison."""
-    import bitsandbytes.functional as F
+    import bitsandbytes.functional as F  # lazy: ~2 s and a CPU warning at import; the teaching quantiser does not need it
 
     packed, state = F.quantize_4bit(weight.float(), blocksize=blocksize, quant_type=quant_type,
                                     compress_statistics=double_quant)
@@ -64,7 +66,7 @@ ROUNDTRIPS = ("NF4", "NF4 + double quant", "FP4", "8-bit blockwise")
 
 def roundtrip(weight: torch.Tensor, method: str, blocksize: int = 64) -> torch.Tensor:
     """Quantise and dequantise with bitsandbytes in one of ``ROUNDTRIPS`` (chapter 01)."""
-    import bitsandbytes.functional as F
+    import bitsandbytes.functional as F  # lazy: ~2 s and a CPU warning at import; the teaching quantiser does not need it
 
     if method == "8-bit blockwise":
         codes, state = F.quantize_blockwise(weight.float(), blocksize=blocksize)
@@ -75,7 +77,7 @@ def roundtrip(weight: torch.Tensor, method: str, blocksize: int = 64) -> torch.T
 
 def bnb_codes(weight: torch.Tensor, quant_type: str = "nf4", blocksize: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """The 4-bit codes bitsandbytes stores (two per byte, unpacked) and its 16-level table (chapter 01)."""
-    import bitsandbytes.functional as F
+    import bitsandbytes.functional as F  # lazy: ~2 s and a CPU warning at import; the teaching quantiser does not need it
 
     packed, state = F.quantize_4bit(weight.float(), blocksize=blocksize, quant_type=quant_type)
     packed = packed.flatten()
@@ -85,7 +87,7 @@ def bnb_codes(weight: torch.Tensor, quant_type: str = "nf4", blocksize: int = 64
 
 def stored_bits_per_parameter(weight: torch.Tensor, double_quant: bool, blocksize: int = 64) -> float:
     """Bits per weight that bitsandbytes really stores: packed codes, block scales, second-level scales (chapter 01)."""
-    import bitsandbytes.functional as F
+    import bitsandbytes.functional as F  # lazy: ~2 s and a CPU warning at import; the teaching quantiser does not need it
 
     packed, state = F.quantize_4bit(weight.float(), blocksize=blocksize, quant_type="nf4",
                                     compress_statistics=double_quant)
@@ -108,8 +110,6 @@ def quant_state_bytes(model: torch.nn.Module) -> int:
 @torch.no_grad()
 def next_token_logits(model, tokenizer, texts: list[str], max_length: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """fp32 next-token logits at every position of a right-padded batch, and its attention mask (chapter 01)."""
-    import warnings
-
     tokenizer.padding_side = "right"
     batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     with warnings.catch_warnings():

@@ -11,6 +11,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 from datasets import DatasetDict
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from .methods import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in the registry)
 from . import models
@@ -91,10 +94,6 @@ def encoder_run(profile: Profile, data: DatasetDict | None = None, method: str =
 
 def tfidf_pipeline(seed: int = 42):
     """TF-IDF of words and word pairs + multinomial logistic regression: the floor every learned model must beat."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
     return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
                          LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .session import versions
+
 RECORD_VERSION = 1  # bump when the meaning of a stored record changes: every stored key changes with it
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +108,7 @@ def git_commit() -> tuple[str, bool | None]:
 
 def machine() -> str:
     """The processor or GPU a run used, in a few words."""
-    import torch
+    import torch  # lazy: torch costs ~2 s; records is light (store, experiment and the cli load it)
 
     if torch.cuda.is_available():
         return f"CUDA {torch.cuda.get_device_name(0)}"
@@ -121,8 +123,6 @@ def machine() -> str:
 
 def provenance(wall_seconds: float, command: str | None = None) -> dict:
     """Where a run came from: commit, command, wall time, machine, library versions and when it finished."""
-    from .session import versions
-
     commit, dirty = git_commit()
     return {"git_commit": commit, "uncommitted_changes": dirty,
             "command": command or "python -m tutorial_utils " + " ".join(sys.argv[1:]),
@@ -135,8 +135,8 @@ def provenance(wall_seconds: float, command: str | None = None) -> dict:
 def make_record(method: str, dataset: str, seed: int, settings: dict, data, outcome: dict,
                 wall_seconds: float, command: str | None = None) -> RunRecord:
     """The one builder of a run record, from a runner's outcome (predictions, curve, counts, timings)."""
-    from .data import label_names
-    from .metrics import classification_metrics, multilabel_metrics
+    from .data import label_names  # lazy: data pulls datasets (~1 s); records is light (store and the cli load it)
+    from .metrics import classification_metrics, multilabel_metrics  # lazy: metrics pulls sklearn and scipy, as above
 
     described = data_description(data, dataset)
     y_true, y_pred = np.asarray(outcome["y_true"]), np.asarray(outcome["y_pred"])

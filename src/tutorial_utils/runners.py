@@ -18,6 +18,7 @@ from . import methods
 from .config import Profile, TrainSettings
 from .data import label_names
 from .metrics import macro_f1, softmax
+from .session import seed_everything
 from .timing import timed
 
 TFIDF_C, PROBE_C = 10.0, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
@@ -88,7 +89,7 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
 
 def fit_tfidf(data: DatasetDict, seed: int, value: float) -> tuple[object, dict]:
     """TF-IDF + logistic regression at C = ``value``, trained on ``data``'s train split: (pipeline, outcome)."""
-    from .recipes import tfidf_pipeline, tfidf_probs
+    from .recipes import tfidf_pipeline, tfidf_probs  # lazy: torch, transformers (~3 s); experiment loads runners
 
     pipeline = tfidf_pipeline(seed)
     pipeline.set_params(logisticregression__C=value)
@@ -109,7 +110,7 @@ def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
 def fit_probes(profile: Profile, data: DatasetDict, fit, score) -> tuple:
     """A frozen-LLM probe per layer and pooling, ``fit(X, y_train)``, the best on validation by ``score(head, X)``:
     (features by split, best (layer, pooling), validation scores, fit seconds, the best head)."""
-    from .probe import cached_features
+    from .probe import cached_features  # lazy: torch, transformers (~3 s); experiment loads runners
 
     feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
                                 profile.train.max_length, verbose=False) for s in ("train", "validation", "test")}
@@ -126,7 +127,7 @@ def probe_extra(best: tuple, scores: dict) -> dict:
 
 def probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """The frozen-LLM probe at C = ``value``: layer and pooling chosen on validation (features cached)."""
-    from .probe import fit_probe, probe_parameters
+    from .probe import fit_probe, probe_parameters  # lazy: torch, transformers (~3 s); experiment loads runners
 
     n = len(label_names(data))
     y = {s: np.asarray(data[s]["label"]) for s in ("train", "validation", "test")}
@@ -141,10 +142,10 @@ def probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
 
 def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> dict:
     """Zero-shot label scoring with the frozen instruct model (nothing trains)."""
-    from .instruct import make_verbalizer
-    from .instruct_train import subject_of
-    from .models import load_causal_lm
-    from .prompting import prompt_scores
+    from .instruct import make_verbalizer  # lazy: torch, transformers (~3 s); experiment loads runners
+    from .instruct_train import subject_of  # lazy: as above
+    from .models import load_causal_lm  # lazy: as above
+    from .prompting import prompt_scores  # lazy: as above
 
     model, tokenizer = load_causal_lm(profile, padding_side="right")
     verbalizer, subject = make_verbalizer(label_names(data), "names"), subject_of(profile.single_label_data)
@@ -163,10 +164,9 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
                    multi_label: bool = False, evaluate=None) -> tuple:
     """The LoRA head (4-bit base) or the encoder trained to a validation plateau, then run on test:
     (model, tokenizer, what ``plateau.fit_classifier`` returns, test logits)."""
-    from . import models
-    from .plateau import fit_classifier
-    from .session import seed_everything
-    from .train import predict_logits
+    from . import models  # lazy: torch, transformers (~3 s); experiment loads runners
+    from .plateau import fit_classifier  # lazy: as above
+    from .train import predict_logits  # lazy: as above
 
     s, names = profile.encoder_train if encoder else profile.train, label_names(data)
     seed_everything(seed)
@@ -212,9 +212,9 @@ def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) ->
 def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float, subject: str | None = None) -> tuple:
     """``instruction``'s training, with the tuned model kept: (``instruct_train.Tuned``, outcomes by method).
     ``subject``: what the prompt calls a text (default: the profile's dataset's word for it)."""
-    from .instruct import score_labels
-    from .instruct_train import generated_result, prepare_tuning, scored_result
-    from .plateau import schedule, train_to_plateau
+    from .instruct import score_labels  # lazy: torch, transformers (~3 s); experiment loads runners
+    from .instruct_train import generated_result, prepare_tuning, scored_result  # lazy: as above
+    from .plateau import schedule, train_to_plateau  # lazy: as above
 
     s = profile.instruct_train
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
@@ -250,7 +250,7 @@ def function(method: str):
         raise methods.UnknownMethod(f"{method!r} has no runner under the protocol yet; the protocol runs: "
                                     f"{', '.join(methods.names(runnable=True))}.")
     if entry.task == methods.MULTI_LABEL:
-        from .multilabel_protocol import RUNNERS as MULTI_LABEL_RUNNERS
+        from .multilabel_protocol import RUNNERS as MULTI_LABEL_RUNNERS  # lazy: breaks the circle with multilabel_protocol
 
         return MULTI_LABEL_RUNNERS[entry.runner]
     return RUNNERS[entry.runner]

@@ -12,6 +12,9 @@ import random
 import warnings
 from importlib import metadata
 
+import numpy as np
+
+from .budgets import profile_training_memory
 from .config import PROFILES, Profile, ProfileError, get_profile
 
 HIDE_PROGRESS_ENV = "COURSE_HIDE_PROGRESS"
@@ -32,20 +35,19 @@ def quiet(hide_progress: bool | None = None) -> None:
     warnings.filterwarnings("ignore", message="IProgress not found")
     for name in ("bitsandbytes", "transformers", "peft", "datasets", "accelerate", "trl", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: transformers costs ~1 s; session is light
 
     hf_logging.set_verbosity_error()
     if hide_progress:
         hf_logging.disable_progress_bar()
-        import datasets
+        import datasets  # lazy: datasets costs ~1 s; session is light
 
         datasets.disable_progress_bars()
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so that a chapter's numbers repeat."""
-    import numpy as np
-    import torch
+    import torch  # lazy: torch costs ~2 s; session is light (the chapters' first cell, the cli and records load it)
 
     random.seed(seed)
     np.random.seed(seed)
@@ -65,7 +67,7 @@ def versions() -> dict[str, str]:
 
 def _check_gpu_memory(profile: Profile) -> None:
     """Stop at a chapter's first cell, not at an out-of-memory error mid-training, when the GPU is too small."""
-    import torch
+    import torch  # lazy: torch costs ~2 s; session is light (the chapters' first cell, the cli and records load it)
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -76,7 +78,7 @@ def _check_gpu_memory(profile: Profile) -> None:
 
 def device_line() -> str:
     """One line naming the compute device and its memory."""
-    import torch
+    import torch  # lazy: torch costs ~2 s; session is light (the chapters' first cell, the cli and records load it)
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
@@ -87,8 +89,6 @@ def device_line() -> str:
 def gpu_memory_problem(profile: Profile, total_bytes: int, device: str = "this GPU") -> str | None:
     """Why the profile's largest training run will not fit a GPU of ``total_bytes`` (by ``budgets``' estimate),
     naming the largest smaller profile that fits; None when it fits or the model is not one it can size."""
-    from .budgets import profile_training_memory
-
     need = profile_training_memory(profile)
     if need is None or need["total"] <= total_bytes:
         return None

@@ -4,6 +4,8 @@ pruning the stale ones, and what the stored runs cost (chapter 08; ``reproduce``
 
 from __future__ import annotations
 
+import shutil
+
 from . import methods, records, store
 from .config import Profile
 from .experiment import (COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, Spec, comparison_data, plan, spec, study_data,
@@ -85,8 +87,6 @@ def audit(profile: Profile) -> list[str]:
 
 def prune(profile: Profile) -> list[str]:
     """Delete the stored runs that ``audit`` finds stale, unreadable or misplaced; returns their folders."""
-    import shutil
-
     kept = _kept(profile)
     removed = []
     for where, record in store.stored(profile.name):

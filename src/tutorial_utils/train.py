@@ -10,8 +10,10 @@ import os
 import numpy as np
 import pandas as pd
 import torch
-from datasets import DatasetDict
-from transformers.trainer_callback import TrainerCallback
+from datasets import DatasetDict, Sequence, Value
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, TrainerCallback
 
 from .assets import cache_dir
 from .checks import check_finite, check_texts
@@ -34,8 +36,6 @@ def tokenize(data: DatasetDict, tokenizer, max_length: int, multi_label: bool = 
 
     encoded = data.map(encode, batched=True, remove_columns=data["train"].column_names)
     if multi_label:  # the new column would keep the input's ClassLabel type: BCE needs floats
-        from datasets import Sequence, Value
-
         encoded = encoded.cast_column("labels", Sequence(Value("float32")))
     return encoded
 
@@ -47,8 +47,6 @@ def training_arguments(profile: Profile, settings: TrainSettings | None = None, 
     ``args_class``: a subclass to build instead (chapter 04 passes TRL's ``SFTConfig``), so that every
     trainer of the course gets the same schedule, warmup, precision and seeds from this one place.
     """
-    from transformers import TrainingArguments
-
     s = settings or profile.train
     dtype = compute_dtype()
     kwargs = dict(
@@ -71,8 +69,6 @@ def training_arguments(profile: Profile, settings: TrainSettings | None = None, 
 
 def compute_metrics_fn(multi_label: bool = False):
     """A Trainer ``compute_metrics`` callback: accuracy and F1s (single-label) or micro/macro F1 (multi-label)."""
-    from sklearn.metrics import accuracy_score, f1_score
-
     def compute(eval_pred) -> dict[str, float]:
         logits, labels = eval_pred.predictions, eval_pred.label_ids
         if multi_label:
@@ -88,8 +84,6 @@ def compute_metrics_fn(multi_label: bool = False):
 def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings: TrainSettings | None = None,
                  multi_label: bool = False, run_name: str = "run", **overrides: object):
     """A Trainer on the tokenized train split, evaluating on validation each epoch, padding each batch."""
-    from transformers import DataCollatorWithPadding, Trainer
-
     s = settings or profile.train
     encoded = tokenize(data, tokenizer, s.max_length, multi_label=multi_label)
     trainer = Trainer(model=model, args=training_arguments(profile, s, run_name, **overrides),
@@ -101,8 +95,6 @@ def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings
 def with_course_callbacks(trainer):
     """The Trainer without its PrinterCallback (without progress bars it prints raw log dicts), and stopping
     with a clear error at the first logged loss that is not finite (fp16 overflow, a diverging run)."""
-    from transformers.trainer_callback import PrinterCallback
-
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(FiniteLoss())
     return trainer

@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 from datasets import DatasetDict
@@ -21,6 +22,7 @@ from datasets import DatasetDict
 from . import methods, records, runners, store
 from .checks import DataError
 from .config import Profile
+from .metrics import softmax
 from .timing import timed
 
 MODEL, RECORD, METRICS = "model", "record", "metrics.json"
@@ -92,12 +94,10 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
 def save_model(method: str, trained, profile: Profile, names: list[str], folder: Path) -> None:
     """Write a trained servable method to ``folder``: a TF-IDF pipeline, the encoder, the merged LoRA head, or
     instruction tuning's adapter with its prompt settings."""
-    from . import export
-    from .instruct_train import save_tuned
+    from . import export  # lazy: torch, transformers (~3 s); TF-IDF runs need neither
+    from .instruct_train import save_tuned  # lazy: as above
 
     if method == methods.TFIDF:
-        import joblib
-
         folder.mkdir()
         joblib.dump(trained, folder / TFIDF_FILE)
         (folder / LABELS_FILE).write_text(json.dumps(names))
@@ -119,21 +119,18 @@ def load_run(folder: str | Path) -> tuple[dict, object]:
                         "of `python -m tutorial_utils train`.")
     info = json.loads((folder / METRICS).read_text())
     if (folder / MODEL / TFIDF_FILE).is_file():
-        import joblib
-
         pipeline = joblib.load(folder / MODEL / TFIDF_FILE)
         return info, lambda texts: pipeline.predict_proba(texts)
-    from .instruct_train import PROMPT_FILE, load_tuned
+    from .instruct_train import PROMPT_FILE, load_tuned  # lazy: torch, transformers (~3 s); TF-IDF runs need neither
 
     if (folder / MODEL / PROMPT_FILE).is_file():
-        from .instruct import score_labels
-        from .metrics import softmax
+        from .instruct import score_labels  # lazy: as above
 
         tuned = load_tuned(folder / MODEL)
         return info, lambda texts: softmax(score_labels(tuned.model, tuned.tokenizer, tuned.prompts(texts),
                                                         list(tuned.verbalizer.words)))
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    import torch  # lazy: torch, transformers (~3 s); TF-IDF runs need neither
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # lazy: as above
 
     model = AutoModelForSequenceClassification.from_pretrained(folder / MODEL).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder / MODEL)

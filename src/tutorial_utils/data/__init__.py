@@ -5,6 +5,7 @@ from __future__ import annotations
 from datasets import DatasetDict
 
 from .common import (DataError, check_texts, encode_labels, label_counts, label_names, multi_hot)
+from .hub import load_hub_single_label
 from .multilabel import load_debian_tags
 from .news import BBC_TOPICS, load_bbc_news
 from .own import from_csv, from_dataset, from_pandas
@@ -30,8 +31,6 @@ def _single_label(name: str, sizes: object, seed: int) -> DatasetDict:
     offline = {**OFFLINE_SINGLE_LABEL, **OFFLINE_NEWS}
     if name in offline:
         return offline[name](_sizes(sizes), seed=seed)
-    from .hub import load_hub_single_label
-
     return load_hub_single_label(name, _sizes(sizes), seed=seed)
 
 

@@ -8,6 +8,7 @@ column. Taught in chapter 00 (setup).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,8 +23,6 @@ DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
 def repo_data_dir() -> Path:
     """The repository's ``data/`` folder (the package is installed from a checkout, as the README does)."""
-    import os
-
     env = os.environ.get("COURSE_DATA_DIR")
     folder = Path(env) if env else Path(__file__).resolve().parents[3] / "data"
     if not folder.is_dir():

@@ -5,6 +5,7 @@ Needs a network connection to the Hugging Face Hub (or a filled local cache). Ta
 
 from __future__ import annotations
 
+import datasets  # called as datasets.load_dataset, so that a test can replace it
 import numpy as np
 from datasets import ClassLabel, DatasetDict
 
@@ -20,8 +21,6 @@ HUB_DATASETS = {
 
 def load_hub_single_label(name: str, sizes: dict[str, int | None] | None = None, seed: int = 42) -> DatasetDict:
     """A single-label hub dataset with train/validation/test (validation carved from train if absent)."""
-    import datasets
-
     if name not in HUB_DATASETS:
         raise DataError(f"No hub loader for {name!r}. Known: {', '.join(HUB_DATASETS)}.")
     config, text_col, label_col = HUB_DATASETS[name]

@@ -198,7 +198,7 @@ def _warn_rare(train: Dataset, names: list[str], multi: bool) -> None:
 
 
 def _warn_long(texts: list[str], profile: object) -> None:
-    from ..models import load_tokenizer
+    from ..models import load_tokenizer  # lazy: models pulls torch and transformers (~3 s); data is light
 
     tokenizer, limit = load_tokenizer(profile.causal_lm), profile.train.max_length
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
