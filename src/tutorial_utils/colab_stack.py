@@ -13,6 +13,7 @@ Colab's CUDA build of torch (about 3 GB with its libraries). No GPU is needed or
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as metadata
 import json
 import os
 import re
@@ -48,8 +49,6 @@ def colab_versions(text: str) -> dict[str, str]:
 
 def runtime_closure(root: str = "tutorial_utils") -> set[str]:
     """Every distribution the package needs at run time, from the installed metadata, recursively."""
-    import importlib.metadata as metadata
-
     seen, todo = set(), [root]
     while todo:
         name = canonical(todo.pop())

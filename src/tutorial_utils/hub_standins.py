@@ -15,12 +15,19 @@ meaningless; what it shows is that the code runs. Taught in book/setup.md.
 
 from __future__ import annotations
 
+import argparse
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import torch
+from datasets import ClassLabel, Dataset, DatasetInfo, Features, SplitDict, SplitInfo, Value
+from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, GenerationConfig, Qwen2Config,
+                          Qwen2ForCausalLM)
 
 from .assets import minilm_dir, smollm2_dir
 
@@ -37,7 +44,6 @@ AG_NEWS_TOPICS = ("World", "Sports", "Business", "Sci/Tech")
 @dataclass(frozen=True)
 class HubDataset:
     """A hub dataset's shape as its card states it: configs, splits (with their full sizes), label names."""
-
     repo_id: str
     configs: tuple[str, ...]
     splits: dict[str, int]  # split -> rows on the hub (the stand-in keeps a few per class)
@@ -79,9 +85,6 @@ def standin_texts(label_names: tuple[str, ...], per_class: int, seed: int) -> tu
 
 def write_dataset(datasets_cache: Path, spec: HubDataset, per_class: dict[str, int]) -> list[Path]:
     """One stand-in dataset in the ``datasets`` cache, as a finished download leaves it: one folder per config."""
-    import pyarrow as pa
-    from datasets import ClassLabel, Dataset, DatasetInfo, Features, SplitDict, SplitInfo, Value
-
     namespace, name = spec.repo_id.split("/")
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(spec.label_names))})
     folders = []
@@ -114,8 +117,6 @@ def snapshot_folder(hub_cache: Path, repo_id: str) -> Path:
 
 def qwen2_tokenizer():
     """SmolLM2's byte-level BPE tokenizer set up as Qwen2.5's: no BOS, EOS ``<|im_end|>``, pad ``<|endoftext|>``."""
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
     tokenizer.bos_token = None
     tokenizer.pad_token = "<|endoftext|>"
@@ -125,9 +126,6 @@ def qwen2_tokenizer():
 
 def write_qwen2(folder: Path) -> None:
     """A random 2-layer Qwen2 (biases on q, k, v; tied embeddings) with Qwen2.5-Instruct's generation settings."""
-    import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
     tokenizer = qwen2_tokenizer()
     eos, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
     torch.manual_seed(0)
@@ -145,9 +143,6 @@ def write_qwen2(folder: Path) -> None:
 
 def write_bert(folder: Path) -> None:
     """A random 2-layer BERT with an uncased WordPiece vocabulary (MiniLM's, which is bert-base-uncased's)."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
     torch.manual_seed(0)
     BertForMaskedLM(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
@@ -191,9 +186,6 @@ def environment(hf_home: str | Path, profile: str = "gpu") -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tutorial_utils.hub_standins DIR``: lay out the stand-ins in DIR and print the variables to export."""
-    import argparse  # lazy: only the command line needs them
-    import shlex
-
     parser = argparse.ArgumentParser(prog="python -m tutorial_utils.hub_standins", description=main.__doc__)
     parser.add_argument("hf_home", help="a new folder for the stand-ins' Hugging Face cache (not your real one)")
     parser.add_argument("--profile", default="gpu", choices=("gpu", "paper"))
