@@ -119,3 +119,22 @@ def test_lora_still_gets_gradients_after_an_eval_forward(tiny):
     lora_grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
     assert lora_grads and all(g is not None for g in lora_grads)
     assert any(g.abs().sum() > 0 for g in lora_grads)
+
+
+def test_a_cached_smollm2_conversion_counts_only_with_smollm2s_own_special_tokens(tmp_path):
+    """transformers 5.15 (Colab's) reads the GGUF file's EOS as <|im_start|>: such a conversion is made again."""
+    import json
+
+    for name in ("model.safetensors", "tokenizer.json"):
+        (tmp_path / name).write_text("x")
+    config = {"bos_token": "<|im_start|>", "eos_token": "<|im_start|>", "pad_token": None}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert not assets._converted(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, **assets.SMOLLM2_SPECIAL_TOKENS}))
+    assert assets._converted(tmp_path)
+    assert not assets._converted(tmp_path / "missing")
+
+
+def test_the_converted_smollm2_tokenizer_ends_answers_with_im_end():
+    tokenizer = models.load_tokenizer("smollm2-135m-instruct")
+    assert (tokenizer.bos_token, tokenizer.eos_token) == ("<|im_start|>", "<|im_end|>")
