@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FREEZE = ROOT / "benchmarks" / "colab" / "pip-freeze.gpu.txt"
 REPORT = ROOT / "benchmarks" / "results" / "colab-check.md"
 KERNEL = ("ipykernel", "ipython", "jupyter-client", "jupyter-core", "pytest", "nbformat", "nbclient")  # to run notebooks
+# preinstalled on Colab and used by the course's libraries when present (transformers 5.15 needs torchvision to
+# pickle some of its objects: without it, torch.save of chapter 07's int8 student fails)
+OPTIONAL = ("torchvision",)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # IPython's colours in a traceback
 PRELOADED = ("pandas", "pyarrow", "datasets")  # imported before the install cell in the second try
 
 
@@ -66,7 +70,7 @@ def runtime_closure(root: str = "tutorial_utils") -> set[str]:
 def colab_pins() -> list[str]:
     """Colab's version of each package the course uses that Colab preinstalls (and of the notebook kernel)."""
     versions = colab_versions(FREEZE.read_text())
-    wanted = runtime_closure() | {canonical(k) for k in KERNEL}
+    wanted = runtime_closure() | {canonical(k) for k in (*KERNEL, *OPTIONAL)}
     return sorted(f"{name}=={versions[name]}" for name in wanted if name in versions)
 
 
@@ -120,7 +124,7 @@ def run_cell(python: Path, clone_to: Path, preload: tuple[str, ...], log) -> dic
     text = done.stdout + done.stderr
     return {"preloaded": list(preload), "seconds": round(time.perf_counter() - start),
             "changed": changes(before, freeze(python)), "ok": "CELL-OK" in done.stdout,
-            "restart": "Restart session" in text, "last_lines": [x for x in text.splitlines() if x.strip()][-3:]}
+            "restart": "Restart session" in text, "last_lines": [x for x in text.splitlines() if x.strip()][-4:]}
 
 
 def restore(python: Path, base: dict[str, str], log) -> None:
@@ -158,13 +162,14 @@ def report(pins: list[str], tries: list[dict], chapters: dict, python_version: s
              f"{len(pins)} packages pinned to Colab's versions before the install cell ran.", ""]
     for i, t in enumerate(tries, 1):
         where = "a fresh runtime" if not t["preloaded"] else f"a runtime that had imported {', '.join(t['preloaded'])}"
-        lines += [f"## Install cell, run {i}: {where}", "",
+        lines += [f"### Install cell, run {i}: {where}", "",
                   f"- finished: {'yes' if t['ok'] else 'no, it stopped'} ({t['seconds']} s); asked for a restart: "
                   f"{'yes' if t['restart'] else 'no'}",
                   f"- what pip changed ({len(t['changed'])} packages):", ""]
         lines += [f"  - {c}" for c in t["changed"]] or ["  - nothing"]
-        lines += ["", "- the cell's last lines:", "", "```text", *t["last_lines"], "```", ""]
-    lines += ["## Every chapter on `tiny` with this stack", "",
+        shown = [ANSI.sub("", x) for x in t["last_lines"] if not x.startswith("CELL-")]
+        lines += ["", "- the cell's last lines:", "", "```text", *shown, "```", ""]
+    lines += ["### Every chapter on `tiny` with this stack", "",
               f"`pytest --nbval-lax chapters/`: {chapters['summary']} ({chapters['seconds']} s)", "",
               *[f"- {f}" for f in chapters.get("failures", [])]]
     return "\n".join(lines)
