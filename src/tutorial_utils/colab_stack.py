@@ -7,7 +7,8 @@ cloned from this checkout instead of GitHub: once in a fresh runtime, and once a
 Colab users typically have loaded (pandas, pyarrow, datasets) were imported. The check records what pip
 changed and whether the cell asked for a restart, then runs every chapter on the ``tiny`` profile
 under nbval with that stack, and writes ``benchmarks/results/colab-check.md``. Not in CI: it downloads
-Colab's CUDA build of torch (about 3 GB with its libraries). No GPU is needed or used.
+PyPI's CUDA build of torch 2.11 (about 3 GB with its libraries; Colab's own is built for CUDA 12.8, a
+difference no CPU run can see). No GPU is needed or used.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ KERNEL = ("ipykernel", "ipython", "jupyter-client", "jupyter-core", "pytest", "n
 # preinstalled on Colab and used by the course's libraries when present (transformers 5.15 needs torchvision to
 # pickle some of its objects: without it, torch.save of chapter 07's int8 student fails)
 OPTIONAL = ("torchvision",)
+# PyPI's torch 2.11 is a CUDA 13 build whose libraries Colab's cu128 build names otherwise: they stay
+TORCH_OWN = ("nvidia-", "cuda-", "triton")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # IPython's colours in a traceback
 PRELOADED = ("pandas", "pyarrow", "datasets")  # imported before the install cell in the second try
 
@@ -199,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                 if done.returncode == 0:
                     break
             done.check_returncode()
+            colab = colab_versions(FREEZE.read_text())
+            strangers = [name for name in freeze(python) if name not in colab and name not in ("pip", "wheel")
+                         and not name.startswith(TORCH_OWN)]
+            if strangers:  # left by an earlier check (trl, nbval, ...): Colab's runtime has none of them
+                subprocess.run([str(python), "-m", "pip", "uninstall", "--yes", *strangers], check=True, stdout=log,
+                               stderr=log)
             base = freeze(python)
             state["tries"] = []
             for preload, folder in ((PRELOADED, "course-after-imports"), ((), "course")):  # the last stays installed
