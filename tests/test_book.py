@@ -61,9 +61,9 @@ RAW_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{6,}(?!\d)")
 ABSENT = re.compile(r"\bNaN\b|\bnan\b")
 BARE_REPR = re.compile(r"<[\w.]+ (?:object )?at 0x[0-9a-f]+>")
 # Chapters whose committed outputs wait for a re-execution, and why; remove each once it is re-executed.
-# Chapters 4 and 5 need the complete cpu results store (the comparison is complete; the multi-label study's
-# instruction tuning still lacks seeds 2 and 3: re-run before then, chapter 5's fair table would leave it out).
-WAITING_FOR_THE_STORE = {"04_instruction_tuning.ipynb", "05_multilabel.ipynb"}
+# Chapter 5 needs the complete cpu results store (the multi-label study's instruction tuning still lacks seeds
+# 2 and 3: re-run before then, chapter 5's fair table would leave it out).
+WAITING_FOR_THE_STORE = {"05_multilabel.ipynb"}
 
 
 def output_texts(path: Path):
