@@ -24,9 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from .colab import CLONE_TO, install_cell_source, repository
+from .colab import CLONE_TO, ROOT, install_cell_source, repository
 
-ROOT = Path(__file__).resolve().parents[2]
 FREEZE = ROOT / "benchmarks" / "colab" / "pip-freeze.gpu.txt"
 REPORT = ROOT / "benchmarks" / "results" / "colab-check.md"
 KERNEL = ("ipykernel", "ipython", "jupyter-client", "jupyter-core", "pytest", "nbformat", "nbclient")  # to run notebooks
@@ -123,8 +122,8 @@ def run_cell(python: Path, clone_to: Path, preload: tuple[str, ...], log) -> dic
     start = time.perf_counter()
     done = subprocess.run([str(python), "-c", cell_script(clone_to, preload)], capture_output=True, text=True,
                           cwd=clone_to.parent)
-    log.write(done.stdout + done.stderr)
     text = done.stdout + done.stderr
+    log.write(text)
     return {"preloaded": list(preload), "seconds": round(time.perf_counter() - start),
             "changed": changes(before, freeze(python)), "ok": "CELL-OK" in done.stdout,
             "restart": "Restart session" in text, "last_lines": [x for x in text.splitlines() if x.strip()][-4:]}
