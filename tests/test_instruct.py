@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_utils import instruct, instruct_train, models
+from tutorial_utils import budgets, instruct, instruct_train, instruct_trainer, metrics, models
 from tutorial_utils.config import get_profile
 from tutorial_utils.data import label_names, load_single_label
 
@@ -213,8 +213,8 @@ def test_generation_probs_keep_the_prediction_on_top():
     assert probs.argmax(1).tolist() == [0, 2, 3]  # -1 (unparsable) goes to the extra column
 
 
-def test_prediction_metrics_count_unparsable_as_wrong():
-    m = instruct_train.prediction_metrics([0, 1, 2, 2], [0, -1, 2, 1], 3)
+def test_classification_metrics_count_unparsable_as_wrong():
+    m = metrics.classification_metrics([0, 1, 2, 2], [0, -1, 2, 1], 3)
     assert m["accuracy"] == 0.5 and 0 < m["macro_f1"] < 1
 
 
@@ -225,7 +225,7 @@ def test_answer_only_loss_and_gradients_match_the_model_s_own_loss(fp32, profile
     peft_model = models.add_lora(model, profile.lora, task_type="CAUSAL_LM")
     v = instruct.make_verbalizer(label_names(data))
     pairs = instruct.prompt_completion(data["train"].select(range(5)), tokenizer, v)
-    encoded = instruct_train.tokenize_completions(pairs, tokenizer)
+    encoded = instruct_trainer.tokenize_completions(pairs, tokenizer)
     features = [encoded[i] for i in range(5)]
     prompts = [f["input_ids"][:f["prompt_length"]] for f in features]
     prefix = prompts[0][:instruct.shared_prefix(prompts)]
@@ -241,11 +241,11 @@ def test_answer_only_loss_and_gradients_match_the_model_s_own_loss(fp32, profile
     reference /= sum(len(f["input_ids"]) - f["prompt_length"] for f in features)
     grads = []
     for shared in (prefix, []):
-        collated = instruct_train.CompletionCollator(tokenizer.pad_token_id, shared)(features)
+        collated = instruct_trainer.CompletionCollator(tokenizer.pad_token_id, shared)(features)
         batch = {k: v.to(on) for k, v in collated.items()}
         assert (batch["labels"] != -100).sum() == sum(len(f["input_ids"]) - f["prompt_length"] for f in features)
         peft_model.zero_grad()
-        loss = instruct_train.completion_loss(peft_model, batch)
+        loss = instruct_trainer.completion_loss(peft_model, batch)
         loss.backward()
         assert abs(loss.item() - reference) < 1e-4
         grads.append(torch.cat([p.grad.flatten() for p in peft_model.parameters() if p.requires_grad]))
@@ -256,8 +256,8 @@ def test_trl_masks_the_same_tokens(profile, data, tokenizer):
     model = models.add_lora(models.load_causal_lm(profile)[0], profile.lora, task_type="CAUSAL_LM")
     v = instruct.make_verbalizer(label_names(data))
     pairs = instruct.prompt_completion(data["train"].select(range(6)), tokenizer, v)
-    trainer = instruct_train.make_sft_trainer(model, tokenizer, pairs, profile)
-    ours = instruct_train.tokenize_completions(pairs, tokenizer)
+    trainer = instruct_trainer.make_sft_trainer(model, tokenizer, pairs, profile)
+    ours = instruct_trainer.tokenize_completions(pairs, tokenizer)
     for trl_labels, ids, n in zip(trainer.train_dataset["labels"], ours["input_ids"], ours["prompt_length"]):
         assert trl_labels == [-100] * n + ids[n:]
 
@@ -280,11 +280,9 @@ def test_tuning_lowers_the_loss_and_the_runs_never_crash(profile, data):
 
 
 def test_budget_table_ratios(profile):
-    from tutorial_utils import budgets
-
     dims = budgets.KNOWN_ARCHS["SmolLM2-135M"]
     head = budgets.lora_parameters(dims, 8) + budgets.head_parameters(dims, 8)
-    table = instruct_train.budget_table(dims, head, ranks=(8, 16))
+    table = budgets.budget_table(dims, head, ranks=(8, 16))
     row = table[(table["r"] == 8) & (table["targets"] == "q,v")].iloc[0]
     assert row["LoRA parameters"] == 460_800 and row["x embedding head"] == pytest.approx(460_800 / 465_408)
     assert instruct_train.lora_label(profile.instruct_budgets[0]).endswith("all linear")

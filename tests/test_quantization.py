@@ -5,7 +5,7 @@ formula against peft, the paper's budgets, and the CPU pitfall the chapter teach
 import pytest
 import torch
 
-from tutorial_utils import budgets, models, quantization
+from tutorial_utils import activations, budgets, models, quantization
 from tutorial_utils.config import LoraSettings, get_profile
 
 
@@ -144,11 +144,11 @@ def test_checkpointing_recomputes_each_block_and_saves_less(tiny):
     model, tokenizer = models.load_causal_lm(tiny)
     models.keep_trainable_on_cpu(model)
     model = models.add_lora(model, tiny.lora, task_type="CAUSAL_LM", gradient_checkpointing=True)
-    assert budgets.checkpointing_enabled(model)
+    assert activations.checkpointing_enabled(model)
     batch = dict(tokenizer(["a text to train on, of some length"] * 4, return_tensors="pt").to(model.device))
-    with_ckpt = budgets.activation_probe(model, batch)
+    with_ckpt = activations.measure_activations(model, batch)
     model.base_model.model.gradient_checkpointing_disable()
-    without = budgets.activation_probe(model, batch)
+    without = activations.measure_activations(model, batch)
     assert with_ckpt["forward passes per block"] == 2.0 and without["forward passes per block"] == 1.0
     assert with_ckpt["activations saved for backward (MiB)"] < without["activations saved for backward (MiB)"]
     assert with_ckpt["loss"] == pytest.approx(without["loss"], abs=1e-5)
@@ -168,7 +168,7 @@ def test_the_training_memory_formula_is_near_what_a_step_saves(tiny):
     batch = dict(tokenizer(["word " * 200] * 4, truncation=True, max_length=32, padding="max_length",
                            return_tensors="pt"))
     batch["labels"] = torch.tensor([0, 1, 2, 0])
-    measured = budgets.activation_probe(model, batch)["activations saved for backward (MiB)"] * 2**20
+    measured = activations.measure_activations(model, batch)["activations saved for backward (MiB)"] * 2**20
     estimate = budgets.training_memory(budgets.dims_from_config(model.config), True, 4, 32, 0)["activations"]
     assert 0.5 < estimate / measured < 2, (estimate, measured)
 

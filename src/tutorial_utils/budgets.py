@@ -1,13 +1,16 @@
-"""Trainable-parameter budgets by formula: LoRA adds r x (in + out) weights per wrapped linear layer.
+"""Trainable-parameter and memory budgets by formula, taught in chapter 01.
 
-Works from a model's dimensions alone, so the paper's budgets for 3B-8B models can be recomputed
-without downloading them. Dimensions are those of the models' public ``config.json`` files.
-Taught in chapter 01; used in chapters 04 (instruction budgets) and 08 (the capstone table).
+LoRA adds r x (in + out) weights per wrapped linear layer. Works from a model's dimensions alone, so
+the paper's budgets for 3B-8B models can be recomputed without downloading them. Dimensions are those
+of the models' public ``config.json`` files. Used in chapters 04 (instruction budgets) and 08 (the capstone
+table); ``activations`` measures on a live model what the memory formula estimates.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pandas as pd
 
 from .config import ALL_LINEAR, Profile  # the one home of the layer names (the profiles' LoRA budgets use them)
 
@@ -74,7 +77,7 @@ def base_parameters(dims: ArchDims, tied_embeddings: bool = True) -> int:
     return dims.layers * block + embeddings + dims.hidden
 
 
-# ---- Chapter 01: budgets against rank and targets, memory by formula, activations measured ---------------
+# ---- Chapter 01: budgets against rank and targets, memory by formula -------------------------------------
 
 TARGET_SETS = {"q,v": ("q_proj", "v_proj"), "attention (q,k,v,o)": ATTENTION, "all linear": ALL_LINEAR}
 
@@ -91,6 +94,14 @@ def lora_budget_rows(archs: dict[str, ArchDims], ranks: list[int] | range,
     target_sets = target_sets or TARGET_SETS
     return [{"model": name, "targets": label, "r": r, "LoRA parameters": lora_parameters(dims, r, targets)}
             for name, dims in archs.items() for label, targets in target_sets.items() for r in ranks]
+
+
+def budget_table(dims: ArchDims, embedding_budget: int, ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
+                 target_sets: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+    """LoRA parameters per rank and target set, and their ratio to the embedding head's budget (chapter 04)."""
+    table = pd.DataFrame(lora_budget_rows({dims.name: dims}, list(ranks), target_sets))
+    table["x embedding head"] = table["LoRA parameters"] / embedding_budget
+    return table.drop(columns="model")
 
 
 def linear_parameters(dims: ArchDims) -> int:
@@ -111,9 +122,9 @@ ARCH_OF = {"smollm2-135m-instruct": "SmolLM2-135M", "Qwen/Qwen2.5-0.5B-Instruct"
 
 
 # Bytes saved for backward per token, hidden unit and block in a 4-bit LoRA training step. Measured with
-# ``activation_probe`` on the cpu profile's SmolLM2-135M (LoRA on q,v; a batch of 4 x 64 tokens): 281.5 MiB
-# over 30 blocks of width 576, about 67. Korthikanti et al. (2022) count 34 for a 16-bit block without
-# quantisation or LoRA; dequantised weights, LoRA's inputs and dropout masks add the rest.
+# ``activations.measure_activations`` on the cpu profile's SmolLM2-135M (LoRA on q,v; a batch of 4 x 64
+# tokens): 281.5 MiB over 30 blocks of width 576, about 67. Korthikanti et al. (2022) count 34 for a 16-bit
+# block without quantisation or LoRA; dequantised weights, LoRA's inputs and dropout masks add the rest.
 ACTIVATION_BYTES = 67
 
 
@@ -130,6 +141,9 @@ def training_memory(dims: ArchDims, tied_embeddings: bool, batch: int, length: i
     return {**parts, "total": sum(parts.values())}
 
 
+PROMPT_TOKENS = 64  # instruction tuning's instruction and answer, on top of the text (a rough mean)
+
+
 def profile_training_memory(profile: Profile) -> dict[str, float] | None:
     """``training_memory`` of the profile's most demanding chapter run (largest batch x length), or None for
     a model whose dimensions are not in ``KNOWN_ARCHS``. Instruction prompts add about 64 tokens."""
@@ -137,53 +151,10 @@ def profile_training_memory(profile: Profile) -> dict[str, float] | None:
     if arch is None:
         return None
     dims, tied = KNOWN_ARCHS[arch], TIED_EMBEDDINGS[arch]
-    prompt = 64  # instruction tuning's instruction and answer, on top of the text
     runs = [(profile.train, profile.lora, 0), (profile.multilabel_train, profile.lora, 0),
-            *((profile.instruct_train, lora, prompt) for lora in (profile.lora, *profile.instruct_budgets))]
+            *((profile.instruct_train, lora, PROMPT_TOKENS) for lora in (profile.lora, *profile.instruct_budgets))]
     sizes = [training_memory(dims, tied, s.batch_size, s.max_length + extra,
                              lora_parameters(dims, lora.r, ALL_LINEAR if "all-linear" in lora.target_modules
                                              else lora.target_modules))
              for s, lora, extra in runs]
     return max(sizes, key=lambda m: m["total"])
-
-
-def activation_probe(model, batch: dict, seed: int = 0) -> dict[str, float]:
-    """One training forward + backward: activation MiB saved for backward, and forward passes per block (chapter 01).
-
-    Saved tensors are seen through autograd's saved-tensor hooks (parameters excluded, shared storage
-    counted once); a block's MLP entered twice means its forward was recomputed in the backward pass.
-    Seeded, so that two probes of one model draw the same dropout masks.
-    """
-    import torch  # lazy: torch costs ~2 s; budgets is light (session.start loads it), and works from dimensions alone
-
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor):
-        ptr = tensor.untyped_storage().data_ptr()
-        if ptr not in params:
-            saved[ptr] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    blocks = [m for n, m in model.named_modules() if type(m).__name__.endswith("MLP")]
-    calls = [0]
-    hooks = [m.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1)) for m in blocks]
-    model.train()
-    torch.manual_seed(seed)
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            loss = model(**inputs, labels=batch.get("labels", batch["input_ids"])).loss
-        loss.backward()
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.zero_grad(set_to_none=True)
-        model.eval()
-    return {"activations saved for backward (MiB)": sum(saved.values()) / 2**20,
-            "forward passes per block": calls[0] / max(len(blocks), 1), "loss": float(loss.detach())}
-
-
-def checkpointing_enabled(model) -> bool:
-    """True when any block of the model recomputes its forward in the backward pass (chapter 01)."""
-    return any(getattr(module, "gradient_checkpointing", False) for module in model.modules())

@@ -1,10 +1,9 @@
-"""Instruction tuning: the loss on the answer tokens only, its Trainer, and chapter 04's complete runs.
+"""Chapter 04's instruction-tuning runs: tune, save and load, predict by scoring and by generating.
 
-The loss is written out in a few lines (``completion_loss``) instead of TRL's ``SFTTrainer`` because
-it teaches the masking and, on a CPU, is several times faster: logits only where answers are, and
-the instruction every prompt shares runs once per batch. ``make_sft_trainer`` builds TRL's trainer on
-the same data, so a chapter can check that both mask the same tokens. Taught in chapter 04; the
-multi-label runs of chapter 05 reuse ``tune``.
+A run puts together the profile's 4-bit causal LM with LoRA, the verbalizer's prompts and
+``instruct_trainer``'s answer-only Trainer (``prepare_tuning``, ``tune``), then reads the test split
+by scoring every label and by generating (``scored_result``, ``generated_result``), and compares
+variants on validation (``arm``). Taught in chapter 04; the multi-label runs of chapter 05 reuse ``tune``.
 """
 
 from __future__ import annotations
@@ -16,134 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
-from datasets import Dataset, DatasetDict
-from sklearn.metrics import f1_score
+from datasets import DatasetDict
 
 from .methods import INSTRUCTION_SCORED, INSTRUCTION_GENERATED  # noqa: F401 (the names live in the registry)
 from . import budgets, instruct, models
 from .checks import check_safetensors
-from .config import LoraSettings, Profile, TrainSettings, get_profile
+from .config import LoraSettings, Profile, get_profile
 from .data import label_names, load_single_label
 from .data.common import sample_examples
 from .instruct import Verbalizer
-from .metrics import softmax
+from .instruct_trainer import make_instruct_trainer
+from .metrics import classification_metrics, softmax
 from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
 from .timing import timed
-from .train import learning_curve, training_arguments, with_course_callbacks
+from .train import learning_curve
 
 SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
             "debian-tags": "software package description"}
-
-
-# ---- The loss on the answer only -------------------------------------------------------------------------
-
-def tokenize_completions(pairs: Dataset, tokenizer) -> Dataset:
-    """Token ids of prompt + answer (+ EOS) and the prompt's length: what the loss mask needs (chapter 04)."""
-    def encode(batch: dict) -> dict:
-        prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
-        answers = [instruct.answer_ids(tokenizer, c) for c in batch["completion"]]
-        return {"input_ids": [p + a for p, a in zip(prompts, answers)], "prompt_length": [len(p) for p in prompts]}
-
-    return pairs.map(encode, batched=True, remove_columns=pairs.column_names)
-
-
-def completion_labels(input_ids: torch.Tensor, prompt_lengths: torch.Tensor,
-                      attention_mask: torch.Tensor) -> torch.Tensor:
-    """Labels for the loss: the input ids, with -100 (ignored) on the prompt and the padding (chapter 04)."""
-    width = input_ids.shape[1]
-    start = width - attention_mask.sum(1, keepdim=True)  # left padding: where each row's tokens begin
-    answer = torch.arange(width, device=input_ids.device) >= start + prompt_lengths[:, None]
-    return input_ids.masked_fill(~answer, -100)
-
-
-class CompletionCollator:
-    """Left-pads a batch and masks its prompts; the instruction every prompt shares is passed once (chapter 04)."""
-
-    def __init__(self, pad_token_id: int, prefix: list[int] | None = None):
-        self.pad, self.prefix = pad_token_id, list(prefix or [])
-
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        """A batch: suffix ids and mask (left-padded), labels of the last columns, the shared prefix ids."""
-        n = len(self.prefix)
-        rows = [list(f["input_ids"])[n:] for f in features]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([[self.pad] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        labels = completion_labels(ids, torch.tensor([f["prompt_length"] - n for f in features]), mask)
-        keep = width - int((labels != -100).float().argmax(1).min()) + 1  # answers + the token before them
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels[:, -keep:],
-                "prefix_ids": torch.tensor([self.prefix], dtype=torch.long)}
-
-
-def completion_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Next-token cross-entropy on the answer tokens only, computing logits only where answers are (chapter 04).
-
-    With ``prefix_ids`` (the shared instruction), the prefix runs once per batch and its key/value
-    cache, gradients included, is repeated for every example: the same loss as running it per example.
-    """
-    labels, ids, mask, cache = batch["labels"], batch["input_ids"], batch["attention_mask"], None
-    prefix = batch.get("prefix_ids")
-    if prefix is not None and prefix.numel():
-        if budgets.checkpointing_enabled(model):  # recomputation keeps no cache: run the prefix in every row
-            ids = torch.cat([prefix.expand(ids.shape[0], -1), ids], dim=1)
-        else:
-            cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
-            cache.batch_repeat_interleave(ids.shape[0])
-        mask = torch.cat([torch.ones(mask.shape[0], prefix.shape[1], dtype=mask.dtype, device=mask.device), mask], 1)
-    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)[:, mask.shape[1] - ids.shape[1]:]
-    out = model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=False,
-                position_ids=positions, logits_to_keep=labels.shape[1])
-    logits = out.logits[:, :-1].float()  # the logit at position t predicts the token at t + 1
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                             ignore_index=-100)
-
-
-def make_instruct_trainer(model, tokenizer, pairs: Dataset, profile: Profile, settings: TrainSettings | None = None,
-                          run_name: str = "instruct", share_prefix: bool = True,
-                          **overrides: object) -> "transformers.Trainer":  # noqa: F821
-    """A transformers Trainer for prompt -> answer pairs with the loss on the answers only (chapter 04)."""
-    from transformers import Trainer  # lazy: loads bitsandbytes, which warns unless models has quieted it
-
-    class CompletionOnlyTrainer(Trainer):
-        """Trainer whose loss is ``completion_loss``."""
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = completion_loss(model, inputs)
-            return (loss, None) if return_outputs else loss
-
-    encoded = tokenize_completions(pairs, tokenizer)
-    prompts = [ids[:n] for ids, n in zip(encoded["input_ids"], encoded["prompt_length"])]
-    prefix = prompts[0][:instruct.shared_prefix(prompts)] if share_prefix and len(prompts) > 1 else []
-    overrides.setdefault("eval_strategy", "no")
-    overrides.setdefault("logging_steps", 2)
-    args = training_arguments(profile, settings or profile.instruct_train, run_name, **overrides)
-    trainer = CompletionOnlyTrainer(model=model, args=args, train_dataset=encoded,
-                                    data_collator=CompletionCollator(tokenizer.pad_token_id, prefix))
-    return with_course_callbacks(trainer)
-
-
-def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, settings: TrainSettings | None = None,
-                     run_name: str = "instruct-trl", **overrides: object) -> "trl.SFTTrainer":  # noqa: F821
-    """TRL's SFTTrainer on the same prompt-completion data: it too masks the prompt out of the loss (chapter 04)."""
-    from trl import SFTConfig, SFTTrainer  # lazy: loads bitsandbytes, which warns unless models has quieted it
-
-    dtype = models.compute_dtype()
-    # the course's schedule, warmup, precision and seeds (train.training_arguments), with TRL's own needs:
-    # no recomputation (TRL's default gradient checkpointing is slower here), its text columns dropped once
-    # tokenized, and its loss averaged over the answer tokens of all processes (an LM loss, unlike a classifier's)
-    sft = {"max_length": None, "completion_only_loss": True, "gradient_checkpointing": False, "eval_strategy": "no",
-           "remove_unused_columns": True, "average_tokens_across_devices": True}
-    args = training_arguments(profile, settings or profile.instruct_train, run_name, args_class=SFTConfig,
-                              **{**sft, **overrides})
-    trainer = with_course_callbacks(SFTTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer))
-    if dtype == torch.float16:  # TRL casts a 4-bit model's adapters to bf16 (QLoRA's recipe); fp16 mixed
-        for param in trainer.model.parameters():  # precision (a T4 has no bf16) cannot unscale bf16 gradients
-            if param.requires_grad:
-                param.data = param.data.float()
-    return trainer
 
 
 # ---- Chapter 04's runs ------------------------------------------------------------------------------------
@@ -239,15 +128,6 @@ def lora_label(lora: LoraSettings) -> str:
     return f"r={lora.r} on {short}"
 
 
-def prediction_metrics(y_true, y_pred, n_classes: int) -> dict[str, float]:
-    """Accuracy, macro- and weighted-F1 over the classes; a prediction of -1 (unparsable) is wrong (chapter 04)."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    labels = list(range(n_classes))
-    return {"accuracy": float((y_true == y_pred).mean()),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-            "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))}
-
-
 def label_scores(tuned: Tuned, texts: list[str], batch_size: int = 16) -> tuple[np.ndarray, float]:
     """Every label's log-likelihood for every text (constrained scoring), and the seconds it took (chapter 04)."""
     return timed(instruct.score_labels, tuned.model, tuned.tokenizer, tuned.prompts(texts),
@@ -264,7 +144,7 @@ def scored_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str 
     extra = {**tuned.report, "test_texts_per_second": len(texts) / seconds, "split": split}
     return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
                      y_true=y_true, y_pred=y_pred, probs=softmax(scores),
-                     metrics=prediction_metrics(y_true, y_pred, scores.shape[1]), extra=extra)
+                     metrics=classification_metrics(y_true, y_pred, scores.shape[1]), extra=extra)
 
 
 def generated_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str = "test",
@@ -286,8 +166,8 @@ def generated_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: s
     extra = {**tuned.report, "test_texts_per_second": len(texts) / seconds, "split": split, "answers": answers,
              "answer_probability": np.exp(logp).tolist(), "unparsable": int((y_pred < 0).sum())}
     return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
-                     y_true=y_true, y_pred=y_pred, probs=probs, metrics=prediction_metrics(y_true, y_pred, n),
-                     extra=extra)
+                     y_true=y_true, y_pred=y_pred, probs=probs,
+                     metrics=classification_metrics(y_true, y_pred, n), extra=extra)
 
 
 def generation_probs(y_pred: np.ndarray, confidence: np.ndarray, n_classes: int) -> np.ndarray:
@@ -327,7 +207,7 @@ def validation_row(tuned: Tuned, data: DatasetDict, scores: np.ndarray, seconds:
             "trainable params": tuned.report["trainable_params"],
             "answer tokens (mean)": float(np.mean(instruct.token_counts(tuned.tokenizer, tuned.verbalizer))),
             "instruction tokens": len(tuned.tokenizer(task, add_special_tokens=False)["input_ids"]),
-            **{f"val {k}": v for k, v in prediction_metrics(y, scores.argmax(1), scores.shape[1]).items()
+            **{f"val {k}": v for k, v in classification_metrics(y, scores.argmax(1), scores.shape[1]).items()
                if k != "weighted_f1"},
             "scoring (texts/s)": len(y) / seconds, "train (s)": tuned.report["train_seconds"]}
 
@@ -341,10 +221,3 @@ def arm(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSett
     gc.collect()
     return row
 
-
-def budget_table(dims: budgets.ArchDims, embedding_budget: int, ranks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
-                 target_sets: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
-    """LoRA parameters per rank and target set, and their ratio to the embedding head's budget (chapter 04)."""
-    table = pd.DataFrame(budgets.lora_budget_rows({dims.name: dims}, list(ranks), target_sets))
-    table["x embedding head"] = table["LoRA parameters"] / embedding_budget
-    return table.drop(columns="model")

@@ -92,7 +92,7 @@ def plot_budget_sweep(table: pd.DataFrame, trained: pd.DataFrame | None = None, 
                       ax=None):
     """LoRA budget as a multiple of the embedding head's, against rank, per target set (chapter 04).
 
-    ``table`` comes from ``instruct_train.budget_table``; ``trained`` rows (columns r, "x embedding head",
+    ``table`` comes from ``budgets.budget_table``; ``trained`` rows (columns r, "x embedding head",
     macro_f1) are the budgets that were actually trained, marked with their F1. The shaded band is
     the 10-30x the paper reports for its instruction-tuned models.
     """
