@@ -14,14 +14,28 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import experiment, methods, stats, store
-from .config import Profile
+from . import experiment, methods, sizing, stats, store
+from .config import PROFILES, Profile
 from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from .records import RunRecord
 
 REFERENCE = methods.EMBEDDING_HEAD
 REFERENCES = (methods.EMBEDDING_HEAD, methods.MULTILABEL_HEAD)  # the row every other is tested against
 STORED_ONLY_ENV = "COURSE_STORED_ONLY"
+
+
+def results_profile(profile: Profile) -> Profile:
+    """The profile whose stored runs chapter 08 shows: this one, unless it needs a GPU, its store is empty and
+    making the store takes hours (the gpu and paper profiles on a fresh clone): then the committed cpu runs."""
+    if not profile.needs_gpu or any((store.root() / profile.name).glob(f"*/*/*/{store.RECORD}")):
+        return profile
+    hours = sum(sizing.seconds(w, profile) for w in sizing.reproduction_work(profile)) / 3600
+    print(f"results/{profile.name}/ holds no runs, and making them takes about {hours:.0f} hours on a T4 by the "
+          "estimate in book/costs.md: more than one session of a chapter. This chapter shows the cpu profile's runs, "
+          "which the repository keeps (SmolLM2-135M and MiniLM on IPC titles). To make this profile's own: python -m "
+          f"tutorial_utils reproduce --profile {profile.name} (it resumes where it stopped, and {store.RESULTS_ENV} can "
+          "point it at a Google Drive folder, where its runs outlive the runtime).")
+    return PROFILES["cpu"]
 
 
 def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,

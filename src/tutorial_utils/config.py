@@ -106,6 +106,7 @@ class Profile:
     ablation_train_size: int | None = None  # training examples per arm of an ablation (equal budgets)
     seeds: tuple[int, ...] = (1, 2, 3)  # the seed study of chapter 06 (each seed trains every method once)
     distill_extra_texts: int = 600  # unlabelled texts the teacher labels for distillation (chapter 07)
+    cpu_serving_texts: int = 600  # test texts the int8 student is compared on, on the CPU even with a GPU (chapter 07)
     news_data: str = "bbc-news"  # the news-topic generalisation check of chapter 08
     news_sizes: DataSizes = field(default_factory=lambda: DataSizes(train=600, validation=150, test=400))
     # Instruction tuning (chapters 04-05). instruct_train.max_length is the text's token budget inside the
@@ -195,21 +196,23 @@ GPU = dataclasses.replace(
     causal_lm="Qwen/Qwen2.5-0.5B-Instruct",
     encoder="google-bert/bert-base-uncased",
     single_label_data="ccdv/patent-classification",
-    single_label_sizes=DataSizes(train=8000, validation=1000, test=2000),
+    # Sized so that each chapter fits a free Colab T4 session (the worked estimate: sizing.py, book/costs.md).
+    single_label_sizes=DataSizes(train=4000, validation=500, test=1500),
     multi_label_sizes=DataSizes(),  # every split whole
     train=TrainSettings(epochs=1, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
     encoder_train=TrainSettings(epochs=2, learning_rate=3e-5, batch_size=32, eval_batch_size=128, max_length=256),
     ablation_train_size=2000,
     news_data="fancyzhx/ag_news",
-    news_sizes=DataSizes(train=8000, validation=1000, test=2000),
+    news_sizes=DataSizes(train=4000, validation=500, test=1500),
     instruct_train=TrainSettings(epochs=1, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
-    instruct_train_size=4000,
+    instruct_train_size=1000,
     instruct_budgets=(LoraSettings(r=2, alpha=4, dropout=0.05),
                       LoraSettings(r=16, alpha=32, dropout=0.05, target_modules=ALL_LINEAR),
                       LoraSettings(r=64, alpha=128, dropout=0.05, target_modules=ALL_LINEAR)),
     multilabel_train=TrainSettings(epochs=2, learning_rate=2e-4, batch_size=16, eval_batch_size=64, max_length=256),
     multilabel_train_size=100_000,  # more than the split holds: all of it
-    protocol=Protocol(train_examples=8000, max_epochs=4, efficiency_sizes=(100, 300, 1000, 3000)),
+    protocol=Protocol(train_examples=2000, max_epochs=4, efficiency_sizes=(100, 300, 1000)),
+    cpu_serving_texts=64,  # BERT-base at 256 tokens on Colab's two vCPUs: about 4 s a text for the six passes
     needs_gpu=True,
 )
 
