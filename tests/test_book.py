@@ -60,10 +60,6 @@ def test_chapter_links_the_reference_of_the_package_code_it_uses(path):
 RAW_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{6,}(?!\d)")
 ABSENT = re.compile(r"\bNaN\b|\bnan\b")
 BARE_REPR = re.compile(r"<[\w.]+ (?:object )?at 0x[0-9a-f]+>")
-# Chapters whose committed outputs wait for a re-execution, and why; remove each once it is re-executed.
-# Chapter 5 needs the complete cpu results store (the multi-label study's instruction tuning still lacks seeds
-# 2 and 3: re-run before then, chapter 5's fair table would leave it out).
-WAITING_FOR_THE_STORE = {"05_multilabel.ipynb"}
 
 
 def output_texts(path: Path):
@@ -78,8 +74,6 @@ def output_texts(path: Path):
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_committed_outputs_show_numbers_as_a_reader_should_see_them(path):
-    if path.name in WAITING_FOR_THE_STORE:
-        pytest.skip("its re-execution is still to come (see WAITING_FOR_THE_STORE)")
     found = [(i, kind, pattern.findall(text)[:2]) for i, text in output_texts(path)
              for kind, pattern in (("unrounded float", RAW_FLOAT), ("NaN", ABSENT), ("object repr", BARE_REPR))
              if pattern.search(text)]
