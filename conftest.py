@@ -1,4 +1,6 @@
-"""Test defaults: the tiny profile, no hub, no progress bars (also inherited by nbval's kernels)."""
+"""Test defaults for every test and for chapters given to pytest directly: the tiny profile, no hub, no progress bars
+(also inherited by nbval's kernels). It sits at the repository root so that `pytest chapters/04_instruction_tuning.ipynb`
+runs on tiny too, not on the default cpu profile."""
 
 import os
 

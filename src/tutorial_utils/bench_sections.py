@@ -12,9 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .config import ROOT
 from .timing import timed
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def repo_root() -> Path:

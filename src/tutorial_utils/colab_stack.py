@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from .colab import CLONE_TO, ROOT, install_cell_source, repository
+from .colab import CLONE_TO, install_cell_source, repository
+from .config import ROOT
 
 FREEZE = ROOT / "benchmarks" / "colab" / "pip-freeze.gpu.txt"
 REPORT = ROOT / "benchmarks" / "results" / "colab-check.md"

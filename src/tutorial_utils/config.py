@@ -13,7 +13,9 @@ import dataclasses
 import importlib.util
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository: results/, benchmarks/, chapters/, _config.yml
 PROFILE_ENV = "COURSE_PROFILE"
 LOAD_4BIT_ENV = "COURSE_LOAD_IN_4BIT"
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import ROOT
 from .session import versions
 
 RECORD_VERSION = 1  # bump when the meaning of a stored record changes: every stored key changes with it
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .budgets import ARCH_OF, KNOWN_ARCHS, PROMPT_TOKENS, linear_parameters
-from .colab import ROOT
-from .config import PROFILES, Profile
+from .config import PROFILES, ROOT, Profile
 from .store_audit import wall_seconds
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from . import files
-from .records import ROOT, RunRecord
+from .config import ROOT
+from .records import RunRecord
 
 RESULTS_ENV = "COURSE_RESULTS"
 RECOMPUTE_ENV = "COURSE_RECOMPUTE"
