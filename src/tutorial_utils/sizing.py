@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from .budgets import ARCH_OF, KNOWN_ARCHS, PROMPT_TOKENS, linear_parameters
 from .config import PROFILES, ROOT, Profile
 from .store_audit import wall_seconds
@@ -105,12 +107,13 @@ def chapter_work(profile: Profile) -> list[Work]:
     encoder = [Work("03", "encoder: full fine-tune", "encoder", "full", n_tr * Le * e.epochs),
                Work("03", "encoder: validation and test", "encoder", "forward", evaluate * Le)]
     again = lambda works, chapter: [Work(chapter, w.what, w.model, w.mode, w.tokens, w.chapter) for w in works]  # noqa: E731
-    per_arm = [Work("", "", "llm", "lora", abl * L * t.epochs), Work("", "", "llm", "forward", evaluate * L)]
     instruct_arm = lambda what, n: [Work("04", f"{what}: train", "llm", "lora", n * Li * i.epochs),  # noqa: E731
                                     Work("04", f"{what}: score validation", "llm", "forward", n_val * Li)]
     work = [
         *head,
-        *(Work("02", f"pooling ablation ({arm}): {w.mode}", "llm", w.mode, w.tokens) for arm in ("last", "mean") for w in per_arm),
+        *(w for arm in ("last", "mean") for w in (Work("02", f"pooling ablation ({arm}): train", "llm", "lora", abl * L * t.epochs),
+                                                   Work("02", f"pooling ablation ({arm}): validation and test", "llm",
+                                                        "forward", evaluate * L))),
         *encoder, *again(head, "03"),
         Work("03b", "frozen features: every split, all layers in one pass", "llm", "forward", (n_tr + evaluate) * L),
         Work("03b", "zero-shot: score and generate", "llm", "forward", (n_te + n_val) * Li),
@@ -234,10 +237,8 @@ def measured_cpu(profile: Profile, bench_json: Path = BENCH_JSON) -> Accelerator
     return Accelerator("this course's 2-core CPU, at the rate `bench train` measured", rate, 1.0, 1.0)
 
 
-def _markdown_table(rows: list[dict]) -> list[str]:
-    cells = lambda row: [f"{v:.1f}" if isinstance(v, float) else ("yes" if v is True else "no" if v is False else str(v))  # noqa: E731
-                         for v in row.values()]
-    return ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0]), *("| " + " | ".join(cells(r)) + " |" for r in rows)]
+def _markdown_table(rows: list[dict]) -> str:
+    return pd.DataFrame(rows).round(1).to_markdown(index=False)
 
 
 def report(profile: Profile, device: Accelerator = T4, check: Profile | None = None) -> str:
@@ -257,7 +258,7 @@ def report(profile: Profile, device: Accelerator = T4, check: Profile | None = N
              f"text counted at the profile's token budget (instruction prompts +{PROMPT_TOKENS} tokens);",
              "- *Drive cache*: runs an earlier chapter made are loaded from Google Drive instead of trained again;",
              "- chapters 00 and 01 train nothing, and chapter 08 reads the results store: their set-up is their cost.", "",
-             *_markdown_table(rows), "",
+             _markdown_table(rows), "",
              f"The chapters: {cold:.0f} minutes in fresh runtimes, {cached:.0f} with the Drive cache "
              f"(target: at most {CHAPTER_LIMIT_MINUTES:g} minutes a chapter, {COURSE_LIMIT_HOURS:g} hours in all). "
              "Chapter 08 reads the results store, and shows the cpu profile's runs while this profile's store is "
@@ -277,7 +278,7 @@ def report(profile: Profile, device: Accelerator = T4, check: Profile | None = N
                   f"course's CPU measured ({cpu.peak_tflops * 1000:.0f} GFLOP/s in the 4-bit LoRA step of "
                   "`benchmarks/results/cpu-cpu.json`), against the wall time its reproduction really took "
                   "(the results store's provenance):", "",
-                  *_markdown_table([{"study": k, "estimated (h)": predicted.get(k, 0.0), "measured (h)": stored[k],
+                  _markdown_table([{"study": k, "estimated (h)": predicted.get(k, 0.0), "measured (h)": stored[k],
                                      "measured / estimated": stored[k] / predicted[k]} for k in sorted(stored) if k in predicted]),
                   "", "The arithmetic leaves out what the measured runs also paid for: grids that grew past an end, "
                   "answers generated token by token at each evaluation, data preparation, and CPU time shared with "
