@@ -59,6 +59,20 @@ def test_every_profile_is_complete_and_consistent(name):
     assert profile.causal_lm in summary and f"r={profile.lora.r}" in summary
 
 
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_the_header_shows_each_chapter_familys_own_settings(name):
+    """Chapters 04-05 train with their own settings: the header every chapter prints must show them."""
+    profile = PROFILES[name]
+    lines = [line.split(":", 1)[-1].strip() for line in profile.summary().splitlines()]  # without "label :"
+    for family, train in [("embedding head", profile.train), ("encoder", profile.encoder_train),
+                          ("instruction tuning", profile.instruct_train), ("multi-label", profile.multilabel_train)]:
+        line = next(text for text in lines if text.startswith(family + " "))
+        assert f"lr {train.learning_rate:g}," in line and f"batch {train.batch_size}" in line, line
+        assert f"{train.max_length} " in line, line
+    assert f"at most {profile.instruct_train_size} examples" in profile.summary()
+    assert f"seeds {', '.join(map(str, profile.protocol.seeds))}" in profile.summary()
+
+
 def test_profiles_table_has_one_row_per_profile():
     rows = config.profiles_table()
     assert [r["profile"] for r in rows] == list(PROFILES)

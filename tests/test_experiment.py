@@ -296,7 +296,7 @@ def test_tables_from_the_tiny_store(monkeypatch):
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
     profile = get_profile("tiny")
-    found = comparison.collect(profile, verbose=False)
+    found = comparison.study_runs(profile, verbose=False)
     assert set(found) == set(experiment.COMPARED)
     table = comparison.seed_table(found)
     head = table.loc[methods.get(methods.EMBEDDING_HEAD).title]
@@ -331,7 +331,7 @@ def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monk
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
     profile = get_profile("tiny")
     shown = [methods.TFIDF, methods.EMBEDDING_HEAD]
-    found = comparison.collect(profile, verbose=False, compute=False, only=shown)
+    found = comparison.study_runs(profile, verbose=False, compute=False, only=shown)
     assert set(found) == set(shown)
     lines = comparison.verdict_lines(found, n_resamples=200)
     assert len(lines) == 1 and lines[0].endswith("(TF-IDF + logistic regression minus head).")
@@ -361,7 +361,7 @@ def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
     assert not {s.key for s in news} & {s.key for s in specs if s.study != experiment.NEWS}
     data = experiment.news_data(profile)
     assert len(data["train"]) == min(profile.protocol.train_examples, len(load_news(profile)["train"]))
-    found = comparison.collect(profile, experiment.NEWS, verbose=False, compute=False)
+    found = comparison.study_runs(profile, experiment.NEWS, verbose=False, compute=False)
     assert set(found) == set(experiment.NEWS_METHODS)
     table = comparison.seed_table(found)
     assert (table["train examples"] == len(data["train"])).all()
@@ -447,7 +447,7 @@ def test_grid_edges_name_a_choice_at_the_end_of_the_values_tried(monkeypatch):
     assert "smallest value tried (it ties with its neighbour" in comparison.grid_edges(profile, at(smallest))[0]
     assert comparison.grid_edges(profile, at(experiment.grid_values(profile, methods.TFIDF)[1])) == []
     with pytest.raises(methods.UnknownMethod, match="The registry holds"):
-        comparison.collect(profile, verbose=False, compute=False, only=["embeding-head"])
+        comparison.study_runs(profile, verbose=False, compute=False, only=["embeding-head"])
 
 
 def test_crossings_find_where_the_order_flips():
@@ -505,7 +505,7 @@ def test_the_multi_label_study_runs_the_protocol_on_its_task_judged_by_micro_f1(
     assert not {s.key for s in multi} & {s.key for s in specs if s.study != experiment.MULTILABEL}
     assert all(s.settings["task"] == methods.MULTI_LABEL for s in multi)
     data = experiment.multilabel_data(profile)
-    found = comparison.collect(profile, experiment.MULTILABEL, verbose=False, compute=False)
+    found = comparison.study_runs(profile, experiment.MULTILABEL, verbose=False, compute=False)
     assert set(found) == set(experiment.MULTILABEL_METHODS)
     table = comparison.seed_table(found)
     assert {"micro-F1 mean", "macro-F1 mean"} <= set(table.columns) and "accuracy mean" not in table.columns

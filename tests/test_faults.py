@@ -54,13 +54,13 @@ WRITER = """
         real(path, blob)
     files.write_synced = dying
     y = np.arange(400) % 2
-    runs.save(runs.stamp(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((400, 2), .5), {}), profile), profile)
+    runs.save(runs.with_cache_key(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((400, 2), .5), {}), profile), profile)
 """
 
 
 def test_a_writer_killed_midway_leaves_nothing_that_loads(cache):
     profile = get_profile("tiny")
-    runs.save(runs.stamp(fake_result(), profile), profile)  # an older, complete run of the same name
+    runs.save(runs.with_cache_key(fake_result(), profile), profile)  # an older, complete run of the same name
     writer = python(WRITER, {"COURSE_RUNS": str(cache)})
     writer.wait(60)
     assert writer.returncode == 9
@@ -73,7 +73,7 @@ def test_a_writer_killed_midway_leaves_nothing_that_loads(cache):
 
 def test_a_truncated_or_corrupted_file_is_recomputed_with_a_message(cache, capsys):
     profile = get_profile("tiny")
-    folder = runs.save(runs.stamp(fake_result(), profile), profile)
+    folder = runs.save(runs.with_cache_key(fake_result(), profile), profile)
     blob = (folder / "arrays.npz").read_bytes()
     (folder / "arrays.npz").write_bytes(blob[: len(blob) // 2])
     result = runs.load_or_compute(profile, "m", lambda: fake_result(n=6))
@@ -111,7 +111,7 @@ def test_two_processes_never_train_the_same_run(cache, tmp_path):
 
 def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(cache):
     profile = get_profile("tiny")
-    runs.save(runs.stamp(fake_result(n=4), profile), profile)
+    runs.save(runs.with_cache_key(fake_result(n=4), profile), profile)
     writer = python("""
         import numpy as np
         from tutorial_utils import runs
@@ -119,7 +119,7 @@ def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(cache):
         profile = get_profile("tiny")
         for n in range(6, 60):
             y = np.arange(n) % 2
-            runs.save(runs.stamp(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((n, 2), .5), {}), profile), profile)
+            runs.save(runs.with_cache_key(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((n, 2), .5), {}), profile), profile)
     """, {"COURSE_RUNS": str(cache)})
     while writer.poll() is None:
         loaded = runs.load(profile, "m", verbose=False)

@@ -24,7 +24,7 @@ def fake_result(profile, method="m"):
 
 def test_round_trip(cache):
     profile = get_profile("tiny")
-    result = runs.stamp(fake_result(profile), profile, {"pooling": "last"})
+    result = runs.with_cache_key(fake_result(profile), profile, {"pooling": "last"})
     runs.save(result, profile)
     loaded = runs.load(profile, "m", {"pooling": "last"})
     assert loaded is not None
@@ -34,7 +34,7 @@ def test_round_trip(cache):
 
 def test_other_config_or_profile_settings_are_not_reused(cache):
     profile = get_profile("tiny")
-    runs.save(runs.stamp(fake_result(profile), profile, {"pooling": "last"}), profile)
+    runs.save(runs.with_cache_key(fake_result(profile), profile, {"pooling": "last"}), profile)
     assert runs.load(profile, "m", {"pooling": "mean"}) is None
     changed = dataclasses.replace(profile, lora=dataclasses.replace(profile.lora, r=16))
     assert runs.load(changed, "m", {"pooling": "last"}) is None
@@ -67,13 +67,13 @@ class FakeModel:
 
 def test_needs_model_treats_a_run_without_weights_as_missing(cache):
     profile = get_profile("tiny")
-    runs.save(runs.stamp(fake_result(profile), profile), profile)
+    runs.save(runs.with_cache_key(fake_result(profile), profile), profile)
     assert runs.load(profile, "m") is not None
     assert runs.load(profile, "m", needs_model=True) is None
     runs.model_dir(profile, "m").mkdir()  # a folder put there later is not the run's weights
     (runs.model_dir(profile, "m") / "adapter_model.safetensors").write_bytes(b"other")
     assert runs.load(profile, "m", needs_model=True) is None
-    runs.save(runs.stamp(fake_result(profile), profile), profile, model=FakeModel())
+    runs.save(runs.with_cache_key(fake_result(profile), profile), profile, model=FakeModel())
     assert runs.load(profile, "m", needs_model=True) is not None
 
 
@@ -92,7 +92,7 @@ def test_recomputing_replaces_stale_weights(cache):
 
 def test_weights_changed_after_the_save_are_detected(cache, capsys):
     profile = get_profile("tiny")
-    runs.save(runs.stamp(fake_result(profile), profile), profile, model=FakeModel(b"trained"))
+    runs.save(runs.with_cache_key(fake_result(profile), profile), profile, model=FakeModel(b"trained"))
     (runs.model_dir(profile, "m") / "adapter_model.safetensors").write_bytes(b"retrained elsewhere")
     assert runs.load(profile, "m") is None
     assert "adapter_model.safetensors missing or changed" in capsys.readouterr().out

@@ -61,9 +61,9 @@ def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose:
     from . import comparison, experiment, plots  # lazy: datasets, sklearn, matplotlib; plots loads pyplot: after use("Agg")
 
     plots.use_style()
-    fair = comparison.collect(profile, verbose=verbose)
-    news = comparison.collect(profile, experiment.NEWS, verbose=verbose)
-    multi = comparison.collect(profile, experiment.MULTILABEL, verbose=verbose)
+    fair = comparison.study_runs(profile, verbose=verbose)
+    news = comparison.study_runs(profile, experiment.NEWS, verbose=verbose)
+    multi = comparison.study_runs(profile, experiment.MULTILABEL, verbose=verbose)
     tables = {"single_label": comparison.seed_table(fair),
               "single_label_paired": comparison.paired_table(fair, n_resamples=n_resamples),
               "efficiency": comparison.efficiency_table(profile, fair, n_resamples=n_resamples),

@@ -1,6 +1,6 @@
 """The fair comparison's tables and figures, read from the results store (chapters 06 and 08).
 
-``collect`` returns the stored runs of a study (computing any that are missing, as ``reproduce`` would)
+``study_runs`` returns the stored runs of a study (computing any that are missing, as ``reproduce`` would)
 and says where they came from; the tables give every method's test metric over seeds (macro-F1; for
 the multi-label study micro-F1), the paired test of each seed against the embedding head, the
 validation curves, and the data-efficiency study.
@@ -38,7 +38,7 @@ def results_profile(profile: Profile) -> Profile:
     return PROFILES["cpu"]
 
 
-def collect(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,
+def study_runs(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,
             compute: bool | None = None, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
     """The study's runs by method: stored ones loaded (their provenance summarised), missing ones computed now.
 

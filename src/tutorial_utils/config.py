@@ -83,6 +83,13 @@ class Protocol:
     seeds: tuple[int, ...] = (1, 2, 3)
     efficiency_sizes: tuple[int, ...] = (100, 300)  # nested smaller training sets (the full size is added)
 
+    def summary(self) -> str:
+        """Two lines for a notebook's header: the examples, batch and seeds; the stopping rule and tuning."""
+        examples = "all training examples" if self.train_examples is None else f"{self.train_examples} examples"
+        batch = "each method's own batch" if self.batch_size is None else f"batch {self.batch_size}"
+        return (f"{examples} and {batch} for every method, seeds {', '.join(map(str, self.seeds))} (chapters 06, 08)\n"
+                f"each until validation stops improving (at most {self.max_epochs} epochs), lr chosen on validation")
+
     def grid_label(self) -> str:
         """The grid as a reader sees it, e.g. "default / 3, default, default x 3 (grown up to 2 steps past a winning end)"."""
         grid = ", ".join("default" if f == 1 else (f"default / {1 / f:g}" if f < 1 else f"default x {f:g}")
@@ -129,18 +136,37 @@ class Profile:
 
     def summary(self) -> str:
         """A few lines that say what this profile runs, for a notebook's first output."""
+        runs = [f"embedding head      {_settings(self.train)}",
+                f"encoder             {_settings(self.encoder_train)}",
+                f"instruction tuning  {_settings(self.instruct_train, 'text tokens')}, "
+                f"{_at_most(self.instruct_train_size)}",
+                f"multi-label         {_settings(self.multilabel_train)}, {_at_most(self.multilabel_train_size)}",
+                f"ablations           {_at_most(self.ablation_train_size)} each",
+                f"seed                {self.seed}"]
         lines = [
             f"profile      : {self.name} ({self.description})",
             f"causal LM    : {self.causal_lm} ({'4-bit NF4' if self.load_in_4bit else '16/32-bit'})",
             f"encoder      : {self.encoder}",
             f"data         : {self.single_label_data} (single-label), {self.multi_label_data} (multi-label)",
             f"LoRA         : r={self.lora.r}, alpha={self.lora.alpha}, targets={','.join(self.lora.target_modules)}",
-            f"training     : {self.train.epochs:g} epoch(s), lr={self.train.learning_rate:g}, "
-            f"batch={self.train.batch_size}, max_length={self.train.max_length}, seed={self.seed}",
+            "chapter runs : " + "\n               ".join(runs),
+            "fair runs    : " + self.protocol.summary().replace("\n", "\n" + " " * 15),
         ]
         if not self.meaningful:
             lines.append("note         : a random tiny model: its numbers test the code and mean nothing")
         return "\n".join(lines)
+
+
+def _settings(train: TrainSettings, tokens: str = "tokens") -> str:
+    """One family's training settings as the header shows them, e.g. "1 epoch, lr 0.001, batch 16, 64 tokens"."""
+    accumulation = f" x {train.grad_accum}" if train.grad_accum > 1 else ""  # "batch 8 x 4": 4 accumulated steps
+    return (f"{train.epochs:g} epoch{'' if train.epochs == 1 else 's'}, lr {train.learning_rate:g}, "
+            f"batch {train.batch_size}{accumulation}, {train.max_length} {tokens}")
+
+
+def _at_most(examples: int | None) -> str:
+    """A training-set cap as the header shows it."""
+    return "all training examples" if examples is None else f"at most {examples} examples"
 
 
 # every linear layer of a Llama-style block: the largest LoRA target set (instruction-tuning budgets, chapter 04)

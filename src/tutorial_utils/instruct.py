@@ -173,7 +173,7 @@ def answer_ids(tokenizer, answer: str, eos: bool = True) -> list[int]:
     return ids + [tokenizer.eos_token_id] if eos and tokenizer.eos_token_id is not None else ids
 
 
-def _on(model) -> torch.device:
+def _device_of(model) -> torch.device:
     """The device of the model's first parameter (inputs must go there: GPU, CPU)."""
     return next(model.parameters()).device
 
@@ -201,7 +201,7 @@ class PromptBatches:
     """Prompts as a shared prefix, run once and cached, plus left-padded per-batch suffixes (chapter 04)."""
 
     def __init__(self, model, tokenizer, prompts: list[str], batch_size: int, reuse_prefix: bool = True):
-        self.on, self.batch_size = _on(model), batch_size
+        self.on, self.batch_size = _device_of(model), batch_size
         self.ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         self.order = np.argsort([len(i) for i in self.ids], kind="stable")  # similar lengths batched: less padding
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -261,7 +261,7 @@ def score_labels(model, tokenizer, prompts: list[str], answers: list[str], batch
     check_fits_model([len(tokenizer(p, add_special_tokens=False)["input_ids"]) + max(map(len, (
         answer_ids(tokenizer, a, eos) for a in answers))) for p in prompts], context_length(model))
     model.eval()
-    on = _on(model)
+    on = _device_of(model)
     implementation = getattr(model.config, "_attn_implementation", "sdpa")
     if implementation not in {"sdpa", "eager"}:
         raise ValueError(f"score_labels needs 'sdpa' or 'eager' attention for its 4-D mask, the model uses "
@@ -300,7 +300,7 @@ def score_labels_one_by_one(model, tokenizer, prompts: list[str], answers: list[
                             eos: bool = True) -> np.ndarray:
     """The reference for ``score_labels``: one forward pass per (prompt, answer) sequence, no cache (chapter 04)."""
     model.eval()
-    on = _on(model)
+    on = _device_of(model)
     out = np.zeros((len(prompts), len(answers)))
     for i, prompt in enumerate(prompts):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]

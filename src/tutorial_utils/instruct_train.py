@@ -3,7 +3,7 @@
 A run puts together the profile's 4-bit causal LM with LoRA, the verbalizer's prompts and
 ``instruct_trainer``'s answer-only Trainer (``prepare_tuning``, ``tune``), then reads the test split
 by scoring every label and by generating (``scored_result``, ``generated_result``), and compares
-variants on validation (``arm``). Taught in chapter 04; the multi-label runs of chapter 05 reuse ``tune``.
+variants on validation (``variant_row``). Taught in chapter 04; the multi-label runs of chapter 05 reuse ``tune``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def subject_of(dataset_name: str) -> str:
 
 
 @dataclass
-class Tuned:
+class InstructionModel:
     """An instruction-tuned model with the verbalizer and prompt settings it was trained with (chapter 04)."""
 
     model: object
@@ -63,7 +63,7 @@ class Tuned:
 PROMPT_FILE = "prompt.json"  # beside a saved adapter: the verbalizer and prompt settings it was trained with
 
 
-def save_tuned(tuned: Tuned, profile: Profile, folder: Path) -> None:
+def save_tuned(tuned: InstructionModel, profile: Profile, folder: Path) -> None:
     """Save an instruction-tuned model: its LoRA adapter and the prompt settings it was trained with (chapter 09)."""
     tuned.model.save_pretrained(folder)
     v = tuned.verbalizer
@@ -73,7 +73,7 @@ def save_tuned(tuned: Tuned, profile: Profile, folder: Path) -> None:
         "max_text_tokens": tuned.max_text_tokens}, indent=1))
 
 
-def load_tuned(folder: Path) -> Tuned:
+def load_tuned(folder: Path) -> InstructionModel:
     """A model saved by ``save_tuned``: the profile's base model in its precision, with the adapter (chapter 09)."""
     from peft import PeftModel  # lazy: loads bitsandbytes, which warns unless models has quieted it
 
@@ -81,14 +81,14 @@ def load_tuned(folder: Path) -> Tuned:
     check_safetensors(folder, "adapter_model")
     base, tokenizer = models.load_causal_lm(get_profile(settings["profile"]))
     verbalizer = instruct.make_verbalizer(settings["names"], settings["kind"], settings["words"])
-    return Tuned(PeftModel.from_pretrained(base, folder).eval(), tokenizer, verbalizer, settings["subject"],
+    return InstructionModel(PeftModel.from_pretrained(base, folder).eval(), tokenizer, verbalizer, settings["subject"],
                  settings["multi_label"], settings["max_text_tokens"], {})
 
 
 def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
                    multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
                    subject: str | None = None, run_name: str = "instruct", seed: int | None = None,
-                   **overrides: object) -> tuple[Tuned, "transformers.Trainer"]:  # noqa: F821
+                   **overrides: object) -> tuple[InstructionModel, "transformers.Trainer"]:  # noqa: F821
     """The 4-bit causal LM with LoRA, its prompts and its Trainer, ready to train (chapters 04, 05 and 08)."""
     settings, lora = profile.instruct_train, lora or profile.lora
     seed = profile.seed if seed is None else seed
@@ -106,12 +106,12 @@ def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lor
     trainer = make_instruct_trainer(model, tokenizer, pairs, profile, settings, run_name=run_name, **overrides)
     report = {"train_examples": len(subset), "trainable_params": models.count_parameters(model).trainable,
               "verbalizer": kind, "lora": lora_label(lora), "r": lora.r}
-    return Tuned(model, tokenizer, verbalizer, subject, multi_label, max_text_tokens, report), trainer
+    return InstructionModel(model, tokenizer, verbalizer, subject, multi_label, max_text_tokens, report), trainer
 
 
 def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
          multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
-         subject: str | None = None, run_name: str = "instruct") -> Tuned:
+         subject: str | None = None, run_name: str = "instruct") -> InstructionModel:
     """Instruction-tune the profile's 4-bit causal LM with LoRA on ``n_train`` examples (chapters 04 and 05)."""
     tuned, trainer = prepare_tuning(profile, data, kind, lora, multi_label, n_train, max_text_tokens, subject, run_name)
     _, seconds = timed(trainer.train)
@@ -128,13 +128,13 @@ def lora_label(lora: LoraSettings) -> str:
     return f"r={lora.r} on {short}"
 
 
-def label_scores(tuned: Tuned, texts: list[str], batch_size: int = 16) -> tuple[np.ndarray, float]:
+def label_scores(tuned: InstructionModel, texts: list[str], batch_size: int = 16) -> tuple[np.ndarray, float]:
     """Every label's log-likelihood for every text (constrained scoring), and the seconds it took (chapter 04)."""
     return timed(instruct.score_labels, tuned.model, tuned.tokenizer, tuned.prompts(texts),
                  list(tuned.verbalizer.words), batch_size=batch_size)
 
 
-def scored_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str = "test",
+def scored_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test",
                   method: str = INSTRUCTION_SCORED) -> RunResult:
     """Predict a split by scoring every label string; probabilities are the softmax over the labels (chapter 04)."""
     texts = list(data[split]["text"])
@@ -147,7 +147,7 @@ def scored_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str 
                      metrics=classification_metrics(y_true, y_pred, scores.shape[1]), extra=extra)
 
 
-def generated_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str = "test",
+def generated_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test",
                      method: str = INSTRUCTION_GENERATED) -> RunResult:
     """Predict a split by greedy generation and parsing; an unparsable answer is -1 and counts as wrong (chapter 04).
 
@@ -199,7 +199,7 @@ def cached_instruction_runs(profile: Profile, data: DatasetDict | None = None,
                                     lambda: instruction_runs(profile, data), verbose)
 
 
-def validation_row(tuned: Tuned, data: DatasetDict, scores: np.ndarray, seconds: float) -> dict:
+def validation_row(tuned: InstructionModel, data: DatasetDict, scores: np.ndarray, seconds: float) -> dict:
     """One comparison row from validation scores: verbalizer, budget, tokens, metrics, speed (chapter 04)."""
     y = np.asarray(data["validation"]["label"])
     task = instruct.instruction(tuned.verbalizer, tuned.multi_label, tuned.subject)
@@ -212,7 +212,7 @@ def validation_row(tuned: Tuned, data: DatasetDict, scores: np.ndarray, seconds:
             "scoring (texts/s)": len(y) / seconds, "train (s)": tuned.report["train_seconds"]}
 
 
-def arm(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None) -> dict:
+def variant_row(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None) -> dict:
     """Tune one variant on the same subset and seed, and score the validation split: one comparison row (chapter 04)."""
     tuned = tune(profile, data, kind=kind, lora=lora, run_name=f"instruct-{kind}")
     scores, seconds = label_scores(tuned, list(data["validation"]["text"]), profile.instruct_train.eval_batch_size)

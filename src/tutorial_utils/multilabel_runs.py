@@ -18,7 +18,7 @@ from .config import Profile
 from .data import label_names, load_multi_label, multi_hot
 from .data.common import with_train_cut
 from .instruct import Verbalizer, parse_labels
-from .instruct_train import Tuned, tune
+from .instruct_train import InstructionModel, tune
 from .metrics import multilabel_metrics, sigmoid
 from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
@@ -118,19 +118,19 @@ def head_result(scores: HeadScores, profile: Profile, data: DatasetDict, rule: s
                      extra=extra)
 
 
-def tune_multilabel(profile: Profile, data: DatasetDict) -> Tuned:
+def tune_multilabel(profile: Profile, data: DatasetDict) -> InstructionModel:
     """Instruction-tune on multi-label answers ("label, label" in the label list's order) (chapter 05)."""
     return tune(profile, data, multi_label=True, max_text_tokens=profile.multilabel_train.max_length,
                 run_name=MULTILABEL_INSTRUCTION)
 
 
-def max_answer_tokens(tuned: Tuned, data: DatasetDict, extra: int = 4) -> int:
+def max_answer_tokens(tuned: InstructionModel, data: DatasetDict, extra: int = 4) -> int:
     """The longest training answer's tokens plus ``extra``: room to see what the model over-generates (chapter 05)."""
     answers = {tuned.verbalizer.answer(ids) for ids in data["train"]["labels"]}
     return max(len(instruct.answer_ids(tuned.tokenizer, a)) for a in answers) + extra
 
 
-def instruction_result(tuned: Tuned, profile: Profile, data: DatasetDict, split: str = "test") -> RunResult:
+def instruction_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test") -> RunResult:
     """Generate and parse every answer of a split, and score the label sets; failures are counted (chapter 05)."""
     texts = list(data[split]["text"])
     (answers, logp), seconds = timed(instruct.generate, tuned.model, tuned.tokenizer, tuned.prompts(texts),

@@ -104,7 +104,7 @@ def probe_parameters(probe) -> int:
 
 
 
-def _frozen(profile: Profile, model, tokenizer):
+def _frozen_llm(profile: Profile, model, tokenizer):
     """The given frozen model, or the profile's causal LM loaded in its inference form."""
     if model is not None:
         return model, tokenizer
@@ -113,7 +113,7 @@ def _frozen(profile: Profile, model, tokenizer):
 
 def probe_run(profile: Profile, data, model=None, tokenizer=None, method: str = FROZEN_PROBE):
     """The single-label probe as a cached-run result: layer and pooling chosen on validation, scored on test."""
-    model, tokenizer = _frozen(profile, model, tokenizer)
+    model, tokenizer = _frozen_llm(profile, model, tokenizer)
     feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
                                 profile.train.max_length, model, tokenizer) for s in ("train", "validation", "test")}
     y = {s: np.asarray(data[s]["label"]) for s in feats}
@@ -129,7 +129,7 @@ def probe_run(profile: Profile, data, model=None, tokenizer=None, method: str = 
 def multilabel_probe_run(profile: Profile, data, model=None, tokenizer=None, key: tuple[str, str] = ("middle", "mean"),
                          method: str = MULTILABEL_PROBE):
     """The multi-label probe (one-vs-rest, per-label thresholds tuned on validation) as a cached-run result."""
-    model, tokenizer = _frozen(profile, model, tokenizer)
+    model, tokenizer = _frozen_llm(profile, model, tokenizer)
     texts = {s: list(data[s]["text"]) for s in ("train", "validation", "test")}
     feats = {s: cached_features(profile, f"{profile.multi_label_data}-{s}", texts[s], profile.multilabel_train.max_length,
                                 model, tokenizer)[key] for s in texts}

@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from .methods import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in the registry)
 from . import models
 from .config import Profile, TrainSettings
-from .data import label_names, load_single_label
+from .data import label_names, load_single_label, sample_examples, with_train_cut
 from .heads import hand_written_head
 from .metrics import classification_metrics, softmax
 from .runs import RunResult, load_or_compute
@@ -66,9 +66,9 @@ def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method
 
 
 def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, ...] = ("last", "mean")) -> pd.DataFrame:
-    """Train one hand-written head per pooling on the same small budget; validation metrics per pooling."""
-    subset = DatasetDict(train=data["train"].select(range(min(profile.ablation_train_size or len(data["train"]),
-                                                               len(data["train"])))),
+    """Train one hand-written head per pooling on the same stratified sample of ``profile.ablation_train_size``
+    training examples (chapter 02); validation metrics per pooling."""
+    subset = DatasetDict(train=sample_examples(data["train"], profile.ablation_train_size, profile.seed),
                          validation=data["validation"], test=data["validation"])
     rows = []
     for pooling in poolings:
@@ -141,14 +141,14 @@ def seed_study(profile: Profile, data: DatasetDict, seeds: tuple[int, ...],
     """Train each method once per seed on the ablation budget (cached); test metrics per method and seed.
 
     The seed changes the head and adapter initialisation, the order of the training batches and which
-    ``profile.ablation_train_size`` training examples are drawn (chapter 06).
+    ``profile.ablation_train_size`` training examples are drawn (a stratified sample, as in every ablation;
+    chapter 06).
     """
     rows = []
     for seed in seeds:
         seeded = dataclasses.replace(profile, seed=seed)
-        size = min(profile.ablation_train_size or len(data["train"]), len(data["train"]))
-        subset = DatasetDict(train=data["train"].shuffle(seed=seed).select(range(size)),
-                             validation=data["validation"], test=data["test"])
+        subset = with_train_cut(data, profile.ablation_train_size, seed)
+        size = len(subset["train"])
         for method in methods:
             name = f"{method}-small"
             run = load_or_compute(seeded, name, lambda m=method, s=subset, p=seeded, n=name: SMALL_BUDGET_METHODS[m](p, s, n),

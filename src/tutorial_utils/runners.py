@@ -210,7 +210,7 @@ def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) ->
 
 
 def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float, subject: str | None = None) -> tuple:
-    """``instruction``'s training, with the tuned model kept: (``instruct_train.Tuned``, outcomes by method).
+    """``instruction``'s training, with the tuned model kept: (``instruct_train.InstructionModel``, outcomes by method).
     ``subject``: what the prompt calls a text (default: the profile's dataset's word for it)."""
     from .instruct import score_labels  # lazy: torch, transformers (~3 s); experiment loads runners
     from .instruct_train import generated_result, prepare_tuning, scored_result  # lazy: as above

@@ -27,7 +27,8 @@ from .assets import cache_dir
 from .config import Profile
 
 RUNS_ENV = "COURSE_RUNS"
-CACHE_VERSION = 2  # bump when the meaning of a stored result changes (2: files listed with checksums)
+CACHE_VERSION = 3  # bump when the meaning of a stored result changes (2: files listed with checksums; 3: ablation
+# samples stratified)
 RECORD, ARRAYS, MODEL = "run.json", "arrays.npz", "model"
 NOT_IN_RECORD = {"y_true", "y_pred", "probs", "model", "tokenizer"}
 
@@ -66,7 +67,7 @@ def runs_dir() -> Path:
     return root
 
 
-def run_key(profile: Profile, method: str, config: dict | None = None) -> str:
+def cache_key(profile: Profile, method: str, config: dict | None = None) -> str:
     """A short hash of everything that defines a run: cache version, profile, method and its config."""
     payload = json.dumps({"v": CACHE_VERSION, "profile": dataclasses.asdict(profile), "method": method,
                           "config": config or {}}, sort_keys=True, default=str)
@@ -120,7 +121,7 @@ def load(profile: Profile, method: str, config: dict | None = None, seed: int | 
     folder = run_path(profile, method, seed)
     try:  # another process may swap a new run in meanwhile: then a file is gone or fails its checksum
         meta = json.loads((folder / RECORD).read_text())
-        wanted = run_key(dataclasses.replace(profile, seed=profile.seed if seed is None else seed), method, config)
+        wanted = cache_key(dataclasses.replace(profile, seed=profile.seed if seed is None else seed), method, config)
         if meta.get("key") != wanted:
             return None
         listed = meta.pop("files", {})
@@ -152,16 +153,16 @@ def lock_path(profile: Profile, method: str, seed: int | None = None) -> Path:
     return runs_dir() / ".locks" / f"{run_path(profile, method, seed).relative_to(runs_dir()).as_posix().replace('/', '--')}.lock"
 
 
-def stamp(result: RunResult, profile: Profile, config: dict | None = None) -> RunResult:
+def with_cache_key(result: RunResult, profile: Profile, config: dict | None = None) -> RunResult:
     """Set a result's cache key from the profile and config it was made with."""
-    result.key = run_key(dataclasses.replace(profile, seed=result.seed), result.method, config)
+    result.key = cache_key(dataclasses.replace(profile, seed=result.seed), result.method, config)
     result.config = config or {}
     return result
 
 
 def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResult],
                     config: dict | None = None, verbose: bool = True, needs_model: bool = False) -> RunResult:
-    """Return the cached run, or call ``compute()``, stamp, save (with its model, if it has one) and return it.
+    """Return the cached run, or call ``compute()``, key, save (with its model, if it has one) and return it.
 
     A lock per run makes a second process wait for the first one's result instead of training it too.
     """
@@ -174,7 +175,7 @@ def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResu
             return cached
         if verbose:
             print(f"{method}: not in the run cache for this profile and config; computing it now ...")
-        result = stamp(dataclasses.replace(compute(), method=method), profile, config)  # stored under the asked name
+        result = with_cache_key(dataclasses.replace(compute(), method=method), profile, config)  # stored under the asked name
         if needs_model and result.model is None:
             raise RuntimeError(f"{method}: the computation returned no trained model to keep, but the caller needs "
                                "one. Fix: attach it, e.g. RunResult(..., model=model).")
@@ -194,7 +195,7 @@ def load_or_compute_together(profile: Profile, methods: tuple[str, ...],
             return found
         if verbose:
             print(f"{', '.join(methods)}: not in the run cache; training and predicting now ...")
-        results = tuple(stamp(result, profile) for result in compute())
+        results = tuple(with_cache_key(result, profile) for result in compute())
         for result in results:
             save(result, profile)
     return tuple(dataclasses.replace(r, model=None, tokenizer=None) for r in results)

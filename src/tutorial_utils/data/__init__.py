@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datasets import DatasetDict
 
-from .common import (DataError, check_texts, encode_labels, label_counts, label_names, multi_hot)
+from .common import (DataError, check_texts, encode_labels, label_counts, label_names, multi_hot, sample_examples,
+                     with_train_cut)
 from .hub import load_hub_single_label
 from .multilabel import load_debian_tags
 from .news import BBC_TOPICS, load_bbc_news
@@ -19,7 +20,7 @@ __all__ = ["BBC_TOPICS", "DataError", "IPC_SECTIONS", "SECTION_NAMES", "check_te
            "from_dataset", "from_pandas", "label_counts",
            "label_names", "load_bbc_news", "load_debian_tags", "load_ipc_sections", "load_multi_label", "load_news",
            "load_single_label",
-           "multi_hot"]
+           "multi_hot", "sample_examples", "with_train_cut"]
 
 
 def _sizes(sizes: object) -> dict[str, int | None]:
