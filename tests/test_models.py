@@ -138,3 +138,14 @@ def test_a_cached_smollm2_conversion_counts_only_with_smollm2s_own_special_token
 def test_the_converted_smollm2_tokenizer_ends_answers_with_im_end():
     tokenizer = models.load_tokenizer("smollm2-135m-instruct")
     assert (tokenizer.bos_token, tokenizer.eos_token) == ("<|im_start|>", "<|im_end|>")
+
+
+def test_building_a_tiny_model_leaves_the_callers_random_state_alone(monkeypatch, tmp_path):
+    """A run that first builds the tiny model must train as a later run that finds it cached (same seed, same run)."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))  # an empty cache: the model is built now
+    torch.manual_seed(1)
+    assets.tiny_bert_dir()
+    after_building = torch.rand(3)
+    torch.manual_seed(1)
+    assert torch.equal(after_building, torch.rand(3))
+    assert (tmp_path / "tiny-random-bert" / "model.safetensors").exists()

@@ -109,8 +109,9 @@ def test_drive_cache_points_the_course_cache_into_drive(monkeypatch, tmp_path):
     drive = types.SimpleNamespace(mount=mounted.append)
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(drive=drive))
-    monkeypatch.delenv("COURSE_CACHE", raising=False)
-    monkeypatch.delenv("HF_HOME", raising=False)
+    for name in ("COURSE_CACHE", "HF_HOME"):  # use_drive_cache sets them: the teardown must restore them (or their absence)
+        monkeypatch.setenv(name, "recorded")
+        monkeypatch.delenv(name)
     root = colab.use_drive_cache(str(tmp_path / "drive-cache"))
     assert mounted == ["/content/drive"] and assets.cache_dir() == root
     assert os.environ["HF_HOME"] == str(root / "huggingface")

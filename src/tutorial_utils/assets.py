@@ -103,9 +103,13 @@ def _random_model(name: str, tokenizer_dir, build) -> Path:
     from transformers import AutoTokenizer  # lazy: as above
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir())  # a function: its conversion runs only if needed
-    torch.manual_seed(0)
     partial = target.with_name(target.name + ".partial")
-    build(tokenizer).save_pretrained(partial)
+    # Seeded, and without touching the caller's random state: a run that first builds the model here must train
+    # exactly as a later run that finds it in the cache (the caller has already seeded its initialisation).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build(tokenizer)
+    model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     partial.rename(target)
     return target
