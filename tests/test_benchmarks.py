@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tutorial_utils import bench, bench_report, cli, instruct, models, quantization
-from tutorial_utils.config import get_profile
+from tutorial_utils import bench, bench_report, instruct, models, quantization
+from tutorial_utils.config import ROOT, get_profile
 from tutorial_utils.data import label_names, load_single_label
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "book" / "costs.md"
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tutorial_utils.config import ROOT
+
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
 from chapter_links import chapter_docs, link_chapters  # noqa: E402

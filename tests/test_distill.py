@@ -1,7 +1,6 @@
 """Distillation: the loss against its definition, the teacher-probability cache, a saved student reloads."""
 
 import numpy as np
-import pytest
 import torch
 from datasets import DatasetDict
 from torch.nn import functional as F
@@ -9,12 +8,6 @@ from torch.nn import functional as F
 from tutorial_utils import distill, runs
 from tutorial_utils.config import get_profile
 from tutorial_utils.data import label_names, load_single_label
-
-
-@pytest.fixture()
-def isolated_runs(monkeypatch, tmp_path):
-    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
-    return tmp_path
 
 
 def test_alpha_zero_is_plain_cross_entropy():
@@ -63,7 +56,7 @@ def test_teacher_probabilities_are_computed_once_per_text_list(tmp_path, monkeyp
     assert calls == [2, 3] and np.array_equal(first, again) and other.shape == (3, 3)
 
 
-def test_a_saved_student_reloads_and_predicts_as_it_did(isolated_runs):
+def test_a_saved_student_reloads_and_predicts_as_it_did(run_cache):
     profile = get_profile("tiny")
     data = load_single_label(profile)
     n = len(label_names(data))

@@ -7,29 +7,16 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tutorial_utils import checks, instruct, metrics, runs, stats, thresholds
-from tutorial_utils.config import get_profile
+from tutorial_utils.config import ROOT, get_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+from fakes import fake_result
 
-
-@pytest.fixture()
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def fake_result(method="m", n=4):
-    profile = get_profile("tiny")
-    y = np.arange(n) % 2
-    return runs.RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=["a", "b"],
-                          y_true=y, y_pred=1 - y, probs=np.full((n, 2), 0.5), metrics={"accuracy": 0.0})
 
 
 def python(code: str, env: dict, timeout: int = 120) -> subprocess.Popen:
@@ -39,7 +26,7 @@ def python(code: str, env: dict, timeout: int = 120) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-# ---- the run cache ------------------------------------------------------------------------------------
+# ---- the run cache -------------------------------------------------------------------------------------
 
 WRITER = """
     import os, numpy as np
@@ -58,10 +45,10 @@ WRITER = """
 """
 
 
-def test_a_writer_killed_midway_leaves_nothing_that_loads(cache):
+def test_a_writer_killed_midway_leaves_nothing_that_loads(run_cache):
     profile = get_profile("tiny")
     runs.save(runs.with_cache_key(fake_result(), profile), profile)  # an older, complete run of the same name
-    writer = python(WRITER, {"COURSE_RUNS": str(cache)})
+    writer = python(WRITER, {"COURSE_RUNS": str(run_cache)})
     writer.wait(60)
     assert writer.returncode == 9
     loaded = runs.load(profile, "m")
@@ -71,7 +58,7 @@ def test_a_writer_killed_midway_leaves_nothing_that_loads(cache):
     assert calls == [] and len(result.y_true) == 4
 
 
-def test_a_truncated_or_corrupted_file_is_recomputed_with_a_message(cache, capsys):
+def test_a_truncated_or_corrupted_file_is_recomputed_with_a_message(run_cache, capsys):
     profile = get_profile("tiny")
     folder = runs.save(runs.with_cache_key(fake_result(), profile), profile)
     blob = (folder / "arrays.npz").read_bytes()
@@ -100,16 +87,16 @@ COMPUTER = """
 """
 
 
-def test_two_processes_never_train_the_same_run(cache, tmp_path):
+def test_two_processes_never_train_the_same_run(run_cache, tmp_path):
     log = tmp_path / "log.txt"
-    workers = [python(COMPUTER.format(log=str(log)), {"COURSE_RUNS": str(cache)}) for _ in range(2)]
+    workers = [python(COMPUTER.format(log=str(log)), {"COURSE_RUNS": str(run_cache)}) for _ in range(2)]
     outputs = [w.communicate(timeout=120) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     assert log.read_text().count("trained") == 1
     assert any("waiting" in err for _, err in outputs)
 
 
-def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(cache):
+def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(run_cache):
     profile = get_profile("tiny")
     runs.save(runs.with_cache_key(fake_result(n=4), profile), profile)
     writer = python("""
@@ -120,7 +107,7 @@ def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(cache):
         for n in range(6, 60):
             y = np.arange(n) % 2
             runs.save(runs.with_cache_key(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((n, 2), .5), {}), profile), profile)
-    """, {"COURSE_RUNS": str(cache)})
+    """, {"COURSE_RUNS": str(run_cache)})
     while writer.poll() is None:
         loaded = runs.load(profile, "m", verbose=False)
         if loaded is not None:
@@ -138,35 +125,35 @@ def cli(*args: str, cache_dir: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("epochs", ["-1", "0", "two"])
-def test_cli_refuses_epochs_that_are_not_positive(cache, tmp_path, epochs):
-    done = cli("train", "tfidf", "--epochs", epochs, "--out", str(tmp_path / "run"), cache_dir=cache)
+def test_cli_refuses_epochs_that_are_not_positive(run_cache, tmp_path, epochs):
+    done = cli("train", "tfidf", "--epochs", epochs, "--out", str(tmp_path / "run"), cache_dir=run_cache)
     assert done.returncode == 2 and "--epochs" in done.stderr
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_checks_out_before_training(cache, tmp_path):
+def test_cli_checks_out_before_training(run_cache, tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    done = cli("train", "tfidf", "--out", str(a_file), cache_dir=cache)
+    done = cli("train", "tfidf", "--out", str(a_file), cache_dir=run_cache)
     assert done.returncode == 1 and "is a file" in done.stderr
-    done = cli("train", "tfidf", "--out", str(cache / "inside"), cache_dir=cache)
+    done = cli("train", "tfidf", "--out", str(run_cache / "inside"), cache_dir=run_cache)
     assert "inside the chapters' run cache" in done.stderr
-    assert "not writable" in cli("train", "tfidf", "--out", str(a_file / "run"), cache_dir=cache).stderr
+    assert "not writable" in cli("train", "tfidf", "--out", str(a_file / "run"), cache_dir=run_cache).stderr
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "read-only"
         locked.mkdir(mode=0o500)
-        assert "not writable" in cli("train", "tfidf", "--out", str(locked / "run"), cache_dir=cache).stderr
+        assert "not writable" in cli("train", "tfidf", "--out", str(locked / "run"), cache_dir=run_cache).stderr
 
 
-def test_cli_train_writes_only_out_and_refuses_to_overwrite(cache, tmp_path):
+def test_cli_train_writes_only_out_and_refuses_to_overwrite(run_cache, tmp_path):
     out = tmp_path / "run"
-    done = cli("train", "tfidf", "--out", str(out), cache_dir=cache)
+    done = cli("train", "tfidf", "--out", str(out), cache_dir=run_cache)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "metrics.json").read_text())["method"] == "tfidf-logreg"
-    assert not any(cache.rglob("run.json"))  # the chapters' cache is untouched
-    again = cli("train", "tfidf", "--out", str(out), cache_dir=cache)
+    assert not any(run_cache.rglob("run.json"))  # the chapters' run cache is untouched
+    again = cli("train", "tfidf", "--out", str(out), cache_dir=run_cache)
     assert again.returncode == 1 and "--overwrite" in again.stderr
-    assert cli("train", "tfidf", "--out", str(out), "--overwrite", cache_dir=cache).returncode == 0
+    assert cli("train", "tfidf", "--out", str(out), "--overwrite", cache_dir=run_cache).returncode == 0
 
 
 # ---- silently wrong numbers -----------------------------------------------------------------------------
@@ -329,10 +316,10 @@ def test_pickled_weights_are_not_loaded(tmp_path):
         distill.load_trained_student(tmp_path)
 
 
-def test_a_run_that_needs_itself_does_not_wait_for_itself(cache):
+def test_a_run_that_needs_itself_does_not_wait_for_itself(run_cache):
     profile = get_profile("tiny")
     inner = lambda: runs.load_or_compute(profile, "m", lambda: fake_result(), verbose=False)  # noqa: E731
-    result = runs.load_or_compute_together(profile, ("m", "n"), lambda: (inner(), fake_result("n")), verbose=False)
+    result = runs.load_or_compute_together(profile, ("m", "n"), lambda: (inner(), fake_result(method="n")), verbose=False)
     assert [r.method for r in result] == ["m", "n"]
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tutorial_utils.colab import NO_DEPS_PINS, badge_markdown, install_cell_source
+from tutorial_utils.config import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 
 

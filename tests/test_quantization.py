@@ -1,6 +1,6 @@
 """Chapter 01: the hand-written NF4 quantiser against bitsandbytes, storage arithmetic, LoRA budgets by
 formula against peft, the paper's budgets, and the CPU pitfall the chapter teaches.
-(tests/test_recipes.py runs the chapter's Recipe block as a script.)"""
+(tests/test_recipe_cells.py runs the chapter's Recipe block as a script.)"""
 
 import pytest
 import torch

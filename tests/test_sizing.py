@@ -1,14 +1,11 @@
 """The worked T4 estimate (sizing.py, book/costs.md) and chapter 08's choice of store on a GPU profile."""
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
 from tutorial_utils import comparison, sizing
-from tutorial_utils.config import PROFILES, DataSizes
-
-ROOT = Path(__file__).resolve().parents[1]
+from tutorial_utils.config import PROFILES, ROOT, DataSizes
 
 
 def test_the_committed_estimate_is_what_the_code_and_the_store_give_now():

@@ -1,4 +1,5 @@
-"""Every chapter's Recipe block runs on its own, as a script, on the tiny profile."""
+"""Every chapter's Recipe block (a markdown code block, not the package's ``recipes`` module) runs on its own, as
+a script, on the tiny profile."""
 
 import json
 import os
@@ -9,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+from test_notebooks import CHAPTERS
 
 
 def recipe_codes(path: Path) -> list[str]:
