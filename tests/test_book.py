@@ -28,6 +28,12 @@ def test_the_reference_page_documents_every_module_once():
     assert sorted(documented) == sorted(modules())
 
 
+def test_the_readmes_module_map_names_every_top_level_module():
+    readme = (ROOT / "README.md").read_text()
+    missing = [m for m in modules() if "." not in m and f"`{m}`" not in readme and f"`{m}/`" not in readme]
+    assert not missing, f"README.md's module map does not name {missing}: add each where data flows through it"
+
+
 def test_a_docstrings_chapter_numbers_become_links():
     docs = chapter_docs()
     assert docs["03b"] == "chapters/03b_without_finetuning"
