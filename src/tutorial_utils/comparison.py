@@ -39,7 +39,7 @@ def results_profile(profile: Profile) -> Profile:
 
 
 def study_runs(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,
-            compute: bool | None = None, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
+               compute: bool | None = None, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
     """The study's runs by method: stored ones loaded (their provenance summarised), missing ones computed now.
 
     ``study``: the comparison (with its data-efficiency study, which chapter 08 shows beside it) or the
