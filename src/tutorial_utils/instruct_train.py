@@ -82,7 +82,7 @@ def load_tuned(folder: Path) -> InstructionModel:
     base, tokenizer = models.load_causal_lm(get_profile(settings["profile"]))
     verbalizer = instruct.make_verbalizer(settings["names"], settings["kind"], settings["words"])
     return InstructionModel(PeftModel.from_pretrained(base, folder).eval(), tokenizer, verbalizer, settings["subject"],
-                 settings["multi_label"], settings["max_text_tokens"], {})
+                            settings["multi_label"], settings["max_text_tokens"], {})
 
 
 def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,

@@ -1,7 +1,7 @@
 """The run cache: a run's test predictions, probabilities, labels, config and metrics, kept on disk.
 
 Later chapters (statistics, distillation, the capstone) reuse earlier runs without retraining. A run
-is keyed by profile, method and seed, and stamped with a hash of the whole profile and the run's own
+is filed by profile, method and seed, and keyed by a hash of the whole profile and the run's own
 config: a result made under other settings is never returned, it is recomputed. A run is written as
 one unit (``files``): its weights, if it keeps them, always belong to the predictions beside them, a
 write killed midway is never loaded, and two processes never compute the same run at once. Taught in
@@ -27,8 +27,8 @@ from .assets import cache_dir
 from .config import Profile
 
 RUNS_ENV = "COURSE_RUNS"
-CACHE_VERSION = 3  # bump when the meaning of a stored result changes (2: files listed with checksums; 3: ablation
-# samples stratified)
+# bumped when the meaning of a stored result changes (2: files listed with checksums; 3: ablation samples stratified)
+CACHE_VERSION = 3
 RECORD, ARRAYS, MODEL = "run.json", "arrays.npz", "model"
 NOT_IN_RECORD = {"y_true", "y_pred", "probs", "model", "tokenizer"}
 
