@@ -1,6 +1,7 @@
 """The worked T4 estimate (sizing.py, book/costs.md) and chapter 08's choice of store on a GPU profile."""
 
 import dataclasses
+import os
 
 import pytest
 
@@ -55,6 +56,9 @@ def test_a_gpu_profile_with_an_empty_store_shows_the_cpu_runs_and_says_how_to_ma
     assert comparison.results_profile(PROFILES["gpu"]).name == "cpu"
     said = capsys.readouterr().out
     assert "results/gpu/ holds no runs" in said and "reproduce --profile gpu" in said
+    # the empty folder held no cpu runs either: the committed ones are read instead of computed for hours
+    assert os.environ["COURSE_RESULTS"] == str(ROOT / "results") and "holds no cpu runs either" in said
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
     record = tmp_path / "gpu" / "ccdv-patent-classification" / "embedding-head" / "run" / "record.json"
     record.parent.mkdir(parents=True)
     record.write_text("{}")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import experiment, methods, sizing, stats, store
-from .config import PROFILES, Profile
+from .config import PROFILES, ROOT, Profile
 from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from .records import RunRecord
 
@@ -26,8 +26,13 @@ STORED_ONLY_ENV = "COURSE_STORED_ONLY"
 
 def results_profile(profile: Profile) -> Profile:
     """The profile whose stored runs chapter 08 shows: this one, unless it needs a GPU, its store is empty and
-    making the store takes hours (the gpu and paper profiles on a fresh clone): then the committed cpu runs."""
-    if not profile.needs_gpu or any((store.root() / profile.name).glob(f"*/*/*/{store.RECORD}")):
+    making the store takes hours (the gpu and paper profiles on a fresh clone): then the committed cpu runs.
+
+    When ``COURSE_RESULTS`` points at a folder without cpu runs either (a Google Drive folder made for the gpu
+    runs), the committed ones are read from the checkout's ``results/``: ``COURSE_RESULTS`` is set to it, and
+    said, rather than starting the cpu reproduction (hours) in the chapter.
+    """
+    if not profile.needs_gpu or _holds_runs(store.root(), profile.name):
         return profile
     hours = sum(sizing.seconds(w, profile) for w in sizing.reproduction_work(profile)) / 3600
     print(f"results/{profile.name}/ holds no runs, and making them takes about {hours:.0f} hours on a T4 by the "
@@ -35,7 +40,17 @@ def results_profile(profile: Profile) -> Profile:
           "which the repository keeps (SmolLM2-135M and MiniLM on IPC titles). To make this profile's own: python -m "
           f"tutorial_utils reproduce --profile {profile.name} (it resumes where it stopped, and {store.RESULTS_ENV} can "
           "point it at a Google Drive folder, where its runs outlive the runtime).")
+    committed = ROOT / "results"
+    if not _holds_runs(store.root(), "cpu") and _holds_runs(committed, "cpu"):
+        print(f"{store.RESULTS_ENV} points at {store.root()}, which holds no cpu runs either: this session now reads "
+              f"the store in {committed} ({store.RESULTS_ENV} set to it).")
+        os.environ[store.RESULTS_ENV] = str(committed)
     return PROFILES["cpu"]
+
+
+def _holds_runs(root, profile_name: str) -> bool:
+    """True when the results store at ``root`` holds at least one run of the profile."""
+    return any((root / profile_name).glob(f"*/*/*/{store.RECORD}"))
 
 
 def study_runs(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,
