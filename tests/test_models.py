@@ -140,12 +140,15 @@ def test_the_converted_smollm2_tokenizer_ends_answers_with_im_end():
     assert (tokenizer.bos_token, tokenizer.eos_token) == ("<|im_start|>", "<|im_end|>")
 
 
-def test_building_a_tiny_model_leaves_the_callers_random_state_alone(monkeypatch, tmp_path):
-    """A run that first builds the tiny model must train as a later run that finds it cached (same seed, same run)."""
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))  # an empty cache: the model is built now
+@pytest.mark.slow
+@pytest.mark.parametrize("build", [assets.tiny_bert_dir, assets.tiny_llama_dir], ids=["tiny-bert", "smollm2-and-tiny-llama"])
+def test_building_a_model_into_the_cache_leaves_the_callers_random_state_alone(monkeypatch, tmp_path, build):
+    """A run that first builds a model (the tiny ones; SmolLM2's conversion from GGUF) must train exactly as a later
+    run that finds it cached: the caller has already seeded its own initialisation."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))  # an empty cache: everything is built now
     torch.manual_seed(1)
-    assets.tiny_bert_dir()
+    folder = build()
     after_building = torch.rand(3)
     torch.manual_seed(1)
     assert torch.equal(after_building, torch.rand(3))
-    assert (tmp_path / "tiny-random-bert" / "model.safetensors").exists()
+    assert (folder / "model.safetensors").exists()

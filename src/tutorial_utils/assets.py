@@ -69,12 +69,13 @@ def smollm2_dir() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
     for name, token in SMOLLM2_SPECIAL_TOKENS.items():
         setattr(tokenizer, name, token)
-    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
-    config = gguf_model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # the GGUF-loaded model is already dequantised to float
-    model = LlamaForCausalLM(config)
-    model.load_state_dict(gguf_model.state_dict())
+    with torch.random.fork_rng(devices=[]):  # building the models draws random weights: keep the caller's RNG as it was
+        gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # the GGUF-loaded model is already dequantised to float
+        model = LlamaForCausalLM(config)
+        model.load_state_dict(gguf_model.state_dict())
     partial = target.with_name(target.name + ".partial")
     model.to(torch.bfloat16).save_pretrained(partial)
     tokenizer.save_pretrained(partial)
