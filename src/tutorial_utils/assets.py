@@ -7,6 +7,7 @@ Taught in chapter 00 (setup).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -22,6 +23,17 @@ HUB_HOST = "huggingface.co"
 
 class AssetError(RuntimeError):
     """A model or data file that cannot be found, installed or downloaded."""
+
+
+@contextlib.contextmanager
+def own_seed(seed: int = 0):
+    """Seed torch for a one-time model build, leaving the caller's random state as it was: a run that first builds
+    a model into the cache must train exactly as a later run that finds it there (the caller seeded its own run)."""
+    import torch  # lazy: torch (~2 s); assets is stdlib-only, loaded early
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def cache_dir() -> Path:
@@ -69,7 +81,7 @@ def smollm2_dir() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
     for name, token in SMOLLM2_SPECIAL_TOKENS.items():
         setattr(tokenizer, name, token)
-    with torch.random.fork_rng(devices=[]):  # building the models draws random weights: keep the caller's RNG as it was
+    with own_seed():  # building the models draws random weights
         gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
         config = gguf_model.config
         if hasattr(config, "quantization_config"):
@@ -100,15 +112,11 @@ def _random_model(name: str, tokenizer_dir, build) -> Path:
     target = cache_dir() / name
     if (target / "model.safetensors").exists():
         return target
-    import torch  # lazy: torch, transformers (~3 s); assets is stdlib-only, loaded early
-    from transformers import AutoTokenizer  # lazy: as above
+    from transformers import AutoTokenizer  # lazy: transformers (~1 s); assets is stdlib-only, loaded early
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir())  # a function: its conversion runs only if needed
     partial = target.with_name(target.name + ".partial")
-    # Seeded, and without touching the caller's random state: a run that first builds the model here must train
-    # exactly as a later run that finds it in the cache (the caller has already seeded its initialisation).
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with own_seed():
         model = build(tokenizer)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 from datasets import ClassLabel, Dataset, DatasetInfo, Features, SplitDict, SplitInfo, Value
 from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, GenerationConfig, Qwen2Config,
                           Qwen2ForCausalLM)
 
-from .assets import minilm_dir, smollm2_dir
+from .assets import minilm_dir, own_seed, smollm2_dir
 
 SNAPSHOT = "0" * 40  # the commit a stand-in's snapshot folder is named after
 DATASET_HASH = "0" * 16
@@ -128,11 +127,11 @@ def write_qwen2(folder: Path) -> None:
     """A random 2-layer Qwen2 (biases on q, k, v; tied embeddings) with Qwen2.5-Instruct's generation settings."""
     tokenizer = qwen2_tokenizer()
     eos, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768, tie_word_embeddings=True,
-        bos_token_id=pad, eos_token_id=eos, pad_token_id=None))
+    with own_seed():
+        model = Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768, tie_word_embeddings=True,
+            bos_token_id=pad, eos_token_id=eos, pad_token_id=None))
     # Qwen2.5-0.5B-Instruct's generation_config.json: sampling and a repetition penalty (issue: labels penalised)
     model.generation_config = GenerationConfig(bos_token_id=pad, pad_token_id=pad, eos_token_id=[eos, pad],
                                                do_sample=True, repetition_penalty=1.1, temperature=0.7, top_p=0.8,
@@ -144,9 +143,10 @@ def write_qwen2(folder: Path) -> None:
 def write_bert(folder: Path) -> None:
     """A random 2-layer BERT with an uncased WordPiece vocabulary (MiniLM's, which is bert-base-uncased's)."""
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
-    torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
-                               num_attention_heads=4, intermediate_size=128)).save_pretrained(folder)
+    with own_seed():
+        model = BertForMaskedLM(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
+                                           num_attention_heads=4, intermediate_size=128))
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
 
