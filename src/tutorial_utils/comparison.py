@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import experiment, methods, sizing, stats, store
-from .config import PROFILES, ROOT, Profile
+from .config import PROFILES, Profile
 from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from .records import RunRecord
 
@@ -32,7 +32,7 @@ def results_profile(profile: Profile) -> Profile:
     runs), the committed ones are read from the checkout's ``results/``: ``COURSE_RESULTS`` is set to it, and
     said, rather than starting the cpu reproduction (hours) in the chapter.
     """
-    if not profile.needs_gpu or _holds_runs(store.root(), profile.name):
+    if not profile.needs_gpu or store.run_folders(profile.name):
         return profile
     hours = sum(sizing.seconds(w, profile) for w in sizing.reproduction_work(profile)) / 3600
     print(f"results/{profile.name}/ holds no runs, and making them takes about {hours:.0f} hours on a T4 by the "
@@ -40,17 +40,11 @@ def results_profile(profile: Profile) -> Profile:
           "which the repository keeps (SmolLM2-135M and MiniLM on IPC titles). To make this profile's own: python -m "
           f"tutorial_utils reproduce --profile {profile.name} (it resumes where it stopped, and {store.RESULTS_ENV} can "
           "point it at a Google Drive folder, where its runs outlive the runtime).")
-    committed = ROOT / "results"
-    if not _holds_runs(store.root(), "cpu") and _holds_runs(committed, "cpu"):
+    if not store.run_folders("cpu") and store.run_folders("cpu", base=store.COMMITTED):
         print(f"{store.RESULTS_ENV} points at {store.root()}, which holds no cpu runs either: this session now reads "
-              f"the store in {committed} ({store.RESULTS_ENV} set to it).")
-        os.environ[store.RESULTS_ENV] = str(committed)
+              f"the store in {store.COMMITTED} ({store.RESULTS_ENV} set to it).")
+        os.environ[store.RESULTS_ENV] = str(store.COMMITTED)
     return PROFILES["cpu"]
-
-
-def _holds_runs(root, profile_name: str) -> bool:
-    """True when the results store at ``root`` holds at least one run of the profile."""
-    return any((root / profile_name).glob(f"*/*/*/{store.RECORD}"))
 
 
 def study_runs(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,

@@ -25,6 +25,7 @@ from .records import RunRecord
 RESULTS_ENV = "COURSE_RESULTS"
 RECOMPUTE_ENV = "COURSE_RECOMPUTE"
 RECORD, ARRAYS = "record.json", "predictions.npz"
+COMMITTED = ROOT / "results"  # the store the repository keeps (the cpu profile's runs)
 
 
 class StoreError(RuntimeError):
@@ -33,7 +34,7 @@ class StoreError(RuntimeError):
 
 def root() -> Path:
     """The store's root: ``COURSE_RESULTS``, else ``results/`` in the checkout."""
-    return Path(os.environ.get(RESULTS_ENV) or ROOT / "results")
+    return Path(os.environ.get(RESULTS_ENV) or COMMITTED)
 
 
 def folder(profile: str, dataset: str, method: str, tag: str, key: str, base: Path | None = None) -> Path:
@@ -111,14 +112,17 @@ def recompute_requested() -> bool:
     return os.environ.get(RECOMPUTE_ENV, "") not in {"", "0"}
 
 
+def run_folders(profile: str, base: Path | None = None) -> list[Path]:
+    """The run folders under a profile's store that hold a record (staged and replaced folders left out)."""
+    top = (base or root()) / profile
+    return [path.parent for path in sorted(top.glob(f"*/*/*/{RECORD}"))
+            if not path.parent.name.endswith((files.PARTIAL, files.OLD))]
+
+
 def stored(profile: str, base: Path | None = None) -> list[tuple[Path, RunRecord | StoreError]]:
     """Every run folder under a profile's store, with its record (or the error reading it)."""
-    top = (base or root()) / profile
     out: list[tuple[Path, RunRecord | StoreError]] = []
-    for path in sorted(top.glob(f"*/*/*/{RECORD}")):
-        where = path.parent
-        if where.name.endswith((files.PARTIAL, files.OLD)):
-            continue
+    for where in run_folders(profile, base):
         try:
             out.append((where, read(where)))
         except StoreError as error:
