@@ -35,6 +35,10 @@ class LoraSettings:
         return self.alpha / self.r
 
 
+# every linear layer of a Llama-style block: the largest LoRA target set (the budget axis, chapters 04 and 08)
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimiser and batching settings shared by the chapters' training runs."""
@@ -82,6 +86,11 @@ class Protocol:
     grid_extensions: int = 2  # steps the grid may grow past an end where the best value sits
     seeds: tuple[int, ...] = (1, 2, 3)
     efficiency_sizes: tuple[int, ...] = (100, 300)  # nested smaller training sets (the full size is added)
+    # the budget axis (the paper's trainable-parameter claims): LoRA budgets the embedding head and instruction
+    # tuning also train at, beside the profile's own ``lora`` (r=8 on q,v: about 0.46M on SmolLM2-135M)
+    budgets: tuple[LoraSettings, ...] = (LoraSettings(r=16, alpha=32, dropout=0.05, target_modules=ALL_LINEAR),
+                                         LoraSettings(r=64, alpha=128, dropout=0.05, target_modules=ALL_LINEAR))
+    equivalence_margin: float = 0.02  # |difference| below which two methods "match" (TOST), fixed before looking
 
     def summary(self) -> str:
         """Two lines for a notebook's header: the examples, batch and seeds; the stopping rule and tuning."""
@@ -169,9 +178,6 @@ def _at_most(examples: int | None) -> str:
     return "all training examples" if examples is None else f"at most {examples} examples"
 
 
-# every linear layer of a Llama-style block: the largest LoRA target set (instruction-tuning budgets, chapter 04)
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
 # The cpu profile is written out once; the others are the differences from it (nanoGPT's configs do the same).
 CPU = Profile(
     name="cpu",
@@ -213,7 +219,8 @@ TINY = dataclasses.replace(
     instruct_budgets=(LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR),),
     multilabel_train=_TINY_TRAIN,
     multilabel_train_size=64,
-    protocol=Protocol(train_examples=96, max_epochs=2, patience=2, min_steps=0, efficiency_sizes=(32,)),
+    protocol=Protocol(train_examples=96, max_epochs=2, patience=2, min_steps=0, efficiency_sizes=(32,),
+                      budgets=(LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR),)),
     meaningful=False,
 )
 

@@ -11,7 +11,10 @@ Two studies, both under the profile's ``Protocol``:
 * **news**: the news-topic check (the paper's AG News experiment): the comparison's protocol, grid and
   seeds on the profile's news task, for the methods in ``NEWS_METHODS``;
 * **multi-label**: the same protocol on the profile's multi-label task, for the multi-label methods in
-  ``MULTILABEL_METHODS`` (judged by micro-F1; ``multilabel_protocol`` trains them).
+  ``MULTILABEL_METHODS`` (judged by micro-F1; ``multilabel_protocol`` trains them);
+* **budget** and **multi-label budget**: the paper's trainable-parameter axis: the embedding head and
+  instruction tuning again at each LoRA budget of ``Protocol.budgets`` (the profile's own ``lora`` is the
+  comparison's and the multi-label study's), on those studies' data, each budget with its own grid and seeds.
 
 The plan depends on what is stored: the seeds after the grid are known once the grid's runs are.
 """
@@ -29,23 +32,27 @@ from datasets import DatasetDict
 from tqdm.auto import tqdm
 
 from . import methods, records, runners, store
-from .config import Profile
+from .config import ALL_LINEAR, LoraSettings, Profile
 from .data import load_multi_label, load_single_label
 from .data.common import with_train_cut
 from .records import RunRecord
 from .timing import timed
 
 COMPARISON, EFFICIENCY, NEWS, MULTILABEL = "comparison", "efficiency", "news", "multi-label"
-STUDIES = (COMPARISON, EFFICIENCY, NEWS, MULTILABEL)
-TUNED_STUDIES = (COMPARISON, NEWS, MULTILABEL)  # the studies that choose each method's value on their own grid
+BUDGET, MULTILABEL_BUDGET = "budget", "multi-label budget"
+STUDIES = (COMPARISON, EFFICIENCY, NEWS, MULTILABEL, BUDGET, MULTILABEL_BUDGET)
+TUNED_STUDIES = (COMPARISON, NEWS, MULTILABEL, BUDGET, MULTILABEL_BUDGET)  # each chooses its values on its own grid
+BASE_STUDY = {BUDGET: COMPARISON, MULTILABEL_BUDGET: MULTILABEL}  # a budget study trains on its base study's data
 COMPARED = (methods.TFIDF, methods.ZERO_SHOT, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
             methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)  # the order reproduce runs them: cheap first
 EFFICIENCY_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
                       methods.INSTRUCTION_SCORED)
-NEWS_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD)  # instruction
-# tuning is left out of the news check: its grid and seeds would add about 1.5 hours on 2 cores
+NEWS_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
+                methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)
 MULTILABEL_METHODS = (methods.MULTILABEL_TFIDF, methods.MULTILABEL_PROBE, methods.MULTILABEL_ENCODER,
                       methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
+BUDGET_METHODS = (methods.EMBEDDING_HEAD, methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)
+MULTILABEL_BUDGET_METHODS = (methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
 STOCHASTIC_FAMILIES = {"embedding head", "instruction tuning", "encoder", "distilled"}  # a seed changes the result
 
 
@@ -62,18 +69,33 @@ class Spec:
     role: str  # "grid" (a value on the first seed), "seed" (the chosen value on another seed) or "once"
     key: str
     settings: dict
+    variant: str = ""  # a budget study's LoRA budget (``lora_tag``); "" in the other studies
 
     @property
     def tag(self) -> str:
-        """A readable folder name: size, tuned value and seed (the key makes it exact)."""
+        """A readable folder name: size, LoRA budget (budget studies), tuned value and seed (the key makes it exact)."""
         tuned = methods.get(self.method).tuned
         value = "" if self.value is None else f"-{'lr' if tuned == 'learning_rate' else tuned}{self.value:.3g}"
-        return f"n{self.train_size}{value}-seed{self.seed}"
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"n{self.train_size}{variant}{value}-seed{self.seed}"
 
     def describe(self) -> str:
         """One line for progress output."""
         value = "" if self.value is None else f", {methods.get(self.method).tuned} {self.value:.3g}"
-        return f"{self.study}: {self.method} (n={self.train_size}{value}, seed {self.seed}, {self.role})"
+        variant = f" {self.variant}" if self.variant else ""
+        return f"{self.study}{variant}: {self.method} (n={self.train_size}{value}, seed {self.seed}, {self.role})"
+
+
+def lora_tag(lora: LoraSettings) -> str:
+    """A LoRA budget in a few characters, e.g. "r16-all" (every linear layer) or "r8-q-v"."""
+    targets = "all" if tuple(lora.target_modules) == ALL_LINEAR else "-".join(
+        t.removesuffix("_proj") for t in lora.target_modules)
+    return f"r{lora.r}-{targets}"
+
+
+def variants(profile: Profile, study: str) -> list[str]:
+    """The variants a study trains: a budget study's LoRA budgets (``lora_tag``); [""] for the others."""
+    return [lora_tag(lora) for lora in profile.protocol.budgets] if study in BASE_STUDY else [""]
 
 
 def nested_order(labels: Iterable[int], seed: int) -> np.ndarray:
@@ -90,12 +112,20 @@ def nested_order(labels: Iterable[int], seed: int) -> np.ndarray:
 def study_methods(study: str) -> tuple[str, ...]:
     """The methods a study runs, in the order ``reproduce`` runs them."""
     return {COMPARISON: COMPARED, EFFICIENCY: EFFICIENCY_METHODS, NEWS: NEWS_METHODS,
-            MULTILABEL: MULTILABEL_METHODS}[study]
+            MULTILABEL: MULTILABEL_METHODS, BUDGET: BUDGET_METHODS, MULTILABEL_BUDGET: MULTILABEL_BUDGET_METHODS}[study]
 
 
-def study_profile(profile: Profile, study: str) -> Profile:
+def study_profile(profile: Profile, study: str, variant: str = "") -> Profile:
     """The profile as a study's runs see it: the news check puts the news task where the single-label task
-    was; the multi-label study its task, with the multi-label text length for every method."""
+    was; the multi-label study its task, with the multi-label text length for every method; a budget study
+    its base study's view with the budget's LoRA settings (``variant``: its ``lora_tag``)."""
+    if study in BASE_STUDY:
+        view = study_profile(profile, BASE_STUDY[study])
+        budgets = {lora_tag(lora): lora for lora in profile.protocol.budgets}
+        if variant not in budgets:
+            raise ValueError(f"Unknown LoRA budget {variant!r} for the {study} study; the protocol's budgets are "
+                             f"{', '.join(budgets)}.")
+        return dataclasses.replace(view, lora=budgets[variant])
     if study == NEWS:
         return dataclasses.replace(profile, single_label_data=profile.news_data, single_label_sizes=profile.news_sizes)
     if study == MULTILABEL:
@@ -120,6 +150,7 @@ def multilabel_data(profile: Profile) -> DatasetDict:
 
 def study_data(profile: Profile, study: str, train_size: int | None = None) -> DatasetDict:
     """The data one study's runs train on (the comparison's and efficiency study's: by training-set size)."""
+    study = BASE_STUDY.get(study, study)
     if study == NEWS:
         return news_data(profile)
     if study == MULTILABEL:
@@ -146,7 +177,7 @@ def comparison_data(profile: Profile, sizes: tuple[int, ...] = ()) -> dict[int, 
 
 
 def spec(profile: Profile, study: str, method: str, data: DatasetDict, seed: int, value: float | None,
-         role: str, described: dict | None = None) -> Spec:
+         role: str, described: dict | None = None, variant: str = "") -> Spec:
     """The spec of one run, its key computed from the method's settings, the data and the seed.
 
     ``described``: the data's ``records.data_description`` when the caller already has it (a plan makes
@@ -155,7 +186,7 @@ def spec(profile: Profile, study: str, method: str, data: DatasetDict, seed: int
     config = runners.settings(profile, method, value)
     described = described or records.data_description(data, profile.single_label_data)
     return Spec(study, method, profile.single_label_data, len(data["train"]), seed, value, role,
-                records.run_key(method, config, described, seed), config)
+                records.run_key(method, config, described, seed), config, variant)
 
 
 def lookup(profile: Profile, s: Spec, verbose: bool = False) -> RunRecord | None:
@@ -194,13 +225,14 @@ def best_index(metric: list[float]) -> int:
     return max(range(len(metric)), key=lambda i: (metric[i], -i))
 
 
-def searched_grid(profile: Profile, study: str, method: str, data: DatasetDict, described: dict) -> list[Spec]:
+def searched_grid(profile: Profile, study: str, method: str, data: DatasetDict, described: dict,
+                  variant: str = "") -> list[Spec]:
     """A method's grid on the first seed, grown past an end while the best stored value sits there strictly
     (better than its neighbour) and the protocol allows another step: the runs that choose its value."""
     below = above = 0
     while True:
         grid = [spec(profile, study, method, data, profile.protocol.seeds[0], v, "grid" if v is not None else "once",
-                     described) for v in grid_values(profile, method, below, above)]
+                     described, variant) for v in grid_values(profile, method, below, above)]
         metric = validation_metrics(profile, grid) if len(grid) > 1 else None
         if metric is None or below + above >= profile.protocol.grid_extensions:
             return grid
@@ -213,20 +245,22 @@ def searched_grid(profile: Profile, study: str, method: str, data: DatasetDict, 
             return grid
 
 
-def _tuned_study(profile: Profile, study: str, data: DatasetDict, described: dict) -> tuple[list[Spec], dict]:
+def _tuned_study(profile: Profile, study: str, data: DatasetDict, described: dict,
+                 variant: str = "") -> tuple[list[Spec], dict]:
     """A study that tunes: each method's grid on the first seed, then the chosen value on the other seeds."""
     p = profile.protocol
     specs: list[Spec] = []
     picked: dict[str, float | None] = {}
     for method in study_methods(study):
         entry = methods.get(method)
-        grid = searched_grid(profile, study, method, data, described)
+        grid = searched_grid(profile, study, method, data, described, variant)
         specs += grid
         picked[method] = chosen(profile, grid) if entry.tuned else None
         if entry.tuned and picked[method] is None:
             continue
         if entry.family in STOCHASTIC_FAMILIES:
-            specs += [spec(profile, study, method, data, seed, picked[method], "seed", described) for seed in p.seeds[1:]]
+            specs += [spec(profile, study, method, data, seed, picked[method], "seed", described, variant)
+                      for seed in p.seeds[1:]]
     return specs, picked
 
 
@@ -234,8 +268,8 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: 
     """Every run the studies need that is known now (later seeds appear once their grid is stored).
 
     The comparison's runs are always planned (the data-efficiency study takes its values from them); the
-    news check and the multi-label study only when ``studies`` holds them, so that a chapter that reads
-    the comparison never loads their data (on a GPU profile, a download).
+    news check, the multi-label study and the budget studies only when ``studies`` holds them, so that a
+    chapter that reads the comparison never loads their data (on a GPU profile, a download).
     """
     p = profile.protocol
     data = data or comparison_data(profile, p.efficiency_sizes)
@@ -247,9 +281,11 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: 
             continue
         specs += [spec(profile, EFFICIENCY, method, data[n], first, picked.get(method), "once", described[n])
                   for n in sorted(data) if n != top]
-    for study in {NEWS, MULTILABEL} & set(studies):
-        own, view = study_data(profile, study), study_profile(profile, study)
-        specs += _tuned_study(view, study, own, records.data_description(own, view.single_label_data))[0]
+    for study in [s for s in STUDIES if s in set(studies) - {COMPARISON, EFFICIENCY}]:
+        own = study_data(profile, study)
+        for variant in variants(profile, study):
+            view = study_profile(profile, study, variant)
+            specs += _tuned_study(view, study, own, records.data_description(own, view.single_label_data), variant)[0]
     return specs
 
 
@@ -260,7 +296,9 @@ def expected_runs(profile: Profile, studies: Iterable[str] = STUDIES) -> int:
     for study in set(TUNED_STUDIES) & set(studies):
         for method in study_methods(study):
             entry = methods.get(method)
-            total += len(grid_values(study_profile(profile, study), method)) + (len(p.seeds) - 1) * (entry.family in STOCHASTIC_FAMILIES)
+            per_variant = len(grid_values(study_profile(profile, BASE_STUDY.get(study, study)), method)) + (
+                len(p.seeds) - 1) * (entry.family in STOCHASTIC_FAMILIES)
+            total += per_variant * len(variants(profile, study))
     if EFFICIENCY in studies:
         sizes = {min(s, p.train_examples or s) for s in p.efficiency_sizes} - {p.train_examples}
         total += len(EFFICIENCY_METHODS) * len(sizes)
@@ -274,16 +312,16 @@ def produced_by(method: str) -> str:
 
 def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
     """Train and predict one spec (and any method that shares its training); write each record to the store."""
-    profile = study_profile(profile, s.study)
+    profile = study_profile(profile, s.study, s.variant)
     outcomes, wall = timed(runners.run, profile, produced_by(s.method), data, s.seed, s.value)
     written = []
     wanted = study_methods(s.study)
     for method, outcome in outcomes.items():
         if method not in wanted:
             continue
-        twin = spec(profile, s.study, method, data, s.seed, s.value, s.role)
+        twin = spec(profile, s.study, method, data, s.seed, s.value, s.role, variant=s.variant)
         record = records.make_record(method, twin.dataset, twin.seed, twin.settings, data, outcome, wall, command)
-        record.extra.update(study=twin.study, role=twin.role)
+        record.extra.update(study=twin.study, role=twin.role, **({"variant": twin.variant} if twin.variant else {}))
         store.write(record, store.folder(profile.name, twin.dataset, method, twin.tag, twin.key))
         written.append(record)
     return written
@@ -295,7 +333,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     """Run every missing run of the plan into the store, one at a time (safe to stop and resume).
 
     ``only``: method names or glob patterns (e.g. ``embedding-head``, ``instruction-*``) to run; others are
-    left as they are. ``studies``: run only these studies (default all three). ``recompute``: run the
+    left as they are. ``studies``: run only these studies (default all of ``STUDIES``). ``recompute``: run the
     selected ones again even when stored. ``max_runs``: stop after that many trainings (to fit a time
     window; the next call goes on from there).
     """
@@ -333,9 +371,10 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     return made
 
 
-def records_of(profile: Profile, study: str = COMPARISON) -> dict[str, list[RunRecord]]:
-    """The stored records of a study that the plan selects (the chosen value on every seed), by method."""
-    specs = [s for s in plan(profile, studies=(study,)) if s.study == study]
+def records_of(profile: Profile, study: str = COMPARISON, variant: str = "") -> dict[str, list[RunRecord]]:
+    """The stored records of a study that the plan selects (the chosen value on every seed), by method
+    (a budget study: of one ``variant``, its ``lora_tag``)."""
+    specs = [s for s in plan(profile, studies=(study,)) if s.study == study and s.variant == variant]
     grids: dict[str, list[Spec]] = {}
     for s in specs:
         if s.role == "grid":

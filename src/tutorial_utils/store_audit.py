@@ -30,22 +30,22 @@ def waiting(profile: Profile, specs: list[Spec] | None = None) -> set[str]:
     search ends, the value those seeds train with is not known, so such stored runs are not stale.
     ``specs``: the plan, when the caller has made it already."""
     p = profile.protocol
-    grids: dict[tuple[str, str], list[Spec]] = {}
+    grids: dict[tuple[str, str, str], list[Spec]] = {}
     for s in plan(profile) if specs is None else specs:
         if s.role == "grid":
-            grids.setdefault((s.study, s.method), []).append(s)
+            grids.setdefault((s.study, s.variant, s.method), []).append(s)
     data = comparison_data(profile, p.efficiency_sizes)
     keys: set[str] = set()
     described: dict[str, dict] = {}  # each study's data fingerprinted once
-    for (study, method), grid in grids.items():
+    for (study, variant, method), grid in grids.items():
         if validation_metrics(profile, grid) is not None:
             continue
-        view, own = study_profile(profile, study), study_data(profile, study)
+        view, own = study_profile(profile, study, variant), study_data(profile, study)
         if study not in described:
             described[study] = records.data_description(own, view.single_label_data)
         about = described[study]
         values = [s.value for s in grid]
-        keys |= {spec(view, study, method, own, seed, v, "seed", about).key for v in values for seed in p.seeds}
+        keys |= {spec(view, study, method, own, seed, v, "seed", about, variant).key for v in values for seed in p.seeds}
         if study == COMPARISON and method in EFFICIENCY_METHODS:
             keys |= {spec(profile, EFFICIENCY, method, data[n], p.seeds[0], v, "once",
                           records.data_description(data[n], profile.single_label_data)).key
