@@ -91,6 +91,7 @@ class Protocol:
     budgets: tuple[LoraSettings, ...] = (LoraSettings(r=16, alpha=32, dropout=0.05, target_modules=ALL_LINEAR),
                                          LoraSettings(r=64, alpha=128, dropout=0.05, target_modules=ALL_LINEAR))
     equivalence_margin: float = 0.02  # |difference| below which two methods "match" (TOST), fixed before looking
+    cap_extensions: int = 2  # a chosen run still improving at its cap trains again at twice the cap, this often at most
 
     def summary(self) -> str:
         """Two lines for a notebook's header: the examples, batch and seeds; the stopping rule and tuning."""
@@ -138,6 +139,13 @@ class Profile:
     multilabel_train: TrainSettings = field(default_factory=lambda: TrainSettings(max_length=256))
     multilabel_train_size: int | None = None  # training examples for the multi-label runs (None or more: all)
     protocol: Protocol = field(default_factory=Protocol)  # the fair comparison (``python -m tutorial_utils reproduce``)
+    # The ablations under the protocol (chapter 08's claims ledger; each a study of ``experiment``): the
+    # embedding head's pooling ("last" non-pad token, or "mean" over the text), the first-seen state of its
+    # head ("random", or "label-tokens": each class's row from the LM's embedding of its name's first token),
+    # and instruction tuning's verbalizer ("names" or "codes", chapter 04).
+    head_pooling: str = "last"
+    head_init: str = "random"
+    verbalizer: str = "names"
     load_in_4bit: bool = True
     needs_gpu: bool = False
     meaningful: bool = True

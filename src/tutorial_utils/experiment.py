@@ -14,7 +14,12 @@ Two studies, both under the profile's ``Protocol``:
   ``MULTILABEL_METHODS`` (judged by micro-F1; ``multilabel_protocol`` trains them);
 * **budget** and **multi-label budget**: the paper's trainable-parameter axis: the embedding head and
   instruction tuning again at each LoRA budget of ``Protocol.budgets`` (the profile's own ``lora`` is the
-  comparison's and the multi-label study's), on those studies' data, each budget with its own grid and seeds.
+  comparison's and the multi-label study's), on those studies' data, each budget with its own grid and seeds;
+* **pooling**, **verbalizer** and **head init**: the paper's ablations on the comparison's data: the head
+  with mean pooling, instruction tuning with code words for labels, the head started from the LM's rows of
+  the label names' first tokens (``Profile.head_pooling``, ``verbalizer``, ``head_init``).
+
+A study that varies settings (the last five) names each setting it tries a *variant* (``variants``).
 
 The plan depends on what is stored: the seeds after the grid are known once the grid's runs are.
 """
@@ -31,7 +36,7 @@ import numpy as np
 from datasets import DatasetDict
 from tqdm.auto import tqdm
 
-from . import methods, records, runners, store
+from . import methods, records, run_checks, runners, store
 from .config import ALL_LINEAR, LoraSettings, Profile
 from .data import load_multi_label, load_single_label
 from .data.common import with_train_cut
@@ -40,9 +45,14 @@ from .timing import timed
 
 COMPARISON, EFFICIENCY, NEWS, MULTILABEL = "comparison", "efficiency", "news", "multi-label"
 BUDGET, MULTILABEL_BUDGET = "budget", "multi-label budget"
-STUDIES = (COMPARISON, EFFICIENCY, NEWS, MULTILABEL, BUDGET, MULTILABEL_BUDGET)
-TUNED_STUDIES = (COMPARISON, NEWS, MULTILABEL, BUDGET, MULTILABEL_BUDGET)  # each chooses its values on its own grid
-BASE_STUDY = {BUDGET: COMPARISON, MULTILABEL_BUDGET: MULTILABEL}  # a budget study trains on its base study's data
+POOLING, VERBALIZER, HEAD_INIT = "pooling", "verbalizer", "head init"
+STUDIES = (COMPARISON, EFFICIENCY, NEWS, MULTILABEL, BUDGET, MULTILABEL_BUDGET, POOLING, VERBALIZER, HEAD_INIT)
+TUNED_STUDIES = tuple(s for s in STUDIES if s != EFFICIENCY)  # each chooses its values on its own grid
+# a study of variants trains on its base study's data, with one profile field changed per variant
+BASE_STUDY = {BUDGET: COMPARISON, MULTILABEL_BUDGET: MULTILABEL, POOLING: COMPARISON, VERBALIZER: COMPARISON,
+              HEAD_INIT: COMPARISON}
+ABLATIONS = {POOLING: ("head_pooling", ("mean",)), VERBALIZER: ("verbalizer", ("codes",)),
+             HEAD_INIT: ("head_init", ("label-tokens",))}  # study: (the Profile field it changes, its variants)
 COMPARED = (methods.TFIDF, methods.ZERO_SHOT, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
             methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)  # the order reproduce runs them: cheap first
 EFFICIENCY_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
@@ -53,6 +63,8 @@ MULTILABEL_METHODS = (methods.MULTILABEL_TFIDF, methods.MULTILABEL_PROBE, method
                       methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
 BUDGET_METHODS = (methods.EMBEDDING_HEAD, methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)
 MULTILABEL_BUDGET_METHODS = (methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
+ABLATION_METHODS = {POOLING: (methods.EMBEDDING_HEAD,), HEAD_INIT: (methods.EMBEDDING_HEAD,),
+                    VERBALIZER: (methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)}
 STOCHASTIC_FAMILIES = {"embedding head", "instruction tuning", "encoder", "distilled"}  # a seed changes the result
 
 
@@ -69,21 +81,24 @@ class Spec:
     role: str  # "grid" (a value on the first seed), "seed" (the chosen value on another seed) or "once"
     key: str
     settings: dict
-    variant: str = ""  # a budget study's LoRA budget (``lora_tag``); "" in the other studies
+    variant: str = ""  # what a study of variants tries in this run (``variants``); "" in the other studies
+    extension: int = 0  # k > 0: the run again with 2**k times the epoch cap (its first try was still improving)
 
     @property
     def tag(self) -> str:
-        """A readable folder name: size, LoRA budget (budget studies), tuned value and seed (the key makes it exact)."""
+        """A readable folder name: size, variant (if any), tuned value and seed (the key makes it exact)."""
         tuned = methods.get(self.method).tuned
         value = "" if self.value is None else f"-{'lr' if tuned == 'learning_rate' else tuned}{self.value:.3g}"
         variant = f"-{self.variant}" if self.variant else ""
-        return f"n{self.train_size}{variant}{value}-seed{self.seed}"
+        longer = f"-cap-x{2 ** self.extension}" if self.extension else ""
+        return f"n{self.train_size}{variant}{value}-seed{self.seed}{longer}"
 
     def describe(self) -> str:
         """One line for progress output."""
         value = "" if self.value is None else f", {methods.get(self.method).tuned} {self.value:.3g}"
         variant = f" {self.variant}" if self.variant else ""
-        return f"{self.study}{variant}: {self.method} (n={self.train_size}{value}, seed {self.seed}, {self.role})"
+        longer = f", cap x{2 ** self.extension}" if self.extension else ""
+        return f"{self.study}{variant}: {self.method} (n={self.train_size}{value}, seed {self.seed}, {self.role}{longer})"
 
 
 def lora_tag(lora: LoraSettings) -> str:
@@ -94,7 +109,10 @@ def lora_tag(lora: LoraSettings) -> str:
 
 
 def variants(profile: Profile, study: str) -> list[str]:
-    """The variants a study trains: a budget study's LoRA budgets (``lora_tag``); [""] for the others."""
+    """The variants a study trains: a budget study's LoRA budgets (``lora_tag``), an ablation's settings (e.g.
+    "mean" pooling); [""] for the studies without variants."""
+    if study in ABLATIONS:
+        return list(ABLATIONS[study][1])
     return [lora_tag(lora) for lora in profile.protocol.budgets] if study in BASE_STUDY else [""]
 
 
@@ -112,13 +130,20 @@ def nested_order(labels: Iterable[int], seed: int) -> np.ndarray:
 def study_methods(study: str) -> tuple[str, ...]:
     """The methods a study runs, in the order ``reproduce`` runs them."""
     return {COMPARISON: COMPARED, EFFICIENCY: EFFICIENCY_METHODS, NEWS: NEWS_METHODS,
-            MULTILABEL: MULTILABEL_METHODS, BUDGET: BUDGET_METHODS, MULTILABEL_BUDGET: MULTILABEL_BUDGET_METHODS}[study]
+            MULTILABEL: MULTILABEL_METHODS, BUDGET: BUDGET_METHODS, MULTILABEL_BUDGET: MULTILABEL_BUDGET_METHODS,
+            **ABLATION_METHODS}[study]
 
 
 def study_profile(profile: Profile, study: str, variant: str = "") -> Profile:
     """The profile as a study's runs see it: the news check puts the news task where the single-label task
     was; the multi-label study its task, with the multi-label text length for every method; a budget study
-    its base study's view with the budget's LoRA settings (``variant``: its ``lora_tag``)."""
+    its base study's view with the budget's LoRA settings (``variant``: its ``lora_tag``); an ablation its
+    base study's view with the ablated field set to ``variant``."""
+    if study in ABLATIONS:
+        field, tried = ABLATIONS[study]
+        if variant not in tried:
+            raise ValueError(f"Unknown variant {variant!r} of the {study} study; it tries {', '.join(tried)}.")
+        return dataclasses.replace(study_profile(profile, BASE_STUDY[study]), **{field: variant})
     if study in BASE_STUDY:
         view = study_profile(profile, BASE_STUDY[study])
         budgets = {lora_tag(lora): lora for lora in profile.protocol.budgets}
@@ -177,16 +202,39 @@ def comparison_data(profile: Profile, sizes: tuple[int, ...] = ()) -> dict[int, 
 
 
 def spec(profile: Profile, study: str, method: str, data: DatasetDict, seed: int, value: float | None,
-         role: str, described: dict | None = None, variant: str = "") -> Spec:
+         role: str, described: dict | None = None, variant: str = "", extension: int = 0) -> Spec:
     """The spec of one run, its key computed from the method's settings, the data and the seed.
 
     ``described``: the data's ``records.data_description`` when the caller already has it (a plan makes
     dozens of specs on the same data; fingerprinting it once is enough).
     """
-    config = runners.settings(profile, method, value)
+    config = runners.settings(longer_cap(profile, extension), method, value)
     described = described or records.data_description(data, profile.single_label_data)
     return Spec(study, method, profile.single_label_data, len(data["train"]), seed, value, role,
-                records.run_key(method, config, described, seed), config, variant)
+                records.run_key(method, config, described, seed), config, variant, extension)
+
+
+def longer_cap(profile: Profile, extension: int) -> Profile:
+    """The profile with ``2**extension`` times the protocol's epoch cap (and minimum steps, which set the cap of
+    small training sets): where a run still improving at its cap trains again."""
+    if not extension:
+        return profile
+    p = profile.protocol
+    return dataclasses.replace(profile, protocol=dataclasses.replace(
+        p, max_epochs=p.max_epochs * 2 ** extension, min_steps=p.min_steps * 2 ** extension))
+
+
+def extensions(profile: Profile, s: Spec, data: DatasetDict, described: dict) -> list[Spec]:
+    """The longer runs a run needs: while its latest stored try is still improving at its cap
+    (``run_checks.convergence``), the same run at twice that cap, ``Protocol.cap_extensions`` times at most."""
+    out, current = [], s
+    for k in range(1, profile.protocol.cap_extensions + 1):
+        record = lookup(profile, current)
+        if record is None or run_checks.convergence(record) != run_checks.IMPROVING:
+            break
+        current = spec(profile, s.study, s.method, data, s.seed, s.value, "longer", described, s.variant, k)
+        out.append(current)
+    return out
 
 
 def lookup(profile: Profile, s: Spec, verbose: bool = False) -> RunRecord | None:
@@ -258,9 +306,12 @@ def _tuned_study(profile: Profile, study: str, data: DatasetDict, described: dic
         picked[method] = chosen(profile, grid) if entry.tuned else None
         if entry.tuned and picked[method] is None:
             continue
+        chosen_runs = [s for s in grid if s.value == picked[method]]
         if entry.family in STOCHASTIC_FAMILIES:
-            specs += [spec(profile, study, method, data, seed, picked[method], "seed", described, variant)
-                      for seed in p.seeds[1:]]
+            chosen_runs += [spec(profile, study, method, data, seed, picked[method], "seed", described, variant)
+                            for seed in p.seeds[1:]]
+        specs += [s for s in chosen_runs if s.role != "grid"]
+        specs += [longer for s in chosen_runs for longer in extensions(profile, s, data, described)]
     return specs, picked
 
 
@@ -279,8 +330,13 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: 
     for method in EFFICIENCY_METHODS:
         if methods.get(method).tuned and picked.get(method) is None:
             continue
-        specs += [spec(profile, EFFICIENCY, method, data[n], first, picked.get(method), "once", described[n])
-                  for n in sorted(data) if n != top]
+        seeds = p.seeds if methods.get(method).family in STOCHASTIC_FAMILIES else (first,)
+        for n in sorted(data):
+            if n == top:
+                continue
+            runs = [spec(profile, EFFICIENCY, method, data[n], seed, picked.get(method), "once" if seed == first
+                         else "seed", described[n]) for seed in seeds]
+            specs += runs + [longer for s in runs for longer in extensions(profile, s, data[n], described[n])]
     for study in [s for s in STUDIES if s in set(studies) - {COMPARISON, EFFICIENCY}]:
         own = study_data(profile, study)
         for variant in variants(profile, study):
@@ -313,15 +369,16 @@ def produced_by(method: str) -> str:
 def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
     """Train and predict one spec (and any method that shares its training); write each record to the store."""
     profile = study_profile(profile, s.study, s.variant)
-    outcomes, wall = timed(runners.run, profile, produced_by(s.method), data, s.seed, s.value)
+    outcomes, wall = timed(runners.run, longer_cap(profile, s.extension), produced_by(s.method), data, s.seed, s.value)
     written = []
     wanted = study_methods(s.study)
     for method, outcome in outcomes.items():
         if method not in wanted:
             continue
-        twin = spec(profile, s.study, method, data, s.seed, s.value, s.role, variant=s.variant)
+        twin = spec(profile, s.study, method, data, s.seed, s.value, s.role, variant=s.variant, extension=s.extension)
         record = records.make_record(method, twin.dataset, twin.seed, twin.settings, data, outcome, wall, command)
-        record.extra.update(study=twin.study, role=twin.role, **({"variant": twin.variant} if twin.variant else {}))
+        record.extra.update(study=twin.study, role=twin.role, **({"variant": twin.variant} if twin.variant else {}),
+                            **({"extension": twin.extension} if twin.extension else {}))
         store.write(record, store.folder(profile.name, twin.dataset, method, twin.tag, twin.key))
         written.append(record)
     return written
@@ -380,11 +437,15 @@ def records_of(profile: Profile, study: str = COMPARISON, variant: str = "") -> 
         if s.role == "grid":
             grids.setdefault(s.method, []).append(s)
     picked = {method: chosen(profile, grid) for method, grid in grids.items()}
-    out: dict[str, list[RunRecord]] = {}
+    latest: dict[tuple, tuple[int, RunRecord]] = {}  # (method, size, seed): its longest stored try
     for s in specs:
         if s.role == "grid" and s.value != picked.get(s.method):
             continue
         record = lookup(profile, s)
-        if record is not None:
-            out.setdefault(s.method, []).append(record)
+        at = (s.method, s.train_size, s.seed)
+        if record is not None and s.extension >= latest.get(at, (-1, None))[0]:
+            latest[at] = (s.extension, record)
+    out: dict[str, list[RunRecord]] = {}
+    for (method, _, _), (_, record) in latest.items():
+        out.setdefault(method, []).append(record)
     return out

@@ -1,8 +1,9 @@
 """The classification head by hand: pick (or pool) a token's hidden state, then one linear layer.
 
 transformers' ``AutoModelForSequenceClassification`` for Llama-like models does the same with
-last-token pooling; ``PooledClassifier`` makes the pooling a choice for the ablation. Taught in
-chapter 02.
+last-token pooling; ``PooledClassifier`` makes the pooling a choice for the ablation, and
+``init_from_label_tokens`` starts the head where the language model already is (chapter 08's bridge
+between the two approaches). Taught in chapter 02.
 """
 
 from __future__ import annotations
@@ -71,3 +72,23 @@ def hand_written_head(model: nn.Module, pooling: str = "last") -> PooledClassifi
                          f"(e.g. LlamaForSequenceClassification); got {type(inner).__name__}.")
     multi = getattr(inner.config, "problem_type", None) == "multi_label_classification"
     return PooledClassifier(backbone, inner.score, pooling=pooling, multi_label=multi)
+
+
+@torch.no_grad()
+def init_from_label_tokens(model: nn.Module, tokenizer, label_names: list[str]) -> list[int]:
+    """Start a sequence classifier's head from the language model's output rows of each label's first token.
+
+    With tied embeddings (SmolLM2, Llama-3.2, Qwen2.5) the LM head's row of a token is its input embedding,
+    and the classifier sees the same final-normed state the LM head sees, so before any training the head
+    scores each class as the LM scores the first token of the class name next: instruction tuning's prior,
+    inside the embedding head (chapter 08). Returns the token ids used, one per label.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    score = getattr(inner, "score", None)
+    if score is None or score.weight.shape[0] != len(label_names):
+        raise ValueError(f"Expected a sequence classifier with a `.score` head of {len(label_names)} rows; got "
+                         f"{type(inner).__name__}. Fix: call this on models.load_sequence_classifier's model.")
+    ids = [tokenizer(name, add_special_tokens=False)["input_ids"][0] for name in label_names]
+    rows = inner.get_input_embeddings().weight[ids]
+    score.weight.copy_(rows.to(score.weight.dtype))
+    return ids

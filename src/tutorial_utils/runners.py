@@ -72,14 +72,17 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
     if method == methods.ZERO_SHOT:
         return {**llm, "verbalizer": "names", "max_text_tokens": profile.train.max_length}
     if method == methods.EMBEDDING_HEAD:
+        # an ablation's pooling or head start enters the key only when it is not the default (stored keys stay)
+        ablated = {k: v for k, v, default in (("pooling", profile.head_pooling, "last"),
+                                              ("head_init", profile.head_init, "random")) if v != default}
         return {**llm, "lora": dataclasses.asdict(profile.lora), "train": _train_settings(profile.train),
-                "learning_rate": value, "plateau": plateau}
+                "learning_rate": value, "plateau": plateau, **ablated}
     if method == methods.ENCODER:
         return {"model": profile.encoder, "train": _train_settings(profile.encoder_train), "learning_rate": value,
                 "plateau": plateau}
     if method in {methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED}:
         return {**llm, "lora": dataclasses.asdict(profile.lora), "train": _train_settings(profile.instruct_train),
-                "max_text_tokens": profile.train.max_length, "verbalizer": "names", "learning_rate": value,
+                "max_text_tokens": profile.train.max_length, "verbalizer": profile.verbalizer, "learning_rate": value,
                 "plateau": plateau, "predict": "score" if method == methods.INSTRUCTION_SCORED else "generate"}
     raise methods.UnknownMethod(f"The protocol has no runner for {method!r}; it runs: "
                                 f"{', '.join(methods.names(runnable=True))}.")
@@ -165,6 +168,7 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
     """The LoRA head (4-bit base) or the encoder trained to a validation plateau, then run on test:
     (model, tokenizer, what ``plateau.fit_classifier`` returns, test logits)."""
     from . import models  # lazy: torch, transformers (~3 s); experiment loads runners
+    from .heads import hand_written_head, init_from_label_tokens  # lazy: as above
     from .plateau import fit_classifier  # lazy: as above
     from .train import predict_logits  # lazy: as above
 
@@ -174,7 +178,11 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
         model, tokenizer = models.load_encoder_classifier(profile, names, multi_label=multi_label)
     else:
         model, tokenizer = models.load_sequence_classifier(profile, names, multi_label=multi_label)
+        if profile.head_init == "label-tokens":
+            init_from_label_tokens(model, tokenizer, names)
         model = models.add_lora(model, profile.lora)
+        if profile.head_pooling != "last":
+            model = hand_written_head(model, pooling=profile.head_pooling)
     fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
                             multi_label=multi_label, evaluate=evaluate(tokenizer, s) if evaluate else None)
     logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), s.eval_batch_size,
@@ -218,7 +226,8 @@ def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float
 
     s = profile.instruct_train
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
-    tuned, trainer = prepare_tuning(profile, data, n_train=len(data["train"]), max_text_tokens=profile.train.max_length,
+    tuned, trainer = prepare_tuning(profile, data, profile.verbalizer, n_train=len(data["train"]),
+                                    max_text_tokens=profile.train.max_length,
                                     subject=subject, run_name="protocol", seed=seed, learning_rate=value,
                                     num_train_epochs=steps["max_epochs"])
     prompts, y, n = tuned.prompts(list(data["validation"]["text"])), data["validation"]["label"], len(tuned.verbalizer.words)

@@ -240,3 +240,70 @@ def compare_pairs(y_true, predictions: dict[str, np.ndarray], metric: Metric, n_
     if len(table):
         table["Holm-adjusted p"] = holm_bonferroni(table["McNemar p"].to_numpy())
     return table
+
+
+# ---- over seeds and test items: the claims ledger's test (chapter 08) -------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class SeedBootstrap:
+    """A two-level bootstrap of a seed-mean difference: mean over A's runs minus mean over B's runs of a metric,
+    resampling both the seeds (each method's runs) and the test items (shared, so paired)."""
+
+    difference: float  # the observed seed-mean difference, A - B
+    ci95: tuple[float, float]
+    ci90: tuple[float, float]  # the interval of the equivalence test (TOST at 5%)
+    se: float  # the bootstrap standard error of the difference
+    agreeing: int  # seed pairings (A's run s, B's run t) whose difference has the sign of ``difference``
+    pairings: int
+    distribution: np.ndarray = field(repr=False)
+
+    @property
+    def detectable(self) -> float:
+        """The smallest difference this test would find with 80% power at 5% (two-sided): 2.8 standard errors."""
+        return 2.8 * self.se
+
+    def __str__(self) -> str:
+        return (f"{self.difference:+.3f} [{self.ci95[0]:+.3f}, {self.ci95[1]:+.3f}]; "
+                f"{self.agreeing}/{self.pairings} seed pairings agree")
+
+
+def seed_bootstrap(y_true, runs_a: list, runs_b: list, metric: Metric, n_resamples: int = 2000,
+                   seed: int = 0, reference: float | None = None) -> SeedBootstrap:
+    """The two-level bootstrap of metric(A) - metric(B) averaged over each method's runs (chapter 08).
+
+    ``runs_a`` and ``runs_b``: each run's predictions (or probabilities: whatever ``metric(y, x)`` takes) on
+    the same test items. Every resample draws the test items with replacement (the same draw for both
+    methods: they are paired by item) and, separately for each method, its runs with replacement, so the
+    interval holds training noise (seeds) as well as test-set noise. A method with one run (deterministic)
+    contributes item noise only. Seeds are not paired across methods: run s of A and run s of B are two
+    independent trainings, so every pairing (s, t) is counted in ``agreeing``. With no runs of B and a
+    ``reference`` number, B is that constant (e.g. a published value): A's seed mean minus it.
+    """
+    y = np.asarray(y_true)
+    if not runs_a or not (runs_b or reference is not None):
+        raise ValueError("seed_bootstrap needs at least one run of each method. Fix: pass each method's predictions "
+                         "(or, to test against a fixed number, runs_b=[] and reference=that number).")
+    for run in [*runs_a, *runs_b]:
+        if len(run) != len(y):
+            raise ValueError(f"A run has {len(run)} predictions for {len(y)} test items. Fix: score both methods on "
+                             "the same test split, every item once, in order.")
+    check_bootstrap_args(n_resamples, 0.95)
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, len(y), size=(int(n_resamples), len(y)))
+    rows = np.arange(int(n_resamples))[:, None]
+
+    def resampled(runs: list) -> np.ndarray:
+        """Each resample's seed mean: every run scored on every item resample, the runs drawn with replacement."""
+        scored = np.array([[metric(y[i], np.asarray(run)[i]) for run in runs] for i in items])
+        return scored[rows, rng.integers(0, len(runs), size=(int(n_resamples), len(runs)))].mean(axis=1)
+
+    constant = np.full(int(n_resamples), float(reference or 0.0))
+    differences = resampled(runs_a) - (resampled(runs_b) if runs_b else constant)
+    full_a = np.array([metric(y, np.asarray(run)) for run in runs_a])
+    full_b = np.array([metric(y, np.asarray(run)) for run in runs_b]) if runs_b else constant[:1]
+    observed = float(full_a.mean() - full_b.mean())
+    pairs = full_a[:, None] - full_b[None, :]
+    agreeing = int(np.sum(np.sign(pairs) == np.sign(observed))) if observed else 0
+    return SeedBootstrap(difference=observed, ci95=percentile_interval(differences, 0.95),
+                         ci90=percentile_interval(differences, 0.90), se=float(differences.std(ddof=1)),
+                         agreeing=agreeing, pairings=pairs.size, distribution=differences)

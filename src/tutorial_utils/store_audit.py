@@ -5,6 +5,9 @@ pruning the stale ones, and what the stored runs cost (chapter 08; ``reproduce``
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
+
+import numpy as np
 
 from . import methods, records, store
 from .config import Profile
@@ -94,3 +97,32 @@ def prune(profile: Profile) -> list[str]:
             shutil.rmtree(where)
             removed.append(str(where))
     return removed
+
+
+def estimated_seconds(profile: Profile, specs: Iterable[Spec]) -> float:
+    """What these runs would take on this machine, from the stored runs' wall times: per run, the median of
+    the stored runs of its method on its dataset, scaled by its training-set size (100 at least) and by its
+    epoch cap (``Spec.extension``); 10 minutes per 800 examples where none is stored. A method that shares
+    another's training (instruction-generated) costs nothing of its own."""
+    walls: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for _, record in store.stored(profile.name):
+        if not isinstance(record, store.StoreError):
+            walls.setdefault((record.method, record.dataset), []).append(
+                (record.train_examples, record.provenance["wall_seconds"]))
+    total = 0.0
+    for s in specs:
+        if methods.get(s.method).trained_with:  # its training is the method it shares it with: counted there
+            continue
+        stored = walls.get((s.method, s.dataset), [])
+        per_example = np.median([w / max(n, 1) for n, w in stored]) if stored else 600 / 800
+        total += per_example * max(s.train_size, 100) * 2 ** s.extension
+    return float(total)
+
+
+def study_hours(profile: Profile) -> dict[str, tuple[int, float]]:
+    """Per study: the planned runs (known now) the store lacks, and their estimated hours (``estimated_seconds``)."""
+    missing: dict[str, list[Spec]] = {}
+    for s in plan(profile):
+        if store.find(profile.name, s.dataset, s.method, s.tag, s.key, verbose=False) is None:
+            missing.setdefault(s.study, []).append(s)
+    return {study: (len(specs), estimated_seconds(profile, specs) / 3600) for study, specs in missing.items()}
