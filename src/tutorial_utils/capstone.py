@@ -1,5 +1,5 @@
-"""The capstone as a script: the fair comparison, its data-efficiency study, the news check and the
-multi-label study from the results store, with their plots.
+"""The capstone as a script: the claims ledger, the fair comparison, its data-efficiency study, the news
+check, the multi-label study and the budget axis from the results store, with their plots.
 
 Taught in chapter 08. ``python -m tutorial_utils compare --profile cpu --out DIR`` writes the same tables
 and plots to a folder.
@@ -49,27 +49,28 @@ def write_report(out_dir: str | Path, tables: dict[str, pd.DataFrame], figures: 
 
 
 def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose: bool = True) -> dict[str, pd.DataFrame]:
-    """Chapter 08's tables as a script: collect (or compute) every run, write tables and plots to ``out_dir``.
-
-    Every table comes from the results store (computing what it lacks, as ``reproduce`` would).
+    """Chapter 08's tables as a script: read every run from the results store, write tables and plots to
+    ``out_dir``. Nothing trains here: ``reproduce`` makes the runs the store lacks, and the tables say which.
     """
     import matplotlib  # lazy: matplotlib costs ~1 s; write_report (the cli's) does not need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # lazy: must load after matplotlib.use("Agg")
 
-    from . import comparison, experiment, plots  # lazy: datasets, sklearn, matplotlib; plots loads pyplot: after use("Agg")
+    from . import comparison, experiment, ledger, plots  # lazy: datasets, sklearn, matplotlib; plots loads pyplot: after use("Agg")
 
     plots.use_style()
     fair = comparison.study_runs(profile, verbose=verbose)
     news = comparison.study_runs(profile, experiment.NEWS, verbose=verbose)
     multi = comparison.study_runs(profile, experiment.MULTILABEL, verbose=verbose)
-    tables = {"single_label": comparison.seed_table(fair),
+    tables = {"claims": ledger.table(profile, n_resamples=n_resamples),
+              "single_label": comparison.seed_table(fair),
               "single_label_paired": comparison.paired_table(fair, n_resamples=n_resamples),
               "efficiency": comparison.efficiency_table(profile, fair, n_resamples=n_resamples),
               "news": comparison.seed_table(news), "news_paired": comparison.paired_table(news, n_resamples=n_resamples),
               "multi_label": comparison.seed_table(multi),
-              "multi_label_paired": comparison.paired_table(multi, n_resamples=n_resamples)}
+              "multi_label_paired": comparison.paired_table(multi, n_resamples=n_resamples),
+              "budget_axis": comparison.budget_table(profile)}
     figures = {"validation_curves": plots.plot_validation_curves(comparison.curves(fair)).figure,
                "single_label_paired": plots.plot_paired_differences(tables["single_label_paired"]).figure,
                "efficiency": plots.plot_efficiency(tables["efficiency"]).figure,
@@ -79,5 +80,7 @@ def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose:
     plot_tradeoff(tables["multi_label"], metric="micro-F1 mean", low="micro-F1 min", high="micro-F1 max", ax=ax,
                   title="multi-label: test micro-F1 vs trainable parameters (bars: the range over seeds)")
     figures["multi_label"] = fig
+    if len(tables["budget_axis"]):
+        figures["budget_axis"] = plots.plot_budget_axis(tables["budget_axis"])[0].figure
     write_report(out_dir, tables, figures)
     return tables

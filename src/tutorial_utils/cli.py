@@ -297,6 +297,25 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """Print the claims ledger from the results store; with --write, rewrite the book's generated table."""
+    from . import ledger, session  # lazy: per command, so that cli starts fast
+
+    session.quiet(hide_progress=False)
+    profile = session.start(args.profile, show=False)
+    for name in args.claim or []:
+        if name not in ledger.NAMES:
+            raise SystemExit(str(ledger.UnknownClaim(f"Unknown claim {name!r}. The ledger holds: "
+                                                     f"{', '.join(ledger.NAMES)}.")))
+    table = ledger.table(profile, tuple(args.claim or ledger.NAMES), n_resamples=args.resamples)
+    if args.write:
+        path = ledger.write_markdown(table, profile)
+        print(f"wrote {path}", file=sys.stderr)
+    for name, row in table.iterrows():
+        print(f"{name}: {row['verdict']}\n    {row['numbers']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m tutorial_utils``."""
     top = argparse.ArgumentParser(prog="python -m tutorial_utils", description=__doc__.split("\n\n")[0])
@@ -357,13 +376,20 @@ def parser() -> argparse.ArgumentParser:
     from .experiment import STUDIES  # lazy: experiment pulls datasets, sklearn (~1.5 s); only --study needs it
 
     reproduce.add_argument("--study", nargs="+", choices=STUDIES,
-                           help="run only these studies (default: all three)")
+                           help="run only these studies (default: all of them)")
     reproduce.add_argument("--recompute", action="store_true", help="run the selected runs again even if stored")
     reproduce.add_argument("--list", action="store_true", help="show the plan and what is stored; run nothing")
     reproduce.add_argument("--max-runs", type=positive(int, zero=True), help="stop after this many trainings (the next call resumes)")
     reproduce.add_argument("--prune", action="store_true",
                            help="first delete stored runs that the current code and data no longer use (with --max-runs 0: only that)")
     reproduce.set_defaults(func=cmd_reproduce)
+    claims = commands.add_parser("ledger", help="the claims ledger (chapter 08): each claim of the paper, its test "
+                                                "here and a verdict computed from the results store")
+    claims.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
+    claims.add_argument("--claim", nargs="+", help="only these claims (default: all)")
+    claims.add_argument("--resamples", type=positive(int), default=1000, help="bootstrap resamples per test")
+    claims.add_argument("--write", action="store_true", help="rewrite the book's table (book/generated/claims-<profile>.md)")
+    claims.set_defaults(func=cmd_ledger)
     return top
 
 

@@ -14,14 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import experiment, methods, sizing, stats, store
+from . import budgets, experiment, methods, run_checks, sizing, stats, store
 from .config import PROFILES, Profile
 from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from .records import RunRecord
 
 REFERENCE = methods.EMBEDDING_HEAD
 REFERENCES = (methods.EMBEDDING_HEAD, methods.MULTILABEL_HEAD)  # the row every other is tested against
-STORED_ONLY_ENV = "COURSE_STORED_ONLY"
 
 
 def results_profile(profile: Profile) -> Profile:
@@ -48,20 +47,18 @@ def results_profile(profile: Profile) -> Profile:
 
 
 def study_runs(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,
-               compute: bool | None = None, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
-    """The study's runs by method: stored ones loaded (their provenance summarised), missing ones computed now.
+               compute: bool = False, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
+    """The study's runs by method, as the results store holds them (their provenance summarised); the runs the
+    plan still needs are listed with the command that makes them. Reading never trains: only ``compute=True``
+    computes the missing runs here, as ``reproduce`` would (and with ``COURSE_RECOMPUTE=1`` every run again).
 
-    ``study``: the comparison (with its data-efficiency study, which chapter 08 shows beside it) or the
-    news check. ``only``: the methods a chapter shows, in this study only (the others are neither loaded
-    nor computed).
-    ``COURSE_RECOMPUTE=1`` recomputes every run instead of loading it. ``compute=False`` (or
-    ``COURSE_STORED_ONLY=1``, e.g. to build the book while ``reproduce`` is still running) uses only what
-    is stored and lists what is missing.
+    ``study``: one of ``experiment.STUDIES`` (the comparison comes with its data-efficiency study, which
+    chapter 08 shows beside it). ``only``: the methods a chapter shows, in this study only (the others are
+    neither loaded nor computed).
     """
     for name in only or ():
         methods.get(name)  # an unknown name fails here, listing the registry
     recompute = store.recompute_requested()
-    compute = (os.environ.get(STORED_ONLY_ENV, "") in {"", "0"}) if compute is None else compute
     studies = {study, experiment.EFFICIENCY} if study == experiment.COMPARISON and not only else {study}
     specs = [s for s in experiment.plan(profile, studies=studies)
              if s.study in studies and (not only or s.method in only)]
@@ -101,7 +98,7 @@ def provenance_line(profile: Profile, found: list[RunRecord]) -> str:
     hours = sum(x["wall_seconds"] for x in p) / 3600
     return (f"{len(found)} runs from the results store (results/{profile.name}/), made {' to '.join([days[0], days[-1]][:len(days)])} "
             f"on {'; '.join(machines)}, {hours:.1f} h of compute in all, code at commit {', '.join(commits)}.\n"
-            f"To recompute them: COURSE_RECOMPUTE=1, or python -m tutorial_utils reproduce --profile {profile.name} --recompute")
+            f"To recompute them: python -m tutorial_utils reproduce --profile {profile.name} --recompute")
 
 
 def multi_label(record: RunRecord) -> bool:
@@ -129,8 +126,10 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
 
     The metric is macro-F1 (accuracy beside it), or for a multi-label study micro-F1 (macro-F1 beside it).
 
-    "plateau reached" counts the runs that stopped because validation stopped improving; the others ran
-    to the protocol's epoch cap with the best evaluation still at (or near) the end.
+    "plateau reached" counts the runs whose validation stopped improving for the protocol's patience;
+    "still improving" those whose best evaluation was their last (a lower bound: the protocol trains them
+    again with a longer cap, and the table shows each seed's longest try); "degenerate" those that predict
+    (nearly) one thing for every text or score within the margin of a constant guess (``run_checks``).
     """
     rows = []
     for name, runs in found.items():
@@ -145,6 +144,8 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
                      "best epoch (mean)": round(float(np.mean([r.best_epoch for r in runs])), 2) if runs[0].best_epoch
                      else "-",  # a method without epochs: a dash, not "nan"
                      "plateau reached": plateau_count(runs),
+                     "still improving": ending_count(runs, run_checks.IMPROVING),
+                     "degenerate": degenerate_count(runs),
                      "seeds": len(runs), f"{shown} mean": f1.mean(), f"{shown} sd": f1.std(ddof=1) if len(f1) > 1 else 0.0,
                      f"{shown} min": f1.min(), f"{shown} max": f1.max(),
                      f"{second[1]} mean": np.mean([r.test_metrics[second[0]] for r in runs])})
@@ -152,11 +153,19 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
 
 
 def plateau_count(runs: list[RunRecord]) -> str:
-    """How many of a method's runs stopped on a validation plateau (not at the epoch cap): "3/3", or "-"."""
-    flags = [r.extra.get("stopped_early") for r in runs]
-    if any(f is None for f in flags):
-        return "-"
-    return f"{sum(flags)}/{len(flags)}"
+    """How many of a method's runs reached a validation plateau (``run_checks.convergence``): "2/3", or "-"."""
+    return ending_count(runs, run_checks.PLATEAU)
+
+
+def ending_count(runs: list[RunRecord], ending: str) -> str:
+    """How many of a method's runs ended this way (``run_checks.convergence``): "1/3", or "-" without curves."""
+    ends = [run_checks.convergence(r) for r in runs]
+    return "-" if any(e is None for e in ends) else f"{ends.count(ending)}/{len(ends)}"
+
+
+def degenerate_count(runs: list[RunRecord], margin: float = 0.02) -> str:
+    """How many of a method's runs are degenerate (``run_checks.degenerate``): "0/3"."""
+    return f"{sum(run_checks.degenerate(r, margin) is not None for r in runs)}/{len(runs)}"
 
 
 def paired_table(found: dict[str, list[RunRecord]], reference: str | None = None, n_resamples: int = 1000) -> pd.DataFrame:
@@ -252,11 +261,44 @@ def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]
     return out
 
 
-def verdict_lines(found: dict[str, list[RunRecord]], n_resamples: int = 1000) -> list[str]:
-    """One generated sentence per method against the embedding head (the paired tests of ``paired_table``)."""
-    table = verdicts(paired_table(found, n_resamples=n_resamples))
-    shown = headline(found[reference_of(found)][0])[1]
-    return [verdict_sentence(row, method, shown) for method, row in table.iterrows()]
+def verdict_lines(found: dict[str, list[RunRecord]], n_resamples: int = 1000, margin: float = 0.02) -> list[str]:
+    """One generated sentence per method against the embedding head: the seed-mean difference with its
+    two-level bootstrap interval (seeds and test items resampled, ``stats.seed_bootstrap``), the seed
+    pairings whose sign agrees, and what the interval says at the equivalence ``margin``. A degenerate
+    run, or one still improving at its cap, is named and enters no verdict."""
+    reference = reference_of(found)
+    base = found[reference]
+    shown = headline(base[0])[1]
+    lines = []
+    for name, runs in found.items():
+        if name == reference:
+            continue
+        title = methods.get(name).title
+        left_out = run_checks.exclusions(base, margin) + run_checks.exclusions(runs, margin, name == methods.ZERO_SHOT)
+        if not np.array_equal(runs[0].y_true, base[0].y_true):
+            raise ValueError(f"{name} and {reference} were scored on different test examples; compare on one split.")
+        test = stats.seed_bootstrap(base[0].y_true, [r.y_pred for r in runs], [r.y_pred for r in base],
+                                    metric_for(base[0]), n_resamples)
+        said = seed_verdict(title, test, margin, shown)
+        lines.append(f"{title}: no verdict, since {'; '.join(left_out)} (the numbers: {said})" if left_out else said)
+    return lines
+
+
+def seed_verdict(method: str, test: stats.SeedBootstrap, margin: float, metric: str = "macro-F1") -> str:
+    """A sentence for one method against the head from the two-level bootstrap: generated, never typed by hand."""
+    (lo, hi), (lo90, hi90) = test.ci95, test.ci90
+    if lo > 0:
+        said = f"{method} beats the embedding head"
+    elif hi < 0:
+        said = f"the embedding head beats {method}"
+    elif -margin < lo90 and hi90 < margin:
+        said = f"{method} and the embedding head are equivalent within {margin:g}"
+    else:
+        said = (f"the test cannot tell {method} from the embedding head (it would detect a difference of about "
+                f"{test.detectable:.3f})")
+    return (f"{said}: seed-mean {metric} difference {test.difference:+.3f} ({method} minus head), 95% interval "
+            f"[{lo:+.3f}, {hi:+.3f}] over seeds and test items; {test.agreeing} of {test.pairings} seed pairings "
+            "have that sign.")
 
 
 def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, list[RunRecord]]) -> str:
@@ -270,8 +312,14 @@ def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, l
     if not found.get(method):
         return f"{mine}; the results store holds no fair-comparison run of it yet (python -m tutorial_utils reproduce)."
     row = seed_table({method: found[method]}).iloc[0]
-    trained = (f"{row['train examples']:,} examples, {row['tuned']} chosen on validation, trained to a validation "
-               f"plateau (best epoch {row['best epoch (mean)']:.1f} on average)" if methods.get(method).learns
+    ends = (f"a validation plateau in {row['plateau reached']} runs" if row["plateau reached"] != "-" else
+            "convergence")
+    improving = (f", still improving at the cap in {row['still improving']}"
+                 if row["still improving"] not in {"-"} and not row["still improving"].startswith("0/") else "")
+    trained = (f"{row['train examples']:,} examples, {row['tuned']} chosen on validation, trained until validation "
+               f"stopped improving or the epoch cap ({ends}{improving}; best epoch {row['best epoch (mean)']:.1f} on "
+               "average)" if methods.get(method).learns and row["best epoch (mean)"] != "-" else
+               f"{row['train examples']:,} examples, {row['tuned']} chosen on validation" if methods.get(method).learns
                else "no training")
     spread = f" (sd {row[f'{shown} sd']:.3f})" if row["seeds"] > 1 else ""
     return (f"{mine}. Under the fair protocol ({trained}) it reaches {row[f'{shown} mean']:.3f}, the mean over "
@@ -297,11 +345,26 @@ def calibration_table(found: dict[str, list[RunRecord]], y_validation) -> pd.Dat
             cells.append((expected_calibration_error(r.probs, r.y_true), negative_log_likelihood(r.probs, r.y_true),
                           t, expected_calibration_error(scaled, r.y_true), negative_log_likelihood(scaled, r.y_true)))
         if cells:
-            mean = np.mean(cells, axis=0)
+            mean, ece = np.mean(cells, axis=0), [c[0] for c in cells]
             rows.append({"method": methods.get(name).title, "seeds": len(cells), "test ECE": mean[0],
+                         "test ECE min": min(ece), "test ECE max": max(ece),
                          "test NLL": mean[1], "temperature (fit on validation)": mean[2],
                          "test ECE after": mean[3], "test NLL after": mean[4]})
     return pd.DataFrame(rows).set_index("method")
+
+
+def calibration_sentence(table: pd.DataFrame) -> str:
+    """Which method is best calibrated as trained, said only when its worst seed beats every other method's best
+    seed (ECE); otherwise which methods' seed ranges overlap."""
+    order = table.sort_values("test ECE")
+    best, rest = order.index[0], order.iloc[1:]
+    if len(rest) and order.loc[best, "test ECE max"] < rest["test ECE min"].min():
+        return (f"best calibrated as trained, in every seed: {best} (ECE {order.loc[best, 'test ECE']:.3f}, seeds "
+                f"{order.loc[best, 'test ECE min']:.3f}-{order.loc[best, 'test ECE max']:.3f})")
+    overlap = [m for m in rest.index if rest.loc[m, "test ECE min"] <= order.loc[best, "test ECE max"]]
+    return (f"no method is best calibrated in every seed: the lowest mean ECE, {best}'s "
+            f"{order.loc[best, 'test ECE']:.3f} (seeds {order.loc[best, 'test ECE min']:.3f}-"
+            f"{order.loc[best, 'test ECE max']:.3f}), overlaps the seed range of {', '.join(overlap)}")
 
 
 def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.DataFrame:
@@ -317,16 +380,51 @@ def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.Dat
 
 
 def efficiency_table(profile: Profile, comparison: dict[str, list[RunRecord]], n_resamples: int = 1000) -> pd.DataFrame:
-    """Macro-F1 with its 95% bootstrap interval against the number of training examples, per method."""
+    """Macro-F1 against the number of training examples, per method: the mean over the seeds stored at each size,
+    with a 95% two-level bootstrap interval (seeds and test items resampled) and the seeds' range."""
     smaller = experiment.records_of(profile, experiment.EFFICIENCY)
     rows = []
     for name in experiment.EFFICIENCY_METHODS:
-        first = [r for r in comparison.get(name, []) if r.seed == profile.protocol.seeds[0]][:1]
-        for r in smaller.get(name, []) + first:
-            point, low, high = stats.bootstrap_ci(r.y_true, r.y_pred, metric_for(r), n_resamples, seed=0)
-            rows.append({"method": methods.get(name).title, "train examples": r.train_examples, "macro-F1": point,
-                         "CI low": low, "CI high": high, "trainable params": r.trainable_params})
+        by_size: dict[int, list[RunRecord]] = {}
+        for r in smaller.get(name, []) + comparison.get(name, []):
+            by_size.setdefault(r.train_examples, []).append(r)
+        for n, runs in by_size.items():
+            test = stats.seed_bootstrap(runs[0].y_true, [r.y_pred for r in runs], [], metric_for(runs[0]),
+                                        n_resamples, reference=0.0)
+            scores = [r.test_metrics["macro_f1"] for r in runs]
+            rows.append({"method": methods.get(name).title, "train examples": n, "seeds": len(runs),
+                         "macro-F1": test.difference, "CI low": test.ci95[0], "CI high": test.ci95[1],
+                         "seed min": min(scores), "seed max": max(scores),
+                         "still improving": ending_count(runs, run_checks.IMPROVING),
+                         "trainable params": runs[0].trainable_params})
     return pd.DataFrame(rows).sort_values(["method", "train examples"]).reset_index(drop=True)
+
+
+def budget_table(profile: Profile) -> pd.DataFrame:
+    """The budget axis: each LLM method's test metric (seed mean, range) at each LoRA budget, on the single- and
+    multi-label tasks, with its trainable parameters and their share of the model (chapter 08's figure)."""
+    arch = budgets.ARCH_OF.get(profile.causal_lm)
+    total = budgets.base_parameters(budgets.KNOWN_ARCHS[arch], budgets.TIED_EMBEDDINGS[arch]) if arch else None
+    rows = []
+    for task, base, study, names in (
+            ("patents (single-label)", experiment.COMPARISON, experiment.BUDGET, experiment.BUDGET_METHODS),
+            ("software tags (multi-label)", experiment.MULTILABEL, experiment.MULTILABEL_BUDGET,
+             experiment.MULTILABEL_BUDGET_METHODS)):
+        for lora, where, variant in ((profile.lora, base, ""), *((b, study, experiment.lora_tag(b))
+                                                                 for b in profile.protocol.budgets)):
+            found = experiment.records_of(profile, where, variant)
+            for name in names:
+                runs = found.get(name, [])
+                if not runs:
+                    continue
+                key, shown = headline(runs[0])
+                scores = [r.test_metrics[key] for r in runs]
+                rows.append({"task": task, "method": methods.get(name).title, "LoRA": experiment.lora_tag(lora),
+                             "trainable params": runs[0].trainable_params,
+                             "share of the model": runs[0].trainable_params / total if total else np.nan,
+                             "seeds": len(runs), "metric": shown, "mean": float(np.mean(scores)), "min": min(scores),
+                             "max": max(scores), "still improving": ending_count(runs, run_checks.IMPROVING)})
+    return pd.DataFrame(rows)
 
 
 def crossings(table: pd.DataFrame, a: str, b: str) -> list[tuple[int, int]]:
@@ -349,3 +447,31 @@ def crossing_sentence(table: pd.DataFrame, a: str, b: str) -> str:
         return (f"{a} and {b} do not cross between {shared.index.min():,} and {shared.index.max():,} examples: "
                 f"{ahead} stays ahead")
     return f"{a} and {b} cross " + ", ".join(f"between {x:,} and {y:,} examples" for x, y in where)
+
+
+def ablation_table(profile: Profile) -> pd.DataFrame:
+    """The ablations under the protocol (pooling, verbalizer, head init): each setting's test macro-F1 (seed mean
+    and range) beside the default setting's runs (the comparison's, or the data-efficiency study's at a smaller
+    size); a setting not yet stored is left out."""
+    sizes = sorted(experiment.comparison_data(profile, profile.protocol.efficiency_sizes))
+    smaller = experiment.records_of(profile, experiment.EFFICIENCY)
+    rows = []
+    for study, (field, tried) in experiment.ABLATIONS.items():
+        base = experiment.records_of(profile, experiment.BASE_STUDY[study])
+        for n in sizes if study in experiment.SMALL_SETS_TOO else sizes[-1:]:
+            for name in experiment.study_methods(study):
+                if methods.get(name).trained_with:  # shares another method's training: its row is that method's
+                    continue
+                default = base.get(name, []) if n == sizes[-1] else [r for r in smaller.get(name, [])
+                                                                      if r.train_examples == n]
+                for setting, runs in ((getattr(profile, field), default),
+                                      *((v, experiment.records_of(profile, study, v, train_size=n).get(name, []))
+                                        for v in tried)):
+                    if not runs:
+                        continue
+                    scores = [r.test_metrics["macro_f1"] for r in runs]
+                    rows.append({"ablation": study, "method": methods.get(name).title, "train examples": n,
+                                 "setting": setting, "seeds": len(runs), "macro-F1 mean": float(np.mean(scores)),
+                                 "min": min(scores), "max": max(scores),
+                                 "still improving": ending_count(runs, run_checks.IMPROVING)})
+    return pd.DataFrame(rows)

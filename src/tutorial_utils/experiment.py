@@ -17,7 +17,8 @@ Two studies, both under the profile's ``Protocol``:
   comparison's and the multi-label study's), on those studies' data, each budget with its own grid and seeds;
 * **pooling**, **verbalizer** and **head init**: the paper's ablations on the comparison's data: the head
   with mean pooling, instruction tuning with code words for labels, the head started from the LM's rows of
-  the label names' first tokens (``Profile.head_pooling``, ``verbalizer``, ``head_init``).
+  the label names' first tokens (``Profile.head_pooling``, ``verbalizer``, ``head_init``); head init also
+  at the data-efficiency study's smaller sizes, every seed (does the LM's prior help with few labels?).
 
 A study that varies settings (the last five) names each setting it tries a *variant* (``variants``).
 
@@ -53,6 +54,7 @@ BASE_STUDY = {BUDGET: COMPARISON, MULTILABEL_BUDGET: MULTILABEL, POOLING: COMPAR
               HEAD_INIT: COMPARISON}
 ABLATIONS = {POOLING: ("head_pooling", ("mean",)), VERBALIZER: ("verbalizer", ("codes",)),
              HEAD_INIT: ("head_init", ("label-tokens",))}  # study: (the Profile field it changes, its variants)
+SMALL_SETS_TOO = (HEAD_INIT,)  # studies that also train at the data-efficiency study's smaller sizes
 COMPARED = (methods.TFIDF, methods.ZERO_SHOT, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
             methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)  # the order reproduce runs them: cheap first
 EFFICIENCY_METHODS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD,
@@ -127,8 +129,21 @@ def nested_order(labels: Iterable[int], seed: int) -> np.ndarray:
     return np.argsort(position, kind="stable")
 
 
+class UnknownStudy(ValueError):
+    """A study name that is not one of ``STUDIES``."""
+
+
+def check_study(study: str) -> str:
+    """The study name if it is one of ``STUDIES``; an error that lists them otherwise."""
+    if study not in STUDIES:
+        raise UnknownStudy(f"Unknown study {study!r}. The studies are: {', '.join(STUDIES)}. Fix: use one of these "
+                           "(python -m tutorial_utils reproduce --list shows their runs).")
+    return study
+
+
 def study_methods(study: str) -> tuple[str, ...]:
     """The methods a study runs, in the order ``reproduce`` runs them."""
+    check_study(study)
     return {COMPARISON: COMPARED, EFFICIENCY: EFFICIENCY_METHODS, NEWS: NEWS_METHODS,
             MULTILABEL: MULTILABEL_METHODS, BUDGET: BUDGET_METHODS, MULTILABEL_BUDGET: MULTILABEL_BUDGET_METHODS,
             **ABLATION_METHODS}[study]
@@ -139,6 +154,7 @@ def study_profile(profile: Profile, study: str, variant: str = "") -> Profile:
     was; the multi-label study its task, with the multi-label text length for every method; a budget study
     its base study's view with the budget's LoRA settings (``variant``: its ``lora_tag``); an ablation its
     base study's view with the ablated field set to ``variant``."""
+    check_study(study)
     if study in ABLATIONS:
         field, tried = ABLATIONS[study]
         if variant not in tried:
@@ -341,7 +357,25 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: 
         own = study_data(profile, study)
         for variant in variants(profile, study):
             view = study_profile(profile, study, variant)
-            specs += _tuned_study(view, study, own, records.data_description(own, view.single_label_data), variant)[0]
+            made, chose = _tuned_study(view, study, own, records.data_description(own, view.single_label_data), variant)
+            specs += made
+            if study in SMALL_SETS_TOO:  # its question is about few labels: the efficiency study's sizes too
+                specs += _smaller_sets(view, study, data, described, chose, variant)
+    return specs
+
+
+def _smaller_sets(profile: Profile, study: str, data: dict[int, DatasetDict], described: dict[int, dict],
+                  picked: dict[str, float | None], variant: str) -> list[Spec]:
+    """A study's methods on the data-efficiency study's smaller training sets, at the values its grid chose, on
+    every seed (and longer where a run was still improving at its cap)."""
+    specs = []
+    for method, value in picked.items():
+        if value is None:
+            continue
+        for n in sorted(data)[:-1]:
+            runs = [spec(profile, study, method, data[n], seed, value, "seed", described[n], variant)
+                    for seed in profile.protocol.seeds]
+            specs += runs + [longer for s in runs for longer in extensions(profile, s, data[n], described[n])]
     return specs
 
 
@@ -395,7 +429,7 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     window; the next call goes on from there).
     """
     data = comparison_data(profile, profile.protocol.efficiency_sizes)
-    studies = set(studies or STUDIES)
+    studies = {check_study(s) for s in studies or STUDIES}
     done: set[str] = set()
     made: list[RunRecord] = []
     trained: list[str] = []
@@ -428,10 +462,18 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
     return made
 
 
-def records_of(profile: Profile, study: str = COMPARISON, variant: str = "") -> dict[str, list[RunRecord]]:
-    """The stored records of a study that the plan selects (the chosen value on every seed), by method
-    (a budget study: of one ``variant``, its ``lora_tag``)."""
-    specs = [s for s in plan(profile, studies=(study,)) if s.study == study and s.variant == variant]
+def records_of(profile: Profile, study: str = COMPARISON, variant: str = "", specs: list[Spec] | None = None,
+               train_size: int | None = None) -> dict[str, list[RunRecord]]:
+    """The stored records of a study that the plan selects (the chosen value on every seed, each seed's longest
+    try), by method (a study of variants: of one ``variant``). ``specs``: the study's plan, if made already.
+    ``train_size``: the runs on that many training examples (default: the study's full size; the efficiency
+    study: every size)."""
+    check_study(study)
+    specs = [s for s in (plan(profile, studies=(study,)) if specs is None else specs)
+             if s.study == study and s.variant == variant]
+    if study != EFFICIENCY or train_size is not None:
+        size = train_size or max((s.train_size for s in specs), default=0)
+        specs = [s for s in specs if s.train_size == size]
     grids: dict[str, list[Spec]] = {}
     for s in specs:
         if s.role == "grid":

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import budgets, comparison, experiment, methods, run_checks, stats, store_audit
-from .config import Profile
+from .config import ROOT, Profile
 from .experiment import BUDGET, COMPARISON, MULTILABEL, MULTILABEL_BUDGET, NEWS, POOLING, VERBALIZER, lora_tag
 from .metrics import expected_calibration_error
 from .records import RunRecord
@@ -74,13 +75,20 @@ class Ledger:
     def __post_init__(self):
         self.margin = self.profile.protocol.equivalence_margin
         self._runs: dict[tuple[str, str], dict[str, list[RunRecord]]] = {}
+        self._plans: dict[str, list[experiment.Spec]] = {}
         self._missing: dict[str, list[experiment.Spec]] = {}
+
+    def plan(self, study: str) -> list[experiment.Spec]:
+        """The study's planned runs (made once)."""
+        if study not in self._plans:
+            self._plans[study] = [s for s in experiment.plan(self.profile, studies=(study,)) if s.study == study]
+        return self._plans[study]
 
     def runs(self, arm: Arm) -> list[RunRecord]:
         """The arm's stored runs at its chosen value (the longest try of each seed)."""
         at = (arm.study, arm.variant)
         if at not in self._runs:
-            self._runs[at] = experiment.records_of(self.profile, arm.study, arm.variant)
+            self._runs[at] = experiment.records_of(self.profile, arm.study, arm.variant, self.plan(arm.study))
         return self._runs[at].get(arm.method, [])
 
     def missing(self, arms: list[Arm]) -> list[experiment.Spec]:
@@ -88,8 +96,7 @@ class Ledger:
         out = []
         for study in {a.study for a in arms}:
             if study not in self._missing:
-                self._missing[study] = [s for s in experiment.plan(self.profile, studies=(study,))
-                                        if s.study == study and experiment.lookup(self.profile, s) is None]
+                self._missing[study] = [s for s in self.plan(study) if experiment.lookup(self.profile, s) is None]
             wanted = {(a.method, a.variant) for a in arms if a.study == study}
             out += [s for s in self._missing[study] if (s.method, s.variant) in wanted
                     or (experiment.produced_by(s.method), s.variant) in wanted]
@@ -97,15 +104,8 @@ class Ledger:
 
 
 def excluded(runs: list[RunRecord], margin: float, allow_degenerate: bool = False) -> str | None:
-    """Why these runs cannot enter a verdict (a degenerate run, one still improving at its cap), or None."""
-    for r in runs:
-        why = None if allow_degenerate else run_checks.degenerate(r, margin)
-        if why:
-            return f"{methods.get(r.method).title} seed {r.seed} is degenerate ({why})"
-        if run_checks.convergence(r) == run_checks.IMPROVING:
-            return (f"{methods.get(r.method).title} seed {r.seed} was still improving at its epoch cap "
-                    f"({r.epochs_run:g} epochs): a longer run is planned")
-    return None
+    """Why these runs cannot enter a verdict (``run_checks.exclusions``), or None."""
+    return "; ".join(run_checks.exclusions(runs, margin, allow_degenerate)) or None
 
 
 def verdict(test: stats.SeedBootstrap, kind: str, margin: float) -> str:
@@ -144,8 +144,10 @@ def compare(ledger: Ledger, a: Arm, b: Arm, kind: str, allow_degenerate: tuple[s
     missing = ledger.missing([a, b])
     if missing or not runs_a or not runs_b:
         hours = store_audit.estimated_seconds(ledger.profile, missing) / 3600
-        return {"verdict": NOT_RUN, "numbers": f"{len(missing)} run(s) of {a.label()} / {b.label()} not in the store "
-                                               f"(about {hours:.1f} h on this machine)", "without selection seed": "-"}
+        named = "; ".join(s.describe() for s in missing[:3]) + ("; ..." if len(missing) > 3 else "")
+        return {"verdict": NOT_RUN, "numbers": f"{a.label()} vs {b.label()}: {len(missing)} planned run(s) not in the "
+                                               f"store yet, about {hours:.1f} h on this machine ({named}; later seeds "
+                                               "are planned once a grid is done)", "without selection seed": "-"}
     why = excluded(runs_a, ledger.margin, a.method in allow_degenerate) or \
         excluded(runs_b, ledger.margin, b.method in allow_degenerate)
     metric_name, _ = comparison.headline(runs_a[0])
@@ -189,7 +191,7 @@ def _all(*tests: tuple[Arm, Arm, str]) -> Callable[[Ledger], dict]:
     """A claim tested by several comparisons, every one of which must hold (``combined``)."""
     def run(ledger: Ledger) -> dict:
         rows = [compare(ledger, a, b, kind) for a, b, kind in tests]
-        return {"verdict": combined([r["verdict"] for r in rows]), "numbers": " | ".join(r["numbers"] for r in rows),
+        return {"verdict": combined([r["verdict"] for r in rows]), "numbers": "\n".join(r["numbers"] for r in rows),
                 "without selection seed": combined([r["without selection seed"] for r in rows])
                 if all(r["without selection seed"] != "-" for r in rows) else "-"}
     return run
@@ -201,21 +203,24 @@ def _budget_claim(ledger: Ledger) -> dict:
     tests = [(head, Arm(BUDGET, methods.INSTRUCTION_SCORED, lora_tag(lora)), AT_LEAST)
              for lora in ledger.profile.protocol.budgets]
     out = _all(*tests)(ledger)
-    return {**out, "numbers": _budget_sizes(ledger) + " | " + out["numbers"]}
+    return {**out, "numbers": _budget_sizes(ledger) + "\n" + out["numbers"]}
 
 
 def _budget_sizes(ledger: Ledger) -> str:
-    """The trainable parameters of each budget's stored runs, and their ratio to the head's."""
-    head = ledger.runs(Arm(COMPARISON, methods.EMBEDDING_HEAD))
-    if not head:
-        return "no head run stored"
-    sizes = [f"head {head[0].trainable_params:,}"]
-    for lora in ledger.profile.protocol.budgets:
-        runs = ledger.runs(Arm(BUDGET, methods.INSTRUCTION_SCORED, lora_tag(lora)))
-        if runs:
-            sizes.append(f"instruction {lora_tag(lora)} {runs[0].trainable_params:,} "
-                         f"({runs[0].trainable_params / head[0].trainable_params:.0f}x)")
-    return "trainable: " + ", ".join(sizes)
+    """Each LoRA budget's trainable parameters (peft's count from a stored run, else by formula) and its share
+    of the model, so a reader can map it onto a 3-8B model."""
+    arch = budgets.ARCH_OF.get(ledger.profile.causal_lm)
+    dims = budgets.KNOWN_ARCHS.get(arch)
+    total = budgets.base_parameters(dims, budgets.TIED_EMBEDDINGS[arch]) if dims else None
+    parts = []
+    for lora, study in ((ledger.profile.lora, COMPARISON), *((b, BUDGET) for b in ledger.profile.protocol.budgets)):
+        runs = ledger.runs(Arm(study, methods.INSTRUCTION_SCORED, "" if study == COMPARISON else lora_tag(lora)))
+        count = runs[0].trainable_params if runs else (
+            budgets.lora_parameters(dims, lora.r, lora.target_modules) if dims else None)
+        if count is not None:
+            share = f", {count / total:.2%} of the model" if total else ""
+            parts.append(f"{lora_tag(lora)}: {count / 1e6:.2f}M{share}")
+    return "instruction tuning's trainable parameters: " + "; ".join(parts)
 
 
 def _multilabel_budget(ledger: Ledger) -> dict:
@@ -243,7 +248,7 @@ def _pooling(ledger: Ledger) -> dict:
     """Mean against last-token pooling for the head under the protocol; the frozen probe's finding beside it."""
     out = compare(ledger, Arm(POOLING, methods.EMBEDDING_HEAD, "mean"), Arm(COMPARISON, methods.EMBEDDING_HEAD),
                   MATCHES)
-    return {**out, "numbers": out["numbers"] + " | " + probe_pooling(ledger)}
+    return {**out, "numbers": out["numbers"] + "\n" + probe_pooling(ledger)}
 
 
 def probe_pooling(ledger: Ledger) -> str:
@@ -359,3 +364,25 @@ def table(profile: Profile, names: tuple[str, ...] = NAMES, n_resamples: int = 1
     """The claims ledger: one row per claim (``CLAIMS``), every verdict computed from the store."""
     ledger = Ledger(profile, n_resamples)
     return pd.DataFrame([row(ledger, name) for name in names]).set_index("claim")
+
+
+def markdown_path(profile: Profile) -> Path:
+    """Where the book's generated ledger of a profile lives (``book/claims.md`` includes the cpu one)."""
+    return ROOT / "book" / "generated" / f"claims-{profile.name}.md"
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The ledger as a markdown table (a row's several tests on lines of their own)."""
+    shown = table.reset_index()[["claim", "the paper says", "tested here", "verdict", "without the selection seed",
+                                 "numbers"]]
+    shown["numbers"] = shown["numbers"].str.replace("\n", "<br>", regex=False)
+    return shown.to_markdown(index=False)
+
+
+def write_markdown(table: pd.DataFrame, profile: Profile) -> Path:
+    """Write the ledger's markdown table for the book, with the line that says what made it."""
+    path = markdown_path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<!-- generated by `python -m tutorial_utils ledger --profile {profile.name} --write` from "
+                    f"results/{profile.name}/; do not edit -->\n\n{markdown(table)}\n")
+    return path

@@ -182,7 +182,8 @@ def plot_validation_curves(curves: pd.DataFrame, ax=None):
 
 
 def plot_efficiency(table: pd.DataFrame, ax=None):
-    """Test macro-F1 against training examples (log scale) per method, with 95% bootstrap intervals (chapter 08)."""
+    """Test macro-F1 (seed mean) against training examples (log scale) per method, with 95% intervals over seeds
+    and test items (chapter 08)."""
     ax = ax or plt.subplots(figsize=(7.5, 4.2))[1]
     for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
         rows = rows.sort_values("train examples")
@@ -213,3 +214,26 @@ def plot_paired_differences(paired: pd.DataFrame, ax=None, metric: str = "macro-
     ax.set(xlabel=f"{metric} difference: method minus embedding head (95% paired bootstrap)",
            title="Paired differences against the embedding head")
     return ax
+
+
+def plot_budget_axis(table: pd.DataFrame, axes=None):
+    """The paper's axis: test F1 (seed mean, bars the seed range) against trainable parameters (log scale), one
+    panel per task, one line per method, each point a LoRA budget (``comparison.budget_table``, chapter 08)."""
+    tasks = list(dict.fromkeys(table["task"]))
+    if axes is None:
+        _, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6.5 * max(len(tasks), 1), 4.2), squeeze=False)
+        axes = axes[0]
+    for ax, task in zip(axes, tasks):
+        rows = table[table["task"] == task]
+        for i, (method, own) in enumerate(rows.groupby("method", sort=False)):
+            own = own.sort_values("trainable params")
+            err = [(own["mean"] - own["min"]).clip(lower=0), (own["max"] - own["mean"]).clip(lower=0)]
+            ax.errorbar(own["trainable params"], own["mean"], yerr=err, marker="o", capsize=3, color=f"C{i}",
+                        label=method)
+            for _, r in own.iterrows():
+                ax.annotate(r["LoRA"], (r["trainable params"], r["mean"]), textcoords="offset points",
+                            xytext=(4, -12), fontsize=7, color=f"C{i}")
+        ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=f"test {rows['metric'].iloc[0]}",
+               title=task)
+        ax.legend(fontsize=8, loc="best")
+    return axes

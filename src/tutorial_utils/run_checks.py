@@ -2,11 +2,11 @@
 
 Two checks on a run record, from its own validation curve and test predictions (no data needed):
 
-* **convergence**: ``"plateau"`` when validation stopped improving and patience ran out before the epoch
-  cap (the best evaluation was not the last), ``"cap"`` when the run reached the cap with its best
-  evaluation earlier, ``"improving"`` when its best evaluation is its last: still improving at the cap,
-  so its score is a lower bound and the protocol trains it again with a longer cap
-  (``experiment.extensions``);
+* **convergence**: ``"plateau"`` when validation stopped improving for the protocol's ``patience``
+  evaluations (training stopped there, or the cap came at that very evaluation), ``"cap"`` when the run
+  reached the cap with its best evaluation earlier but fewer evaluations after it, ``"improving"`` when
+  its best evaluation is its last: still improving at the cap, so its score is a lower bound, and the
+  protocol trains it again with a longer cap (``experiment.extensions``);
 * **degenerate**: predictions (nearly) the same for every test text, or a score within the margin of
   the best *constant* prediction (one class for every text; multi-label: the same tag set for every
   text, the most frequent tags on test). Such a run learned nothing a verdict could rest on.
@@ -30,7 +30,9 @@ def convergence(record) -> str | None:
     best = int(np.argmax(curve))  # the first best: a later tie is no improvement
     if best == len(curve) - 1:
         return IMPROVING
-    return PLATEAU if record.extra.get("stopped_early") else CAP
+    patience = (record.settings.get("plateau") or {}).get("patience")
+    stopped = record.extra.get("stopped_early") or (patience is not None and len(curve) - 1 - best >= patience)
+    return PLATEAU if stopped else CAP
 
 
 def constant_share(y_pred: np.ndarray) -> float:
@@ -71,3 +73,17 @@ def degenerate(record, margin: float) -> str | None:
     if score < floor + margin:
         return f"test {'micro' if multi else 'macro'}-F1 {score:.3f}, within {margin:g} of a constant guess's {floor:.3f}"
     return None
+
+
+def exclusions(runs: list, margin: float, degenerate_allowed: bool = False) -> list[str]:
+    """Why any of these runs cannot enter a verdict, one reason a line (none: they can): a degenerate run (unless
+    ``degenerate_allowed``, e.g. where the claim is that a method is poor), or one still improving at its cap."""
+    out = []
+    for r in runs:
+        why = None if degenerate_allowed else degenerate(r, margin)
+        if why:
+            out.append(f"{r.method} seed {r.seed} is degenerate ({why})")
+        if convergence(r) == IMPROVING:
+            out.append(f"{r.method} seed {r.seed} was still improving at its cap of {r.epochs_run:g} epochs "
+                       "(a longer run is planned)")
+    return out

@@ -4,7 +4,8 @@ Each run the book shows is kept as ``record.json`` (settings, curve, metrics, pr
 SHA-256 of its arrays) beside ``predictions.npz`` (test labels, predictions and probabilities,
 validation probabilities). A write goes to a ``.partial`` folder first and is renamed into place, so a
 run killed midway leaves nothing that looks complete; a record whose arrays do not match its checksum,
-or whose JSON does not parse, is reported and recomputed, never loaded. A lock per run keeps two
+whose JSON does not parse, or whose test metric does not match its own predictions (a record edited by
+hand) is reported and recomputed, never loaded. A lock per run keeps two
 processes from computing the same run. Taught in chapter 08; ``python -m tutorial_utils reproduce`` fills it.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files
+from . import files, stats
 from .config import ROOT
 from .records import RunRecord
 
@@ -69,9 +70,26 @@ def read(where: Path) -> RunRecord:
     with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
         loaded = {name: arrays[name] for name in arrays.files}
     try:
-        return RunRecord(**meta, **loaded)
+        record = RunRecord(**meta, **loaded)
     except TypeError as error:
         raise StoreError(f"{where / RECORD} does not have the fields of a run record ({error}).") from error
+    check_metrics(record, where)
+    return record
+
+
+def check_metrics(record: RunRecord, where: Path) -> None:
+    """Raise a StoreError when the record's headline test metric is not what its own predictions give."""
+    multi = np.ndim(record.y_true) == 2
+    name = "micro_f1" if multi else "macro_f1"
+    try:
+        metric = stats.micro_f1 if multi else stats.macro_f1_over(len(record.label_names))
+        recomputed = metric(record.y_true, record.y_pred)
+    except ValueError as error:
+        raise StoreError(f"{where}: its predictions do not fit its labels ({error}).") from error
+    if abs(recomputed - record.test_metrics.get(name, np.nan)) > 1e-6 or not np.isfinite(recomputed):
+        raise StoreError(f"{where / RECORD} says test {name} {record.test_metrics.get(name)}, but its predictions "
+                         f"give {recomputed:.6f}: the record was edited after it was written. It is not shown; "
+                         "reproduce recomputes it.")
 
 
 def find(profile: str, dataset: str, method: str, tag: str, key: str, verbose: bool = True) -> RunRecord | None:
