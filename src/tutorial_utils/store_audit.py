@@ -15,12 +15,15 @@ from .experiment import (COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, Spec, compa
                          study_profile, validation_metrics)
 
 
-def wall_seconds(profile: Profile) -> dict[str, float]:
+def wall_seconds(profile: Profile, longer: bool = True) -> dict[str, float]:
     """The kept stored runs' wall time by study, a training that serves two methods counted once (the cost of
-    ``reproduce``; runs waiting for a grid's search count, since they were paid for)."""
+    ``reproduce``; runs waiting for a grid's search count, since they were paid for). ``longer=False`` leaves
+    out the longer tries of runs that were still improving at their cap."""
     kept, out = _kept(profile), {}
     for _, record in store.stored(profile.name):
         if isinstance(record, store.StoreError) or record.key not in kept or methods.get(record.method).trained_with:
+            continue
+        if not longer and record.extra.get("extension"):
             continue
         study = record.extra.get("study", COMPARISON)
         out[study] = out.get(study, 0.0) + record.provenance["wall_seconds"]
@@ -119,10 +122,13 @@ def estimated_seconds(profile: Profile, specs: Iterable[Spec]) -> float:
     return float(total)
 
 
-def study_hours(profile: Profile) -> dict[str, tuple[int, float]]:
-    """Per study: the planned runs (known now) the store lacks, and their estimated hours (``estimated_seconds``)."""
+def study_hours(profile: Profile, longer: bool = True) -> dict[str, tuple[int, float]]:
+    """Per study: the planned runs (known now) the store lacks, and their estimated hours (``estimated_seconds``);
+    ``longer=False`` leaves out the longer tries of runs still improving at their cap."""
     missing: dict[str, list[Spec]] = {}
     for s in plan(profile):
+        if not longer and s.extension:
+            continue
         if store.find(profile.name, s.dataset, s.method, s.tag, s.key, verbose=False) is None:
             missing.setdefault(s.study, []).append(s)
     return {study: (len(specs), estimated_seconds(profile, specs) / 3600) for study, specs in missing.items()}
