@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from tutorial_utils import experiment, methods, plateau, records, runners, store, store_audit
+from tutorial_utils import experiment, methods, plateau, records, runners, store, store_audit, studies, study_tables
 from tutorial_utils.config import Protocol, get_profile
 
 
@@ -49,8 +49,8 @@ def test_every_method_name_the_package_uses_is_registered():
 
 
 def test_every_study_method_is_registered_and_runnable():
-    for study in experiment.STUDIES:
-        assert {experiment.produced_by(m) for m in experiment.study_methods(study)} <= set(methods.names(runnable=True))
+    for study in studies.STUDIES:
+        assert {experiment.produced_by(m) for m in studies.study_methods(study)} <= set(methods.names(runnable=True))
 
 
 def test_every_runnable_method_has_a_runner_and_settings():
@@ -58,7 +58,7 @@ def test_every_runnable_method_has_a_runner_and_settings():
     for name in methods.names(runnable=True):
         assert callable(runners.function(name))
         assert runners.settings(profile, name, runners.default_value(profile, name))
-    for name in experiment.COMPARED + experiment.EFFICIENCY_METHODS:
+    for name in studies.COMPARED + studies.EFFICIENCY_METHODS:
         assert methods.get(name).runner or methods.get(name).trained_with
 
 
@@ -132,8 +132,8 @@ def test_a_partial_folder_is_never_read_and_a_rewrite_replaces(results):
     (partial / store.RECORD).write_text("{}")
     assert store.find("tiny", "toy", record.method, "t", record.key) is None and store.stored("tiny") == []
     store.write(record, where)
-    store.write(dataclasses.replace(record, test_metrics={"macro_f1": 0.0}), where)
-    assert store.find("tiny", "toy", record.method, "t", record.key).test_metrics == {"macro_f1": 0.0}
+    store.write(dataclasses.replace(record, extra={"rewritten": True}), where)
+    assert store.find("tiny", "toy", record.method, "t", record.key).extra == {"rewritten": True}
     assert not partial.exists()
 
 
@@ -153,7 +153,7 @@ def test_make_record_rejects_predictions_of_the_wrong_length():
 
 def test_nested_order_keeps_class_shares_in_every_prefix():
     labels = np.array([0] * 600 + [1] * 300 + [2] * 100)
-    order = experiment.nested_order(labels, seed=3)
+    order = studies.nested_order(labels, seed=3)
     assert sorted(order) == list(range(1000))
     for n in (10, 100, 500):
         counts = np.bincount(labels[order[:n]], minlength=3)
@@ -249,10 +249,10 @@ def rerun_stored(monkeypatch, name, method, runner):
     """Re-run the stored first-seed run of a method at its chosen value; (new outcome, stored record)."""
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile(name)
-    specs = [s for s in experiment.plan(profile) if s.method == method and s.study == experiment.COMPARISON]
+    specs = [s for s in experiment.plan(profile) if s.method == method and s.study == studies.COMPARISON]
     value = experiment.chosen(profile, [s for s in specs if s.role == "grid"])
     s = next(s for s in specs if s.value == value and s.seed == profile.protocol.seeds[0])
-    data = experiment.comparison_data(profile)[s.train_size]
+    data = studies.comparison_data(profile)[s.train_size]
     return runner(profile, data, s.seed, s.value), experiment.lookup(profile, s)
 
 
@@ -297,7 +297,7 @@ def test_tables_from_the_tiny_store(monkeypatch):
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
     profile = get_profile("tiny")
     found = comparison.study_runs(profile, verbose=False)
-    assert set(found) == set(experiment.COMPARED)
+    assert set(found) == set(studies.COMPARED)
     table = comparison.seed_table(found)
     head = table.loc[methods.get(methods.EMBEDDING_HEAD).title]
     assert head["seeds"] == len(profile.protocol.seeds) and table.loc["zero-shot prompt (scored)", "seeds"] == 1
@@ -313,11 +313,11 @@ def test_tables_from_the_tiny_store(monkeypatch):
     assert (verdicts[["method better", "head better", "not told apart"]].sum(axis=1) == verdicts["seeds"]).all()
     sentence = comparison.verdict_sentence(verdicts.iloc[0], verdicts.index[0])
     assert verdicts.index[0] in sentence and f"{verdicts.iloc[0]['mean difference']:+.3f}" in sentence
-    efficiency = comparison.efficiency_table(profile, found, n_resamples=200)
+    efficiency = study_tables.efficiency_table(profile, found, n_resamples=200)
     assert set(efficiency["train examples"]) == {*profile.protocol.efficiency_sizes, profile.protocol.train_examples}
     assert (efficiency["CI low"] <= efficiency["macro-F1"]).all() and (efficiency["macro-F1"] <= efficiency["CI high"]).all()
     assert not comparison.curves(found).empty
-    y_val = experiment.comparison_data(profile)[profile.protocol.train_examples]["validation"]["label"]
+    y_val = studies.comparison_data(profile)[profile.protocol.train_examples]["validation"]["label"]
     calibration = comparison.calibration_table(found, y_val)
     assert "instruction tuning, generated" not in calibration.index  # another read-out's validation scores
     assert (calibration["temperature (fit on validation)"] > 0).all() and (calibration["test ECE"].between(0, 1)).all()
@@ -334,7 +334,8 @@ def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monk
     found = comparison.study_runs(profile, verbose=False, compute=False, only=shown)
     assert set(found) == set(shown)
     lines = comparison.verdict_lines(found, n_resamples=200)
-    assert len(lines) == 1 and lines[0].endswith("(TF-IDF + logistic regression minus head).")
+    assert len(lines) == 1 and "(TF-IDF + logistic regression minus head), 95% interval" in lines[0]
+    assert lines[0].endswith("3 of 3 seed pairings have that sign.")
     head = found[methods.EMBEDDING_HEAD]
     mean = np.mean([r.test_metrics["macro_f1"] for r in head])
     sentence = comparison.against_fair(methods.EMBEDDING_HEAD, 0.5, "96 examples, 1 epoch", found)
@@ -353,16 +354,16 @@ def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
     profile = get_profile("tiny")
-    view = experiment.study_profile(profile, experiment.NEWS)
-    assert view.single_label_data == profile.news_data and experiment.study_profile(profile, experiment.COMPARISON) is profile
+    view = studies.study_profile(profile, studies.NEWS)
+    assert view.single_label_data == profile.news_data and studies.study_profile(profile, studies.COMPARISON) is profile
     specs = experiment.plan(profile)
-    news = [s for s in specs if s.study == experiment.NEWS]
-    assert {s.method for s in news} == set(experiment.NEWS_METHODS) and {s.dataset for s in news} == {profile.news_data}
-    assert not {s.key for s in news} & {s.key for s in specs if s.study != experiment.NEWS}
-    data = experiment.news_data(profile)
+    news = [s for s in specs if s.study == studies.NEWS]
+    assert {s.method for s in news} == set(studies.NEWS_METHODS) and {s.dataset for s in news} == {profile.news_data}
+    assert not {s.key for s in news} & {s.key for s in specs if s.study != studies.NEWS}
+    data = studies.news_data(profile)
     assert len(data["train"]) == min(profile.protocol.train_examples, len(load_news(profile)["train"]))
-    found = comparison.study_runs(profile, experiment.NEWS, verbose=False, compute=False)
-    assert set(found) == set(experiment.NEWS_METHODS)
+    found = comparison.study_runs(profile, studies.NEWS, verbose=False, compute=False)
+    assert set(found) == set(studies.NEWS_METHODS)
     table = comparison.seed_table(found)
     assert (table["train examples"] == len(data["train"])).all()
     assert table.loc[methods.get(methods.EMBEDDING_HEAD).title, "seeds"] == len(profile.protocol.seeds)
@@ -370,7 +371,7 @@ def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
     grid = [s for s in news if s.method == methods.EMBEDDING_HEAD and s.role == "grid"]
     best = max(grid, key=lambda s: (experiment.lookup(profile, s).validation_metric, -grid.index(s)))
     assert {r.settings["learning_rate"] for r in found[methods.EMBEDDING_HEAD]} == {best.value}
-    assert len(comparison.verdict_lines(found, n_resamples=100)) == len(experiment.NEWS_METHODS) - 1
+    assert len(comparison.verdict_lines(found, n_resamples=100)) == len(studies.NEWS_METHODS) - 1
 
 
 def fake_store(monkeypatch, metric, stored=lambda value: True):
@@ -381,15 +382,15 @@ def fake_store(monkeypatch, metric, stored=lambda value: True):
     def lookup(profile, s, verbose=False):
         if s.value is None or not stored(s.value):
             return None
-        return SimpleNamespace(validation_metric=metric(s.value), key=s.key)
+        return SimpleNamespace(validation_metric=metric(s.value), key=s.key, validation_curve=[])  # no curve: converged
 
     monkeypatch.setattr(experiment, "lookup", lookup)
 
 
 def tfidf_grid(profile):
     """The comparison's TF-IDF grid as the protocol searches it now."""
-    data = experiment.comparison_data(profile)[max(experiment.comparison_data(profile))]
-    return experiment.searched_grid(profile, experiment.COMPARISON, methods.TFIDF, data,
+    data = studies.comparison_data(profile)[max(studies.comparison_data(profile))]
+    return experiment.searched_grid(profile, studies.COMPARISON, methods.TFIDF, data,
                                     records.data_description(data, profile.single_label_data))
 
 
@@ -414,18 +415,18 @@ def test_a_grid_waiting_for_its_extension_plans_no_seeds_and_keeps_its_stored_ru
     profile = get_profile("tiny")
     base = experiment.grid_values(profile, methods.EMBEDDING_HEAD)
     fake_store(monkeypatch, metric=lambda v: v, stored=lambda v: v <= base[-1])  # the extension is not run yet
-    specs = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == experiment.COMPARISON]
+    specs = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == studies.COMPARISON]
     assert [s.value for s in specs] == experiment.grid_values(profile, methods.EMBEDDING_HEAD, above=1)
     assert all(s.role == "grid" for s in specs)  # seeds wait for the choice
     waiting = store_audit.waiting(profile)  # the seeds and data-efficiency runs at every value tried may yet be used
-    data = experiment.comparison_data(profile, profile.protocol.efficiency_sizes)
+    data = studies.comparison_data(profile, profile.protocol.efficiency_sizes)
     for n, seed in [(max(data), profile.protocol.seeds[-1]), (min(data), profile.protocol.seeds[0])]:
-        run = experiment.spec(profile, experiment.EFFICIENCY if n != max(data) else experiment.COMPARISON,
+        run = experiment.spec(profile, studies.EFFICIENCY if n != max(data) else studies.COMPARISON,
                               methods.EMBEDDING_HEAD, data[n], seed, base[-1], "seed", records.data_description(
                                   data[n], profile.single_label_data))
         assert run.key in waiting
     fake_store(monkeypatch, metric=lambda v: -abs(v - base[-1]))  # the extension ran and lost: the old end is chosen
-    specs = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == experiment.COMPARISON]
+    specs = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == studies.COMPARISON]
     assert {s.value for s in specs if s.role == "seed"} == {base[-1]}
     record = dataclasses.replace(toy_record(), settings={"learning_rate": base[-1]})
     assert comparison.grid_edges(profile, {methods.EMBEDDING_HEAD: [record]}) == []  # not an end of the values tried
@@ -457,11 +458,11 @@ def test_crossings_find_where_the_order_flips():
 
     table = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "train examples": [10, 100, 1000] * 2,
                           "macro-F1": [0.2, 0.5, 0.9, 0.4, 0.6, 0.7]})
-    assert comparison.crossings(table, "a", "b") == [(100, 1000)]
-    assert comparison.crossings(table, "b", "a") == [(100, 1000)]
-    assert comparison.crossing_sentence(table, "a", "b") == "a and b cross between 100 and 1,000 examples"
-    assert "b stays ahead" in comparison.crossing_sentence(table[table["train examples"] < 1000], "a", "b")
-    assert "fewer than two" in comparison.crossing_sentence(table[table["train examples"] == 10], "a", "b")
+    assert study_tables.crossings(table, "a", "b") == [(100, 1000)]
+    assert study_tables.crossings(table, "b", "a") == [(100, 1000)]
+    assert study_tables.crossing_sentence(table, "a", "b") == "a and b cross between 100 and 1,000 examples"
+    assert "b stays ahead" in study_tables.crossing_sentence(table[table["train examples"] < 1000], "a", "b")
+    assert "fewer than two" in study_tables.crossing_sentence(table[table["train examples"] == 10], "a", "b")
 
 
 def test_audit_flags_a_stale_record_and_prune_removes_it(results):
@@ -496,17 +497,17 @@ def test_the_multi_label_study_runs_the_protocol_on_its_task_judged_by_micro_f1(
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
     profile = get_profile("tiny")
-    view = experiment.study_profile(profile, experiment.MULTILABEL)
+    view = studies.study_profile(profile, studies.MULTILABEL)
     assert view.single_label_data == profile.multi_label_data and view.train == profile.multilabel_train
     assert view.encoder_train.max_length == profile.multilabel_train.max_length  # every method sees as much text
     specs = experiment.plan(profile)
-    multi = [s for s in specs if s.study == experiment.MULTILABEL]
-    assert {s.method for s in multi} == set(experiment.MULTILABEL_METHODS)
-    assert not {s.key for s in multi} & {s.key for s in specs if s.study != experiment.MULTILABEL}
+    multi = [s for s in specs if s.study == studies.MULTILABEL]
+    assert {s.method for s in multi} == set(studies.MULTILABEL_METHODS)
+    assert not {s.key for s in multi} & {s.key for s in specs if s.study != studies.MULTILABEL}
     assert all(s.settings["task"] == methods.MULTI_LABEL for s in multi)
-    data = experiment.multilabel_data(profile)
-    found = comparison.study_runs(profile, experiment.MULTILABEL, verbose=False, compute=False)
-    assert set(found) == set(experiment.MULTILABEL_METHODS)
+    data = studies.multilabel_data(profile)
+    found = comparison.study_runs(profile, studies.MULTILABEL, verbose=False, compute=False)
+    assert set(found) == set(studies.MULTILABEL_METHODS)
     table = comparison.seed_table(found)
     assert {"micro-F1 mean", "macro-F1 mean"} <= set(table.columns) and "accuracy mean" not in table.columns
     assert (table["train examples"] == len(data["train"])).all()
@@ -522,15 +523,15 @@ def test_the_multi_label_study_runs_the_protocol_on_its_task_judged_by_micro_f1(
     paired = comparison.paired_table(found, n_resamples=100)
     assert methods.get(methods.MULTILABEL_HEAD).title not in set(paired["method"]) and "McNemar p (exact match)" in paired
     lines = comparison.verdict_lines(found, n_resamples=100)
-    assert len(lines) == len(experiment.MULTILABEL_METHODS) - 1 and all("micro-F1 difference" in x for x in lines)
+    assert len(lines) == len(studies.MULTILABEL_METHODS) - 1 and all("micro-F1 difference" in x for x in lines)
     assert "validation micro-F1" in comparison.curves(found).columns
 
 
 def test_a_multi_label_tfidf_rerun_reproduces_its_stored_tiny_result(monkeypatch):
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile("tiny")
-    s = next(s for s in experiment.plan(profile, studies=(experiment.MULTILABEL,)) if s.method == methods.MULTILABEL_TFIDF)
-    out = runners.run(profile, s.method, experiment.multilabel_data(profile), s.seed, s.value)[s.method]
+    s = next(s for s in experiment.plan(profile, studies=(studies.MULTILABEL,)) if s.method == methods.MULTILABEL_TFIDF)
+    out = runners.run(profile, s.method, studies.multilabel_data(profile), s.seed, s.value)[s.method]
     record = experiment.lookup(profile, s)
     assert np.array_equal(out["y_pred"], record.y_pred) and np.allclose(out["probs"], record.probs, atol=1e-5)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from tutorial_utils import cli, experiment, ledger, methods, records, run_checks, stats, store
+from tutorial_utils import cli, experiment, ledger, methods, records, run_checks, stats, store, studies
 from tutorial_utils.config import get_profile
 from tutorial_utils.ledger import (AT_LEAST, BEATS, CONTRADICTED, EQUIVALENT, MATCHES, REPRODUCED, UNDECIDED, Arm,
                                    Ledger)
@@ -128,16 +128,16 @@ def test_an_unknown_claim_or_study_gets_an_error_that_lists_them(capsys):
         ledger.claim("bert-wins")
     with pytest.raises(SystemExit, match="The ledger holds"):
         cli.main(["ledger", "--profile", "tiny", "--claim", "bert-wins"])
-    with pytest.raises(experiment.UnknownStudy, match="budget"):
-        experiment.study_methods("budgets")
+    with pytest.raises(studies.UnknownStudy, match="budget"):
+        studies.study_methods("budgets")
 
 
 # ---- runs still improving at their cap -----------------------------------------------------------------------
 
 def test_a_run_still_improving_at_its_cap_is_planned_again_at_twice_the_cap(monkeypatch):
     profile = get_profile("tiny")
-    data = experiment.comparison_data(profile)[profile.protocol.train_examples]
-    first = experiment.spec(profile, experiment.COMPARISON, methods.EMBEDDING_HEAD, data, 2, 1e-3, "seed")
+    data = studies.comparison_data(profile)[profile.protocol.train_examples]
+    first = experiment.spec(profile, studies.COMPARISON, methods.EMBEDDING_HEAD, data, 2, 1e-3, "seed")
     y = np.arange(30) % 3
     improving, flat = record(y, y, (0.4, 0.5, 0.6)), record(y, y, (0.4, 0.6, 0.5, 0.5, 0.5), stopped=True)
     monkeypatch.setattr(experiment, "lookup", lambda p, s, verbose=False: improving if s.extension == 0 else flat)
@@ -181,7 +181,7 @@ def test_one_verdict_recomputed_by_hand_from_the_stored_predictions(monkeypatch)
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile("cpu")
     book = Ledger(profile, n_resamples=400)
-    head, probe = Arm(experiment.NEWS, methods.EMBEDDING_HEAD), Arm(experiment.NEWS, methods.FROZEN_PROBE)
+    head, probe = Arm(studies.NEWS, methods.EMBEDDING_HEAD), Arm(studies.NEWS, methods.FROZEN_PROBE)
     row = ledger.compare(book, head, probe, MATCHES)
     folders = {f.name.rsplit("-", 1)[-1]: f for f in store.run_folders("cpu")}  # by key
     arrays = {arm.method: [np.load(folders[r.key] / store.ARRAYS) for r in book.runs(arm)] for arm in (head, probe)}

@@ -97,4 +97,4 @@ def test_compare_on_your_data_tables_every_method_against_the_head(table, tmp_pa
     assert len(compared) == len(workflow.COMPARED_ON_YOURS) and (compared["seeds"] == 1).all()
     paired = pd.read_csv(tmp_path / "out" / "paired.csv")
     assert set(paired["method"]) == set(compared.index) - {methods.get(methods.EMBEDDING_HEAD).title}
-    assert "minus head)." in capsys.readouterr().out
+    assert "minus head), 95% interval" in capsys.readouterr().out

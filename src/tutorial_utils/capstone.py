@@ -57,20 +57,20 @@ def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # lazy: must load after matplotlib.use("Agg")
 
-    from . import comparison, experiment, ledger, plots  # lazy: datasets, sklearn, matplotlib; plots loads pyplot: after use("Agg")
+    from . import comparison, ledger, plots, studies, study_tables  # lazy: datasets, sklearn, matplotlib; plots loads pyplot: after use("Agg")
 
     plots.use_style()
     fair = comparison.study_runs(profile, verbose=verbose)
-    news = comparison.study_runs(profile, experiment.NEWS, verbose=verbose)
-    multi = comparison.study_runs(profile, experiment.MULTILABEL, verbose=verbose)
+    news = comparison.study_runs(profile, studies.NEWS, verbose=verbose)
+    multi = comparison.study_runs(profile, studies.MULTILABEL, verbose=verbose)
     tables = {"claims": ledger.table(profile, n_resamples=n_resamples),
               "single_label": comparison.seed_table(fair),
               "single_label_paired": comparison.paired_table(fair, n_resamples=n_resamples),
-              "efficiency": comparison.efficiency_table(profile, fair, n_resamples=n_resamples),
+              "efficiency": study_tables.efficiency_table(profile, fair, n_resamples=n_resamples),
               "news": comparison.seed_table(news), "news_paired": comparison.paired_table(news, n_resamples=n_resamples),
               "multi_label": comparison.seed_table(multi),
               "multi_label_paired": comparison.paired_table(multi, n_resamples=n_resamples),
-              "budget_axis": comparison.budget_table(profile)}
+              "budget_axis": study_tables.budget_axis_table(profile)}
     figures = {"validation_curves": plots.plot_validation_curves(comparison.curves(fair)).figure,
                "single_label_paired": plots.plot_paired_differences(tables["single_label_paired"]).figure,
                "efficiency": plots.plot_efficiency(tables["efficiency"]).figure,

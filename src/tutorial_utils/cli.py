@@ -373,7 +373,7 @@ def parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     reproduce.add_argument("--only", nargs="+", metavar="METHOD",
                            help="run only these methods (names or patterns such as 'instruction-*')")
-    from .experiment import STUDIES  # lazy: experiment pulls datasets, sklearn (~1.5 s); only --study needs it
+    from .studies import STUDIES  # lazy: studies pulls datasets (~1.5 s); only --study needs it
 
     reproduce.add_argument("--study", nargs="+", choices=STUDIES,
                            help="run only these studies (default: all of them)")

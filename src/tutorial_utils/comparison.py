@@ -1,9 +1,9 @@
 """The fair comparison's tables and figures, read from the results store (chapters 06 and 08).
 
-``study_runs`` returns the stored runs of a study (computing any that are missing, as ``reproduce`` would)
-and says where they came from; the tables give every method's test metric over seeds (macro-F1; for
-the multi-label study micro-F1), the paired test of each seed against the embedding head, the
-validation curves, and the data-efficiency study.
+``study_runs`` returns the stored runs of a study and says where they came from (and which runs the store
+still lacks); the tables give every method's test metric over seeds (macro-F1; for the multi-label study
+micro-F1), the tests against the embedding head (over seeds and test items, and seed by seed), the
+validation curves and calibration. ``study_tables`` has the other studies' tables.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import budgets, experiment, methods, run_checks, sizing, stats, store
+from . import experiment, methods, run_checks, sizing, stats, store, studies
 from .config import PROFILES, Profile
 from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from .records import RunRecord
@@ -46,22 +46,22 @@ def results_profile(profile: Profile) -> Profile:
     return PROFILES["cpu"]
 
 
-def study_runs(profile: Profile, study: str = experiment.COMPARISON, verbose: bool = True,
+def study_runs(profile: Profile, study: str = studies.COMPARISON, verbose: bool = True,
                compute: bool = False, only: Sequence[str] | None = None) -> dict[str, list[RunRecord]]:
     """The study's runs by method, as the results store holds them (their provenance summarised); the runs the
     plan still needs are listed with the command that makes them. Reading never trains: only ``compute=True``
     computes the missing runs here, as ``reproduce`` would (and with ``COURSE_RECOMPUTE=1`` every run again).
 
-    ``study``: one of ``experiment.STUDIES`` (the comparison comes with its data-efficiency study, which
+    ``study``: one of ``studies.STUDIES`` (the comparison comes with its data-efficiency study, which
     chapter 08 shows beside it). ``only``: the methods a chapter shows, in this study only (the others are
     neither loaded nor computed).
     """
     for name in only or ():
         methods.get(name)  # an unknown name fails here, listing the registry
     recompute = store.recompute_requested()
-    studies = {study, experiment.EFFICIENCY} if study == experiment.COMPARISON and not only else {study}
-    specs = [s for s in experiment.plan(profile, studies=studies)
-             if s.study in studies and (not only or s.method in only)]
+    wanted = {study, studies.EFFICIENCY} if study == studies.COMPARISON and not only else {study}
+    specs = [s for s in experiment.plan(profile, studies=wanted)
+             if s.study in wanted and (not only or s.method in only)]
     missing = [s for s in specs if experiment.lookup(profile, s) is None]
     selected = f" --only {' '.join(only)}" if only else ""
     if (missing or recompute) and compute:
@@ -70,14 +70,14 @@ def study_runs(profile: Profile, study: str = experiment.COMPARISON, verbose: bo
                   f"that the results store lacks (python -m tutorial_utils reproduce --profile {profile.name}{selected} "
                   "does the same)")
         experiment.reproduce(profile, only=list(only) if only else None, recompute=recompute,
-                             progress=print if verbose else (lambda _: None), studies=studies)
+                             progress=print if verbose else (lambda _: None), studies=wanted)
     elif missing and verbose:
         by_study: dict[str, set[str]] = {}
         for s in missing:
             by_study.setdefault(s.study, set()).add(s.method)
         said = "; ".join(f"{name}: {', '.join(sorted(names))}" for name, names in by_study.items())
         planned = f"{len(specs)} runs planned so far for these methods" if only else \
-            f"{experiment.expected_runs(profile, studies)} runs the plan needs"
+            f"{experiment.expected_runs(profile, wanted)} runs the plan needs"
         print(f"the results store holds {len(specs) - len(missing)} of the {planned}; missing now ({said}), and the "
               f"seeds and sizes their grids decide. The tables below leave them out. Make them with: "
               f"python -m tutorial_utils reproduce --profile {profile.name}{selected}")
@@ -241,7 +241,7 @@ def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]
     limit, or where it ties with its neighbour."""
     out, plans = [], {}
     for name, runs in found.items():
-        entry, study = methods.get(name), runs[0].extra.get("study", experiment.COMPARISON)
+        entry, study = methods.get(name), runs[0].extra.get("study", studies.COMPARISON)
         if entry.tuned is None:
             continue
         if study not in plans:  # one plan per study, not one per method
@@ -376,102 +376,4 @@ def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.Dat
             if r.validation_curve and (seed is None and r is runs[0] or r.seed == seed):
                 rows += [{"method": methods.get(name).title, "epoch": p["epoch"], f"validation {headline(r)[1]}": p["value"],
                           "best": p["epoch"] == r.best_epoch} for p in r.validation_curve]
-    return pd.DataFrame(rows)
-
-
-def efficiency_table(profile: Profile, comparison: dict[str, list[RunRecord]], n_resamples: int = 1000) -> pd.DataFrame:
-    """Macro-F1 against the number of training examples, per method: the mean over the seeds stored at each size,
-    with a 95% two-level bootstrap interval (seeds and test items resampled) and the seeds' range."""
-    smaller = experiment.records_of(profile, experiment.EFFICIENCY)
-    rows = []
-    for name in experiment.EFFICIENCY_METHODS:
-        by_size: dict[int, list[RunRecord]] = {}
-        for r in smaller.get(name, []) + comparison.get(name, []):
-            by_size.setdefault(r.train_examples, []).append(r)
-        for n, runs in by_size.items():
-            test = stats.seed_bootstrap(runs[0].y_true, [r.y_pred for r in runs], [], metric_for(runs[0]),
-                                        n_resamples, reference=0.0)
-            scores = [r.test_metrics["macro_f1"] for r in runs]
-            rows.append({"method": methods.get(name).title, "train examples": n, "seeds": len(runs),
-                         "macro-F1": test.difference, "CI low": test.ci95[0], "CI high": test.ci95[1],
-                         "seed min": min(scores), "seed max": max(scores),
-                         "still improving": ending_count(runs, run_checks.IMPROVING),
-                         "trainable params": runs[0].trainable_params})
-    return pd.DataFrame(rows).sort_values(["method", "train examples"]).reset_index(drop=True)
-
-
-def budget_table(profile: Profile) -> pd.DataFrame:
-    """The budget axis: each LLM method's test metric (seed mean, range) at each LoRA budget, on the single- and
-    multi-label tasks, with its trainable parameters and their share of the model (chapter 08's figure)."""
-    arch = budgets.ARCH_OF.get(profile.causal_lm)
-    total = budgets.base_parameters(budgets.KNOWN_ARCHS[arch], budgets.TIED_EMBEDDINGS[arch]) if arch else None
-    rows = []
-    for task, base, study, names in (
-            ("patents (single-label)", experiment.COMPARISON, experiment.BUDGET, experiment.BUDGET_METHODS),
-            ("software tags (multi-label)", experiment.MULTILABEL, experiment.MULTILABEL_BUDGET,
-             experiment.MULTILABEL_BUDGET_METHODS)):
-        for lora, where, variant in ((profile.lora, base, ""), *((b, study, experiment.lora_tag(b))
-                                                                 for b in profile.protocol.budgets)):
-            found = experiment.records_of(profile, where, variant)
-            for name in names:
-                runs = found.get(name, [])
-                if not runs:
-                    continue
-                key, shown = headline(runs[0])
-                scores = [r.test_metrics[key] for r in runs]
-                rows.append({"task": task, "method": methods.get(name).title, "LoRA": experiment.lora_tag(lora),
-                             "trainable params": runs[0].trainable_params,
-                             "share of the model": runs[0].trainable_params / total if total else np.nan,
-                             "seeds": len(runs), "metric": shown, "mean": float(np.mean(scores)), "min": min(scores),
-                             "max": max(scores), "still improving": ending_count(runs, run_checks.IMPROVING)})
-    return pd.DataFrame(rows)
-
-
-def crossings(table: pd.DataFrame, a: str, b: str) -> list[tuple[int, int]]:
-    """Adjacent training-set sizes between which method ``a``'s line crosses ``b``'s (their macro-F1 order flips)."""
-    wide = table.pivot(index="train examples", columns="method", values="macro-F1")[[a, b]].dropna()
-    sign = np.sign(wide[a] - wide[b]).to_numpy()
-    sizes = list(wide.index)
-    return [(sizes[i], sizes[i + 1]) for i in range(len(sign) - 1) if sign[i] * sign[i + 1] < 0]
-
-
-def crossing_sentence(table: pd.DataFrame, a: str, b: str) -> str:
-    """Where the data-efficiency lines of ``a`` and ``b`` cross, as a sentence (or why it cannot be said yet)."""
-    wide = table.pivot(index="train examples", columns="method", values="macro-F1")
-    shared = wide[[a, b]].dropna() if {a, b} <= set(wide.columns) else wide.iloc[0:0]
-    if len(shared) < 2:
-        return f"{a} and {b}: fewer than two training-set sizes are stored for both, so no crossing can be read yet"
-    where = crossings(table, a, b)
-    if not where:
-        ahead = a if (shared[a] - shared[b]).mean() > 0 else b
-        return (f"{a} and {b} do not cross between {shared.index.min():,} and {shared.index.max():,} examples: "
-                f"{ahead} stays ahead")
-    return f"{a} and {b} cross " + ", ".join(f"between {x:,} and {y:,} examples" for x, y in where)
-
-
-def ablation_table(profile: Profile) -> pd.DataFrame:
-    """The ablations under the protocol (pooling, verbalizer, head init): each setting's test macro-F1 (seed mean
-    and range) beside the default setting's runs (the comparison's, or the data-efficiency study's at a smaller
-    size); a setting not yet stored is left out."""
-    sizes = sorted(experiment.comparison_data(profile, profile.protocol.efficiency_sizes))
-    smaller = experiment.records_of(profile, experiment.EFFICIENCY)
-    rows = []
-    for study, (field, tried) in experiment.ABLATIONS.items():
-        base = experiment.records_of(profile, experiment.BASE_STUDY[study])
-        for n in sizes if study in experiment.SMALL_SETS_TOO else sizes[-1:]:
-            for name in experiment.study_methods(study):
-                if methods.get(name).trained_with:  # shares another method's training: its row is that method's
-                    continue
-                default = base.get(name, []) if n == sizes[-1] else [r for r in smaller.get(name, [])
-                                                                      if r.train_examples == n]
-                for setting, runs in ((getattr(profile, field), default),
-                                      *((v, experiment.records_of(profile, study, v, train_size=n).get(name, []))
-                                        for v in tried)):
-                    if not runs:
-                        continue
-                    scores = [r.test_metrics["macro_f1"] for r in runs]
-                    rows.append({"ablation": study, "method": methods.get(name).title, "train examples": n,
-                                 "setting": setting, "seeds": len(runs), "macro-F1 mean": float(np.mean(scores)),
-                                 "min": min(scores), "max": max(scores),
-                                 "still improving": ending_count(runs, run_checks.IMPROVING)})
     return pd.DataFrame(rows)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from . import budgets, comparison, experiment, methods, run_checks, stats, store_audit
 from .config import ROOT, Profile
-from .experiment import BUDGET, COMPARISON, MULTILABEL, MULTILABEL_BUDGET, NEWS, POOLING, VERBALIZER, lora_tag
+from .studies import BUDGET, COMPARISON, MULTILABEL, MULTILABEL_BUDGET, NEWS, POOLING, VERBALIZER, lora_tag
 from .metrics import expected_calibration_error
 from .records import RunRecord
 

@@ -218,7 +218,7 @@ def plot_paired_differences(paired: pd.DataFrame, ax=None, metric: str = "macro-
 
 def plot_budget_axis(table: pd.DataFrame, axes=None):
     """The paper's axis: test F1 (seed mean, bars the seed range) against trainable parameters (log scale), one
-    panel per task, one line per method, each point a LoRA budget (``comparison.budget_table``, chapter 08)."""
+    panel per task, one line per method, each point a LoRA budget (``study_tables.budget_axis_table``, chapter 08)."""
     tasks = list(dict.fromkeys(table["task"]))
     if axes is None:
         _, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6.5 * max(len(tasks), 1), 4.2), squeeze=False)

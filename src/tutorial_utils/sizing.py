@@ -180,7 +180,7 @@ def reproduction_work(profile: Profile) -> list[Work]:
                 work += trained(f"{study} budgets", what, "llm", n, nv, nt, length + extra, runs * len(p.budgets))
     n = min(p.train_examples or n_tr, n_tr)
     work.append(Work("08", "patents: zero-shot", "llm", "forward", n_te * (L + PROMPT_TOKENS)))
-    for what, extra in (("pooling", 0), ("verbalizer", PROMPT_TOKENS), ("head init", 0)):  # experiment.ABLATIONS
+    for what, extra in (("pooling", 0), ("verbalizer", PROMPT_TOKENS), ("head init", 0)):  # studies.ABLATIONS
         work += trained(f"ablation {what}", "one method", "llm", n, n_val, n_te, L + extra, runs)
     for size in p.efficiency_sizes:
         for what, model, length in (("embedding head", "llm", L), ("encoder", "encoder", Le),

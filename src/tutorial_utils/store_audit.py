@@ -11,8 +11,8 @@ import numpy as np
 
 from . import methods, records, store
 from .config import Profile
-from .experiment import (COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, Spec, comparison_data, plan, spec, study_data,
-                         study_profile, validation_metrics)
+from .experiment import Spec, plan, spec, validation_metrics
+from .studies import COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, comparison_data, study_data, study_profile
 
 
 def wall_seconds(profile: Profile, longer: bool = True) -> dict[str, float]:

@@ -1,0 +1,111 @@
+"""The tables of the studies beside the comparison: data efficiency, the budget axis and the ablations, read
+from the results store (chapter 08; ``comparison`` has the comparison's own tables).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import budgets, comparison, experiment, methods, run_checks, stats, studies
+from .config import Profile
+from .records import RunRecord
+
+
+def efficiency_table(profile: Profile, fair: dict[str, list[RunRecord]], n_resamples: int = 1000) -> pd.DataFrame:
+    """Macro-F1 against the number of training examples, per method: the mean over the seeds stored at each size,
+    with a 95% two-level bootstrap interval (seeds and test items resampled) and the seeds' range. ``fair``: the
+    comparison's runs (``comparison.study_runs``), its largest size."""
+    smaller = experiment.records_of(profile, studies.EFFICIENCY)
+    rows = []
+    for name in studies.EFFICIENCY_METHODS:
+        by_size: dict[int, list[RunRecord]] = {}
+        for r in smaller.get(name, []) + fair.get(name, []):
+            by_size.setdefault(r.train_examples, []).append(r)
+        for n, runs in by_size.items():
+            test = stats.seed_bootstrap(runs[0].y_true, [r.y_pred for r in runs], [], comparison.metric_for(runs[0]),
+                                        n_resamples, reference=0.0)
+            scores = [r.test_metrics["macro_f1"] for r in runs]
+            rows.append({"method": methods.get(name).title, "train examples": n, "seeds": len(runs),
+                         "macro-F1": test.difference, "CI low": test.ci95[0], "CI high": test.ci95[1],
+                         "seed min": min(scores), "seed max": max(scores),
+                         "still improving": comparison.ending_count(runs, run_checks.IMPROVING),
+                         "trainable params": runs[0].trainable_params})
+    return pd.DataFrame(rows).sort_values(["method", "train examples"]).reset_index(drop=True)
+
+
+def budget_axis_table(profile: Profile) -> pd.DataFrame:
+    """The budget axis: each LLM method's test metric (seed mean, range) at each LoRA budget, on the single- and
+    multi-label tasks, with its trainable parameters and their share of the model (chapter 08's figure)."""
+    arch = budgets.ARCH_OF.get(profile.causal_lm)
+    total = budgets.base_parameters(budgets.KNOWN_ARCHS[arch], budgets.TIED_EMBEDDINGS[arch]) if arch else None
+    rows = []
+    for task, base, study, names in (
+            ("patents (single-label)", studies.COMPARISON, studies.BUDGET, studies.BUDGET_METHODS),
+            ("software tags (multi-label)", studies.MULTILABEL, studies.MULTILABEL_BUDGET,
+             studies.MULTILABEL_BUDGET_METHODS)):
+        for lora, where, variant in ((profile.lora, base, ""), *((b, study, studies.lora_tag(b))
+                                                                 for b in profile.protocol.budgets)):
+            found = experiment.records_of(profile, where, variant)
+            for name in names:
+                runs = found.get(name, [])
+                if not runs:
+                    continue
+                key, shown = comparison.headline(runs[0])
+                scores = [r.test_metrics[key] for r in runs]
+                rows.append({"task": task, "method": methods.get(name).title, "LoRA": studies.lora_tag(lora),
+                             "trainable params": runs[0].trainable_params,
+                             "share of the model": runs[0].trainable_params / total if total else np.nan,
+                             "seeds": len(runs), "metric": shown, "mean": float(np.mean(scores)), "min": min(scores),
+                             "max": max(scores), "still improving": comparison.ending_count(runs, run_checks.IMPROVING)})
+    return pd.DataFrame(rows)
+
+
+def crossings(table: pd.DataFrame, a: str, b: str) -> list[tuple[int, int]]:
+    """Adjacent training-set sizes between which method ``a``'s line crosses ``b``'s (their macro-F1 order flips)."""
+    wide = table.pivot(index="train examples", columns="method", values="macro-F1")[[a, b]].dropna()
+    sign = np.sign(wide[a] - wide[b]).to_numpy()
+    sizes = list(wide.index)
+    return [(sizes[i], sizes[i + 1]) for i in range(len(sign) - 1) if sign[i] * sign[i + 1] < 0]
+
+
+def crossing_sentence(table: pd.DataFrame, a: str, b: str) -> str:
+    """Where the data-efficiency lines of ``a`` and ``b`` cross, as a sentence (or why it cannot be said yet)."""
+    wide = table.pivot(index="train examples", columns="method", values="macro-F1")
+    shared = wide[[a, b]].dropna() if {a, b} <= set(wide.columns) else wide.iloc[0:0]
+    if len(shared) < 2:
+        return f"{a} and {b}: fewer than two training-set sizes are stored for both, so no crossing can be read yet"
+    where = crossings(table, a, b)
+    if not where:
+        ahead = a if (shared[a] - shared[b]).mean() > 0 else b
+        return (f"{a} and {b} do not cross between {shared.index.min():,} and {shared.index.max():,} examples: "
+                f"{ahead} stays ahead")
+    return f"{a} and {b} cross " + ", ".join(f"between {x:,} and {y:,} examples" for x, y in where)
+
+
+def ablation_table(profile: Profile) -> pd.DataFrame:
+    """The ablations under the protocol (pooling, verbalizer, head init): each setting's test macro-F1 (seed mean
+    and range) beside the default setting's runs (the comparison's, or the data-efficiency study's at a smaller
+    size); a setting not yet stored is left out."""
+    sizes = sorted(studies.comparison_data(profile, profile.protocol.efficiency_sizes))
+    smaller = experiment.records_of(profile, studies.EFFICIENCY)
+    rows = []
+    for study, (field, tried) in studies.ABLATIONS.items():
+        base = experiment.records_of(profile, studies.BASE_STUDY[study])
+        for n in sizes if study in studies.SMALL_SETS_TOO else sizes[-1:]:
+            for name in studies.study_methods(study):
+                if methods.get(name).trained_with:  # shares another method's training: its row is that method's
+                    continue
+                default = base.get(name, []) if n == sizes[-1] else [r for r in smaller.get(name, [])
+                                                                      if r.train_examples == n]
+                for setting, runs in ((getattr(profile, field), default),
+                                      *((v, experiment.records_of(profile, study, v, train_size=n).get(name, []))
+                                        for v in tried)):
+                    if not runs:
+                        continue
+                    scores = [r.test_metrics["macro_f1"] for r in runs]
+                    rows.append({"ablation": study, "method": methods.get(name).title, "train examples": n,
+                                 "setting": setting, "seeds": len(runs), "macro-F1 mean": float(np.mean(scores)),
+                                 "min": min(scores), "max": max(scores),
+                                 "still improving": comparison.ending_count(runs, run_checks.IMPROVING)})
+    return pd.DataFrame(rows)
