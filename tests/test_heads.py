@@ -83,3 +83,31 @@ def test_save_and_reload_keeps_the_trained_head(tmp_path):
     clear = (top2[:, 0] - top2[:, 1]) > 0.1  # a near-tie can flip under bf16 rounding; a clear winner cannot
     assert torch.equal(before.argmax(-1)[clear], after.argmax(-1)[clear])
     assert (untrained - after).abs().max() > 1.0, "a fresh head would also have passed: the test proves nothing"
+
+
+def test_a_tag_encoder_starts_at_the_tag_priors_and_pools_the_mean():
+    import numpy as np
+
+    profile = get_profile("tiny")
+    names = ["a", "b", "c"]
+    encoder, tokenizer = models.load_encoder_classifier(profile, names, multi_label=True)
+    Y = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]])
+    tagger = heads.tag_encoder(encoder, Y)
+    assert tagger.pooling == "mean" and tagger.multi_label
+    prior = np.clip(Y.mean(0), 1e-3, 1 - 1e-3)
+    assert torch.allclose(tagger.score.bias, torch.tensor(np.log(prior / (1 - prior)), dtype=torch.float32))
+    batch = tokenizer(["one text", "another, longer text"], padding=True, return_tensors="pt")
+    out = tagger(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 labels=torch.tensor(Y[:2], dtype=torch.float32))
+    assert out.logits.shape == (2, 3) and torch.isfinite(out.loss)
+    with pytest.raises(ValueError, match="4 outputs"):
+        heads.tag_encoder(models.load_encoder_classifier(profile, names, multi_label=True)[0], np.zeros((2, 4)))
+
+
+def test_label_token_init_makes_the_head_score_each_class_as_the_lm_scores_its_first_token():
+    profile = get_profile("tiny")
+    names = ["alpha", "beta"]
+    model, tokenizer = models.load_sequence_classifier(profile, names, quantize=False)
+    ids = heads.init_from_label_tokens(model, tokenizer, names)
+    assert ids == [tokenizer(n, add_special_tokens=False)["input_ids"][0] for n in names]
+    assert torch.equal(model.score.weight, model.get_input_embeddings().weight[ids].to(model.score.weight.dtype))

@@ -3,11 +3,13 @@
 transformers' ``AutoModelForSequenceClassification`` for Llama-like models does the same with
 last-token pooling; ``PooledClassifier`` makes the pooling a choice for the ablation, and
 ``init_from_label_tokens`` starts the head where the language model already is (chapter 08's bridge
-between the two approaches). Taught in chapter 02.
+between the two approaches), and ``tag_encoder`` readies a BERT-class encoder for multi-label tags.
+Taught in chapter 02.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -92,3 +94,24 @@ def init_from_label_tokens(model: nn.Module, tokenizer, label_names: list[str]) 
     rows = inner.get_input_embeddings().weight[ids]
     score.weight.copy_(rows.to(score.weight.dtype))
     return ids
+
+
+@torch.no_grad()
+def tag_encoder(model: nn.Module, Y_train: np.ndarray) -> PooledClassifier:
+    """A BERT-class sequence classifier readied for multi-label tags (chapter 08): mean pooling over the text, and
+    each tag's output bias started at the log-odds of its training frequency.
+
+    A sentence-transformers checkpoint (MiniLM) is trained for mean pooling and ships no pooler weights, so
+    transformers' head reads the [CLS] state through a random pooler; and with biases at 0 every tag starts at
+    probability 0.5, so BCE spends its first steps pushing all of them towards their (small) priors. Together
+    they left the multi-label encoder predicting the same tags for every text. Starting from the priors, the
+    gradient goes into telling texts apart from the first step.
+    """
+    backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    score = getattr(model, "classifier", None)
+    if backbone is None or score is None or score.out_features != Y_train.shape[1]:
+        raise ValueError(f"Expected a BERT-class sequence classifier with a `.classifier` of {Y_train.shape[1]} outputs; "
+                         f"got {type(model).__name__}. Fix: call this on models.load_encoder_classifier's model.")
+    prior = np.clip(np.asarray(Y_train, dtype=np.float64).mean(axis=0), 1e-3, 1 - 1e-3)
+    score.bias.copy_(torch.as_tensor(np.log(prior / (1 - prior)), dtype=score.bias.dtype))
+    return PooledClassifier(backbone, score, pooling="mean", multi_label=True)

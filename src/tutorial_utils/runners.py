@@ -16,7 +16,7 @@ from datasets import DatasetDict
 
 from . import methods
 from .config import Profile, TrainSettings
-from .data import label_names
+from .data import label_names, multi_hot
 from .metrics import macro_f1, softmax
 from .session import seed_everything
 from .timing import timed
@@ -56,6 +56,8 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
         out = settings(profile, adapts, value)
         out.update(task=methods.MULTI_LABEL, decision="the generated list, in the label list's order" if "predict" in out
                    else "one threshold for every label, tuned on validation for micro-F1")
+        if method == methods.MULTILABEL_ENCODER:  # heads.tag_encoder: without it the encoder learned no text
+            out.update(pooling="mean", output_bias="log-odds of each tag's training frequency")
         if "plateau" in out:
             out["plateau"] = {**out["plateau"], "validation_metric": "micro_f1"}
         return out
@@ -168,7 +170,7 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
     """The LoRA head (4-bit base) or the encoder trained to a validation plateau, then run on test:
     (model, tokenizer, what ``plateau.fit_classifier`` returns, test logits)."""
     from . import models  # lazy: torch, transformers (~3 s); experiment loads runners
-    from .heads import hand_written_head, init_from_label_tokens  # lazy: as above
+    from .heads import hand_written_head, init_from_label_tokens, tag_encoder  # lazy: as above
     from .plateau import fit_classifier  # lazy: as above
     from .train import predict_logits  # lazy: as above
 
@@ -176,6 +178,8 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
     seed_everything(seed)
     if encoder:
         model, tokenizer = models.load_encoder_classifier(profile, names, multi_label=multi_label)
+        if multi_label:
+            model = tag_encoder(model, multi_hot(data["train"]))
     else:
         model, tokenizer = models.load_sequence_classifier(profile, names, multi_label=multi_label)
         if profile.head_init == "label-tokens":
