@@ -353,6 +353,22 @@ def calibration_table(found: dict[str, list[RunRecord]], y_validation) -> pd.Dat
     return pd.DataFrame(rows).set_index("method")
 
 
+def multilabel_calibration_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
+    """Calibration of the multi-label methods with probabilities: each (text, tag) decision's probability against
+    its 0/1 truth (ECE over every decision), as the seed mean and range. Instruction tuning's generated lists
+    are 0/1 answers, not probabilities, and are left out."""
+    rows = []
+    for name, runs in found.items():
+        flat = [(r.probs.reshape(-1), np.asarray(r.y_true).reshape(-1).astype(int)) for r in runs
+                if np.ndim(r.probs) == 2 and not np.isin(r.probs, (0.0, 1.0)).all()]
+        if not flat:
+            continue
+        ece = [expected_calibration_error(np.stack([1 - p, p], axis=1), y) for p, y in flat]
+        rows.append({"method": methods.get(name).title, "seeds": len(ece), "decision ECE": float(np.mean(ece)),
+                     "min": min(ece), "max": max(ece)})
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
 def calibration_sentence(table: pd.DataFrame) -> str:
     """Which method is best calibrated as trained, said only when its worst seed beats every other method's best
     seed (ECE); otherwise which methods' seed ranges overlap."""

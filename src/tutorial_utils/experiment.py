@@ -321,15 +321,26 @@ def records_of(profile: Profile, study: str = COMPARISON, variant: str = "", spe
         if s.role == "grid":
             grids.setdefault(s.method, []).append(s)
     picked = {method: chosen(profile, grid) for method, grid in grids.items()}
-    latest: dict[tuple, tuple[int, RunRecord]] = {}  # (method, size, seed): its longest stored try
+    tries: dict[tuple, list[tuple[int, RunRecord]]] = {}  # (method, size, seed): its stored tries by extension
     for s in specs:
         if s.role == "grid" and s.value != picked.get(s.method):
             continue
         record = lookup(profile, s)
-        at = (s.method, s.train_size, s.seed)
-        if record is not None and s.extension >= latest.get(at, (-1, None))[0]:
-            latest[at] = (s.extension, record)
+        if record is not None:
+            tries.setdefault((s.method, s.train_size, s.seed), []).append((s.extension, record))
     out: dict[str, list[RunRecord]] = {}
-    for (method, _, _), (_, record) in latest.items():
-        out.setdefault(method, []).append(record)
+    for (method, _, _), found in tries.items():
+        out.setdefault(method, []).append(best_try(found))
     return out
+
+
+def best_try(tries: list[tuple[int, RunRecord]]) -> RunRecord:
+    """Of one run's tries (its first, and longer ones where it was still improving at its cap), the one with the
+    best validation metric (never test; a tie keeps the shorter). When a longer try did no better, the chosen
+    record says so (``extra["longer try validation"]``): more epochs were tried, so it is not a lower bound."""
+    found = sorted(tries, key=lambda t: t[0])
+    chosen = max(found, key=lambda t: (t[1].validation_metric, -t[0]))
+    longer = [r.validation_metric for k, r in found if k > chosen[0]]
+    if longer:
+        chosen[1].extra["longer try validation"] = max(longer)
+    return chosen[1]

@@ -142,22 +142,25 @@ def compare(ledger: Ledger, a: Arm, b: Arm, kind: str, allow_degenerate: tuple[s
     the learning rate (the first), where that leaves each tuned method at least one run."""
     runs_a, runs_b = ledger.runs(a), ledger.runs(b)
     missing = ledger.missing([a, b])
-    if missing or not runs_a or not runs_b:
+    line = ""
+    if runs_a and runs_b:
+        metric_name, _ = comparison.headline(runs_a[0])
+        metric = comparison.metric_for(runs_a[0])
+        if not np.array_equal(runs_a[0].y_true, runs_b[0].y_true):
+            raise ValueError(f"{a.label()} and {b.label()} were scored on different test items; a ledger row compares "
+                             "two methods on one test split.")
+        test = stats.seed_bootstrap(runs_a[0].y_true, [r.y_pred for r in runs_a], [r.y_pred for r in runs_b], metric,
+                                    ledger.n_resamples)
+        line = numbers(test, runs_a, runs_b, metric_name, a.label(), b.label())
+    if missing or not line:
         hours = store_audit.estimated_seconds(ledger.profile, missing) / 3600
         named = "; ".join(s.describe() for s in missing[:3]) + ("; ..." if len(missing) > 3 else "")
-        return {"verdict": NOT_RUN, "numbers": f"{a.label()} vs {b.label()}: {len(missing)} planned run(s) not in the "
-                                               f"store yet, about {hours:.1f} h on this machine ({named}; later seeds "
-                                               "are planned once a grid is done)", "without selection seed": "-"}
+        so_far = f"so far (no verdict yet): {line}; " if line else f"{a.label()} vs {b.label()}: "
+        return {"verdict": NOT_RUN, "numbers": f"{so_far}{len(missing)} planned run(s) not in the store yet, about "
+                                               f"{hours:.1f} h on this machine ({named}; later seeds are planned once "
+                                               "a grid is done)", "without selection seed": "-"}
     why = excluded(runs_a, ledger.margin, a.method in allow_degenerate) or \
         excluded(runs_b, ledger.margin, b.method in allow_degenerate)
-    metric_name, _ = comparison.headline(runs_a[0])
-    metric = comparison.metric_for(runs_a[0])
-    if not np.array_equal(runs_a[0].y_true, runs_b[0].y_true):
-        raise ValueError(f"{a.label()} and {b.label()} were scored on different test items; a ledger row compares "
-                         "two methods on one test split.")
-    test = stats.seed_bootstrap(runs_a[0].y_true, [r.y_pred for r in runs_a], [r.y_pred for r in runs_b], metric,
-                                ledger.n_resamples)
-    line = numbers(test, runs_a, runs_b, metric_name, a.label(), b.label())
     if why:
         return {"verdict": EXCLUDED, "numbers": f"{line}; excluded: {why}", "without selection seed": "-"}
     first = ledger.profile.protocol.seeds[0]
@@ -329,7 +332,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("pooling", "last-token and mean pooling within 0.014 F1 (single-label)",
           "the head with mean pooling vs last-token pooling under the protocol, patents", _pooling),
     Claim("verbalizer", "the verbalizer is an ablation of the paper (its result is not quoted in our sources)",
-          "instruction tuning (scored) with code words vs label names, patents: do they match?", _pair(
+          "instruction tuning (scored) with code words vs label names, patents (they must match)", _pair(
               Arm(VERBALIZER, methods.INSTRUCTION_SCORED, "codes"), Arm(COMPARISON, methods.INSTRUCTION_SCORED),
               MATCHES)),
     Claim("calibration", f"the head's ECE is {REPORTED_ECE} without temperature scaling",
@@ -372,11 +375,11 @@ def markdown_path(profile: Profile) -> Path:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The ledger as a markdown table (a row's several tests on lines of their own)."""
-    shown = table.reset_index()[["claim", "the paper says", "tested here", "verdict", "without the selection seed",
-                                 "numbers"]]
-    shown["numbers"] = shown["numbers"].str.replace("\n", "<br>", regex=False)
-    return shown.to_markdown(index=False)
+    """The ledger in markdown: a table of claims and verdicts, then each claim's test and numbers."""
+    shown = table.reset_index()[["claim", "the paper says", "verdict", "without the selection seed"]]
+    details = [f"- **{name}** ({row['tested here']}):\n" + "\n".join(f"  - {line}" for line in row["numbers"].splitlines())
+               for name, row in table.iterrows()]
+    return shown.to_markdown(index=False) + "\n\nThe tests and their numbers:\n\n" + "\n".join(details)
 
 
 def write_markdown(table: pd.DataFrame, profile: Profile) -> Path:

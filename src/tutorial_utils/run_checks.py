@@ -4,9 +4,11 @@ Two checks on a run record, from its own validation curve and test predictions (
 
 * **convergence**: ``"plateau"`` when validation stopped improving for the protocol's ``patience``
   evaluations (training stopped there, or the cap came at that very evaluation), ``"cap"`` when the run
-  reached the cap with its best evaluation earlier but fewer evaluations after it, ``"improving"`` when
-  its best evaluation is its last: still improving at the cap, so its score is a lower bound, and the
-  protocol trains it again with a longer cap (``experiment.extensions``);
+  reached the cap with its best evaluation earlier but fewer evaluations after it (or its best evaluation
+  was its last, but a try with a longer cap did no better on validation: ``experiment.best_try``),
+  ``"improving"`` when its best evaluation is its last and no longer try has been stored yet: still
+  improving at the cap, so its score is a lower bound, and the protocol trains it again with a longer
+  cap (``experiment.extensions``);
 * **degenerate**: predictions (nearly) the same for every test text, or a score within the margin of
   the best *constant* prediction (one class for every text; multi-label: the same tag set for every
   text, the most frequent tags on test). Such a run learned nothing a verdict could rest on.
@@ -29,7 +31,8 @@ def convergence(record) -> str | None:
         return None
     best = int(np.argmax(curve))  # the first best: a later tie is no improvement
     if best == len(curve) - 1:
-        return IMPROVING
+        tried = record.extra.get("longer try validation")
+        return CAP if tried is not None and tried <= curve[best] else IMPROVING
     patience = (record.settings.get("plateau") or {}).get("patience")
     stopped = record.extra.get("stopped_early") or (patience is not None and len(curve) - 1 - best >= patience)
     return PLATEAU if stopped else CAP

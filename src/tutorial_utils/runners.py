@@ -56,7 +56,7 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
         out = settings(profile, adapts, value)
         out.update(task=methods.MULTI_LABEL, decision="the generated list, in the label list's order" if "predict" in out
                    else "one threshold for every label, tuned on validation for micro-F1")
-        if method == methods.MULTILABEL_ENCODER:  # heads.tag_encoder: without it the encoder learned no text
+        if method == methods.MULTILABEL_ENCODER:  # heads.tag_encoder: without it the encoder collapsed to the priors
             out.update(pooling="mean", output_bias="log-odds of each tag's training frequency")
         if "plateau" in out:
             out["plateau"] = {**out["plateau"], "validation_metric": "micro_f1"}
