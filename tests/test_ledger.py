@@ -214,3 +214,14 @@ def test_the_books_ledger_is_the_one_the_cpu_store_gives_now(monkeypatch):
     assert ledger.markdown(ledger.table(profile)) in committed, (
         "book/generated/claims-cpu.md no longer matches the results store. Fix: python -m tutorial_utils ledger "
         "--profile cpu --write")
+
+
+def test_of_a_runs_tries_the_one_best_on_validation_is_kept_and_a_longer_worse_try_settles_it():
+    y = np.arange(30) % 3
+    first, longer = record(y, y, (0.4, 0.5, 0.6)), record(y, y, (0.3, 0.55, 0.5, 0.5, 0.5), stopped=True)
+    kept = experiment.best_try([(1, longer), (0, first)])
+    assert kept is first and kept.extra["longer try validation"] == 0.55
+    assert run_checks.convergence(kept) == run_checks.CAP  # tried longer, did no better: not a lower bound
+    better = record(y, y, (0.5, 0.7, 0.65, 0.65, 0.65), stopped=True)
+    assert experiment.best_try([(0, record(y, y, (0.4, 0.5, 0.6))), (1, better)]) is better
+    assert run_checks.convergence(record(y, y, (0.4, 0.5, 0.6))) == run_checks.IMPROVING  # no longer try yet

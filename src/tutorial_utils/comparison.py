@@ -77,7 +77,7 @@ def study_runs(profile: Profile, study: str = studies.COMPARISON, verbose: bool 
             by_study.setdefault(s.study, set()).add(s.method)
         said = "; ".join(f"{name}: {', '.join(sorted(names))}" for name, names in by_study.items())
         planned = f"{len(specs)} runs planned so far for these methods" if only else \
-            f"{experiment.expected_runs(profile, wanted)} runs the plan needs"
+            f"{max(len(specs), experiment.expected_runs(profile, wanted))} runs the plan needs so far"
         print(f"the results store holds {len(specs) - len(missing)} of the {planned}; missing now ({said}), and the "
               f"seeds and sizes their grids decide. The tables below leave them out. Make them with: "
               f"python -m tutorial_utils reproduce --profile {profile.name}{selected}")
@@ -128,7 +128,7 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
 
     "plateau reached" counts the runs whose validation stopped improving for the protocol's patience;
     "still improving" those whose best evaluation was their last (a lower bound: the protocol trains them
-    again with a longer cap, and the table shows each seed's longest try); "degenerate" those that predict
+    again with a longer cap, and the table shows each seed's try best on validation); "degenerate" those that predict
     (nearly) one thing for every text or score within the margin of a constant guess (``run_checks``).
     """
     rows = []
@@ -296,9 +296,14 @@ def seed_verdict(method: str, test: stats.SeedBootstrap, margin: float, metric: 
     else:
         said = (f"the test cannot tell {method} from the embedding head (it would detect a difference of about "
                 f"{test.detectable:.3f})")
-    return (f"{said}: seed-mean {metric} difference {test.difference:+.3f} ({method} minus head), 95% interval "
-            f"[{lo:+.3f}, {hi:+.3f}] over seeds and test items; {test.agreeing} of {test.pairings} seed pairings "
+    return (f"{said}: seed-mean {metric} difference {signed(test.difference)} ({method} minus head), 95% interval "
+            f"[{signed(lo)}, {signed(hi)}] over seeds and test items; {test.agreeing} of {test.pairings} seed pairings "
             "have that sign.")
+
+
+def signed(x: float) -> str:
+    """A difference to three decimals with its sign, without "-0.000" for a tiny negative."""
+    return f"{0.0 if abs(x) < 5e-4 else x:+.3f}"
 
 
 def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, list[RunRecord]]) -> str:

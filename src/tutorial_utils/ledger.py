@@ -85,7 +85,7 @@ class Ledger:
         return self._plans[study]
 
     def runs(self, arm: Arm) -> list[RunRecord]:
-        """The arm's stored runs at its chosen value (the longest try of each seed)."""
+        """The arm's stored runs at its chosen value (each seed's try best on validation, ``experiment.best_try``)."""
         at = (arm.study, arm.variant)
         if at not in self._runs:
             self._runs[at] = experiment.records_of(self.profile, arm.study, arm.variant, self.plan(arm.study))
@@ -132,8 +132,9 @@ def numbers(test: stats.SeedBootstrap, a: list[RunRecord], b: list[RunRecord], m
     def mean(runs):
         values = [r.test_metrics[metric_name] for r in runs]
         return f"{np.mean(values):.3f} ({len(values)} run{'s' if len(values) > 1 else ''})"
-    return (f"{a_name} {mean(a)} vs {b_name} {mean(b)}: difference {test.difference:+.3f}, 95% "
-            f"[{test.ci95[0]:+.3f}, {test.ci95[1]:+.3f}], 90% [{test.ci90[0]:+.3f}, {test.ci90[1]:+.3f}]; "
+    sign = comparison.signed
+    return (f"{a_name} {mean(a)} vs {b_name} {mean(b)}: difference {sign(test.difference)}, 95% "
+            f"[{sign(test.ci95[0])}, {sign(test.ci95[1])}], 90% [{sign(test.ci90[0])}, {sign(test.ci90[1])}]; "
             f"{test.agreeing}/{test.pairings} seed pairings agree; detectable: {test.detectable:.3f}")
 
 
