@@ -53,7 +53,8 @@ class Spec:
 
     def describe(self) -> str:
         """One line for progress output."""
-        value = "" if self.value is None else f", {methods.get(self.method).tuned} {self.value:.3g}"
+        shown = "" if self.value is None else f"{self.value:.2e}" if self.value < 1e-3 else f"{self.value:.3g}"
+        value = shown and f", {methods.get(self.method).tuned} {shown}"
         variant = f" {self.variant}" if self.variant else ""
         longer = f", cap x{2 ** self.extension}" if self.extension else ""
         return f"{self.study}{variant}: {self.method} (n={self.train_size}{value}, seed {self.seed}, {self.role}{longer})"
