@@ -135,7 +135,7 @@ def test_cli_checks_out_before_training(run_cache, tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     done = cli("train", "tfidf", "--out", str(a_file), cache_dir=run_cache)
-    assert done.returncode == 1 and "is a file" in done.stderr
+    assert done.returncode == 2 and "is a file" in done.stderr and "Traceback" not in done.stderr
     done = cli("train", "tfidf", "--out", str(run_cache / "inside"), cache_dir=run_cache)
     assert "inside the chapters' run cache" in done.stderr
     assert "not writable" in cli("train", "tfidf", "--out", str(a_file / "run"), cache_dir=run_cache).stderr
@@ -152,7 +152,7 @@ def test_cli_train_writes_only_out_and_refuses_to_overwrite(run_cache, tmp_path)
     assert json.loads((out / "metrics.json").read_text())["method"] == "tfidf-logreg"
     assert not any(run_cache.rglob("run.json"))  # the chapters' run cache is untouched
     again = cli("train", "tfidf", "--out", str(out), cache_dir=run_cache)
-    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
     assert cli("train", "tfidf", "--out", str(out), "--overwrite", cache_dir=run_cache).returncode == 0
 
 
@@ -387,3 +387,131 @@ def test_a_loss_that_is_not_finite_stops_training_with_the_fix():
     FiniteLoss().on_log(args, state, None, logs={"loss": 2.1})
     with pytest.raises(FloatingPointError, match="nan at step 3 \\(fp16 compute\\).*COURSE_COMPUTE_DTYPE=float32"):
         FiniteLoss().on_log(args, state, None, logs={"loss": float("nan")})
+
+
+# ---- a run folder from `train --data`: never executed, never mislabelled, never lost -----------------------
+
+@pytest.fixture()
+def tfidf_run(tmp_path):
+    """A TF-IDF run trained by the command line on a small CSV of three classes, and that CSV."""
+    import pandas as pd
+
+    from tutorial_utils import cli
+
+    rows = [{"text": f"{c} words {c} number {i}", "label": c} for c in ("red", "green", "blue") for i in range(20)]
+    path = tmp_path / "mine.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert cli.main(["train", "tfidf", "--profile", "tiny", "--data", str(path), "--out", str(tmp_path / "run")]) == 0
+    return tmp_path / "run", path
+
+
+def predict_argv(run, data, out):
+    return ["predict", "--model", str(run), "--data", str(data), "--out", str(out)]
+
+
+def test_a_tfidf_run_holds_no_pickle_and_a_pickled_one_is_refused_unloaded(tfidf_run, tmp_path, refused):
+    import joblib
+
+    from tutorial_utils import workflow
+
+    run, data = tfidf_run
+    saved = sorted(p.name for p in (run / workflow.MODEL).iterdir())
+    assert saved == sorted([workflow.TFIDF_FILE, workflow.TFIDF_SETTINGS, workflow.LABELS_FILE])
+    np.load(run / workflow.MODEL / workflow.TFIDF_FILE, allow_pickle=False)  # plain arrays: loads without pickle
+    marker = tmp_path / "ran"
+
+    class Payload:  # what a crafted pickle does on load: call anything
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    for name in (workflow.TFIDF_FILE, workflow.TFIDF_SETTINGS):
+        (run / workflow.MODEL / name).unlink()
+    joblib.dump(Payload(), run / workflow.MODEL / "tfidf.joblib")
+    info = json.loads((run / workflow.METRICS).read_text())
+    info.pop("model_files")  # as an older run folder, which listed no checksums
+    (run / workflow.METRICS).write_text(json.dumps(info))
+    assert "pickled model" in refused(predict_argv(run, data, tmp_path / "p.csv"))
+    assert not marker.exists()
+
+
+def test_predict_refuses_edited_labels_nan_weights_and_empty_texts(tfidf_run, tmp_path, refused):
+    import pandas as pd
+
+    from tutorial_utils import files, workflow
+
+    run, data = tfidf_run
+    assert cli_ok(predict_argv(run, data, tmp_path / "p.csv"))
+    info = json.loads((run / workflow.METRICS).read_text())
+    edited = {**info, "label_names": info["label_names"][::-1]}  # the order the predictions would be read in
+    (run / workflow.METRICS).write_text(json.dumps(edited))
+    assert "one of them was edited" in refused(predict_argv(run, data, tmp_path / "p2.csv"))
+    (run / workflow.METRICS).write_text(json.dumps(info))
+    pd.DataFrame({"text": ["red words", "  ", ""]}).to_csv(tmp_path / "blank.csv", index=False)
+    assert "Text 1 is empty" in refused(predict_argv(run, tmp_path / "blank.csv", tmp_path / "p3.csv"))
+    arrays = dict(np.load(run / workflow.MODEL / workflow.TFIDF_FILE))
+    np.savez(run / workflow.MODEL / workflow.TFIDF_FILE, **{**arrays, "coef": np.full_like(arrays["coef"], np.nan)})
+    assert "damaged: tfidf.npz" in refused(predict_argv(run, data, tmp_path / "p4.csv"))  # the checksum sees it first
+    info["model_files"] = files.checksums(run / workflow.MODEL)  # a training that diverged writes such weights
+    (run / workflow.METRICS).write_text(json.dumps(info))
+    assert "NaN or infinite" in refused(predict_argv(run, data, tmp_path / "p5.csv"))
+    assert not any((tmp_path / f"p{i}.csv").exists() for i in range(2, 6))
+
+
+def cli_ok(argv):
+    from tutorial_utils import cli
+
+    return cli.main(argv) == 0
+
+
+def test_predict_checks_its_output_before_predicting_and_names_a_damaged_run(tfidf_run, tmp_path, refused):
+    from tutorial_utils import workflow
+
+    run, data = tfidf_run
+    before = data.read_text()
+    assert "replace your texts" in refused(predict_argv(run, data, data) + ["--overwrite"])
+    assert data.read_text() == before
+    assert "does not exist" in refused(predict_argv(run, data, tmp_path / "no" / "such" / "p.csv"))
+    metrics_text = (run / workflow.METRICS).read_text()
+    (run / workflow.METRICS).write_text(metrics_text[: len(metrics_text) // 2])  # truncated
+    assert f"{workflow.METRICS} is damaged" in refused(predict_argv(run, data, tmp_path / "p.csv"))
+    (run / workflow.METRICS).write_text(metrics_text)
+    (run / workflow.MODEL / workflow.TFIDF_SETTINGS).unlink()
+    assert "tfidf.json missing or changed" in refused(predict_argv(run, data, tmp_path / "p.csv"))
+
+
+def test_overwrite_keeps_the_old_run_when_saving_fails_and_a_second_training_is_refused(tfidf_run, tmp_path,
+                                                                                     monkeypatch, refused):
+    from tutorial_utils import files, workflow
+
+    run, data = tfidf_run
+    before = (run / workflow.METRICS).read_text()
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(workflow, "save_tfidf", disk_full)
+    argv = ["train", "tfidf", "--profile", "tiny", "--data", str(data), "--out", str(run), "--overwrite"]
+    with pytest.raises(OSError, match="No space left"):
+        cli_ok(argv)
+    monkeypatch.undo()
+    assert (run / workflow.METRICS).read_text() == before and cli_ok(predict_argv(run, data, tmp_path / "p.csv"))
+    held = python(f"""
+        import fcntl, sys, time
+        handle = open({str(run / workflow.LOCK)!r}, "w")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        print("held", flush=True)
+        time.sleep(60)
+    """, {})
+    try:
+        assert held.stdout.readline().strip() == "held"
+        assert "Another training is writing into" in refused(argv)
+    finally:
+        held.kill()
+    # a training killed between moving the old run aside and moving the new one in: the old run comes back
+    (run / workflow.REPLACED).mkdir()
+    for name in (workflow.MODEL, workflow.RECORD, workflow.METRICS):
+        (run / name).rename(run / workflow.REPLACED / name)
+    assert "moved aside" in refused(predict_argv(run, data, tmp_path / "p2.csv"))
+    workflow.prepare_out(run, overwrite=True)
+    assert (run / workflow.METRICS).read_text() == before and not (run / workflow.REPLACED).exists()
+    assert not files.damaged(run / workflow.MODEL, json.loads(before)["model_files"])

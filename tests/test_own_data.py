@@ -99,3 +99,87 @@ def test_texts_longer_than_the_profile_reads_are_counted():
     frame = table(10).assign(message=lambda f: f["message"] + " word" * 200)
     with pytest.warns(UserWarning, match="30 of 30 texts are longer than the profile's"):
         from_pandas(frame, "message", "topic", profile=profile, verbose=False)
+
+
+# ---- what a practitioner's data may hide: warnings that stay on, a carve that reaches every split -------------
+
+def test_data_warnings_survive_the_courses_quiet_output():
+    from tutorial_utils import session
+    from tutorial_utils.checks import DataWarning
+
+    leaky = pd.concat([table(10).assign(s="train"), table(10).assign(s="test")])
+    with warnings.catch_warnings(record=True) as caught:  # keeps the filters quiet() sets, as a chapter has them
+        session.quiet(hide_progress=True)
+        warnings.warn("a library's noise", UserWarning)  # attributed to this test module: not silenced either
+        from_pandas(leaky, "message", "topic", split_column="s", verbose=False)
+    said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(said) == 1 and "leakage" in said[0]
+
+
+def test_a_small_class_reaches_every_carved_split_or_is_refused_with_its_counts():
+    frame = pd.concat([table(30, ("a", "b")), table(4, ("small",))])
+    data = from_pandas(frame, "message", "topic", verbose=False)
+    for split in ("validation", "test"):
+        assert set(data[split]["label"]) == {0, 1, 2}
+    with pytest.raises(DataError, match=r"too few distinct texts to reach every split \('tiny': 1 train, 1 validation, "
+                                        r"0 test\)"):
+        from_pandas(pd.concat([table(30, ("a", "b")), table(2, ("tiny",))]), "message", "topic", verbose=False)
+
+
+def test_one_text_under_two_labels_stays_in_one_split():
+    frame = pd.concat([table(30, ("a", "b")), pd.DataFrame({"message": ["same words"] * 3, "topic": ["a", "b", "a"]})])
+    data = from_pandas(frame, "message", "topic", verbose=False)
+    holding = [split for split in data if "same words" in data[split]["text"]]
+    assert len(holding) == 1 and data[holding[0]]["text"].count("same words") == 3
+
+
+def test_a_given_split_without_a_class_is_warned_about_with_what_it_costs():
+    frame = pd.concat([table(10).assign(s="train"), table(5, ("billing", "bug"), start=10).assign(s="test")])
+    with pytest.warns(UserWarning, match="test split has no example of praise.*perfect model scores 0.67"):
+        from_pandas(frame, "message", "topic", split_column="s", verbose=False)
+
+
+@pytest.mark.parametrize("content, message", [("", "is empty"), ("message,topic\n", "has a header .* but no rows")])
+def test_an_empty_or_header_only_csv_is_named(tmp_path, content, message):
+    path = tmp_path / "empty.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        from_csv(path, "message", "topic")
+
+
+# ---- the same on the command line: one line of error, exit code 2, the warnings printed and kept -----------
+
+def cli_train(path, out, *extra):
+    return ["train", "tfidf", "--profile", "tiny", "--data", str(path), "--text-column", "message",
+            "--label-column", "topic", "--out", str(out), *extra]
+
+
+def test_the_command_line_prints_data_warnings_and_keeps_them_in_the_run(tmp_path, capsys):
+    import json
+
+    from tutorial_utils import cli, store, workflow
+
+    path = tmp_path / "leaky.csv"
+    pd.concat([table(10).assign(s="train"), table(10).assign(s="test")]).to_csv(path, index=False)
+    assert cli.main(cli_train(path, tmp_path / "run", "--split-column", "s")) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "test texts also occur in train" in err
+    info = json.loads((tmp_path / "run" / workflow.METRICS).read_text())
+    assert "leakage" in info["data_warnings"][0]
+    assert "leakage" in store.read(tmp_path / "run" / workflow.RECORD).extra["data warnings"][0]
+
+
+def test_the_command_line_refuses_bad_input_in_one_line(tmp_path, refused):
+    missing = refused(cli_train(tmp_path / "nothing.csv", tmp_path / "run"))
+    assert "is not a file" in missing
+    (tmp_path / "empty.csv").write_text("")
+    assert "is empty" in refused(cli_train(tmp_path / "empty.csv", tmp_path / "run"))
+    table().to_csv(tmp_path / "ok.csv", index=False)
+    assert "--epochs apply to the profile's data only" in refused(cli_train(tmp_path / "ok.csv", tmp_path / "run",
+                                                                             "--epochs", "2"))
+    latin = tmp_path / "latin.csv"
+    table().assign(message=lambda f: f["message"] + " caf\xe9").to_csv(latin, index=False, encoding="latin-1")
+    assert "--encoding latin-1" in refused(cli_train(latin, tmp_path / "run"))
+    from tutorial_utils import cli
+
+    assert cli.main(cli_train(latin, tmp_path / "run", "--encoding", "latin-1")) == 0

@@ -23,9 +23,13 @@ def table(tmp_path_factory):
     return path
 
 
+def train_argv(table, method, out, *extra):
+    return ["train", method, "--profile", "tiny", "--data", str(table), "--text-column", "abstract",
+            "--label-column", "section", "--out", str(out), *extra]
+
+
 def train(table, method, out, *extra):
-    return cli.main(["train", method, "--profile", "tiny", "--data", str(table), "--text-column", "abstract",
-                     "--label-column", "section", "--out", str(out), *extra])
+    return cli.main(train_argv(table, method, out, *extra))
 
 
 @pytest.mark.parametrize("method", ["tfidf", "embedding-head", "instruction"])
@@ -48,12 +52,12 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
     assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)
 
 
-def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_files(table, tmp_path, monkeypatch):
+def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_files(table, tmp_path, monkeypatch,
+                                                                                     refused):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="--overwrite"):
-        train(table, "tfidf", out)
+    assert "--overwrite" in refused(train_argv(table, "tfidf", out))
     assert train(table, "tfidf", out, "--overwrite") == 0 and train(table, "tfidf", out, "--overwrite") == 0
     assert (out / "notes.txt").read_text() == "mine" and (out / workflow.MODEL / workflow.TFIDF_FILE).is_file()
     before = (out / workflow.METRICS).read_text()
@@ -66,7 +70,7 @@ def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_
     assert (out / workflow.METRICS).read_text() == before and (out / workflow.MODEL / workflow.TFIDF_FILE).is_file()
 
 
-def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_run(table, tmp_path):
+def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_run(table, tmp_path, refused):
     out = tmp_path / "run"
     train(table, "tfidf", out)
     frame = pd.DataFrame({"text": ["a hair dryer"], "label": ["no such section"]})
@@ -78,11 +82,11 @@ def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_ru
         workflow.predict(tmp_path, frame)
     (tmp_path / "exists.csv").write_text("x")
     frame.to_csv(tmp_path / "new.csv", index=False)
-    with pytest.raises(SystemExit, match="exists"):
-        cli.main(["predict", "--model", str(out), "--data", str(tmp_path / "new.csv"), "--out", str(tmp_path / "exists.csv")])
+    assert "exists" in refused(["predict", "--model", str(out), "--data", str(tmp_path / "new.csv"), "--out",
+                                str(tmp_path / "exists.csv")])
     frame.to_csv(tmp_path / "semicolons.csv", index=False, sep=";")  # predict reads new texts as train reads data
-    with pytest.raises(DataError, match="';'-separated.*delimiter=';'"):
-        cli.main(["predict", "--model", str(out), "--data", str(tmp_path / "semicolons.csv"), "--out", str(tmp_path / "p.csv")])
+    assert "';'-separated" in refused(["predict", "--model", str(out), "--data", str(tmp_path / "semicolons.csv"),
+                                       "--out", str(tmp_path / "p.csv")])
 
 
 def test_a_method_that_cannot_leave_the_course_is_named_with_the_ones_that_can(tmp_path):

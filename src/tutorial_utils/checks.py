@@ -13,8 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+
 class DataError(ValueError):
     """Input data that the course cannot use as it is (empty text, unknown label, missing file)."""
+
+
+class DataWarning(UserWarning):
+    """Input data that the course can use but that may mislead (leakage, rare classes, truncated texts): always
+    shown, whatever ``session.quiet`` silences (chapter 09)."""
 
 
 PROB_ATOL = 1e-2  # how far a row of probabilities may sum from 1: float16/bfloat16 softmax outputs round
@@ -90,7 +96,17 @@ def check_same_length(y_true, y_pred, names: tuple[str, str] = ("y_true", "y_pre
     if len(a) != len(b):
         raise ValueError(f"{names[0]} has {len(a)} examples but {names[1]} has {len(b)}. Fix: predict on exactly "
                          "the examples you score, in the same order.")
+    if _is_text(a) != _is_text(b):
+        text, number = (names[0], names[1]) if _is_text(a) else (names[1], names[0])
+        raise ValueError(f"{text} holds label names (text) but {number} class ids (numbers): no text equals a number, "
+                         "so every example would count as wrong. Fix: encode both the same way, e.g. names to ids with "
+                         "data.encode_labels, or ids to names with [names[i] for i in ids].")
     return a, b
+
+
+def _is_text(values: np.ndarray) -> bool:
+    """Whether an array holds text labels (a str array, or objects that are strings)."""
+    return values.dtype.kind in "US" or (values.dtype.kind == "O" and any(isinstance(v, str) for v in values.flat))
 
 
 def check_same_shape(y_true, y_pred, names: tuple[str, str] = ("y_true", "y_pred")) -> tuple[np.ndarray, np.ndarray]:

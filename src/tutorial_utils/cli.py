@@ -19,8 +19,8 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
@@ -30,6 +30,7 @@ import numpy as np
 from . import methods
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
+from .checks import DataError, DataWarning
 from .files import jsonable
 from .timing import timed
 
@@ -37,6 +38,13 @@ METHODS = ("embedding-head", "encoder", "tfidf")
 ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER, "tfidf": methods.TFIDF,
            "instruction": methods.INSTRUCTION_SCORED}  # -> registry
 BENCH_STEPS = ("memory", "params", "train", "infer")
+# errors that name the problem and its fix: main prints them in one line, exit code 2 (as argparse does)
+EXPECTED = (DataError, FileExistsError, methods.UnknownMethod)
+
+
+def message(error: Exception) -> str:
+    """An expected error's text (a KeyError's without the quotes ``str`` adds)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
 # ---- train: the capstone script ---------------------------------------------------------------------
@@ -66,41 +74,74 @@ def positive(kind: type, zero: bool = False) -> Callable[[str], float]:
 
 
 def check_out(out: Path, overwrite: bool) -> Path:
-    """``--out`` as a writable folder for a new run, checked before any model loads (or SystemExit naming the fix)."""
+    """``--out`` as a writable folder for a new run (``workflow.prepare_out``), checked before any model loads,
+    and never inside the chapters' run cache."""
     from .runs import runs_dir  # lazy: per command, so that cli starts fast
+    from .workflow import prepare_out  # lazy: as above
 
     out = out.expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"--out {out} is a file. Fix: pass a folder, e.g. --out runs/my-run.")
     if runs_dir().resolve() in (out, *out.parents):
-        raise SystemExit(f"--out {out} is inside the chapters' run cache ({runs_dir()}), whose runs must stay as the "
-                         "chapters wrote them. Fix: pass a folder outside it.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SystemExit(f"--out {out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
-                         "Fix: pass a new folder, or --overwrite to replace that run.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out):
-            pass
-    except OSError as error:
-        raise SystemExit(f"--out {out} is not writable ({error.strerror}). Fix: pass a folder you can write to.") from None
-    return out
+        raise DataError(f"--out {out} is inside the chapters' run cache ({runs_dir()}), whose runs must stay as the "
+                        "chapters wrote them. Fix: pass a folder outside it.")
+    return prepare_out(out, overwrite)
+
+
+def read_data(args: argparse.Namespace, profile) -> tuple[object, list[str]]:
+    """``--data`` read and checked (``data.from_csv``), with the data warnings it raised, each printed to stderr."""
+    from . import data  # lazy: per command, so that cli starts fast
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        mine = data.from_csv(args.data, text_column=args.text_column, label_column=args.label_column,
+                             split_column=args.split_column, encoding=args.encoding, delimiter=args.delimiter,
+                             profile=profile)
+    said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    for w in caught:
+        if not issubclass(w.category, DataWarning):  # someone else's warning: passed on as it came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for message in said:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    return mine, said
 
 
 def train_on_data(args: argparse.Namespace) -> int:
     """``train METHOD --data my.csv``: one method on your table, to a validation plateau, saved to serve."""
-    from . import data, session, workflow  # lazy: per command, so that cli starts fast
+    from . import session, workflow  # lazy: per command, so that cli starts fast
 
+    ignored = [flag for flag, value in (("--epochs", args.epochs), ("--per-device-batch", args.per_device_batch)) if value]
+    if ignored:
+        raise DataError(f"{' and '.join(ignored)} apply to the profile's data only: with --data a run trains to a "
+                        "validation plateau (the protocol's patience and epoch cap) at the profile's batch. Fix: leave "
+                        f"{' and '.join(ignored)} out, or pick another --profile.")
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
     out = check_out(Path(args.out), args.overwrite)
-    mine = data.from_csv(args.data, text_column=args.text_column, label_column=args.label_column,
-                         split_column=args.split_column, profile=profile)
+    mine, said = read_data(args, profile)
     record = workflow.train(profile, ALIASES.get(args.method, args.method), mine, out, dataset=Path(args.data).stem,
-                            learning_rate=args.learning_rate, overwrite=True,
+                            learning_rate=args.learning_rate, overwrite=True, data_warnings=said,
                             command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
-    print(f"{record.summary()}\nwrote model/, record/ and metrics.json to {out}")
+    print(f"{record.summary()}\nwrote model/, record/ and metrics.json to {out}"
+          + (f" ({len(said)} data warning{'s' * (len(said) > 1)} above, kept in the record)" if said else ""))
     return 0
+
+
+def check_predictions_out(out: Path, data: Path, overwrite: bool) -> Path:
+    """``predict --out``: a new CSV (or, with ``--overwrite``, an old one) in a writable folder, never the input."""
+    out = out.expanduser().resolve()
+    if out == data.expanduser().resolve():
+        raise DataError(f"--out {out} is the --data file: writing the predictions there would replace your texts. "
+                        "Fix: pass another file name, e.g. --out predictions.csv.")
+    if out.is_dir():
+        raise DataError(f"--out {out} is a folder. Fix: pass a file name, e.g. --out {out / 'predictions.csv'}.")
+    if out.exists() and not overwrite:
+        raise DataError(f"--out {out} exists. Fix: pass a new file name, or --overwrite to replace it.")
+    if not out.parent.is_dir():
+        raise DataError(f"--out {out}: the folder {out.parent} does not exist. Fix: create it first (mkdir -p), or "
+                        "pass a file in an existing folder.")
+    if not os.access(out.parent, os.W_OK):
+        raise DataError(f"--out {out}: the folder {out.parent} is not writable. Fix: pass a file in a folder you can "
+                        "write to.")
+    return out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -108,13 +149,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import workflow  # lazy: per command, so that cli starts fast
     from .data.own import read_table  # lazy: as above
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise SystemExit(f"--out {out} exists. Fix: pass a new file name, or --overwrite to replace it.")
+    out = check_predictions_out(Path(args.out), Path(args.data), args.overwrite)  # before any text is predicted
     columns = [c for c in (args.text_column, args.label_column) if c]
     frame = read_table(args.data, columns, encoding=args.encoding, delimiter=args.delimiter)
     table = workflow.predict(args.model, frame, args.text_column, args.label_column)
-    table.to_csv(out, index_label="row")
+    partial = out.with_name(out.name + ".partial")
+    table.to_csv(partial, index_label="row")
+    os.replace(partial, out)  # whole or not at all
     print(f"wrote {len(table)} predictions to {out}" + (f"; accuracy {(table['true'] == table['predicted']).mean():.3f} "
                                                         "against --label-column" if args.label_column else ""))
     return 0
@@ -241,13 +282,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def compare_on_data(args: argparse.Namespace) -> int:
     """``compare --data my.csv``: TF-IDF, the probe, the encoder and the head on your table (one seed, defaults)."""
-    from . import capstone, comparison, data, session, workflow  # lazy: per command, so that cli starts fast
+    from . import capstone, comparison, session, workflow  # lazy: per command, so that cli starts fast
 
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
-    mine = data.from_csv(args.data, text_column=args.text_column, label_column=args.label_column,
-                         split_column=args.split_column, profile=profile)
-    found = workflow.compare(profile, mine, dataset=Path(args.data).stem,
+    mine, said = read_data(args, profile)
+    found = workflow.compare(profile, mine, dataset=Path(args.data).stem, data_warnings=said,
                              command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
     tables = {"comparison": comparison.seed_table(found), "paired": comparison.paired_table(found, n_resamples=args.resamples)}
     capstone.write_report(args.out, tables, {})
@@ -255,6 +295,8 @@ def compare_on_data(args: argparse.Namespace) -> int:
         print(f"\n## {name}\n{table.round(3).to_markdown()}")
     for line in comparison.verdict_lines(found, n_resamples=args.resamples):
         print("-", line)
+    for message in said:  # again beside the verdicts they may undermine
+        print(f"- warning about the data: {message}")
     print(f"\nwrote the tables to {args.out} (one seed, each method at its default: a first look)", file=sys.stderr)
     return 0
 
@@ -316,6 +358,12 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def csv_options(command: argparse.ArgumentParser) -> None:
+    """``--encoding`` and ``--delimiter``, wherever a command reads a CSV."""
+    command.add_argument("--encoding", default="utf-8", help="the CSV's encoding (default: utf-8; e.g. latin-1, cp1252)")
+    command.add_argument("--delimiter", default=",", help="the CSV's delimiter (default: ','; a tab: $'\\t')")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m tutorial_utils``."""
     top = argparse.ArgumentParser(prog="python -m tutorial_utils", description=__doc__.split("\n\n")[0])
@@ -333,6 +381,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
     train.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
     train.add_argument("--learning-rate", type=positive(float), help="--data: learning rate (TF-IDF: C); default: the method's")
+    csv_options(train)
     train.set_defaults(func=cmd_train)
     predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train --data saved")
     predict.add_argument("--model", required=True, help="the --out folder of train --data")
@@ -340,8 +389,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", default="predictions.csv", help="the CSV to write (default: predictions.csv)")
     predict.add_argument("--text-column", default="text")
     predict.add_argument("--label-column", help="compare with these labels (must be names the model knows)")
-    predict.add_argument("--encoding", default="utf-8")
-    predict.add_argument("--delimiter", default=",")
+    csv_options(predict)
     predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     predict.set_defaults(func=cmd_predict)
     bench = commands.add_parser("bench", help="measure what the course costs; write benchmarks/results")
@@ -368,6 +416,7 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--text-column", default="text", help="--data: the column of texts (default: text)")
     compare.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
     compare.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
+    csv_options(compare)
     compare.set_defaults(func=cmd_compare)
     reproduce = commands.add_parser("reproduce", help="the fair comparison into the results store (resumable)")
     reproduce.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
@@ -396,4 +445,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tutorial_utils``."""
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except EXPECTED as error:  # the input's fault, and the message names the fix: no traceback
+        print(f"error: {message(error)}", file=sys.stderr)
+        return 2

@@ -89,8 +89,9 @@ def swap_in(partial: Path, where: Path) -> Path:
 
 
 @contextlib.contextmanager
-def locked(path: Path, waiting: str | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (a lock file); if another process holds it, say ``waiting`` and wait.
+def locked(path: Path, waiting: str | None = None, busy: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a lock file); if another process holds it, say ``waiting`` and wait,
+    or with ``busy``, raise ``BlockingIOError(busy)`` at once (a second writer into one run folder is refused).
 
     Re-entrant within a process: a computation that asks again for a result it is computing (one
     training that makes two runs) does not wait for itself.
@@ -104,6 +105,8 @@ def locked(path: Path, waiting: str | None = None) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if busy:
+                raise BlockingIOError(busy) from None
             if waiting:
                 print(waiting, file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -15,14 +15,19 @@ from importlib import metadata
 import numpy as np
 
 from .budgets import profile_training_memory
+from .checks import DataWarning
 from .config import PROFILES, Profile, ProfileError, get_profile
 
 HIDE_PROGRESS_ENV = "COURSE_HIDE_PROGRESS"
+# the libraries whose warnings and logs quiet() silences: their noise, never the course's own DataWarning
+NOISY = ("transformers", "peft", "bitsandbytes", "torch", "accelerate", "datasets", "trl", "huggingface_hub",
+         "tokenizers", "httpx")
 REPORTED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "datasets", "scikit-learn")
 
 
 def quiet(hide_progress: bool | None = None) -> None:
-    """Silence library warnings and load reports; hide progress bars when COURSE_HIDE_PROGRESS=1 (book, tests)."""
+    """Silence the libraries' warnings and load reports (``NOISY``; the course's ``DataWarning`` stays on, and other
+    packages' warnings too); hide progress bars when COURSE_HIDE_PROGRESS=1 (book, tests)."""
     if hide_progress is None:
         hide_progress = os.environ.get(HIDE_PROGRESS_ENV) == "1"
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -30,10 +35,11 @@ def quiet(hide_progress: bool | None = None) -> None:
     if hide_progress:
         os.environ["TQDM_DISABLE"] = "1"
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=rf"({'|'.join(NOISY)})(\.|$)")
     warnings.filterwarnings("ignore", message="IProgress not found")
-    for name in ("bitsandbytes", "transformers", "peft", "datasets", "accelerate", "trl", "httpx"):
+    warnings.filterwarnings("always", category=DataWarning)  # first in the list: never silenced
+    for name in NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging  # lazy: transformers costs ~1 s; session is light
 

@@ -154,6 +154,19 @@ def check_bootstrap_args(n_resamples: int, confidence: float) -> None:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}. Fix: e.g. 0.95.")
 
 
+MIN_BOOTSTRAP_EXAMPLES = 10  # fewer test examples than this: a bootstrap's interval and p-value say nothing
+
+
+def check_bootstrap_size(n: int) -> None:
+    """Raise a ValueError for a bootstrap over fewer than ``MIN_BOOTSTRAP_EXAMPLES`` examples (from 3 examples it
+    would report p = 0.001: a resample of a handful of items repeats the same few draws)."""
+    if n < MIN_BOOTSTRAP_EXAMPLES:
+        raise ValueError(f"A bootstrap over {n} examples cannot tell systems apart: its resamples are a few "
+                         f"repeated draws, and its interval and p-value would look precise while saying nothing. "
+                         f"Fix: score at least {MIN_BOOTSTRAP_EXAMPLES} examples (a few hundred for a 95% interval "
+                         "a few points wide).")
+
+
 def bootstrap_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     """An (n_resamples, n) matrix of example indices drawn with replacement: one bootstrap resample per row."""
     return np.random.default_rng(seed).integers(0, n, size=(int(n_resamples), n))
@@ -180,6 +193,7 @@ def paired_bootstrap(y_true, pred_a, pred_b, metric: Metric, n_resamples: int = 
     """
     y, a, b = check_paired(y_true, pred_a, pred_b)
     check_bootstrap_args(n_resamples, confidence)
+    check_bootstrap_size(len(y))
     observed = metric(y, a) - metric(y, b)
     differences = np.array([metric(y[i], a[i]) - metric(y[i], b[i])
                             for i in bootstrap_indices(len(y), n_resamples, seed)])
@@ -198,6 +212,7 @@ def bootstrap_ci(y_true, pred, metric: Metric, n_resamples: int = 2000, confiden
     """One system's metric on the full data and its percentile bootstrap interval: (point, low, high)."""
     y, p = check_same_shape(y_true, pred, ("y_true", "pred"))
     check_bootstrap_args(n_resamples, confidence)
+    check_bootstrap_size(len(y))
     values = np.array([metric(y[i], p[i]) for i in bootstrap_indices(len(y), n_resamples, seed)])
     return (float(metric(y, p)), *percentile_interval(values, confidence))
 
@@ -288,6 +303,7 @@ def seed_bootstrap(y_true, runs_a: list, runs_b: list, metric: Metric, n_resampl
             raise ValueError(f"A run has {len(run)} predictions for {len(y)} test items. Fix: score both methods on "
                              "the same test split, every item once, in order.")
     check_bootstrap_args(n_resamples, 0.95)
+    check_bootstrap_size(len(y))
     rng = np.random.default_rng(seed)
     items = rng.integers(0, len(y), size=(int(n_resamples), len(y)))
     rows = np.arange(int(n_resamples))[:, None]

@@ -12,57 +12,106 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 from datasets import DatasetDict
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
 
-from . import methods, records, runners, store
-from .checks import DataError
+from . import files, methods, records, runners, store
+from .checks import DataError, check_finite, check_safetensors, check_texts
 from .config import Profile
 from .metrics import softmax
 from .timing import timed
 
 MODEL, RECORD, METRICS = "model", "record", "metrics.json"
 WRITES = (MODEL, RECORD, METRICS, "predictions.csv")  # what a run folder holds: all that --overwrite replaces
+LOCK, STAGED, REPLACED = ".lock", ".partial", ".old"  # a run folder's own bookkeeping (not the user's files)
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
 SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
-TFIDF_FILE, LABELS_FILE = "tfidf.joblib", "labels.json"
+TFIDF_FILE, TFIDF_SETTINGS, LABELS_FILE = "tfidf.npz", "tfidf.json", "labels.json"
+
+
+def user_files(out: Path) -> list[str]:
+    """The names in a run folder other than its bookkeeping (the lock, a staged or a replaced run)."""
+    return sorted(p.name for p in out.iterdir() if p.name not in (LOCK, STAGED, REPLACED))
 
 
 def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
-    """A folder that may take a new run: refused if it holds files, unless ``overwrite`` (``train`` then
-    replaces only a run's own files, once the new run is trained: a failed training loses nothing)."""
+    """A writable folder that may take a new run: refused if it holds files, unless ``overwrite`` (``train`` then
+    replaces only a run's own files, once the new run is trained and saved: a failed training loses nothing)."""
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} is a file. Fix: pass a folder, e.g. runs/my-run.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} already holds files ({', '.join(sorted(p.name for p in out.iterdir())[:4])}). "
-                              "Fix: pass a new folder, or overwrite=True (--overwrite) to replace the run in it.")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        recover(out)
+    if out.is_dir() and user_files(out) and not overwrite:
+        raise FileExistsError(f"{out} already holds files ({', '.join(user_files(out)[:4])}). Fix: pass a new "
+                              "folder, or --overwrite (overwrite=True in Python) to replace the run in it.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise DataError(f"{out} is not writable ({error.strerror}). Fix: pass a folder you can write to.") from None
     return out
 
 
-def clear_run(out: Path) -> None:
-    """Delete a run's own files from its folder; whatever else the user keeps there stays."""
+def recover(out: Path) -> None:
+    """Put back a previous run that a killed ``train`` had moved aside but not yet replaced (nothing is lost)."""
+    old = out / REPLACED
+    if old.is_dir():
+        for entry in old.iterdir():
+            if not (out / entry.name).exists():
+                entry.rename(out / entry.name)
+        shutil.rmtree(old)
+    shutil.rmtree(out / STAGED, ignore_errors=True)  # an unfinished new run: never shown as finished
+
+
+def install(staged: Path, out: Path) -> None:
+    """Swap a completely written run into ``out``: the old run's files move aside (``recover`` puts them back if
+    this is killed midway), the new ones move in by rename, then the old ones go."""
+    old = out / REPLACED
+    shutil.rmtree(old, ignore_errors=True)
+    old.mkdir()
     for name in WRITES:
-        target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        if (out / name).exists():
+            (out / name).rename(old / name)
+    for entry in staged.iterdir():
+        entry.rename(out / entry.name)
+    staged.rmdir()
+    shutil.rmtree(old)
 
 
 def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dataset: str = "my-data",
           learning_rate: float | None = None, seed: int | None = None, overwrite: bool = False,
-          command: str | None = None) -> records.RunRecord:
+          command: str | None = None, data_warnings: list[str] | None = None) -> records.RunRecord:
     """Train ``method`` on ``data`` to a validation plateau (the comparison's protocol) and save the run in ``out``.
 
     ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid.
+    The run is written beside ``out``'s files and swapped in only when complete, under a lock: a second
+    training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
+    warned of (leakage, rare classes, truncation), kept in the record and in ``metrics.json``.
     """
     if method not in SERVABLE:
         raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "
                                     f"{', '.join(SERVABLE)}.")
     out = prepare_out(out, overwrite)
+    try:
+        with files.locked(out / LOCK, busy=f"Another training is writing into {out}. Fix: wait for it to finish, or "
+                                           "pass another folder."):
+            return _train(profile, method, data, out, dataset, learning_rate, seed, command, data_warnings or [])
+    except BlockingIOError as error:
+        raise DataError(str(error)) from None
+
+
+def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset: str, learning_rate: float | None,
+           seed: int | None, command: str | None, data_warnings: list[str]) -> records.RunRecord:
+    """``train``'s work, under its lock: fit, save into a staged folder, swap it in."""
     profile = runners.protocol_profile(profile)
     seed = profile.seed if seed is None else seed
     value = runners.default_value(profile, method) if learning_rate is None else learning_rate
@@ -78,17 +127,50 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
         return trained, outcome
 
     (trained, outcome), seconds = timed(fit)
-    clear_run(out)  # the previous run's files go only now that the new run is trained
-    save_model(method, trained, profile, names, out / MODEL)
+    outcome = warned(outcome, data_warnings)
+    staged = files.staging(out / STAGED)
+    save_model(method, trained, profile, names, staged / MODEL)
     config = runners.settings(profile, method, value)
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
-    store.write(record, out / RECORD)
-    (out / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
+    store.write(record, staged / RECORD)
+    (staged / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
         "method": method, "dataset": dataset, "label_names": names, "max_length": config.get("train", {}).get("max_length"),
         "train_examples": record.train_examples, "tuned": {methods.get(method).tuned: value},
         "best_epoch": record.best_epoch, "validation_macro_f1": record.validation_metric,
-        "test_metrics": record.test_metrics, "trainable_params": record.trainable_params}, indent=1))
+        "test_metrics": record.test_metrics, "trainable_params": record.trainable_params,
+        "data_warnings": list(data_warnings), "model_files": files.checksums(staged / MODEL)}, indent=1))
+    install(staged, out)  # the previous run's files go only now that the new run is trained and saved
     return record
+
+
+def warned(outcome: dict, data_warnings: list[str]) -> dict:
+    """A runner's outcome with the data's warnings in its ``extra`` (so the run record keeps them)."""
+    if not data_warnings:
+        return outcome
+    return {**outcome, "extra": {**outcome.get("extra", {}), "data warnings": list(data_warnings)}}
+
+
+def save_tfidf(pipeline: Pipeline, names: list[str], folder: Path) -> None:
+    """A fitted TF-IDF pipeline as plain arrays and JSON (no pickle: loading it runs no code)."""
+    vectorizer, lr = pipeline[0], pipeline[-1]
+    settings = {k: v for k, v in vectorizer.get_params().items() if isinstance(v, (str, int, float, bool, tuple))}
+    vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+    (folder / TFIDF_SETTINGS).write_text(json.dumps({"vectorizer": settings, "vocabulary": vocabulary}))
+    np.savez(folder / TFIDF_FILE, idf=vectorizer.idf_, coef=lr.coef_, intercept=lr.intercept_, classes=lr.classes_)
+    (folder / LABELS_FILE).write_text(json.dumps(names))
+
+
+def load_tfidf(folder: Path) -> Pipeline:
+    """The pipeline ``save_tfidf`` wrote (arrays read with ``allow_pickle=False``)."""
+    saved = json.loads((folder / TFIDF_SETTINGS).read_text())
+    settings = {k: tuple(v) if k == "ngram_range" else v for k, v in saved["vectorizer"].items()}
+    vectorizer = TfidfVectorizer(**settings)
+    vectorizer.vocabulary_ = {word: i for i, word in enumerate(saved["vocabulary"])}
+    with np.load(folder / TFIDF_FILE, allow_pickle=False) as arrays:
+        vectorizer.idf_ = arrays["idf"]
+        lr = LogisticRegression()
+        lr.coef_, lr.intercept_, lr.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
+    return make_pipeline(vectorizer, lr)
 
 
 def save_model(method: str, trained, profile: Profile, names: list[str], folder: Path) -> None:
@@ -99,8 +181,7 @@ def save_model(method: str, trained, profile: Profile, names: list[str], folder:
 
     if method == methods.TFIDF:
         folder.mkdir()
-        joblib.dump(trained, folder / TFIDF_FILE)
-        (folder / LABELS_FILE).write_text(json.dumps(names))
+        save_tfidf(trained, names, folder)
     elif method == methods.INSTRUCTION_SCORED:
         folder.mkdir()
         save_tuned(trained, profile, folder)
@@ -110,51 +191,105 @@ def save_model(method: str, trained, profile: Profile, names: list[str], folder:
         export.export_classifier(*trained, profile, names, folder)
 
 
-def load_run(folder: str | Path) -> tuple[dict, object]:
-    """A run folder's ``metrics.json`` and a predictor: texts -> class probabilities (plain transformers or
-    scikit-learn; instruction tuning needs the course's prompts, so it loads through ``tutorial_utils``)."""
-    folder = Path(folder)
+def read_info(folder: Path) -> dict:
+    """A run folder's ``metrics.json``, its model files checked against the checksums it lists."""
+    if (folder / REPLACED).is_dir() and not (folder / METRICS).is_file():
+        raise DataError(f"{folder} holds a run that a killed training moved aside ({REPLACED}/). Fix: train into it "
+                        "again, which puts the run back first, or move the files in .old/ back by hand.")
     if not (folder / METRICS).is_file() or not (folder / MODEL).is_dir():
         raise DataError(f"{folder} is not a run folder (it lacks {METRICS} or {MODEL}/). Fix: pass the --out folder "
                         "of `python -m tutorial_utils train`.")
-    info = json.loads((folder / METRICS).read_text())
-    if (folder / MODEL / TFIDF_FILE).is_file():
-        pipeline = joblib.load(folder / MODEL / TFIDF_FILE)
-        return info, lambda texts: pipeline.predict_proba(texts)
+    try:
+        info = json.loads((folder / METRICS).read_text())
+        names = info["label_names"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise DataError(f"{folder / METRICS} is damaged ({type(error).__name__}: {error}). Fix: train the run again "
+                        "(python -m tutorial_utils train ... --out the same folder --overwrite).") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{folder / METRICS} lists no label names. Fix: train the run again.")
+    broken = files.damaged(folder / MODEL, info.get("model_files", {}))
+    if broken:
+        raise DataError(f"{folder / MODEL} is damaged: {', '.join(broken[:4])} missing or changed since training "
+                        f"(their checksums are in {METRICS}). Fix: train the run again, or restore the folder "
+                        "from a backup.")
+    return info
+
+
+def load_run(folder: str | Path) -> tuple[dict, object]:
+    """A run folder's ``metrics.json`` (its label names the model's own) and a predictor: texts -> class
+    probabilities (plain transformers or scikit-learn; instruction tuning needs the course's prompts, so it loads
+    through ``tutorial_utils``). Nothing from the folder is unpickled: TF-IDF is arrays, models safetensors."""
+    folder = Path(folder)
+    info = read_info(folder)
+    try:
+        own, predictor = _load_model(folder / MODEL, info)
+    except (OSError, ValueError, KeyError, EOFError) as error:  # transformers / safetensors on a damaged file
+        raise DataError(f"{folder / MODEL} cannot be loaded ({type(error).__name__}: {str(error)[:200]}). Fix: train "
+                        "the run again, or restore the folder from a backup.") from None
+    if own != info["label_names"]:
+        raise DataError(f"{folder / METRICS} lists the labels {info['label_names'][:6]}, the model itself "
+                        f"{own[:6]}: one of them was edited, and its order would relabel every prediction. Fix: "
+                        "restore metrics.json, or train the run again.")
+    return info, predictor
+
+
+def _load_model(model: Path, info: dict) -> tuple[list[str], object]:
+    """The label names a saved model carries itself, and its predictor."""
+    if (model / TFIDF_SETTINGS).is_file():
+        pipeline = load_tfidf(model)
+        names = json.loads((model / LABELS_FILE).read_text())
+
+        def predict_tfidf(texts: list[str]) -> np.ndarray:
+            probs = np.zeros((len(texts), len(names)))
+            if texts:
+                probs[:, pipeline[-1].classes_] = pipeline.predict_proba(texts)
+            return probs
+
+        return names, predict_tfidf
+    if list(model.glob("*.joblib")) or list(model.glob("*.pkl")):
+        raise DataError(f"{model} holds a pickled model ({', '.join(p.name for p in model.glob('*.[jp]*'))}): loading "
+                        "a pickle can run any code it carries, so the course does not. Fix: train the run again; "
+                        "TF-IDF runs are now saved as plain arrays.")
     from .instruct_train import PROMPT_FILE, load_tuned  # lazy: torch, transformers (~3 s); TF-IDF runs need neither
 
-    if (folder / MODEL / PROMPT_FILE).is_file():
+    if (model / PROMPT_FILE).is_file():
         from .instruct import score_labels  # lazy: as above
 
-        tuned = load_tuned(folder / MODEL)
-        return info, lambda texts: softmax(score_labels(tuned.model, tuned.tokenizer, tuned.prompts(texts),
-                                                        list(tuned.verbalizer.words)))
+        tuned = load_tuned(model)
+        return list(tuned.verbalizer.names), lambda texts: softmax(score_labels(
+            tuned.model, tuned.tokenizer, tuned.prompts(texts), list(tuned.verbalizer.words)))
     import torch  # lazy: torch, transformers (~3 s); TF-IDF runs need neither
     from transformers import AutoModelForSequenceClassification, AutoTokenizer  # lazy: as above
 
-    model = AutoModelForSequenceClassification.from_pretrained(folder / MODEL).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder / MODEL)
+    check_safetensors(model, "model")
+    network = AutoModelForSequenceClassification.from_pretrained(model, use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    names = [network.config.id2label[i] for i in range(network.config.num_labels)]
 
-    def predict(texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def predict_text(texts: list[str], batch_size: int = 32) -> np.ndarray:
         out = []
         with torch.no_grad():
             for i in range(0, len(texts), batch_size):
                 batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
-                                  max_length=info["max_length"], return_tensors="pt")
-                out.append(torch.softmax(model(**batch).logits.float(), -1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(info["label_names"])))
+                                  max_length=info.get("max_length"), return_tensors="pt")
+                out.append(torch.softmax(network(**batch).logits.float(), -1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(names)))
 
-    return info, predict
+    return names, predict_text
 
 
 def predict(folder: str | Path, frame: pd.DataFrame, text_column: str = "text",
             label_column: str | None = None) -> pd.DataFrame:
-    """Predictions for a table's texts: the label, its probability, and every label's probability."""
-    info, predictor = load_run(folder)
-    names = info["label_names"]
+    """Predictions for a table's texts: the label, its probability, and every label's probability.
+
+    Checked before the first prediction (the run folder whole, its label names the model's own, every text
+    non-empty) and after (every probability finite)."""
     if text_column not in frame.columns:
         raise DataError(f"No column {text_column!r} (columns: {', '.join(map(str, frame.columns))}). "
                         "Fix: pass text_column= (--text-column) naming the texts.")
+    texts = check_texts(frame[text_column].tolist(), f"texts in column {text_column!r}")
+    info, predictor = load_run(folder)
+    names = info["label_names"]
     if label_column is not None:
         if label_column not in frame.columns:
             raise DataError(f"No column {label_column!r} (columns: {', '.join(map(str, frame.columns))}).")
@@ -162,8 +297,10 @@ def predict(folder: str | Path, frame: pd.DataFrame, text_column: str = "text",
         if unknown:
             raise DataError(f"Labels the model does not know: {', '.join(unknown[:8])}. The model's labels: "
                             f"{', '.join(names)}. Fix: map your label names to the model's, or train on your labels.")
-    texts = frame[text_column].fillna("").astype(str).tolist()
-    probs = predictor(texts)
+    try:
+        probs = check_finite(predictor(texts), "the model's probabilities")
+    except ValueError as error:  # NaN weights: every argmax would be class 0
+        raise DataError(f"{folder}: {error}") from None
     table = pd.DataFrame(probs, columns=[f"p({n})" for n in names], index=frame.index)
     table.insert(0, "confidence", probs.max(1) if len(probs) else [])
     table.insert(0, "predicted", [names[i] for i in probs.argmax(1)])
@@ -176,7 +313,8 @@ COMPARED_ON_YOURS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, metho
 
 
 def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed: int | None = None,
-            compared: tuple[str, ...] = COMPARED_ON_YOURS, command: str | None = None) -> dict[str, list[records.RunRecord]]:
+            compared: tuple[str, ...] = COMPARED_ON_YOURS, command: str | None = None,
+            data_warnings: list[str] | None = None) -> dict[str, list[records.RunRecord]]:
     """The comparison on your data: each method at its default value, trained to a validation plateau, one seed.
 
     Returns records by method, the shape ``comparison.seed_table`` and ``comparison.paired_table`` read.
@@ -189,5 +327,6 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
         value = runners.default_value(profile, method)
         outcomes, seconds = timed(runners.run, profile, method, data, seed, value)
         config = runners.settings(profile, method, value)
-        found[method] = [records.make_record(method, dataset, seed, config, data, outcomes[method], seconds, command)]
+        found[method] = [records.make_record(method, dataset, seed, config, data,
+                                             warned(outcomes[method], data_warnings or []), seconds, command)]
     return found

@@ -58,28 +58,38 @@ def stable_hash(key: str) -> int:
 
 
 def grouped_split(groups: Sequence[str], strata: Sequence[str | int] | None = None,
-                  fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> list[str]:
+                  fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, every_split: bool = False) -> list[str]:
     """Assign each example a split so that a group never spans two splits, stratified by ``strata``.
 
     Within each stratum the groups are ordered by a stable hash and filled into train, validation and
     test until each split holds its fraction of the stratum's examples: deterministic, no RNG involved.
+    A group whose examples fall in several strata (one text under two labels) goes with its most common one.
+    ``every_split``: a stratum with a group to spare gives each split of a positive fraction at least one
+    group (the last ones of train's), so that a small class is scored too (your own data, chapter 09).
     """
     if abs(sum(fractions) - 1) > 1e-9:
         raise DataError(f"Split fractions must add up to 1, got {fractions}.")
     strata = list(strata) if strata is not None else [0] * len(groups)
-    assignment: dict[tuple[object, str], str] = {}
-    for stratum in sorted(set(strata), key=str):
-        sizes: dict[str, int] = {}
-        for g, s in zip(groups, strata):
-            if s == stratum:
-                sizes[g] = sizes.get(g, 0) + 1
+    votes: dict[str, dict[object, int]] = {}
+    for g, s in zip(groups, strata):
+        votes.setdefault(g, {}).setdefault(s, 0)
+        votes[g][s] += 1
+    home = {g: max(sorted(v, key=str), key=v.get) for g, v in votes.items()}  # the most common; ties: first by name
+    assignment: dict[str, str] = {}
+    for stratum in sorted(set(home.values()), key=str):
+        sizes = {g: sum(votes[g].values()) for g in votes if home[g] == stratum}
         total, filled = sum(sizes.values()), 0
         bounds = np.cumsum(fractions) * total
-        for g in sorted(sizes, key=lambda k: stable_hash(f"{stratum}|{k}")):
-            split = SPLITS[int(np.searchsorted(bounds, filled, side="right"))]
-            assignment[(stratum, g)] = split
+        order = sorted(sizes, key=lambda k: stable_hash(f"{stratum}|{k}"))
+        for g in order:
+            assignment[g] = SPLITS[int(np.searchsorted(bounds, filled, side="right"))]
             filled += sizes[g]
-    return [assignment[(s, g)] for g, s in zip(groups, strata)]
+        if every_split:
+            for split, share in zip(SPLITS[1:], fractions[1:]):
+                trains = [g for g in order if assignment[g] == "train"]
+                if share > 0 and split not in {assignment[g] for g in order} and len(trains) > 1:
+                    assignment[trains[-1]] = split
+    return [assignment[g] for g in groups]
 
 
 def stratified_sample(labels: Sequence[int], n: int | None, seed: int) -> np.ndarray:

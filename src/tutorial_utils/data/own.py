@@ -5,8 +5,10 @@
 multi-label), so every recipe runs on it unchanged. Splits you do not give are carved from train,
 stratified by label and deterministic (a stable hash of each text), with identical texts kept in one split. What would train or score
 silently wrong is an error that names the fix (missing columns, empty texts, missing labels, one class,
-labels that only validation or test has); what may only hurt is a warning (rare classes, duplicate
-texts across your splits, texts the model will truncate). Taught in chapter 09 ("Your data, checked").
+labels that only validation or test has, a class too small to reach every carved split); what may only
+hurt is a ``checks.DataWarning``, which the course's quiet mode never silences (rare classes, texts in
+train and in validation or test, a class that a given validation or test split lacks, texts the model
+will truncate). Taught in chapter 09 ("Your data, checked").
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as HFSequence, Value
 
-from ..checks import DataError, check_label_names, check_texts
+from ..checks import DataError, DataWarning, check_label_names, check_texts
 from .common import SPLITS, grouped_split
 
 MIN_PER_CLASS = 5  # fewer training examples of a class than this: a warning
@@ -39,7 +41,15 @@ def read_table(path: str | Path, columns: list[str], encoding: str = "utf-8", de
         frame = pd.read_csv(path, encoding=encoding, sep=delimiter, dtype=str, keep_default_na=False)
     except UnicodeDecodeError as error:
         raise DataError(f"{path} is not valid {encoding} ({error.reason} at byte {error.start}). Fix: pass its "
-                        "encoding, e.g. encoding='latin-1' or 'cp1252' (Excel on Windows).") from error
+                        "encoding: encoding='latin-1' or 'cp1252' (Excel on Windows); on the command line "
+                        "--encoding latin-1.") from error
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty. Fix: pass a CSV with a header row and one row per text.") from None
+    except pd.errors.ParserError as error:
+        raise DataError(f"{path} is not a well-formed CSV ({str(error).strip()}). Fix: check its quoting and "
+                        f"delimiter (here {delimiter!r}; --delimiter on the command line).") from None
+    except LookupError as error:
+        raise DataError(f"{error}. Fix: pass an encoding Python knows, e.g. utf-8, latin-1, cp1252.") from None
     if any(c not in frame.columns for c in columns):
         with open(path, encoding=encoding, errors="replace") as handle:
             header = handle.readline()
@@ -50,7 +60,10 @@ def read_table(path: str | Path, columns: list[str], encoding: str = "utf-8", de
         if found != delimiter:
             raise DataError(f"{path} looks {'tab' if found == chr(9) else repr(found)}-separated, not "
                             f"{delimiter!r}-separated (its header: {header.strip()[:120]!r}). Fix: pass "
-                            f"delimiter={found!r}.")
+                            f"delimiter={found!r} (--delimiter on the command line).")
+    if frame.empty:
+        raise DataError(f"{path} has a header ({', '.join(map(str, frame.columns))[:120]}) but no rows. Fix: pass the "
+                        "CSV with your texts in it.")
     return frame
 
 
@@ -102,6 +115,8 @@ def from_pandas(frame: pd.DataFrame, text_column: str = "text", label_column: st
     _check_label_coverage(labels, splits, names, train_names, multi)
     data = _build(texts, labels, splits, names, multi)
     _warn_rare(data["train"], names, multi)
+    if not multi:
+        _warn_absent(data, names)
     if profile is not None:
         _warn_long(texts, profile)
     return data
@@ -133,7 +148,8 @@ def _splits(frame, split_column, texts, labels, multi, validation_size, test_siz
             raise DataError(f"Column {split_column!r} holds {unknown[:5]}; it may hold only {list(SPLITS)}. Fix: map "
                             "your split names to these, e.g. 'dev' -> 'validation'.")
     if "train" not in given:
-        raise DataError(f"No row is in the train split. Fix: mark the training rows 'train' in {split_column!r}.")
+        raise DataError(f"No row is in the train split. Fix: mark the training rows 'train' in {split_column!r}, or "
+                        "leave out the split column to carve validation and test from all rows.")
     carve = [s for s, share in (("validation", validation_size), ("test", test_size)) if s not in given and share > 0]
     if not carve:
         return given
@@ -142,14 +158,31 @@ def _splits(frame, split_column, texts, labels, multi, validation_size, test_siz
     rows = [i for i, s in enumerate(given) if s == "train"]
     strata = [(labels[i][0] if labels[i] else "") if multi else labels[i] for i in rows]
     parts = grouped_split([texts[i] for i in rows], strata, (1 - shares["validation"] - shares["test"],
-                                                              shares["validation"], shares["test"]))
+                                                              shares["validation"], shares["test"]), every_split=True)
     out = list(given)
     for i, part in zip(rows, parts):
         out[i] = part
+    if not multi:
+        _check_carve_reaches(strata, parts, carve)
     if verbose:
         carved = ", ".join(f"{s} ({out.count(s)} rows, {shares[s]:.0%} of train)" for s in carve)
         print(f"carved {carved} from train, stratified by label; identical texts stay in one split")
     return out
+
+
+def _check_carve_reaches(labels: list[str], parts: list[str], carve: list[str]) -> None:
+    """Every class in every carved split (a class that no test example has would be scored by nothing), or an
+    error with each short class's counts."""
+    short = {}
+    for name in sorted(set(labels)):
+        counts = {split: sum(p == split for p, n in zip(parts, labels) if n == name) for split in SPLITS}
+        if any(counts[split] == 0 for split in carve):
+            short[name] = counts
+    if short:
+        shown = "; ".join(f"{n!r}: " + ", ".join(f"{c} {s}" for s, c in counts.items()) for n, counts in list(short.items())[:6])
+        raise DataError(f"{len(short)} classes have too few distinct texts to reach every split ({shown}): their "
+                        f"{' and '.join(carve)} scores would rest on no example. Fix: label more examples of them (a "
+                        "few each at least), merge them into a neighbouring class, or give a split column.")
 
 
 def _check_label_coverage(labels, splits, names, train_names, multi) -> None:
@@ -184,7 +217,8 @@ def _warn_leakage(splits: dict[str, Dataset]) -> None:
         shared = sum(t in train for t in splits[split]["text"])
         if shared:
             warnings.warn(f"{shared} {split} texts also occur in train: the {split} scores will be optimistic "
-                          "(leakage). Fix: drop duplicates across splits, e.g. keep each text's first row.", stacklevel=3)
+                          "(leakage). Fix: drop duplicates across splits, e.g. keep each text's first row.", DataWarning,
+                          stacklevel=3)
 
 
 def _warn_rare(train: Dataset, names: list[str], multi: bool) -> None:
@@ -194,7 +228,18 @@ def _warn_rare(train: Dataset, names: list[str], multi: bool) -> None:
     if rare:
         warnings.warn(f"Classes with fewer than {MIN_PER_CLASS} training examples: {', '.join(rare[:8])}. Their "
                       "scores will be noisy and the model may never predict them. Fix: label more of them, or merge "
-                      "them into a neighbouring class.", stacklevel=3)
+                      "them into a neighbouring class.", DataWarning, stacklevel=3)
+
+
+def _warn_absent(data: DatasetDict, names: list[str]) -> None:
+    """A class that validation or test lacks: macro-F1 averages over every class, and it would count as 0."""
+    for split in ("validation", "test"):
+        absent = sorted(set(names) - {names[i] for i in data[split]["label"]})
+        if absent:
+            warnings.warn(f"The {split} split has no example of {', '.join(absent[:8])}: macro-F1 there averages "
+                          f"over every class, and each of these counts as F1 0 whatever the model does (a perfect "
+                          f"model scores {1 - len(absent) / len(names):.2f}). Fix: give {split} a few examples of "
+                          "each class, or let the course carve it (no split column).", DataWarning, stacklevel=3)
 
 
 def _warn_long(texts: list[str], profile: object) -> None:
@@ -206,4 +251,5 @@ def _warn_long(texts: list[str], profile: object) -> None:
     if long:
         warnings.warn(f"{long} of {len(texts)} texts are longer than the profile's {limit} tokens (the longest has "
                       f"{max(lengths)}) and will be truncated: the model reads only their start. Fix: a profile with "
-                      "a larger train.max_length, or shorter texts (e.g. title + first sentence).", stacklevel=3)
+                      "a larger train.max_length, or shorter texts (e.g. title + first sentence).", DataWarning,
+                      stacklevel=3)
