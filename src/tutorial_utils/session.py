@@ -25,6 +25,16 @@ NOISY = ("transformers", "peft", "bitsandbytes", "torch", "accelerate", "dataset
 REPORTED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "datasets", "scikit-learn")
 
 
+_FORMAT = warnings.formatwarning  # Python's own, for every warning but the course's
+
+
+def formatwarning(message, category, filename, lineno, line=None) -> str:
+    """A ``DataWarning`` as one line, ``DataWarning: ...`` (no file and line of the package); others as Python has them."""
+    if issubclass(category, DataWarning):
+        return f"{category.__name__}: {message}\n"
+    return _FORMAT(message, category, filename, lineno, line)
+
+
 def quiet(hide_progress: bool | None = None) -> None:
     """Silence the libraries' warnings and load reports (``NOISY``; the course's ``DataWarning`` stays on, and other
     packages' warnings too); hide progress bars when COURSE_HIDE_PROGRESS=1 (book, tests)."""
@@ -39,6 +49,7 @@ def quiet(hide_progress: bool | None = None) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=rf"({'|'.join(NOISY)})(\.|$)")
     warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("always", category=DataWarning)  # first in the list: never silenced
+    warnings.formatwarning = formatwarning
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging  # lazy: transformers costs ~1 s; session is light
