@@ -515,3 +515,12 @@ def test_overwrite_keeps_the_old_run_when_saving_fails_and_a_second_training_is_
     workflow.prepare_out(run, overwrite=True)
     assert (run / workflow.METRICS).read_text() == before and not (run / workflow.REPLACED).exists()
     assert not files.damaged(run / workflow.MODEL, json.loads(before)["model_files"])
+    # killed after the new model/ moved in but before its metrics.json (which moves last): the old run, whole
+    (run / workflow.REPLACED).mkdir()
+    for name in (workflow.MODEL, workflow.RECORD, workflow.METRICS):
+        (run / name).rename(run / workflow.REPLACED / name)
+    (run / workflow.MODEL).mkdir()
+    (run / workflow.MODEL / workflow.LABELS_FILE).write_text("[]")  # a new run's first file
+    workflow.prepare_out(run, overwrite=True)
+    assert (run / workflow.METRICS).read_text() == before
+    assert not files.damaged(run / workflow.MODEL, json.loads(before)["model_files"])

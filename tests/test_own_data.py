@@ -118,7 +118,8 @@ def test_data_warnings_survive_the_courses_quiet_output():
 
 def test_a_small_class_reaches_every_carved_split_or_is_refused_with_its_counts():
     frame = pd.concat([table(30, ("a", "b")), table(4, ("small",))])
-    data = from_pandas(frame, "message", "topic", verbose=False)
+    with pytest.warns(UserWarning, match=r"fewer than 5 training examples: small \(2\)"):  # 1 went to each carved split
+        data = from_pandas(frame, "message", "topic", verbose=False)
     for split in ("validation", "test"):
         assert set(data[split]["label"]) == {0, 1, 2}
     with pytest.raises(DataError, match=r"too few distinct texts to reach every split \('tiny': 1 train, 1 validation, "
@@ -183,3 +184,23 @@ def test_the_command_line_refuses_bad_input_in_one_line(tmp_path, refused):
     from tutorial_utils import cli
 
     assert cli.main(cli_train(latin, tmp_path / "run", "--encoding", "latin-1")) == 0
+
+
+def test_a_run_on_your_data_reads_as_many_tokens_as_most_of_its_texts_need():
+    from tutorial_utils import methods, workflow
+    from tutorial_utils.config import get_profile
+
+    profile = get_profile("tiny")
+    long = from_pandas(table(10).assign(message=lambda f: f["message"] + " word" * 100), "message", "topic",
+                       verbose=False)
+    fitted, line = workflow.text_length(profile, methods.EMBEDDING_HEAD, long)
+    chosen = fitted.train.max_length
+    assert chosen > profile.train.max_length and chosen % workflow.LENGTH_STEP == 0 and chosen <= workflow.LENGTH_CAP
+    assert f"text length: {chosen} tokens" in line and f"0 of {len(long['train'])} training texts are longer" in line
+    short = from_pandas(table(10), "message", "topic", verbose=False)
+    assert workflow.text_length(profile, methods.EMBEDDING_HEAD, short)[0].train.max_length == workflow.LENGTH_STEP
+    encoder, _ = workflow.text_length(profile, methods.ENCODER, long, max_length=64)
+    assert encoder.encoder_train.max_length == 64 and encoder.train == profile.train
+    with pytest.raises(DataError, match="more than the model reads"):
+        workflow.text_length(profile, methods.ENCODER, long, max_length=100_000)
+    assert workflow.text_length(profile, methods.TFIDF, long) == (profile, "")

@@ -40,6 +40,10 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
     record = store.read(out / workflow.RECORD)
     assert info["method"] == record.method == cli.ALIASES[method] and info["label_names"] == record.label_names
     assert record.validation_curve or method == "tfidf"  # trained to a plateau: evaluated along the way
+    if method != "tfidf":  # the text length was chosen from the data, said, and kept
+        assert record.extra["text length"].startswith("text length: ")
+        read = record.settings["max_text_tokens"] if method == "instruction" else record.settings["train"]["max_length"]
+        assert record.extra["text length"].startswith(f"text length: {read} tokens")
     mine = data.from_csv(table, text_column="abstract", label_column="section", verbose=False)
     test = pd.DataFrame({"abstract": mine["test"]["text"],
                          "section": [record.label_names[y] for y in mine["test"]["label"]]})

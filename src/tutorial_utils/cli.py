@@ -75,6 +75,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train and test one method; rank 0 writes metrics.json and predictions.csv into --out."""
     if args.data:
         return train_on_data(args)
+    only_yours = [flag for flag, value in (("--learning-rate", args.learning_rate), ("--max-length", args.max_length),
+                                           ("--split-column", args.split_column)) if value]
+    if only_yours:
+        raise DataError(f"{' and '.join(only_yours)} apply to your data only (--data my.csv); the profile's data trains "
+                        "with the profile's settings. Fix: pass --data, or leave them out.")
     if ALIASES.get(args.method, args.method) not in {ALIASES[m] for m in METHODS}:
         raise SystemExit(f"{args.method} trains only on your data here. Fix: pass --data my.csv (or train one of "
                          f"{', '.join(METHODS)} on the profile's data).")
@@ -264,6 +269,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
     train.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
     train.add_argument("--learning-rate", type=positive(float), help="--data: learning rate (TF-IDF: C); default: the method's")
+    train.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough for "
+                                                                "95%% of the training texts, at most 512)")
     csv_options(train)
     train.set_defaults(func=cmd_train)
     predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train --data saved")

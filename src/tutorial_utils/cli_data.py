@@ -33,15 +33,15 @@ def check_out(out: Path, overwrite: bool) -> Path:
     return prepare_out(out, overwrite)
 
 
-def read_data(args: argparse.Namespace, profile) -> tuple[object, list[str]]:
-    """``--data`` read and checked (``data.from_csv``), with the data warnings it raised, each printed to stderr."""
+def read_data(args: argparse.Namespace) -> tuple[object, list[str]]:
+    """``--data`` read and checked (``data.from_csv``), with the data warnings it raised, each printed to stderr.
+    (Texts longer than a run reads are counted by ``workflow.text_length``, once the run's length is chosen.)"""
     from . import data  # lazy: per command, so that cli starts fast
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         mine = data.from_csv(args.data, text_column=args.text_column, label_column=args.label_column,
-                             split_column=args.split_column, encoding=args.encoding, delimiter=args.delimiter,
-                             profile=profile)
+                             split_column=args.split_column, encoding=args.encoding, delimiter=args.delimiter)
     said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
     for w in caught:
         if not issubclass(w.category, DataWarning):  # someone else's warning: passed on as it came
@@ -63,9 +63,10 @@ def train_on_data(args: argparse.Namespace) -> int:
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
     out = check_out(Path(args.out), args.overwrite)
-    mine, said = read_data(args, profile)
+    mine, said = read_data(args)
     record = workflow.train(profile, ALIASES.get(args.method, args.method), mine, out, dataset=Path(args.data).stem,
                             learning_rate=args.learning_rate, overwrite=True, data_warnings=said,
+                            max_length=args.max_length,
                             command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
     print(f"{record.summary()}\nwrote model/, record/ and metrics.json to {out}"
           + (f" ({len(said)} data warning{'s' * (len(said) > 1)} above, kept in the record)" if said else ""))
@@ -114,7 +115,7 @@ def compare_on_data(args: argparse.Namespace) -> int:
 
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
-    mine, said = read_data(args, profile)
+    mine, said = read_data(args)
     found = workflow.compare(profile, mine, dataset=Path(args.data).stem, data_warnings=said,
                              command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
     tables = {"comparison": comparison.seed_table(found), "paired": comparison.paired_table(found, n_resamples=args.resamples)}

@@ -94,7 +94,7 @@ class Ledger:
     def missing(self, arms: list[Arm]) -> list[experiment.Spec]:
         """The planned runs of these arms' studies that the store lacks (known now)."""
         out = []
-        for study in {a.study for a in arms}:
+        for study in dict.fromkeys(a.study for a in arms):  # in the arms' order (a set's order moves with hash seeds)
             if study not in self._missing:
                 self._missing[study] = [s for s in self.plan(study) if experiment.lookup(self.profile, s) is None]
             wanted = {(a.method, a.variant) for a in arms if a.study == study}

@@ -10,6 +10,7 @@ LoRA adapter with its prompt settings),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -34,6 +35,8 @@ LOCK, STAGED, REPLACED = ".lock", ".partial", ".old"  # a run folder's own bookk
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
 SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
 TFIDF_FILE, TFIDF_SETTINGS, LABELS_FILE = "tfidf.npz", "tfidf.json", "labels.json"
+# the text length a run on your data reads: enough tokens for this share of its training texts, in steps, at most a cap
+LENGTH_COVERS, LENGTH_STEP, LENGTH_CAP = 0.95, 16, 512
 
 
 def user_files(out: Path) -> list[str]:
@@ -62,37 +65,72 @@ def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
 
 
 def recover(out: Path) -> None:
-    """Put back a previous run that a killed ``train`` had moved aside but not yet replaced (nothing is lost)."""
+    """Finish or undo a swap that a killed ``train`` left halfway (``install``): with the new run's ``metrics.json``
+    in place (it moves in last) the new run is whole and the old one goes; without it the old run comes back."""
     old = out / REPLACED
     if old.is_dir():
-        for entry in old.iterdir():
-            if not (out / entry.name).exists():
-                entry.rename(out / entry.name)
+        if not (out / METRICS).is_file():
+            for entry in old.iterdir():
+                target = out / entry.name
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+                entry.rename(target)
         shutil.rmtree(old)
     shutil.rmtree(out / STAGED, ignore_errors=True)  # an unfinished new run: never shown as finished
 
 
 def install(staged: Path, out: Path) -> None:
-    """Swap a completely written run into ``out``: the old run's files move aside (``recover`` puts them back if
-    this is killed midway), the new ones move in by rename, then the old ones go."""
+    """Swap a completely written run into ``out``: the old run's files move aside, the new ones move in by rename
+    (``metrics.json`` last: it marks a whole run), then the old ones go; ``recover`` mends a swap killed midway."""
     old = out / REPLACED
     shutil.rmtree(old, ignore_errors=True)
     old.mkdir()
     for name in WRITES:
         if (out / name).exists():
             (out / name).rename(old / name)
-    for entry in staged.iterdir():
+    for entry in sorted(staged.iterdir(), key=lambda p: p.name == METRICS):
         entry.rename(out / entry.name)
     staged.rmdir()
     shutil.rmtree(old)
 
 
+def text_length(profile: Profile, method: str, data: DatasetDict, max_length: int | None = None) -> tuple[Profile, str]:
+    """The profile with the number of tokens ``method`` reads of each text, and a line saying the choice and its cost.
+
+    ``max_length`` if given; else enough for ``LENGTH_COVERS`` of the training texts, rounded up to ``LENGTH_STEP``,
+    at most ``LENGTH_CAP`` and the model's own limit (a profile's length was set for its own data, not yours).
+    """
+    if method == methods.TFIDF:
+        return profile, ""
+    from .models import load_tokenizer  # lazy: transformers (~2 s); TF-IDF runs need none
+
+    field = "encoder_train" if method == methods.ENCODER else "train"  # instruction tuning: the text inside its prompt
+    default = getattr(profile, field).max_length
+    tokenizer = load_tokenizer(profile.encoder if method == methods.ENCODER else profile.causal_lm)
+    lengths = np.array([len(ids) for ids in tokenizer(list(data["train"]["text"]))["input_ids"]])
+    limit = int(min(LENGTH_CAP, tokenizer.model_max_length))
+    if max_length is not None and max_length > tokenizer.model_max_length:
+        raise DataError(f"max_length {max_length} is more than the model reads ({tokenizer.model_max_length} tokens). "
+                        f"Fix: pass at most {tokenizer.model_max_length} (--max-length).")
+    if max_length is None:
+        needed = int(np.ceil(np.quantile(lengths, LENGTH_COVERS) / LENGTH_STEP) * LENGTH_STEP)
+        chosen, how = min(limit, max(LENGTH_STEP, needed)), f"enough for {LENGTH_COVERS:.0%} of the training texts, at most {limit}"
+    else:
+        chosen, how = int(max_length), "as asked"
+    line = (f"text length: {chosen} tokens ({how}); {int((lengths > chosen).sum())} of {len(lengths)} training texts "
+            f"are longer and get cut (the longest has {lengths.max()}); against the profile's {default} tokens a step "
+            f"costs up to about {chosen / default:.1f}x as much")
+    adjusted = dataclasses.replace(getattr(profile, field), max_length=chosen)
+    return dataclasses.replace(profile, **{field: adjusted}), line
+
+
 def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dataset: str = "my-data",
           learning_rate: float | None = None, seed: int | None = None, overwrite: bool = False,
-          command: str | None = None, data_warnings: list[str] | None = None) -> records.RunRecord:
+          command: str | None = None, data_warnings: list[str] | None = None,
+          max_length: int | None = None) -> records.RunRecord:
     """Train ``method`` on ``data`` to a validation plateau (the comparison's protocol) and save the run in ``out``.
 
     ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid.
+    ``max_length``: the tokens read of each text; by default chosen from the data (``text_length``, printed).
     The run is written beside ``out``'s files and swapped in only when complete, under a lock: a second
     training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
     warned of (leakage, rare classes, truncation), kept in the record and in ``metrics.json``.
@@ -104,15 +142,18 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     try:
         with files.locked(out / LOCK, busy=f"Another training is writing into {out}. Fix: wait for it to finish, or "
                                            "pass another folder."):
-            return _train(profile, method, data, out, dataset, learning_rate, seed, command, data_warnings or [])
+            return _train(profile, method, data, out, dataset, learning_rate, seed, command, data_warnings or [],
+                          max_length)
     except BlockingIOError as error:
         raise DataError(str(error)) from None
 
 
 def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset: str, learning_rate: float | None,
-           seed: int | None, command: str | None, data_warnings: list[str]) -> records.RunRecord:
+           seed: int | None, command: str | None, data_warnings: list[str], max_length: int | None) -> records.RunRecord:
     """``train``'s work, under its lock: fit, save into a staged folder, swap it in."""
-    profile = runners.protocol_profile(profile)
+    profile, length = text_length(runners.protocol_profile(profile), method, data, max_length)
+    if length:
+        print(length, flush=True)
     seed = profile.seed if seed is None else seed
     value = runners.default_value(profile, method) if learning_rate is None else learning_rate
     names = data["train"].features["label"].names
@@ -128,6 +169,8 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
 
     (trained, outcome), seconds = timed(fit)
     outcome = warned(outcome, data_warnings)
+    if length:
+        outcome = {**outcome, "extra": {**outcome.get("extra", {}), "text length": length}}
     staged = files.staging(out / STAGED)
     save_model(method, trained, profile, names, staged / MODEL)
     config = runners.settings(profile, method, value)
@@ -315,7 +358,8 @@ COMPARED_ON_YOURS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, metho
 def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed: int | None = None,
             compared: tuple[str, ...] = COMPARED_ON_YOURS, command: str | None = None,
             data_warnings: list[str] | None = None) -> dict[str, list[records.RunRecord]]:
-    """The comparison on your data: each method at its default value, trained to a validation plateau, one seed.
+    """The comparison on your data: each method at its default value and a text length chosen from the data
+    (``text_length``), trained to a validation plateau, one seed.
 
     Returns records by method, the shape ``comparison.seed_table`` and ``comparison.paired_table`` read.
     One seed and no grid: a first look, not chapter 8's protocol (run ``train`` with other learning rates
@@ -325,8 +369,11 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
     found = {}
     for method in compared:
         value = runners.default_value(profile, method)
-        outcomes, seconds = timed(runners.run, profile, method, data, seed, value)
-        config = runners.settings(profile, method, value)
+        fitted, length = text_length(profile, method, data)  # the probe reads as the head does
+        if length:
+            print(f"{method}: {length}", flush=True)
+        outcomes, seconds = timed(runners.run, fitted, method, data, seed, value)
+        config = runners.settings(fitted, method, value)
         found[method] = [records.make_record(method, dataset, seed, config, data,
                                              warned(outcomes[method], data_warnings or []), seconds, command)]
     return found
