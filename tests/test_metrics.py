@@ -180,3 +180,17 @@ def test_bad_input_gives_a_clear_error(call, match):
 def test_float16_probabilities_are_accepted():
     probs = softmax(np.random.default_rng(0).normal(size=(50, 7))).astype(np.float16)
     assert 0.0 <= expected_calibration_error(probs, np.zeros(50, dtype=int)) <= 1.0
+
+
+def test_per_class_scores_are_sklearns_per_class_report():
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from tutorial_utils.metrics import per_class_scores
+
+    y, p = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0]
+    table = per_class_scores(y, p, ["a", "b", "c"])
+    expected = precision_recall_fscore_support(y, p, labels=[0, 1, 2], zero_division=0)
+    for column, values in zip(("precision", "recall", "f1", "support"), expected):
+        assert table[column].tolist() == pytest.approx(list(values))
+    absent = per_class_scores([0, 0, 1], [0, 0, 1], ["a", "b", "c"])  # a class with no test example: support 0
+    assert absent.loc[2, "support"] == 0 and absent.loc[2, "f1"] == 0.0

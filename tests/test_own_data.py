@@ -163,9 +163,12 @@ def test_the_command_line_prints_data_warnings_and_keeps_them_in_the_run(tmp_pat
     path = tmp_path / "leaky.csv"
     pd.concat([table(10).assign(s="train"), table(10).assign(s="test")]).to_csv(path, index=False)
     assert cli.main(cli_train(path, tmp_path / "run", "--split-column", "s")) == 0
-    err = capsys.readouterr().err
-    assert "warning: " in err and "test texts also occur in train" in err
+    said = capsys.readouterr()
+    assert "warning: " in said.err and "test texts also occur in train" in said.err
+    assert "test split, per class:" in said.out  # what a macro average hides on skewed data
     info = json.loads((tmp_path / "run" / workflow.METRICS).read_text())
+    assert [row["class"] for row in info["test_per_class"]] == ["billing", "bug", "praise"]
+    assert sum(row["support"] for row in info["test_per_class"]) == 30
     assert "leakage" in info["data_warnings"][0]
     assert "leakage" in store.read(tmp_path / "run" / workflow.RECORD).extra["data warnings"][0]
 

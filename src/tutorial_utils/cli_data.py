@@ -8,6 +8,7 @@ Taught in chapter 09 ("From notebook to production").
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -53,7 +54,9 @@ def read_data(args: argparse.Namespace) -> tuple[object, list[str]]:
 
 def train_on_data(args: argparse.Namespace) -> int:
     """``train METHOD --data my.csv``: one method on your table, to a validation plateau, saved to serve."""
-    from . import session, workflow  # lazy: per command, so that cli starts fast
+    import pandas as pd  # lazy: per command, so that cli starts fast
+
+    from . import session, workflow  # lazy: as above
 
     ignored = [flag for flag, value in (("--epochs", args.epochs), ("--per-device-batch", args.per_device_batch)) if value]
     if ignored:
@@ -68,7 +71,9 @@ def train_on_data(args: argparse.Namespace) -> int:
                             learning_rate=args.learning_rate, overwrite=True, data_warnings=said,
                             max_length=args.max_length,
                             command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
-    print(f"{record.summary()}\nwrote model/, record/ and metrics.json to {out}"
+    per_class = pd.DataFrame(json.loads((out / workflow.METRICS).read_text())["test_per_class"])
+    print(f"{record.summary()}\ntest split, per class:\n{per_class.round(3).to_string(index=False)}")
+    print(f"wrote model/, record/ and metrics.json to {out}"
           + (f" ({len(said)} data warning{'s' * (len(said) > 1)} above, kept in the record)" if said else ""))
     return 0
 

@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from . import files, methods, records, runners, store
 from .checks import DataError, check_finite, check_safetensors, check_texts
 from .config import Profile
-from .metrics import softmax
+from .metrics import per_class_scores, softmax
 from .timing import timed
 
 MODEL, RECORD, METRICS = "model", "record", "metrics.json"
@@ -181,6 +181,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
         "train_examples": record.train_examples, "tuned": {methods.get(method).tuned: value},
         "best_epoch": record.best_epoch, "validation_macro_f1": record.validation_metric,
         "test_metrics": record.test_metrics, "trainable_params": record.trainable_params,
+        "test_per_class": per_class_scores(record.y_true, record.y_pred, names).to_dict(orient="records"),
         "data_warnings": list(data_warnings), "model_files": files.checksums(staged / MODEL)}, indent=1))
     install(staged, out)  # the previous run's files go only now that the new run is trained and saved
     return record
