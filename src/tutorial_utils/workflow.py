@@ -168,9 +168,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
         return trained, outcome
 
     (trained, outcome), seconds = timed(fit)
-    outcome = warned(outcome, data_warnings)
-    if length:
-        outcome = {**outcome, "extra": {**outcome.get("extra", {}), "text length": length}}
+    outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length})
     staged = files.staging(out / STAGED)
     save_model(method, trained, profile, names, staged / MODEL)
     config = runners.settings(profile, method, value)
@@ -187,11 +185,10 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     return record
 
 
-def warned(outcome: dict, data_warnings: list[str]) -> dict:
-    """A runner's outcome with the data's warnings in its ``extra`` (so the run record keeps them)."""
-    if not data_warnings:
-        return outcome
-    return {**outcome, "extra": {**outcome.get("extra", {}), "data warnings": list(data_warnings)}}
+def with_extra(outcome: dict, **entries: object) -> dict:
+    """A runner's outcome with these entries added to its ``extra`` (the run record keeps them); empty ones left out."""
+    kept = {name: list(value) if isinstance(value, list) else value for name, value in entries.items() if value}
+    return {**outcome, "extra": {**outcome.get("extra", {}), **kept}} if kept else outcome
 
 
 def save_tfidf(pipeline: Pipeline, names: list[str], folder: Path) -> None:
@@ -376,5 +373,6 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
         outcomes, seconds = timed(runners.run, fitted, method, data, seed, value)
         config = runners.settings(fitted, method, value)
         found[method] = [records.make_record(method, dataset, seed, config, data,
-                                             warned(outcomes[method], data_warnings or []), seconds, command)]
+                                             with_extra(outcomes[method], **{"data warnings": data_warnings}),
+                                             seconds, command)]
     return found
