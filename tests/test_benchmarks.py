@@ -70,11 +70,13 @@ def test_storage_counts_packed_weights_and_their_scales():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """``bench all`` and ``bench course`` (chapter 00 only) on the tiny profile, into a temporary folder."""
+    """``bench all``, ``bench course`` (chapter 00 only) and ``bench defaults`` on the tiny profile, into a
+    temporary folder."""
     root = tmp_path_factory.mktemp("bench")
     env = dict(os.environ, COURSE_PROFILE="tiny", COURSE_HIDE_PROGRESS="1", OMP_NUM_THREADS="1")
     common = ["--profile", "tiny", "--results", str(root / "results"), "--images", str(root / "images")]
-    for args in (["all", "--steps", "1", "--single", "2", "--batched", "8"], ["course", "--chapters", "00", "--no-tests"]):
+    for args in (["all", "--steps", "1", "--single", "2", "--batched", "8"], ["course", "--chapters", "00", "--no-tests"],
+                 ["defaults"]):
         done = subprocess.run([sys.executable, "-m", "tutorial_utils", "bench", *args, *common], env=env,
                               capture_output=True, text=True, timeout=900, cwd=root)
         assert done.returncode == 0, done.stderr[-4000:]
@@ -83,7 +85,7 @@ def tiny_run(tmp_path_factory):
 
 def test_every_section_is_written_with_its_machine(tiny_run):
     root, results = tiny_run
-    assert list(results["sections"]) == ["memory", "params", "train", "infer", "course"]
+    assert list(results["sections"]) == ["memory", "params", "train", "infer", "course", "defaults"]
     for section in results["sections"].values():
         assert section["machine"]["cpu"] and section["machine"]["torch threads"] >= 1 and section["rows"]
         assert len(section["machine"]["load average before (1, 5, 15 min)"]) == 3
@@ -134,6 +136,25 @@ def test_training_and_inference_rows(tiny_run):
 
 def committed() -> list[Path]:
     return sorted(RESULTS.glob("*.json")) if RESULTS.exists() else []
+
+
+def test_the_defaults_and_the_plain_script_run_side_by_side_on_the_same_split(tiny_run):
+    _, results = tiny_run
+    cli, plain = results["sections"]["defaults"]["rows"]
+    assert plain["time / plain script"] == 1 and plain["macro-F1 - plain script"] == 0
+    assert cli["time / plain script"] == pytest.approx(cli["seconds"] / plain["seconds"])
+    assert cli["text length"] % 16 == 0 and plain["text length"] == 128 and 0 <= cli["macro-F1"] <= 1
+
+
+def test_the_unseen_corpus_has_balanced_eras_of_long_paragraphs_and_is_seeded():
+    from tutorial_utils.bench_defaults import ERAS, MIN_WORDS, SIZES, sotu_eras
+
+    table = sotu_eras()
+    assert table.groupby("split").size().to_dict() == SIZES
+    assert (table.groupby(["split", "label"]).size() == [SIZES[s] // len(ERAS) for s, _ in
+                                                       table.groupby(["split", "label"]).size().index]).all()
+    assert (table["text"].str.split().str.len() >= MIN_WORDS).all() and not table["text"].duplicated().any()
+    assert table.equals(sotu_eras())  # seeded
 
 
 @pytest.mark.parametrize("path", committed(), ids=lambda p: p.name)

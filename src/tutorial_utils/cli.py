@@ -30,6 +30,7 @@ from . import methods
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
 from .checks import DataError
+from .config import CLASS_WEIGHTS, LONG_TEXTS
 from .cli_data import ALIASES, check_out, cmd_predict, compare_on_data, csv_options, train_on_data
 from .files import jsonable
 from .timing import timed
@@ -76,7 +77,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data:
         return train_on_data(args)
     only_yours = [flag for flag, value in (("--learning-rate", args.learning_rate), ("--max-length", args.max_length),
-                                           ("--split-column", args.split_column)) if value]
+                                           ("--split-column", args.split_column), ("--tune", args.tune),
+                                           ("--class-weight", args.class_weight),
+                                           ("--long-texts", args.long_texts != "truncate")) if value]
     if only_yours:
         raise DataError(f"{' and '.join(only_yours)} apply to your data only (--data my.csv); the profile's data trains "
                         "with the profile's settings. Fix: pass --data, or leave them out.")
@@ -271,6 +274,13 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=positive(float), help="--data: learning rate (TF-IDF: C); default: the method's")
     train.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough for "
                                                                 "95%% of the training texts, at most 512)")
+    train.add_argument("--tune", action="store_true", help="--data: choose the learning rate (TF-IDF: C) on validation "
+                                                           "from the protocol's grid (about 3x the time)")
+    train.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="--data: weight the loss by class, for skewed "
+                                                                     "labels (balanced: n / (classes x count))")
+    train.add_argument("--long-texts", choices=LONG_TEXTS, default="truncate",
+                       help="--data: a text longer than the length read: its first tokens (truncate, the default), or "
+                            "overlapping windows whose logits are averaged (chunk; embedding-head and encoder)")
     csv_options(train)
     train.set_defaults(func=cmd_train)
     predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train --data saved")
@@ -283,8 +293,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     predict.set_defaults(func=cmd_predict)
     bench = commands.add_parser("bench", help="measure what the course costs; write benchmarks/results")
-    bench.add_argument("step", choices=[*BENCH_STEPS, "course", "all", "report", "memory-one"],
-                       help="all = memory, params, train, infer; course runs every chapter and the tests; "
+    bench.add_argument("step", choices=[*BENCH_STEPS, "course", "defaults", "all", "report", "memory-one"],
+                       help="all = memory, params, train, infer; course runs every chapter and the tests; defaults: train --data "
+                            "as shipped against a plain transformers + peft script on unseen long texts; "
                             "report rewrites the markdown and figures from the JSON")
     bench.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     bench.add_argument("--results", help="results folder (default: benchmarks/results in the checkout)")

@@ -69,8 +69,8 @@ def train_on_data(args: argparse.Namespace) -> int:
     mine, said = read_data(args)
     record = workflow.train(profile, ALIASES.get(args.method, args.method), mine, out, dataset=Path(args.data).stem,
                             learning_rate=args.learning_rate, overwrite=True, data_warnings=said,
-                            max_length=args.max_length,
-                            command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
+                            max_length=args.max_length, tune=args.tune, class_weight=args.class_weight,
+                            long_texts=args.long_texts, command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
     per_class = pd.DataFrame(json.loads((out / workflow.METRICS).read_text())["test_per_class"])
     print(f"{record.summary()}\ntest split, per class:\n{per_class.round(3).to_string(index=False)}")
     print(f"wrote model/, record/ and metrics.json to {out}"

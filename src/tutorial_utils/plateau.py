@@ -88,12 +88,14 @@ def train_to_plateau(trainer, evaluate: Evaluate, protocol: Protocol, steps: dic
                       "stopped_early": last < trainer.state.max_steps}}
 
 
-def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings) -> Evaluate:
-    """The protocol's evaluation of a sequence classifier: macro-F1 and probabilities on the validation split."""
+def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings, chunk: bool = False) -> Evaluate:
+    """The protocol's evaluation of a sequence classifier: macro-F1 and probabilities on the validation split
+    (``chunk``: a long text's logits averaged over its windows, ``train.predict_logits``)."""
     texts, y, n = list(data["validation"]["text"]), np.asarray(data["validation"]["label"]), len(label_names(data))
 
     def evaluate(model) -> tuple[float, np.ndarray]:
-        logits = predict_logits(model, tokenizer, texts, batch_size=settings.eval_batch_size, max_length=settings.max_length)
+        logits = predict_logits(model, tokenizer, texts, batch_size=settings.eval_batch_size,
+                                max_length=settings.max_length, chunk=chunk)
         return macro_f1(y, logits.argmax(1), n), softmax(logits)
 
     return evaluate
@@ -101,12 +103,14 @@ def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings) -> 
 
 def fit_classifier(model, tokenizer, data: DatasetDict, profile: Profile, learning_rate: float | None = None,
                    seed: int | None = None, settings: TrainSettings | None = None, multi_label: bool = False,
-                   evaluate: Evaluate | None = None) -> dict:
+                   evaluate: Evaluate | None = None, class_weights: list[float] | None = None,
+                   chunk: bool = False) -> dict:
     """Train a sequence classifier (LoRA head or encoder) to a validation plateau, best weights kept (chapters 02, 08).
 
     The profile's ``protocol`` sets the schedule (evaluations an epoch, patience, epoch cap); ``settings``
     (default ``profile.train``) the batch size and text length. ``multi_label``: train with BCE on the
     ``labels`` lists; ``evaluate`` then says what validation measures (default: macro-F1 of the argmax).
+    ``class_weights`` and ``chunk``: your data's options (``train.make_trainer``; chapter 09).
     Returns the curve, the best validation metric, the epochs run and timings; the model ends with the
     best evaluation's weights.
     """
@@ -115,5 +119,6 @@ def fit_classifier(model, tokenizer, data: DatasetDict, profile: Profile, learni
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
     trainer = make_trainer(model, tokenizer, data, profile, settings=s, multi_label=multi_label, run_name="protocol",
                            eval_strategy="no", learning_rate=s.learning_rate if learning_rate is None else learning_rate,
-                           num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed)
-    return train_to_plateau(trainer, evaluate or classifier_scorer(tokenizer, data, s), profile.protocol, steps)
+                           num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed,
+                           class_weights=class_weights, chunk=chunk)
+    return train_to_plateau(trainer, evaluate or classifier_scorer(tokenizer, data, s, chunk), profile.protocol, steps)

@@ -92,12 +92,13 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
 
 # ---- scikit-learn methods ---------------------------------------------------------------------------
 
-def fit_tfidf(data: DatasetDict, seed: int, value: float) -> tuple[object, dict]:
-    """TF-IDF + logistic regression at C = ``value``, trained on ``data``'s train split: (pipeline, outcome)."""
+def fit_tfidf(data: DatasetDict, seed: int, value: float, class_weight: str | None = None) -> tuple[object, dict]:
+    """TF-IDF + logistic regression at C = ``value`` (``class_weight="balanced"``: scikit-learn's, chapter 09),
+    trained on ``data``'s train split: (pipeline, outcome)."""
     from .recipes import tfidf_pipeline, tfidf_probs  # lazy: torch, transformers (~3 s); experiment loads runners
 
     pipeline = tfidf_pipeline(seed)
-    pipeline.set_params(logisticregression__C=value)
+    pipeline.set_params(logisticregression__C=value, logisticregression__class_weight=class_weight)
     n = len(label_names(data))
     _, seconds = timed(pipeline.fit, list(data["train"]["text"]), np.asarray(data["train"]["label"]))
     val, test = (tfidf_probs(pipeline, list(data[split]["text"]), n) for split in ("validation", "test"))
@@ -166,13 +167,15 @@ def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> di
 # ---- gradient-trained methods -------------------------------------------------------------------------
 
 def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool,
-                   multi_label: bool = False, evaluate=None) -> tuple:
+                   multi_label: bool = False, evaluate=None, class_weight: str | None = None,
+                   chunk: bool = False) -> tuple:
     """The LoRA head (4-bit base) or the encoder trained to a validation plateau, then run on test:
-    (model, tokenizer, what ``plateau.fit_classifier`` returns, test logits)."""
+    (model, tokenizer, what ``plateau.fit_classifier`` returns, test logits). ``class_weight="balanced"`` and
+    ``chunk`` (long texts read as windows): options for your data (chapter 09)."""
     from . import models  # lazy: torch, transformers (~3 s); experiment loads runners
     from .heads import hand_written_head, init_from_label_tokens, tag_encoder  # lazy: as above
     from .plateau import fit_classifier  # lazy: as above
-    from .train import predict_logits  # lazy: as above
+    from .train import balanced_weights, predict_logits  # lazy: as above
 
     s, names = profile.encoder_train if encoder else profile.train, label_names(data)
     seed_everything(seed)
@@ -187,18 +190,24 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
         model = models.add_lora(model, profile.lora)
         if profile.head_pooling != "last":
             model = hand_written_head(model, pooling=profile.head_pooling)
+    weights = balanced_weights(data["train"]["label"], len(names)) if class_weight == "balanced" else None
     fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
-                            multi_label=multi_label, evaluate=evaluate(tokenizer, s) if evaluate else None)
+                            multi_label=multi_label, evaluate=evaluate(tokenizer, s) if evaluate else None,
+                            class_weights=weights, chunk=chunk)
     logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), s.eval_batch_size,
-                            s.max_length)
+                            s.max_length, chunk=chunk)
+    if weights is not None:
+        fitted["extra"]["class_weights"] = dict(zip(names, [round(w, 4) for w in weights]))
     fitted["extra"]["test_texts_per_second"] = len(logits) / seconds
     fitted["trainable_params"] = models.count_parameters(model).trainable
     return model, tokenizer, fitted, logits
 
 
-def train_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> tuple:
+def train_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool,
+                     class_weight: str | None = None, chunk: bool = False) -> tuple:
     """The LoRA head (4-bit base) or the encoder trained to a validation plateau: (model, tokenizer, outcome)."""
-    model, tokenizer, fitted, logits = fit_to_plateau(profile, data, seed, value, encoder)
+    model, tokenizer, fitted, logits = fit_to_plateau(profile, data, seed, value, encoder, class_weight=class_weight,
+                                                      chunk=chunk)
     return model, tokenizer, {**fitted, "y_true": data["test"]["label"], "y_pred": logits.argmax(1),
                               "probs": softmax(logits)}
 

@@ -16,22 +16,44 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, TrainerCallback
 
 from .assets import cache_dir
-from .checks import check_finite, check_texts
+from .checks import DataError, check_finite, check_texts
 from .config import Profile, TrainSettings
 from .data.common import label_names
 from .models import compute_dtype, device
 
 
-def tokenize(data: DatasetDict, tokenizer, max_length: int, multi_label: bool = False) -> DatasetDict:
-    """Token ids, attention masks and ``labels`` (class ids, or float multi-hot rows) for every split."""
+CHUNK_OVERLAP = 0.25  # the share of a window that the next one repeats (``chunk=True``: texts longer than a run reads)
+
+
+def windows(tokenizer, texts: list[str], max_length: int, chunk: bool = False) -> tuple[dict, np.ndarray]:
+    """Token ids and masks of each text's first ``max_length`` tokens, or with ``chunk`` of every window of
+    ``max_length`` tokens (overlapping by ``CHUNK_OVERLAP``), and the index of the text each row came from."""
+    if not chunk:
+        return tokenizer(texts, truncation=True, max_length=max_length), np.arange(len(texts))
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, stride=int(max_length * CHUNK_OVERLAP),
+                        return_overflowing_tokens=True)
+    return encoded, np.asarray(encoded.pop("overflow_to_sample_mapping"))
+
+
+def mean_by_text(logits: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
+    """Each text's logits averaged over its windows (``windows``)."""
+    sums = np.zeros((n_texts, logits.shape[1]), dtype=logits.dtype)
+    np.add.at(sums, owner, logits)
+    return sums / np.bincount(owner, minlength=n_texts)[:, None]
+
+
+def tokenize(data: DatasetDict, tokenizer, max_length: int, multi_label: bool = False,
+             chunk: bool = False) -> DatasetDict:
+    """Token ids, attention masks and ``labels`` (class ids, or float multi-hot rows) for every split;
+    ``chunk``: a row per window of a long text (``windows``), each with the text's label."""
     num_labels = len(label_names(data)) if multi_label else 0
 
     def encode(batch: dict) -> dict:
-        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        out, owner = windows(tokenizer, batch["text"], max_length, chunk)
         if multi_label:
-            out["labels"] = [np.isin(np.arange(num_labels), ids).astype(np.float32) for ids in batch["labels"]]
+            out["labels"] = [np.isin(np.arange(num_labels), batch["labels"][i]).astype(np.float32) for i in owner]
         else:
-            out["labels"] = batch["label"]
+            out["labels"] = [batch["label"][i] for i in owner]
         return out
 
     encoded = data.map(encode, batched=True, remove_columns=data["train"].column_names)
@@ -82,14 +104,37 @@ def compute_metrics_fn(multi_label: bool = False):
 
 
 def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings: TrainSettings | None = None,
-                 multi_label: bool = False, run_name: str = "run", **overrides: object):
-    """A Trainer on the tokenized train split, evaluating on validation each epoch, padding each batch."""
+                 multi_label: bool = False, run_name: str = "run", class_weights: list[float] | None = None,
+                 chunk: bool = False, **overrides: object):
+    """A Trainer on the tokenized train split, evaluating on validation each epoch, padding each batch.
+
+    ``class_weights``: cross-entropy weighted by class (``balanced_weights``, chapter 09's skewed data);
+    ``chunk``: train on every window of a long text (``windows``) instead of its first ``max_length`` tokens.
+    """
     s = settings or profile.train
-    encoded = tokenize(data, tokenizer, s.max_length, multi_label=multi_label)
+    encoded = tokenize(data, tokenizer, s.max_length, multi_label=multi_label, chunk=chunk)
+    loss = None
+    if class_weights is not None:
+        weight = torch.tensor(class_weights, dtype=torch.float32)
+
+        def loss(outputs, labels, num_items_in_batch=None):
+            return torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weight.to(labels.device))
+
     trainer = Trainer(model=model, args=training_arguments(profile, s, run_name, **overrides),
                       train_dataset=encoded["train"], eval_dataset=encoded["validation"],
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics_fn(multi_label))
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics_fn(multi_label),
+                      compute_loss_func=loss)
     return with_course_callbacks(trainer)
+
+
+def balanced_weights(labels: list[int], n_classes: int) -> list[float]:
+    """scikit-learn's ``class_weight="balanced"``: n / (classes x count) for each class, so that every class
+    weighs as much in the loss as the others (chapter 09); a class absent from ``labels`` is refused."""
+    counts = np.bincount(np.asarray(labels), minlength=n_classes)
+    if (counts == 0).any():
+        raise DataError(f"Class {int(np.argmin(counts))} has no training example, so it cannot be weighted. Fix: "
+                        "give every class training examples, or drop the class.")
+    return [float(len(labels) / (n_classes * c)) for c in counts]
 
 
 def with_course_callbacks(trainer):
@@ -115,22 +160,25 @@ class FiniteLoss(TrainerCallback):
 
 @torch.no_grad()
 def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 64,
-                   autocast: bool = True) -> np.ndarray:
+                   autocast: bool = True, chunk: bool = False) -> np.ndarray:
     """Classifier logits for a list of texts, in order: a plain batched loop, no Trainer.
 
     ``autocast=False`` keeps float32 inputs, as an int8-quantised model's kernels need (chapter 07).
+    ``chunk``: a text longer than ``max_length`` is read as overlapping windows, its logits their mean.
     """
     texts = check_texts(texts)
     model.eval()
     on = next(p for p in model.parameters()).device
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                          max_length=max_length, return_tensors="pt").to(on)
+    encoded, owner = windows(tokenizer, texts, max_length, chunk)
+    out = [np.zeros((0, model.config.num_labels), dtype=np.float32)]
+    for start in range(0, len(owner), batch_size):
+        batch = tokenizer.pad({k: encoded[k][start:start + batch_size] for k in ("input_ids", "attention_mask")},
+                              return_tensors="pt").to(on)
         with torch.autocast(on.type, dtype=compute_dtype(on), enabled=autocast and (on.type == "cuda" or compute_dtype(on) == torch.bfloat16)):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         out.append(logits.float().cpu().numpy())
-    return check_finite(np.concatenate(out), "the model's logits")
+    logits = np.concatenate(out)
+    return check_finite(mean_by_text(logits, owner, len(texts)) if chunk else logits, "the model's logits")
 
 
 def learning_curve(log_history: list[dict]) -> pd.DataFrame:

