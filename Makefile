@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export COURSE_HIDE_PROGRESS := 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install book test check bench bench-course clean colab-check
+.PHONY: install book test check bench bench-course bench-defaults clean colab-check
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: $(STAMP)  ## cost benchmarks (memory, parameters, training, inference) on
 
 bench-course: $(STAMP)  ## wall time of every chapter (cold run cache) and of the test suite
 	$(BIN)/python -m tutorial_utils bench course --profile $${COURSE_PROFILE:-cpu}
+
+bench-defaults: $(STAMP)  ## train --data's defaults against a plain transformers + peft script on unseen long texts
+	$(BIN)/python -m tutorial_utils bench defaults --profile $${COURSE_PROFILE:-cpu}
 
 check:  ## static checks of the book as a reader meets it
 	$(BIN)/python ../shared/tools/course_check.py

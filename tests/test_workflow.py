@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import cli, data, methods, store, workflow
+from tutorial_utils import cli, data, methods, serving, store, workflow
 from tutorial_utils.checks import DataError
 from tutorial_utils.config import get_profile
 
@@ -86,11 +86,11 @@ def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_ru
     train(table, "tfidf", out)
     frame = pd.DataFrame({"text": ["a hair dryer"], "label": ["no such section"]})
     with pytest.raises(DataError, match="does not know: no such section. The model's labels: "):
-        workflow.predict(out, frame, label_column="label")
+        serving.predict(out, frame, label_column="label")
     with pytest.raises(DataError, match="No column 'abstract'"):
-        workflow.predict(out, frame, text_column="abstract")
+        serving.predict(out, frame, text_column="abstract")
     with pytest.raises(DataError, match="is not a run folder"):
-        workflow.predict(tmp_path, frame)
+        serving.predict(tmp_path, frame)
     (tmp_path / "exists.csv").write_text("x")
     frame.to_csv(tmp_path / "new.csv", index=False)
     assert "exists" in refused(["predict", "--model", str(out), "--data", str(tmp_path / "new.csv"), "--out",

@@ -2,7 +2,7 @@
 
 ``train METHOD --data my.csv --label-column L --out run/`` trains one method on your own table to a
 validation plateau and saves a model that plain transformers serves; ``predict --model run/ --data
-new.csv`` labels new texts with it (``workflow``, chapter 09).
+new.csv`` labels new texts with it (``workflow`` and ``serving``, chapter 09).
 
 ``compare`` runs the capstone comparison of chapter 08 and writes its tables and plots to a folder.
 ``train`` is the capstone training script: one method trained and tested on a profile, its metrics and test

@@ -99,13 +99,13 @@ def check_predictions_out(out: Path, data: Path, overwrite: bool) -> Path:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``predict --model run/ --data new.csv --out predictions.csv``: label new texts with a trained run."""
-    from . import workflow  # lazy: per command, so that cli starts fast
+    from . import serving  # lazy: per command, so that cli starts fast
     from .data.own import read_table  # lazy: as above
 
     out = check_predictions_out(Path(args.out), Path(args.data), args.overwrite)  # before any text is predicted
     columns = [c for c in (args.text_column, args.label_column) if c]
     frame = read_table(args.data, columns, encoding=args.encoding, delimiter=args.delimiter)
-    table = workflow.predict(args.model, frame, args.text_column, args.label_column)
+    table = serving.predict(args.model, frame, args.text_column, args.label_column)
     partial = out.with_name(out.name + ".partial")
     table.to_csv(partial, index_label="row")
     os.replace(partial, out)  # whole or not at all
