@@ -78,6 +78,21 @@ def test_long_texts_are_read_as_overlapping_windows_whose_logits_are_averaged(se
     assert read.shape == (2, 8) and np.allclose(read[1], by_window[1:].mean(0), atol=1e-3)
 
 
+def test_the_weighted_loss_is_scikit_learns_sum_over_the_accumulated_batch_and_empty_input_predicts_nothing(setup):
+    from types import SimpleNamespace
+
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 0, 0, 0, 1, 2])
+    weights = train.balanced_weights(labels.tolist(), 3)
+    each = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    expected = (torch.tensor(weights)[labels] * each).sum() / 12  # two batches of 6 accumulated
+    loss = train.weighted_cross_entropy(weights)(SimpleNamespace(logits=logits), labels, num_items_in_batch=12)
+    assert torch.isclose(loss, expected)
+    unweighted = train.weighted_cross_entropy([1.0, 1.0, 1.0])(SimpleNamespace(logits=logits), labels)
+    assert torch.isclose(unweighted, each.mean())
+    model, tokenizer = models.load_sequence_classifier(setup[0], label_names(setup[1]))
+    assert train.predict_logits(model, tokenizer, []).shape == (0, 8)
+
+
 def test_balanced_class_weights_are_scikit_learns_and_an_absent_class_is_refused():
     from sklearn.utils.class_weight import compute_class_weight
 

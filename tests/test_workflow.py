@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tutorial_utils import cli, data, methods, serving, store, workflow
-from tutorial_utils.checks import DataError
+from tutorial_utils.checks import DataError, NotFinite
 from tutorial_utils.config import get_profile
 
 
@@ -32,7 +32,8 @@ def train(table, method, out, *extra):
     return cli.main(train_argv(table, method, out, *extra))
 
 
-OPTIONS = {"encoder": ["--long-texts", "chunk", "--max-length", "16", "--class-weight", "balanced"]}
+OPTIONS = {"encoder": ["--long-texts", "chunk", "--max-length", "16", "--class-weight", "balanced"],
+           "embedding-head": ["--class-weight", "balanced"]}
 
 
 @pytest.mark.parametrize("method", ["tfidf", "embedding-head", "instruction", "encoder"])
@@ -60,6 +61,10 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
         assert info["long_texts"] == record.settings["long_texts"] == "chunk" and record.extra["long texts"] == "chunk"
         assert record.settings["class_weight"] == info["class_weight"] == "balanced"
         assert set(record.extra["class_weights"]) == set(record.label_names)
+        batch = record.settings["train"]["batch_size"]  # an epoch is every window once, not every text
+        assert record.extra["steps_per_epoch"] > -(-record.train_examples // batch)
+    if method == "embedding-head":  # the weighted loss through peft's model and the Trainer
+        assert record.settings["class_weight"] == "balanced" and len(record.extra["class_weights"]) == 8
     assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)
 
 
@@ -134,6 +139,18 @@ def test_tune_chooses_on_validation_grows_past_a_winning_end_and_keeps_every_sco
     assert sorted(tried) == grid and value == grid[1]
     value, _, tried = workflow.tune(profile, methods.EMBEDDING_HEAD, fit(lambda v: 0.5))
     assert sorted(tried) == grid and value == grid[0]  # a tie goes to the smaller value
+
+    def diverges_above(limit):
+        def run(value):
+            if value > limit:
+                raise FloatingPointError("The training loss is nan at step 3")
+            return "model", {"validation_metric": value}
+        return run
+
+    value, _, tried = workflow.tune(profile, methods.EMBEDDING_HEAD, diverges_above(grid[1]))
+    assert value == grid[1] and tried[grid[2]] is None and sorted(tried) == grid  # diverged: ranked last, not grown
+    with pytest.raises(NotFinite, match="Every learning rate tried diverged"):
+        workflow.tune(profile, methods.EMBEDDING_HEAD, diverges_above(0))
 
 
 def test_options_that_a_method_cannot_honour_are_refused(table, tmp_path, refused):

@@ -20,7 +20,7 @@ TABLE_COLUMNS = {
     "infer": ["method", "batch", "texts/s", "latency per call (ms)", "speed / embedding head (LoRA)"],
     "course": ["what", "profile", "seconds", "result"],
     "defaults": ["run", "text length", "epochs", "macro-F1", "accuracy", "seconds", "time / plain script",
-                 "macro-F1 - plain script"],
+                 "macro-F1 - plain script", "95% interval (paired bootstrap)"],
 }
 TITLES = {"memory": "Memory of the causal LM's weights", "params": "Trainable parameters",
           "train": "Training throughput (one LoRA step)", "infer": "Inference throughput and latency",

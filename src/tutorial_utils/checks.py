@@ -18,6 +18,10 @@ class DataError(ValueError):
     """Input data that the course cannot use as it is (empty text, unknown label, missing file)."""
 
 
+class NotFinite(ValueError):
+    """Scores or a loss that hold NaN or infinity: the numbers overflowed or training diverged (``check_finite``)."""
+
+
 class DataWarning(UserWarning):
     """Input data that the course can use but that may mislead (leakage, rare classes, truncated texts): always
     shown, whatever ``session.quiet`` silences (chapter 09)."""
@@ -138,12 +142,12 @@ def check_label_matrices(Y_true, Y_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_finite(values, what: str = "logits") -> np.ndarray:
-    """A float array with no NaN or infinity, or a ValueError (NaN scores would become arbitrary predictions)."""
+    """A float array with no NaN or infinity, or ``NotFinite`` (NaN scores would become arbitrary predictions)."""
     x = np.asarray(values, dtype=float)
     bad = ~np.isfinite(x)
     if bad.any():
         rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1)) if x.ndim else np.array([0])
-        raise ValueError(f"{what} hold NaN or infinite values ({rows.size} rows, first #{rows[0]}): the model's "
+        raise NotFinite(f"{what} hold NaN or infinite values ({rows.size} rows, first #{rows[0]}): the model's "
                          "numbers overflowed or training diverged. Fix: train in fp32 or bf16 instead of fp16, lower "
                          "the learning rate, and check that the first steps' loss is finite.")
     return x

@@ -275,7 +275,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough for "
                                                                 "95%% of the training texts, at most 512)")
     train.add_argument("--tune", action="store_true", help="--data: choose the learning rate (TF-IDF: C) on validation "
-                                                           "from the protocol's grid (about 3x the time)")
+                                                           "from the protocol's grid (3 to 5 trainings)")
     train.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="--data: weight the loss by class, for skewed "
                                                                      "labels (balanced: n / (classes x count))")
     train.add_argument("--long-texts", choices=LONG_TEXTS, default="truncate",

@@ -18,7 +18,7 @@ from .config import Profile, Protocol, TrainSettings
 from .data.common import label_names
 from .metrics import macro_f1, softmax
 from .timing import timed
-from .train import make_trainer, predict_logits
+from .train import make_trainer, predict_logits, windows
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
 
@@ -116,7 +116,8 @@ def fit_classifier(model, tokenizer, data: DatasetDict, profile: Profile, learni
     """
     s = settings or profile.train
     seed = profile.seed if seed is None else seed
-    steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
+    rows = len(windows(tokenizer, list(data["train"]["text"]), s.max_length, True)[1]) if chunk else len(data["train"])
+    steps = schedule(rows, s.batch_size, profile.protocol, s.grad_accum)  # an epoch: every window once
     trainer = make_trainer(model, tokenizer, data, profile, settings=s, multi_label=multi_label, run_name="protocol",
                            eval_strategy="no", learning_rate=s.learning_rate if learning_rate is None else learning_rate,
                            num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed,

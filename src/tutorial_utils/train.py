@@ -30,6 +30,9 @@ def windows(tokenizer, texts: list[str], max_length: int, chunk: bool = False) -
     ``max_length`` tokens (overlapping by ``CHUNK_OVERLAP``), and the index of the text each row came from."""
     if not chunk:
         return tokenizer(texts, truncation=True, max_length=max_length), np.arange(len(texts))
+    if not tokenizer.is_fast:
+        raise DataError(f"Reading long texts as windows needs a fast tokenizer; {type(tokenizer).__name__} is not one. "
+                        "Fix: load it with use_fast=True, or pass long_texts='truncate'.")
     encoded = tokenizer(texts, truncation=True, max_length=max_length, stride=int(max_length * CHUNK_OVERLAP),
                         return_overflowing_tokens=True)
     return encoded, np.asarray(encoded.pop("overflow_to_sample_mapping"))
@@ -112,19 +115,29 @@ def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings
     ``chunk``: train on every window of a long text (``windows``) instead of its first ``max_length`` tokens.
     """
     s = settings or profile.train
+    if class_weights is not None and multi_label:
+        raise DataError("Class weights weight one label per text; multi-label training uses a loss per label. Fix: "
+                        "leave class_weights out for multi-label data.")
     encoded = tokenize(data, tokenizer, s.max_length, multi_label=multi_label, chunk=chunk)
-    loss = None
-    if class_weights is not None:
-        weight = torch.tensor(class_weights, dtype=torch.float32)
-
-        def loss(outputs, labels, num_items_in_batch=None):
-            return torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weight.to(labels.device))
-
     trainer = Trainer(model=model, args=training_arguments(profile, s, run_name, **overrides),
                       train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics_fn(multi_label),
-                      compute_loss_func=loss)
+                      compute_loss_func=None if class_weights is None else weighted_cross_entropy(class_weights))
     return with_course_callbacks(trainer)
+
+
+def weighted_cross_entropy(class_weights: list[float]):
+    """A Trainer ``compute_loss_func``: sum of w[label] x cross-entropy over the batch, divided by the examples in
+    the whole accumulated batch (the Trainer passes ``num_items_in_batch`` and then leaves the scaling to this
+    function), so that a rare class weighs as scikit-learn's ``class_weight`` makes it (chapter 09)."""
+    weight = torch.tensor(class_weights, dtype=torch.float32)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        total = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weight.to(labels.device),
+                                                  reduction="sum")
+        return total / (labels.numel() if num_items_in_batch is None else num_items_in_batch)
+
+    return loss
 
 
 def balanced_weights(labels: list[int], n_classes: int) -> list[float]:
@@ -167,10 +180,12 @@ def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max
     ``chunk``: a text longer than ``max_length`` is read as overlapping windows, its logits their mean.
     """
     texts = check_texts(texts)
+    if not texts:
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
     model.eval()
     on = next(p for p in model.parameters()).device
     encoded, owner = windows(tokenizer, texts, max_length, chunk)
-    out = [np.zeros((0, model.config.num_labels), dtype=np.float32)]
+    out = []
     for start in range(0, len(owner), batch_size):
         batch = tokenizer.pad({k: encoded[k][start:start + batch_size] for k in ("input_ids", "attention_mask")},
                               return_tensors="pt").to(on)

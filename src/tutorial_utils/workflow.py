@@ -10,6 +10,7 @@ settings, validation curve, test metrics, provenance) and ``metrics.json``.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from datasets import DatasetDict
 from sklearn.pipeline import Pipeline
 
 from . import experiment, files, methods, records, runners, store
-from .checks import DataError
+from .checks import DataError, NotFinite
 from .config import CLASS_WEIGHTS, LONG_TEXTS, Profile
 from .metrics import per_class_scores
 from .serving import (LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED, TFIDF_FILE, TFIDF_SETTINGS,
@@ -170,28 +171,40 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
         raise DataError(str(error)) from None
 
 
-def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, float]]:
+def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, float | None]]:
     """The protocol's learning-rate search on your data: ``fit(value) -> (model, outcome)`` at each value of the
     grid (``experiment.grid_values``), grown past an end that wins, as ``reproduce`` does; the best on validation
-    (a tie: the smaller value). Returns (the value, its model and outcome, every value's validation score)."""
+    (a tie: the smaller value). A value whose training diverges (a loss or scores not finite) scores None and
+    ranks last. Returns (the value, its model and outcome, every value's validation score)."""
     below = above = 0
-    tried: dict[float, float] = {}
+    tried: dict[float, float | None] = {}
     best = None
     while True:
         for value in experiment.grid_values(profile, method, below, above):
             if value in tried:
                 continue
             print(f"--tune: {methods.get(method).tuned} {value:g}", flush=True)
-            result = fit(value)
+            try:
+                result = fit(value)
+            except (FloatingPointError, NotFinite) as error:  # a diverged run: the grid's answer is "too large"
+                print(f"--tune: {value:g} diverged ({str(error)[:80]}...)", flush=True)
+                tried[value] = None
+                continue
             tried[value] = float(result[1]["validation_metric"])
             if best is None or (tried[value], -value) > (tried[best[0]], -best[0]):
                 best = (value, result)
-        values = sorted(tried)
+            del result  # only the best model stays in memory
+            gc.collect()
+        if best is None:
+            raise NotFinite(f"Every learning rate tried diverged ({', '.join(f'{v:g}' for v in tried)}). Fix: train "
+                            "in fp32 (COURSE_COMPUTE_DTYPE=float32), or pass a smaller --learning-rate.")
+        score = {v: -np.inf if m is None else m for v, m in tried.items()}
+        values = sorted(score)
         i = values.index(best[0])
         grown = below + above < profile.protocol.grid_extensions and len(values) > 1
-        if grown and i == len(values) - 1 and tried[values[-1]] > tried[values[-2]]:
+        if grown and i == len(values) - 1 and score[values[-1]] > score[values[-2]]:
             above += 1
-        elif grown and i == 0 and tried[values[0]] > tried[values[1]]:
+        elif grown and i == 0 and score[values[0]] > score[values[1]]:
             below += 1
         else:
             return best[0], best[1], dict(sorted(tried.items()))
@@ -224,7 +237,8 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
         value = runners.default_value(profile, method) if learning_rate is None else learning_rate
         (trained, outcome), seconds = timed(fit, value)
         tried = {}
-    chosen = {"tuned on validation": {f"{v:g}": round(m, 4) for v, m in tried.items()}, "chosen": value} if tried else {}
+    chosen = {"tuned on validation": {f"{v:g}": None if m is None else round(m, 4) for v, m in tried.items()},
+              "chosen": value} if tried else {}
     outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen,
                                      "long texts": options["long_texts"] if chunk else ""})
     staged = files.staging(out / STAGED)
