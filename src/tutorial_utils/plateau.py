@@ -18,7 +18,7 @@ from .config import Profile, Protocol, TrainSettings
 from .data.common import label_names
 from .metrics import macro_f1, softmax
 from .timing import timed
-from .train import make_trainer, predict_logits, windows
+from .train import balanced_weights, make_trainer, predict_logits, windows
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
 
@@ -103,23 +103,31 @@ def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings, chu
 
 def fit_classifier(model, tokenizer, data: DatasetDict, profile: Profile, learning_rate: float | None = None,
                    seed: int | None = None, settings: TrainSettings | None = None, multi_label: bool = False,
-                   evaluate: Evaluate | None = None, class_weights: list[float] | None = None,
+                   evaluate: Evaluate | None = None, class_weight: str | None = None,
                    chunk: bool = False) -> dict:
     """Train a sequence classifier (LoRA head or encoder) to a validation plateau, best weights kept (chapters 02, 08).
 
     The profile's ``protocol`` sets the schedule (evaluations an epoch, patience, epoch cap); ``settings``
     (default ``profile.train``) the batch size and text length. ``multi_label``: train with BCE on the
     ``labels`` lists; ``evaluate`` then says what validation measures (default: macro-F1 of the argmax).
-    ``class_weights`` and ``chunk``: your data's options (``train.make_trainer``; chapter 09).
+    ``class_weight="balanced"`` and ``chunk``: your data's options (chapter 09): the class weights count the rows
+    the loss sees (with ``chunk``, every window) and are kept in the outcome's ``extra``.
     Returns the curve, the best validation metric, the epochs run and timings; the model ends with the
     best evaluation's weights.
     """
     s = settings or profile.train
     seed = profile.seed if seed is None else seed
-    rows = len(windows(tokenizer, list(data["train"]["text"]), s.max_length, True)[1]) if chunk else len(data["train"])
-    steps = schedule(rows, s.batch_size, profile.protocol, s.grad_accum)  # an epoch: every window once
+    # the training rows: one a text, or with chunk one a window (each with its text's label)
+    owner = windows(tokenizer, list(data["train"]["text"]), s.max_length, True)[1] if chunk else np.arange(len(data["train"]))
+    steps = schedule(len(owner), s.batch_size, profile.protocol, s.grad_accum)  # an epoch: every row once
+    weights = None
+    if class_weight == "balanced":
+        weights = balanced_weights(np.asarray(data["train"]["label"])[owner].tolist(), len(label_names(data)))
     trainer = make_trainer(model, tokenizer, data, profile, settings=s, multi_label=multi_label, run_name="protocol",
                            eval_strategy="no", learning_rate=s.learning_rate if learning_rate is None else learning_rate,
                            num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed,
-                           class_weights=class_weights, chunk=chunk)
-    return train_to_plateau(trainer, evaluate or classifier_scorer(tokenizer, data, s, chunk), profile.protocol, steps)
+                           class_weights=weights, chunk=chunk)
+    fitted = train_to_plateau(trainer, evaluate or classifier_scorer(tokenizer, data, s, chunk), profile.protocol, steps)
+    if weights is not None:
+        fitted["extra"]["class_weights"] = dict(zip(label_names(data), [round(w, 4) for w in weights]))
+    return fitted

@@ -175,7 +175,7 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
     from . import models  # lazy: torch, transformers (~3 s); experiment loads runners
     from .heads import hand_written_head, init_from_label_tokens, tag_encoder  # lazy: as above
     from .plateau import fit_classifier  # lazy: as above
-    from .train import balanced_weights, predict_logits, windows  # lazy: as above
+    from .train import predict_logits  # lazy: as above
 
     s, names = profile.encoder_train if encoder else profile.train, label_names(data)
     seed_everything(seed)
@@ -190,17 +190,11 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
         model = models.add_lora(model, profile.lora)
         if profile.head_pooling != "last":
             model = hand_written_head(model, pooling=profile.head_pooling)
-    trained_on = data["train"]["label"]  # balanced over the rows the loss sees: with chunk, a window each
-    if chunk:
-        trained_on = [trained_on[i] for i in windows(tokenizer, list(data["train"]["text"]), s.max_length, True)[1]]
-    weights = balanced_weights(trained_on, len(names)) if class_weight == "balanced" else None
     fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
                             multi_label=multi_label, evaluate=evaluate(tokenizer, s) if evaluate else None,
-                            class_weights=weights, chunk=chunk)
+                            class_weight=class_weight, chunk=chunk)
     logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), s.eval_batch_size,
                             s.max_length, chunk=chunk)
-    if weights is not None:
-        fitted["extra"]["class_weights"] = dict(zip(names, [round(w, 4) for w in weights]))
     fitted["extra"]["test_texts_per_second"] = len(logits) / seconds
     fitted["trainable_params"] = models.count_parameters(model).trainable
     return model, tokenizer, fitted, logits
