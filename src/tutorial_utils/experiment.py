@@ -141,15 +141,23 @@ def searched_grid(profile: Profile, study: str, method: str, data: DatasetDict, 
         grid = [spec(profile, study, method, data, profile.protocol.seeds[0], v, "grid" if v is not None else "once",
                      described, variant) for v in grid_values(profile, method, below, above)]
         metric = validation_metrics(profile, grid) if len(grid) > 1 else None
-        if metric is None or below + above >= profile.protocol.grid_extensions:
+        steps = None if metric is None else grown(metric, below, above, profile.protocol.grid_extensions)
+        if steps is None:
             return grid
-        best = best_index(metric)
-        if best == len(grid) - 1 and metric[-1] > metric[-2]:
-            above += 1
-        elif best == 0 and metric[0] > metric[1]:
-            below += 1
-        else:
-            return grid
+        below, above = steps
+
+
+def grown(metric: list[float], below: int, above: int, extensions: int) -> tuple[int, int] | None:
+    """The grid's steps past its ends after one more, when the best of ``metric`` (in value order) sits at an end,
+    strictly better than its neighbour, and the protocol allows another step; else None (the search is done)."""
+    if len(metric) < 2 or below + above >= extensions:
+        return None
+    best = best_index(metric)
+    if best == len(metric) - 1 and metric[-1] > metric[-2]:
+        return below, above + 1
+    if best == 0 and metric[0] > metric[1]:
+        return below + 1, above
+    return None
 
 
 def _tuned_study(profile: Profile, study: str, data: DatasetDict, described: dict,

@@ -198,16 +198,11 @@ def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, 
         if best is None:
             raise NotFinite(f"Every learning rate tried diverged ({', '.join(f'{v:g}' for v in tried)}). Fix: train "
                             "in fp32 (COURSE_COMPUTE_DTYPE=float32), or pass a smaller --learning-rate.")
-        score = {v: -np.inf if m is None else m for v, m in tried.items()}
-        values = sorted(score)
-        i = values.index(best[0])
-        grown = below + above < profile.protocol.grid_extensions and len(values) > 1
-        if grown and i == len(values) - 1 and score[values[-1]] > score[values[-2]]:
-            above += 1
-        elif grown and i == 0 and score[values[0]] > score[values[1]]:
-            below += 1
-        else:
+        metric = [-np.inf if m is None else m for _, m in sorted(tried.items())]
+        steps = experiment.grown(metric, below, above, profile.protocol.grid_extensions)
+        if steps is None:
             return best[0], best[1], dict(sorted(tried.items()))
+        below, above = steps
 
 
 def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset: str, learning_rate: float | None,
