@@ -112,12 +112,37 @@ def test_a_method_that_cannot_leave_the_course_is_named_with_the_ones_that_can(t
 
 def test_compare_on_your_data_tables_every_method_against_the_head(table, tmp_path, capsys):
     assert cli.main(["compare", "--profile", "tiny", "--data", str(table), "--text-column", "abstract",
-                     "--label-column", "section", "--out", str(tmp_path / "out"), "--resamples", "50"]) == 0
+                     "--label-column", "section", "--out", str(tmp_path / "out"), "--resamples", "50",
+                     "--class-weight", "balanced", "--long-texts", "chunk", "--max-length", "16"]) == 0
     compared = pd.read_csv(tmp_path / "out" / "comparison.csv", index_col="method")
     assert len(compared) == len(workflow.COMPARED_ON_YOURS) and (compared["seeds"] == 1).all()
     paired = pd.read_csv(tmp_path / "out" / "paired.csv")
     assert set(paired["method"]) == set(compared.index) - {methods.get(methods.EMBEDDING_HEAD).title}
-    assert "minus head), 95% interval" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "minus head), 95% interval" in said
+    # the options reach the methods that honour them, and a line names each one that does not
+    assert f"{methods.TFIDF}: --long-texts chunk not applied (TF-IDF reads every word" in said
+    assert f"{methods.FROZEN_PROBE}: --class-weight and --long-texts chunk not applied" in said
+    assert f"{methods.EMBEDDING_HEAD}: text length: 16 tokens (as asked)" in said and "read as overlapping windows" in said
+
+
+def test_compare_on_your_data_records_the_options_each_method_trained_with(table):
+    mine = data.from_csv(table, text_column="abstract", label_column="section", verbose=False)
+    found = workflow.compare(get_profile("tiny"), mine, compared=(methods.TFIDF, methods.ENCODER),
+                             class_weight="balanced", long_texts="chunk", max_length=16)
+    tfidf, encoder = found[methods.TFIDF][0], found[methods.ENCODER][0]
+    assert tfidf.settings["class_weight"] == "balanced" and "long_texts" not in tfidf.settings
+    assert encoder.settings["long_texts"] == "chunk" and encoder.settings["class_weight"] == "balanced"
+    assert encoder.settings["train"]["max_length"] == 16
+    tuned = workflow.compare(get_profile("tiny"), mine, compared=(methods.TFIDF,), tune=True)[methods.TFIDF][0]
+    assert tuned.settings["C"] == tuned.extra["tuning"]["chosen"] and len(tuned.extra["tuning"]["tuned on validation"]) >= 3
+    with pytest.raises(DataError, match="long_texts='windows'"):
+        workflow.compare(get_profile("tiny"), mine, long_texts="windows")
+
+
+@pytest.mark.parametrize("flag", [["--tune"], ["--class-weight", "balanced"], ["--max-length", "32"]])
+def test_compare_refuses_your_data_options_without_your_data(tmp_path, refused, flag):
+    assert flag[0] in refused(["compare", "--profile", "tiny", "--out", str(tmp_path / "out"), *flag])
 
 
 def test_tune_chooses_on_validation_grows_past_a_winning_end_and_keeps_every_score(table, tmp_path, monkeypatch):

@@ -72,17 +72,36 @@ def positive(kind: type, zero: bool = False) -> Callable[[str], float]:
     return parse
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train and test one method; rank 0 writes metrics.json and predictions.csv into --out."""
-    if args.data:
-        return train_on_data(args)
-    only_yours = [flag for flag, value in (("--learning-rate", args.learning_rate), ("--max-length", args.max_length),
-                                           ("--split-column", args.split_column), ("--tune", args.tune),
-                                           ("--class-weight", args.class_weight),
+def data_options(command: argparse.ArgumentParser) -> None:
+    """The options of a run on your data (``train --data``, ``compare --data``; chapter 09), and the CSV's format."""
+    command.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough "
+                                                                  "for 95%% of the training texts, at most 512)")
+    command.add_argument("--tune", action="store_true", help="--data: choose the learning rate (TF-IDF: C) on "
+                                                             "validation from the protocol's grid (3 to 5 trainings each)")
+    command.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="--data: weight the loss by class, for skewed "
+                                                                       "labels (balanced: n / (classes x count))")
+    command.add_argument("--long-texts", choices=LONG_TEXTS, default="truncate",
+                         help="--data: a text longer than the length read: its first tokens (truncate, the default), "
+                              "or overlapping windows whose logits are averaged (chunk; embedding-head and encoder)")
+    csv_options(command)
+
+
+def refuse_without_data(args: argparse.Namespace) -> None:
+    """Options that apply to your data only, given without ``--data``: refused, naming them."""
+    only_yours = [flag for flag, value in (("--learning-rate", getattr(args, "learning_rate", None)),
+                                           ("--max-length", args.max_length), ("--split-column", args.split_column),
+                                           ("--tune", args.tune), ("--class-weight", args.class_weight),
                                            ("--long-texts", args.long_texts != "truncate")) if value]
     if only_yours:
         raise DataError(f"{' and '.join(only_yours)} apply to your data only (--data my.csv); the profile's data trains "
                         "with the profile's settings. Fix: pass --data, or leave them out.")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train and test one method; rank 0 writes metrics.json and predictions.csv into --out."""
+    if args.data:
+        return train_on_data(args)
+    refuse_without_data(args)
     if ALIASES.get(args.method, args.method) not in {ALIASES[m] for m in METHODS}:
         raise SystemExit(f"{args.method} trains only on your data here. Fix: pass --data my.csv (or train one of "
                          f"{', '.join(METHODS)} on the profile's data).")
@@ -190,6 +209,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.data:
         return compare_on_data(args)
+    refuse_without_data(args)
     profile = session.start(args.profile)
     tables = capstone.run(profile, args.out, n_resamples=args.resamples)
     for name, table in tables.items():
@@ -272,16 +292,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
     train.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
     train.add_argument("--learning-rate", type=positive(float), help="--data: learning rate (TF-IDF: C); default: the method's")
-    train.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough for "
-                                                                "95%% of the training texts, at most 512)")
-    train.add_argument("--tune", action="store_true", help="--data: choose the learning rate (TF-IDF: C) on validation "
-                                                           "from the protocol's grid (3 to 5 trainings)")
-    train.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="--data: weight the loss by class, for skewed "
-                                                                     "labels (balanced: n / (classes x count))")
-    train.add_argument("--long-texts", choices=LONG_TEXTS, default="truncate",
-                       help="--data: a text longer than the length read: its first tokens (truncate, the default), or "
-                            "overlapping windows whose logits are averaged (chunk; embedding-head and encoder)")
-    csv_options(train)
+    data_options(train)
     train.set_defaults(func=cmd_train)
     predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train --data saved")
     predict.add_argument("--model", required=True, help="the --out folder of train --data")
@@ -313,11 +324,11 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     compare.add_argument("--out", required=True, help="folder for the tables (CSV, markdown) and plots (PNG)")
     compare.add_argument("--resamples", type=positive(int), default=2000, help="bootstrap resamples per interval")
-    compare.add_argument("--data", help="your CSV: TF-IDF, probe, encoder and head on it (one seed, defaults)")
+    compare.add_argument("--data", help="your CSV: TF-IDF, probe, encoder and head on it (one seed; defaults, or --tune)")
     compare.add_argument("--text-column", default="text", help="--data: the column of texts (default: text)")
     compare.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
     compare.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
-    csv_options(compare)
+    data_options(compare)
     compare.set_defaults(func=cmd_compare)
     reproduce = commands.add_parser("reproduce", help="the fair comparison into the results store (resumable)")
     reproduce.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")

@@ -115,14 +115,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def compare_on_data(args: argparse.Namespace) -> int:
-    """``compare --data my.csv``: TF-IDF, the probe, the encoder and the head on your table (one seed, defaults)."""
+    """``compare --data my.csv``: TF-IDF, the probe, the encoder and the head on your table (one seed; defaults or --tune)."""
     from . import capstone, comparison, session, workflow  # lazy: per command, so that cli starts fast
 
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
     mine, said = read_data(args)
     found = workflow.compare(profile, mine, dataset=Path(args.data).stem, data_warnings=said,
-                             command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
+                             max_length=args.max_length, tune=args.tune, class_weight=args.class_weight,
+                             long_texts=args.long_texts, command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
     tables = {"comparison": comparison.seed_table(found), "paired": comparison.paired_table(found, n_resamples=args.resamples)}
     capstone.write_report(args.out, tables, {})
     for name, table in tables.items():
@@ -131,7 +132,8 @@ def compare_on_data(args: argparse.Namespace) -> int:
         print("-", line)
     for message in said:  # again beside the verdicts they may undermine
         print(f"- warning about the data: {message}")
-    print(f"\nwrote the tables to {args.out} (one seed, each method at its default: a first look)", file=sys.stderr)
+    chosen = "its learning rate chosen on validation" if args.tune else "at its default"
+    print(f"\nwrote the tables to {args.out} (one seed, each method {chosen}: a first look)", file=sys.stderr)
     return 0
 
 

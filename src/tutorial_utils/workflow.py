@@ -205,6 +205,35 @@ def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, 
         below, above = steps
 
 
+def fit_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float,
+               class_weight: str | None = None, chunk: bool = False) -> tuple:
+    """One method trained on your data at ``value`` (learning rate, or C): (what ``save_model`` writes, its outcome).
+    ``class_weight`` and ``chunk`` reach the methods that honour them (``check_options``, ``compare``)."""
+    if method == methods.TFIDF:
+        return runners.fit_tfidf(data, seed, value, class_weight=class_weight)
+    if method == methods.INSTRUCTION_SCORED:  # a text of your own is a "text" in the prompt
+        tuned, outcomes = runners.fit_instruction(profile, data, seed, value, subject="text")
+        return tuned, outcomes[method]
+    if method == methods.FROZEN_PROBE:  # its layer and pooling are chosen on validation inside; nothing to save
+        return None, runners.probe(profile, data, seed, value)
+    *trained, outcome = runners.train_classifier(profile, data, seed, value, encoder=method == methods.ENCODER,
+                                                 class_weight=class_weight, chunk=chunk)
+    return trained, outcome
+
+
+def fit_or_tune(profile: Profile, method: str, fit, tune_it: bool, learning_rate: float | None) -> tuple:
+    """``fit(value)`` at ``learning_rate`` (default: the method's), or at the value ``tune`` chooses on validation:
+    (value, trained, outcome, seconds, what the record keeps of the search: empty without one)."""
+    if tune_it:
+        (value, (trained, outcome), tried), seconds = timed(tune, profile, method, fit)
+        chosen = {"tuned on validation": {f"{v:g}": None if m is None else round(m, 4) for v, m in tried.items()},
+                  "chosen": value}
+        return value, trained, outcome, seconds, chosen
+    value = runners.default_value(profile, method) if learning_rate is None else learning_rate
+    (trained, outcome), seconds = timed(fit, value)
+    return value, trained, outcome, seconds, {}
+
+
 def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset: str, learning_rate: float | None,
            seed: int | None, command: str | None, data_warnings: list[str], max_length: int | None,
            options: dict) -> records.RunRecord:
@@ -217,23 +246,9 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     chunk, weight = options["long_texts"] == "chunk", options["class_weight"]
 
     def fit(value: float) -> tuple:
-        if method == methods.TFIDF:
-            return runners.fit_tfidf(data, seed, value, class_weight=weight)
-        if method == methods.INSTRUCTION_SCORED:  # a text of your own is a "text" in the prompt
-            tuned, outcomes = runners.fit_instruction(profile, data, seed, value, subject="text")
-            return tuned, outcomes[method]
-        *trained, outcome = runners.train_classifier(profile, data, seed, value, encoder=method == methods.ENCODER,
-                                                     class_weight=weight, chunk=chunk)
-        return trained, outcome
+        return fit_method(profile, method, data, seed, value, class_weight=weight, chunk=chunk)
 
-    if options["tune"]:
-        (value, (trained, outcome), tried), seconds = timed(tune, profile, method, fit)
-    else:
-        value = runners.default_value(profile, method) if learning_rate is None else learning_rate
-        (trained, outcome), seconds = timed(fit, value)
-        tried = {}
-    chosen = {"tuned on validation": {f"{v:g}": None if m is None else round(m, 4) for v, m in tried.items()},
-              "chosen": value} if tried else {}
+    value, trained, outcome, seconds, chosen = fit_or_tune(profile, method, fit, options["tune"], learning_rate)
     outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen,
                                      "long texts": options["long_texts"] if chunk else ""})
     staged = files.staging(out / STAGED)
@@ -289,28 +304,48 @@ def save_model(method: str, trained, profile: Profile, names: list[str], folder:
 
 
 COMPARED_ON_YOURS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD)
+# the methods that honour --class-weight and --long-texts chunk, and why the others do not
+WEIGHTED = (methods.TFIDF, methods.ENCODER, methods.EMBEDDING_HEAD)
+CHUNKED = (methods.ENCODER, methods.EMBEDDING_HEAD)
+NOT_APPLIED = {methods.TFIDF: "TF-IDF reads every word of a text already",
+               methods.FROZEN_PROBE: "the probe fits a plain logistic regression on one feature vector per text",
+               methods.INSTRUCTION_SCORED: "instruction tuning reads a text inside its prompt, once"}
 
 
 def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed: int | None = None,
             compared: tuple[str, ...] = COMPARED_ON_YOURS, command: str | None = None,
-            data_warnings: list[str] | None = None) -> dict[str, list[records.RunRecord]]:
-    """The comparison on your data: each method at its default value and a text length chosen from the data
-    (``text_length``), trained to a validation plateau, one seed.
+            data_warnings: list[str] | None = None, max_length: int | None = None, tune: bool = False,
+            class_weight: str | None = None, long_texts: str = "truncate") -> dict[str, list[records.RunRecord]]:
+    """The comparison on your data: each method at its default value (``tune``: chosen on validation from the
+    protocol's grid) and a text length chosen from the data (``text_length``; ``max_length`` sets it), trained to a
+    validation plateau, one seed. ``class_weight`` and ``long_texts`` reach the methods that honour them; a line
+    says which do not.
 
     Returns records by method, the shape ``comparison.seed_table`` and ``comparison.paired_table`` read.
-    One seed and no grid: a first look, not chapter 8's protocol (run ``train`` with other learning rates
-    to tune one method, and compare on validation).
+    One seed: a first look, not chapter 8's protocol.
     """
+    check_options(methods.EMBEDDING_HEAD, class_weight, long_texts, False, None)  # the names; each method below
     seed = profile.seed if seed is None else seed
+    profile = runners.protocol_profile(profile)
     found = {}
     for method in compared:
-        value = runners.default_value(profile, method)
-        fitted, length = text_length(profile, method, data)  # the probe reads as the head does
-        if length:
+        weight = class_weight if method in WEIGHTED else None
+        chunk = long_texts == "chunk" and method in CHUNKED
+        skipped = [flag for flag, asked, used in (("--class-weight", class_weight, weight),
+                                                  ("--long-texts chunk", long_texts == "chunk", chunk)) if asked and not used]
+        if skipped:
+            print(f"{method}: {' and '.join(skipped)} not applied ({NOT_APPLIED[method]})", flush=True)
+        fitted, length = text_length(profile, method, data, max_length, "chunk" if chunk else "truncate")
+        if length:  # the probe reads as the head does
             print(f"{method}: {length}", flush=True)
-        outcomes, seconds = timed(runners.run, fitted, method, data, seed, value)
-        config = runners.settings(fitted, method, value)
-        found[method] = [records.make_record(method, dataset, seed, config, data,
-                                             with_extra(outcomes[method], **{"data warnings": data_warnings}),
-                                             seconds, command)]
+
+        def fit(value: float, method=method, fitted=fitted, weight=weight, chunk=chunk) -> tuple:
+            return fit_method(fitted, method, data, seed, value, class_weight=weight, chunk=chunk)
+
+        value, _, outcome, seconds, chosen = fit_or_tune(fitted, method, fit, tune, None)
+        config = {**runners.settings(fitted, method, value),
+                  **{k: v for k, v in (("class_weight", weight), ("long_texts", "chunk" if chunk else None),
+                                       ("tune", tune)) if v}}
+        outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen})
+        found[method] = [records.make_record(method, dataset, seed, config, data, outcome, seconds, command)]
     return found
