@@ -114,8 +114,12 @@ def check_restart() -> None:
     print("tutorial_utils installed; no restart needed.")
 
 
+INSTALL_TAG = "hide-input"  # Jupyter Book folds the cell's input behind a toggle
+
+
 def write_opening_cells(path: Path) -> bool:
-    """Make a chapter's badge line (in its first cell) and its install cell (the second) the current ones."""
+    """Make a chapter's badge line (in its first cell) and its install cell (the second) the current ones; the
+    install cell's input is folded in the HTML book (``INSTALL_TAG``), so that a page opens with its lesson."""
     import nbformat  # lazy: a dev dependency (jupyter); only the ``python -m tutorial_utils.colab`` rewrite needs it
 
     notebook = nbformat.read(path, as_version=4)
@@ -124,8 +128,10 @@ def write_opening_cells(path: Path) -> bool:
     lines = [badge if "colab-badge.svg" in line else line for line in title.source.split("\n")]
     if badge not in lines:
         raise ValueError(f"{path.name}: its first cell has no Colab badge line to update. Fix: add one after the title.")
-    changed = "\n".join(lines) != title.source or install.source != install_cell_source()
+    tags = install.metadata.get("tags", [])
+    changed = "\n".join(lines) != title.source or install.source != install_cell_source() or INSTALL_TAG not in tags
     title.source, install.source = "\n".join(lines), install_cell_source()
+    install.metadata["tags"] = tags if INSTALL_TAG in tags else [*tags, INSTALL_TAG]
     if changed:
         nbformat.write(notebook, path)
     return changed
