@@ -56,7 +56,7 @@ def test_every_study_method_is_registered_and_runnable():
 def test_every_runnable_method_has_a_runner_and_settings():
     profile = get_profile("tiny")
     for name in methods.names(runnable=True):
-        assert callable(runners.function(name))
+        assert callable(experiment.runner(name))
         assert runners.settings(profile, name, runners.default_value(profile, name))
     for name in studies.COMPARED + studies.EFFICIENCY_METHODS:
         assert methods.get(name).runner or methods.get(name).trained_with
@@ -67,7 +67,7 @@ def test_unknown_method_lists_the_registry():
         methods.get("embeding-head")
     assert "tfidf-logreg" in str(error.value)
     with pytest.raises(methods.UnknownMethod, match="no runner"):
-        runners.run(get_profile("tiny"), methods.STUDENT, toy_data(), 1, None)
+        experiment.run_method(get_profile("tiny"), methods.STUDENT, toy_data(), 1, None)
 
 
 # ---- keys --------------------------------------------------------------------------------------------
@@ -533,7 +533,7 @@ def test_a_multi_label_tfidf_rerun_reproduces_its_stored_tiny_result(monkeypatch
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile("tiny")
     s = next(s for s in experiment.plan(profile, studies=(studies.MULTILABEL,)) if s.method == methods.MULTILABEL_TFIDF)
-    out = runners.run(profile, s.method, studies.multilabel_data(profile), s.seed, s.value)[s.method]
+    out = experiment.run_method(profile, s.method, studies.multilabel_data(profile), s.seed, s.value)[s.method]
     record = experiment.lookup(profile, s)
     assert np.array_equal(out["y_pred"], record.y_pred) and np.allclose(out["probs"], record.probs, atol=1e-5)
 

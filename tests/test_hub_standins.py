@@ -14,7 +14,8 @@ from tutorial_utils import hub_standins
 REHEARSAL = textwrap.dedent("""
     import json
     import numpy as np
-    from tutorial_utils import answers, assets, data, instruct, instruct_train, models, recipes, session
+    from tutorial_utils import assets, data, instruct, instruct_train, models, recipes, session
+    from tutorial_utils.verbalizer import separator
     from tutorial_utils.hub_standins import AG_NEWS_TOPICS, PATENT_SECTIONS
 
     profile = session.start(show=False)  # COURSE_PROFILE=gpu, allowed on a CPU
@@ -39,7 +40,7 @@ REHEARSAL = textwrap.dedent("""
         "patent_splits": {k: len(v) for k, v in patents.items()},
         "first_train_labels": patents["train"]["label"][:20],
         "news_names": news["train"].features["label"].names, "news_splits": {k: len(v) for k, v in news.items()},
-        "separator": answers.separator(PATENT_SECTIONS, preferred="; "), "options": verbalizer.options(),
+        "separator": separator(PATENT_SECTIONS, preferred="; "), "options": verbalizer.options(),
         "prompt": prompt, "bos": tokenizer.bos_token,
         "pad": tokenizer.pad_token, "eos": tokenizer.eos_token,
         "longest_label_tokens": max(instruct.token_counts(tokenizer, verbalizer)), "budget": budget,

@@ -10,27 +10,10 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .instruct import Verbalizer  # type hints only: instruct imports answers (a circle at run time)
+from .verbalizer import NONE_ANSWER, Verbalizer
 
-SEPARATOR = ", "  # between labels of a multi-label answer (unless a label's text holds a comma: separator())
-SEPARATORS = (", ", "; ", " | ", " / ")  # candidates, in order of preference
-NONE_ANSWER = "none"  # the answer for a text with no label
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
-
-
-def separator(texts, preferred: str = SEPARATOR) -> str:
-    """``preferred``, or the first of SEPARATORS that no label text contains (chapters 04, 05).
-
-    The hub's patent sections read "Chemistry; Metallurgy": joined with "; ", a model would read two labels.
-    """
-    for candidate in (preferred, *SEPARATORS):
-        if not any(candidate.strip() in t for t in texts):
-            return candidate
-    raise ValueError(f"Every separator of {SEPARATORS} occurs in some label text ({list(texts)!r}), so a list of "
-                     "labels would be ambiguous. Fix: pass words= to make_verbalizer without those characters.")
 
 
 def _splitter(verbalizer: Verbalizer) -> re.Pattern:
@@ -38,6 +21,8 @@ def _splitter(verbalizer: Verbalizer) -> re.Pattern:
     texts = (*verbalizer.words, *verbalizer.names)
     chars = "".join(c for c in ",;|" if not any(c in t for t in texts))
     return re.compile(f"[{re.escape(chars)}\n]+")
+
+
 _PREFIX = re.compile(r"^(?:the\s+)?(?:answers?|labels?|tags?|categor(?:y|ies)|sections?)"  # "Label: x", "The answer
                      r"\s*(?:(?:is|are)\b\s*:?|[:=])\s*", re.I)                          # is x": dropped
 

@@ -18,7 +18,7 @@ from fnmatch import fnmatch
 from datasets import DatasetDict
 from tqdm.auto import tqdm
 
-from . import methods, records, run_checks, runners, store
+from . import methods, multilabel_protocol, records, run_checks, runners, store
 from .config import Profile
 from .records import RunRecord
 from .studies import (BASE_STUDY, COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, SMALL_SETS_TOO, STOCHASTIC_FAMILIES,
@@ -99,6 +99,23 @@ def extensions(profile: Profile, s: Spec, data: DatasetDict, described: dict) ->
 def lookup(profile: Profile, s: Spec, verbose: bool = False) -> RunRecord | None:
     """The stored record of a spec, or None."""
     return store.find(profile.name, s.dataset, s.method, s.tag, s.key, verbose=verbose)
+
+
+def runner(method: str):
+    """The function that trains and predicts a registered method under the protocol (``runners``; multi-label:
+    ``multilabel_protocol``)."""
+    entry = methods.get(method)
+    if entry.runner is None:
+        raise methods.UnknownMethod(f"{method!r} has no runner under the protocol yet; the protocol runs: "
+                                    f"{', '.join(methods.names(runnable=True))}.")
+    table = multilabel_protocol.RUNNERS if entry.task == methods.MULTI_LABEL else runners.RUNNERS
+    return table[entry.runner]
+
+
+def run_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None) -> dict[str, dict]:
+    """Train and predict one registered method; outcomes by method name (one training may serve two methods)."""
+    out = runner(method)(runners.protocol_profile(profile), data, seed, value)
+    return out if methods.get(method).runner == "instruction" else {method: out}
 
 
 def grid_values(profile: Profile, method: str, below: int = 0, above: int = 0) -> list[float | None]:
@@ -254,7 +271,7 @@ def produced_by(method: str) -> str:
 def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
     """Train and predict one spec (and any method that shares its training); write each record to the store."""
     profile = study_profile(profile, s.study, s.variant)
-    outcomes, wall = timed(runners.run, longer_cap(profile, s.extension), produced_by(s.method), data, s.seed, s.value)
+    outcomes, wall = timed(run_method, longer_cap(profile, s.extension), produced_by(s.method), data, s.seed, s.value)
     written = []
     wanted = study_methods(s.study)
     for method, outcome in outcomes.items():

@@ -9,52 +9,20 @@ from __future__ import annotations
 
 import copy
 import string
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.special import log_softmax, softmax
 
-from .answers import (NONE_ANSWER, SEPARATOR, ParsedLabels, normalize, parse_label, parse_labels,  # noqa: F401
-                      separator)
-from .checks import check_fits_model, check_label_id, check_label_names, check_texts
+from .answers import normalize, parse_label, parse_labels  # noqa: F401 (parse_*: re-exported for chapters 04, 05)
+from .checks import check_fits_model, check_label_names, check_texts
 from .models import compute_dtype
+from .verbalizer import NONE_ANSWER, Verbalizer  # noqa: F401 (NONE_ANSWER: re-exported)
 
 VERBALIZERS = ("names", "codes", "letters")
 
 
 # ---- Verbalizers: what the model writes for each label ----------------------------------------------
-
-@dataclass(frozen=True)
-class Verbalizer:
-    """The words the model answers with for each label (in class order), and how the prompt lists them (chapter 04)."""
-
-    kind: str
-    names: tuple[str, ...]
-    words: tuple[str, ...]
-
-    def options(self) -> str:
-        """The label list for the instruction, on one line: "word; word" or "word = full name; ...".
-
-        The separator is one that no label's text contains (``answers.separator``).
-        """
-        sep = separator((*self.words, *self.names), preferred="; ")
-        if self.kind == "names":
-            return sep.join(self.words)
-        return sep.join(f"{w} = {n}" for w, n in zip(self.words, self.names))
-
-    @property
-    def answer_separator(self) -> str:
-        """What separates the labels of a multi-label answer: ", " unless a label's text contains a comma."""
-        return separator((*self.words, *self.names))
-
-    def answer(self, label_ids) -> str:
-        """The response for one label id, or for a list of ids (multi-label: fixed class order, answer_separator)."""
-        if isinstance(label_ids, (int, np.integer)):  # bool is an int: check_label_id refuses it
-            return self.words[check_label_id(label_ids, len(self.words))]
-        ids = sorted({check_label_id(i, len(self.words)) for i in label_ids})
-        return self.answer_separator.join(self.words[i] for i in ids) if ids else NONE_ANSWER
-
 
 def short_codes(names: list[str] | tuple[str, ...]) -> list[str]:
     """A one-word code per label: its first word, or its first two words where the first is shared (chapter 04)."""

@@ -23,7 +23,7 @@ from .checks import check_safetensors
 from .config import LoraSettings, Profile, get_profile
 from .data import label_names, load_single_label
 from .data.common import sample_examples
-from .instruct import Verbalizer
+from .verbalizer import Verbalizer
 from .instruct_trainer import make_instruct_trainer
 from .metrics import classification_metrics, softmax
 from .runs import RunResult, load_or_compute_together

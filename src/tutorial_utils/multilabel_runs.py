@@ -14,16 +14,17 @@ from datasets import DatasetDict
 
 from .methods import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the names live in the registry)
 from . import instruct, models, thresholds
+from .answers import parse_labels
 from .config import Profile
 from .data import label_names, load_multi_label, multi_hot
 from .data.common import with_train_cut
-from .instruct import Verbalizer, parse_labels
 from .instruct_train import InstructionModel, tune
 from .metrics import multilabel_metrics, sigmoid
 from .runs import RunResult, load_or_compute_together
 from .session import seed_everything
 from .train import learning_curve, make_trainer, predict_logits
 from .timing import timed
+from .verbalizer import Verbalizer
 
 
 

@@ -12,7 +12,8 @@ from datasets import Dataset
 
 from .methods import ZERO_SHOT  # noqa: F401 (the names live in the registry)
 from .data import label_names
-from .instruct import Verbalizer, instruction, make_verbalizer, score_labels, truncate
+from .instruct import instruction, make_verbalizer, score_labels, truncate
+from .verbalizer import Verbalizer
 from .metrics import classification_metrics, softmax
 from .models import load_causal_lm
 from .runs import RunResult

@@ -260,22 +260,3 @@ def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float
 
 RUNNERS = {"tfidf": tfidf, "probe": probe, "zero_shot": zero_shot, "embedding_head": embedding_head,
            "encoder": encoder, "instruction": instruction}
-
-
-def function(method: str):
-    """The function that trains and predicts a registered method under the protocol (multi-label: ``multilabel_protocol``)."""
-    entry = methods.get(method)
-    if entry.runner is None:
-        raise methods.UnknownMethod(f"{method!r} has no runner under the protocol yet; the protocol runs: "
-                                    f"{', '.join(methods.names(runnable=True))}.")
-    if entry.task == methods.MULTI_LABEL:
-        from .multilabel_protocol import RUNNERS as MULTI_LABEL_RUNNERS  # lazy: breaks the circle with multilabel_protocol
-
-        return MULTI_LABEL_RUNNERS[entry.runner]
-    return RUNNERS[entry.runner]
-
-
-def run(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None) -> dict[str, dict]:
-    """Train and predict one registered method; outcomes by method name (one training may serve two methods)."""
-    out = function(method)(protocol_profile(profile), data, seed, value)
-    return out if methods.get(method).runner == "instruction" else {method: out}
