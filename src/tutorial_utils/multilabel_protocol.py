@@ -16,11 +16,18 @@ from sklearn.multiclass import OneVsRestClassifier
 
 from .config import Profile
 from .data import multi_hot
+from .instruct import generate
+from .instruct_train import prepare_tuning
 from .metrics import sigmoid
+from .multilabel_runs import instruction_result, max_answer_tokens, parse_many
+from .plateau import schedule, train_to_plateau
+from .probe import fit_multilabel_probe, probe_parameters
+from .recipes import tfidf_pipeline
 from .runners import fit_probes, fit_to_plateau, probe_extra
 from .stats import micro_f1
 from .thresholds import apply_thresholds, tune_global_threshold
 from .timing import timed
+from .train import predict_logits
 
 
 def label_matrix(data: DatasetDict, split: str) -> np.ndarray:
@@ -53,9 +60,6 @@ def frequency_floor(data: DatasetDict) -> float:
 
 def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """TF-IDF + one logistic regression per label at C = ``value``."""
-    from .probe import probe_parameters  # lazy: torch, transformers (~3 s); runners loads this
-    from .recipes import tfidf_pipeline  # lazy: as above
-
     pipeline = tfidf_pipeline(seed)
     pipeline.steps[-1] = ("onevsrest", OneVsRestClassifier(pipeline[-1].set_params(C=value)))
     _, seconds = timed(pipeline.fit, list(data["train"]["text"]), label_matrix(data, "train"))
@@ -65,8 +69,6 @@ def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: floa
 
 def multilabel_probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """The frozen-LLM probe, one logistic regression per label at C = ``value``; layer and pooling chosen on validation."""
-    from .probe import fit_multilabel_probe, probe_parameters  # lazy: torch, transformers (~3 s); runners loads this
-
     Y_train, Y_val = label_matrix(data, "train"), label_matrix(data, "validation")
     feats, best, scores, seconds, head = fit_probes(
         profile, data, lambda X: fit_multilabel_probe(X, Y_train, C=value, seed=seed),
@@ -79,8 +81,6 @@ def multilabel_probe(profile: Profile, data: DatasetDict, seed: int, value: floa
 def sigmoid_scorer(data: DatasetDict):
     """The protocol's evaluation of a multi-label classifier, given its tokenizer and settings: micro-F1 at the
     best threshold, and the probabilities."""
-    from .train import predict_logits  # lazy: torch, transformers (~3 s); runners loads this
-
     texts, Y = list(data["validation"]["text"]), label_matrix(data, "validation")
 
     def scorer(tokenizer, settings):
@@ -112,11 +112,6 @@ def multilabel_encoder(profile: Profile, data: DatasetDict, seed: int, value: fl
 
 def multilabel_instruction(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """Instruction tuning on "label, label" answers to a validation plateau (micro-F1 of the generated lists)."""
-    from .instruct import generate  # lazy: torch, transformers (~3 s); runners loads this
-    from .instruct_train import prepare_tuning  # lazy: as above
-    from .multilabel_runs import instruction_result, max_answer_tokens, parse_many  # lazy: as above
-    from .plateau import schedule, train_to_plateau  # lazy: as above
-
     s = profile.instruct_train
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
     tuned, trainer = prepare_tuning(profile, data, multi_label=True, n_train=len(data["train"]),

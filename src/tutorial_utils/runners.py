@@ -14,12 +14,21 @@ import dataclasses
 import numpy as np
 from datasets import DatasetDict
 
-from . import methods
+from . import methods, models
 from .config import Profile, TrainSettings
 from .data import label_names, multi_hot
+from .heads import hand_written_head, init_from_label_tokens, tag_encoder
+from .instruct import make_verbalizer, score_labels
+from .instruct_train import generated_result, prepare_tuning, scored_result, subject_of
 from .metrics import macro_f1, softmax
+from .models import load_causal_lm
+from .plateau import fit_classifier, schedule, train_to_plateau
+from .probe import cached_features, fit_probe, probe_parameters
+from .prompting import prompt_scores
+from .recipes import tfidf_pipeline, tfidf_probs
 from .session import seed_everything
 from .timing import timed
+from .train import predict_logits
 
 TFIDF_C, PROBE_C = 10.0, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
 
@@ -95,8 +104,6 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
 def fit_tfidf(data: DatasetDict, seed: int, value: float, class_weight: str | None = None) -> tuple[object, dict]:
     """TF-IDF + logistic regression at C = ``value`` (``class_weight="balanced"``: scikit-learn's, chapter 09),
     trained on ``data``'s train split: (pipeline, outcome)."""
-    from .recipes import tfidf_pipeline, tfidf_probs  # lazy: torch, transformers (~3 s); experiment loads runners
-
     pipeline = tfidf_pipeline(seed)
     pipeline.set_params(logisticregression__C=value, logisticregression__class_weight=class_weight)
     n = len(label_names(data))
@@ -116,8 +123,6 @@ def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
 def fit_probes(profile: Profile, data: DatasetDict, fit, score) -> tuple:
     """A frozen-LLM probe per layer and pooling, ``fit(X, y_train)``, the best on validation by ``score(head, X)``:
     (features by split, best (layer, pooling), validation scores, fit seconds, the best head)."""
-    from .probe import cached_features  # lazy: torch, transformers (~3 s); experiment loads runners
-
     feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
                                 profile.train.max_length, verbose=False) for s in ("train", "validation", "test")}
     heads, seconds = timed(lambda: {key: fit(X) for key, X in feats["train"].items()})
@@ -133,8 +138,6 @@ def probe_extra(best: tuple, scores: dict) -> dict:
 
 def probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """The frozen-LLM probe at C = ``value``: layer and pooling chosen on validation (features cached)."""
-    from .probe import fit_probe, probe_parameters  # lazy: torch, transformers (~3 s); experiment loads runners
-
     n = len(label_names(data))
     y = {s: np.asarray(data[s]["label"]) for s in ("train", "validation", "test")}
     feats, best, scores, seconds, head = fit_probes(
@@ -148,11 +151,6 @@ def probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
 
 def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> dict:
     """Zero-shot label scoring with the frozen instruct model (nothing trains)."""
-    from .instruct import make_verbalizer  # lazy: torch, transformers (~3 s); experiment loads runners
-    from .instruct_train import subject_of  # lazy: as above
-    from .models import load_causal_lm  # lazy: as above
-    from .prompting import prompt_scores  # lazy: as above
-
     model, tokenizer = load_causal_lm(profile, padding_side="right")
     verbalizer, subject = make_verbalizer(label_names(data), "names"), subject_of(profile.single_label_data)
     n = len(verbalizer.words)
@@ -172,11 +170,6 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
     """The LoRA head (4-bit base) or the encoder trained to a validation plateau, then run on test:
     (model, tokenizer, what ``plateau.fit_classifier`` returns, test logits). ``class_weight="balanced"`` and
     ``chunk`` (long texts read as windows): options for your data (chapter 09)."""
-    from . import models  # lazy: torch, transformers (~3 s); experiment loads runners
-    from .heads import hand_written_head, init_from_label_tokens, tag_encoder  # lazy: as above
-    from .plateau import fit_classifier  # lazy: as above
-    from .train import predict_logits  # lazy: as above
-
     s, names = profile.encoder_train if encoder else profile.train, label_names(data)
     seed_everything(seed)
     if encoder:
@@ -230,10 +223,6 @@ def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) ->
 def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float, subject: str | None = None) -> tuple:
     """``instruction``'s training, with the tuned model kept: (``instruct_train.InstructionModel``, outcomes by method).
     ``subject``: what the prompt calls a text (default: the profile's dataset's word for it)."""
-    from .instruct import score_labels  # lazy: torch, transformers (~3 s); experiment loads runners
-    from .instruct_train import generated_result, prepare_tuning, scored_result  # lazy: as above
-    from .plateau import schedule, train_to_plateau  # lazy: as above
-
     s = profile.instruct_train
     steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
     tuned, trainer = prepare_tuning(profile, data, profile.verbalizer, n_train=len(data["train"]),

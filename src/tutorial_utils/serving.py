@@ -19,7 +19,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 
 from . import files
 from .checks import DataError, check_finite, check_safetensors, check_texts
+from .instruct import score_labels
+from .instruct_train import PROMPT_FILE, load_tuned
 from .metrics import softmax
+from .train import predict_logits
 
 MODEL, RECORD, METRICS = "model", "record", "metrics.json"
 WRITES = (MODEL, RECORD, METRICS, "predictions.csv")  # what a run folder holds: all that --overwrite replaces
@@ -99,17 +102,14 @@ def _load_model(model: Path, info: dict) -> tuple[list[str], object]:
         raise DataError(f"{model} holds a pickled model ({', '.join(p.name for p in model.glob('*.[jp]*'))}): loading "
                         "a pickle can run any code it carries, so the course does not. Fix: train the run again; "
                         "TF-IDF runs are now saved as plain arrays.")
-    from .instruct_train import PROMPT_FILE, load_tuned  # lazy: torch, transformers (~3 s); TF-IDF runs need neither
 
     if (model / PROMPT_FILE).is_file():
-        from .instruct import score_labels  # lazy: as above
 
         tuned = load_tuned(model)
         return list(tuned.verbalizer.names), lambda texts: softmax(score_labels(
             tuned.model, tuned.tokenizer, tuned.prompts(texts), list(tuned.verbalizer.words)))
     from transformers import AutoModelForSequenceClassification, AutoTokenizer  # lazy: as above
 
-    from .train import predict_logits  # lazy: as above
 
     check_safetensors(model, "model")
     network = AutoModelForSequenceClassification.from_pretrained(model, use_safetensors=True).eval()

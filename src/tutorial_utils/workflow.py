@@ -20,12 +20,13 @@ import numpy as np
 from datasets import DatasetDict
 from sklearn.pipeline import Pipeline
 
-from . import experiment, files, methods, records, runners, store
+from . import experiment, export, files, methods, records, runners, store
 from .checks import DataError, NotFinite
 from .config import CLASS_WEIGHTS, LONG_TEXTS, Profile
+from .instruct_train import save_tuned
 from .metrics import per_class_scores
-from .serving import (LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED, TFIDF_FILE, TFIDF_SETTINGS,
-                      WRITES)
+from .models import load_tokenizer
+from .serving import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED, TFIDF_FILE, TFIDF_SETTINGS, WRITES
 from .timing import timed
 
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
@@ -117,7 +118,6 @@ def text_length(profile: Profile, method: str, data: DatasetDict, max_length: in
     """
     if method == methods.TFIDF:
         return profile, ""
-    from .models import load_tokenizer  # lazy: transformers (~2 s); TF-IDF runs need none
 
     field = "encoder_train" if method == methods.ENCODER else "train"  # instruction tuning: the text inside its prompt
     default = getattr(profile, field).max_length
@@ -288,9 +288,6 @@ def save_tfidf(pipeline: Pipeline, names: list[str], folder: Path) -> None:
 def save_model(method: str, trained, profile: Profile, names: list[str], folder: Path) -> None:
     """Write a trained servable method to ``folder``: a TF-IDF pipeline, the encoder, the merged LoRA head, or
     instruction tuning's adapter with its prompt settings."""
-    from . import export  # lazy: torch, transformers (~3 s); TF-IDF runs need neither
-    from .instruct_train import save_tuned  # lazy: as above
-
     if method == methods.TFIDF:
         folder.mkdir()
         save_tfidf(trained, names, folder)
