@@ -1,7 +1,5 @@
 """Chapter 05 on the tiny profile: parsing generated label lists, threshold rules on edge cases, the two runs."""
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,12 +123,3 @@ def test_multi_label_prompts_ask_for_an_ordered_list(runs_on_tiny, data):
     prompt = tuned.prompts([data["train"]["text"][0]])[0]
     assert "in this order, separated by ','" in prompt
     assert tuned.verbalizer.answer([3, 1]) == f"{tuned.verbalizer.words[1]}, {tuned.verbalizer.words[3]}"
-
-
-def test_cached_runs_are_reused(tmp_path, monkeypatch, profile, data):
-    monkeypatch.setenv("COURSE_RUNS", str(tmp_path))
-    small = dataclasses.replace(profile, multilabel_train_size=16, instruct_train_size=8)
-    first = multilabel_runs.cached_multilabel_runs(small, data, verbose=False)
-    again = multilabel_runs.cached_multilabel_runs(small, data, verbose=False)
-    for a, b in zip(first, again):
-        assert a.method == b.method and np.array_equal(a.y_pred, b.y_pred)

@@ -75,19 +75,6 @@ def check_label_id(label: object, n_classes: int) -> int:
     return int(label)
 
 
-def check_label_ids(labels: Iterable[object], n_classes: int, what: str = "labels") -> np.ndarray:
-    """Class ids as an int array, all in 0..n_classes-1, or a ValueError naming the first bad ones."""
-    y = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels)
-    if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{what} must be integer class ids, got dtype {y.dtype}. Fix: encode label names as ids "
-                         "(tutorial_utils.data.encode_labels); booleans are not class ids.")
-    outside = np.flatnonzero((y < 0) | (y >= n_classes))
-    if outside.size:
-        raise ValueError(f"{outside.size} {what} are outside 0..{n_classes - 1} (first at #{outside[0]}: "
-                         f"{y[outside[0]]}). Fix: use the ids of the label list.")
-    return y.astype(int)
-
-
 def check_same_length(y_true, y_pred, names: tuple[str, str] = ("y_true", "y_pred")) -> tuple[np.ndarray, np.ndarray]:
     """Both inputs as arrays, raising a ValueError if either is empty or their lengths differ."""
     a, b = np.asarray(y_true), np.asarray(y_pred)

@@ -16,11 +16,11 @@ from .methods import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the 
 from . import instruct, models, thresholds
 from .answers import parse_labels
 from .config import Profile
-from .data import label_names, load_multi_label, multi_hot
+from .data import label_names, multi_hot
 from .data.common import with_train_cut
 from .instruct_train import InstructionModel, tune
 from .metrics import multilabel_metrics, sigmoid
-from .runs import RunResult, load_or_compute_together
+from .runs import RunResult
 from .session import seed_everything
 from .train import learning_curve, make_trainer, predict_logits
 from .timing import timed
@@ -143,21 +143,6 @@ def instruction_result(tuned: InstructionModel, profile: Profile, data: DatasetD
     return RunResult(method=MULTILABEL_INSTRUCTION, profile=profile.name, seed=profile.seed,
                      label_names=label_names(data), y_true=Y_true, y_pred=Y_pred, probs=Y_pred.astype(float),
                      metrics=multilabel_metrics(Y_true, Y_pred), extra=extra)
-
-
-def multilabel_runs(profile: Profile, data: DatasetDict | None = None) -> tuple[RunResult, RunResult]:
-    """Chapter 05's recipe: the embedding head (per-label thresholds) and multi-label instruction tuning."""
-    data = data or load_multi_label(profile)
-    head = head_result(train_head(profile, data), profile, data)
-    tuned = tune_multilabel(profile, data)
-    return head, instruction_result(tuned, profile, data)
-
-
-def cached_multilabel_runs(profile: Profile, data: DatasetDict | None = None,
-                           verbose: bool = True) -> tuple[RunResult, RunResult]:
-    """Both of chapter 05's test-set runs from the run cache, or trained, predicted and saved now."""
-    return load_or_compute_together(profile, (MULTILABEL_HEAD, MULTILABEL_INSTRUCTION),
-                                    lambda: multilabel_runs(profile, data), verbose)
 
 
 def comparison(results: list[RunResult]) -> pd.DataFrame:
