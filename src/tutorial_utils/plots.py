@@ -176,7 +176,7 @@ def plot_validation_curves(curves: pd.DataFrame, ax=None):
     best = curves[curves["best"]]
     ax.scatter(best["epoch"], best[metric], s=160, facecolors="none", edgecolors="black", zorder=4,
                label="kept (best on validation)")
-    ax.set(title="Validation curves: each method trains until its validation score stops improving")
+    ax.set(title="Validation curves: each method until validation stops improving, or its epoch cap")
     ax.legend(fontsize=8)
     return ax
 
