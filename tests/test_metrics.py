@@ -52,6 +52,23 @@ def test_classification_metrics_agree_with_sklearn(seed):
     assert all(isinstance(v, float) for v in got.values())
 
 
+def test_macro_f1_leaves_out_a_class_absent_from_labels_and_predictions_and_says_so():
+    from tutorial_utils import stats
+
+    with pytest.warns(UserWarning, match=r"Class ids \[2\] occur neither"):
+        perfect = classification_metrics([0, 0, 1], [0, 0, 1], n_classes=3)
+    assert perfect["macro_f1"] == 1.0 == stats.macro_f1_over(3)([0, 0, 1], [0, 0, 1])  # not 0.667
+    wrongly_predicted = classification_metrics([0, 0, 1], [0, 2, 1], n_classes=3)  # class 2 predicted: scored 0
+    assert wrongly_predicted["macro_f1"] == pytest.approx(f1_score([0, 0, 1], [0, 2, 1], average="macro"))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)  # class 4 never occurs; -1 (unparsable) is wrong, never a class
+    p = np.where(rng.random(200) < 0.5, y, rng.integers(-1, 4, 200))
+    expected = f1_score(y, p, labels=stats.present_classes(y, p, 5), average="macro", zero_division=0)
+    with pytest.warns(UserWarning, match=r"\[4\]"):
+        assert classification_metrics(y, p, n_classes=5)["macro_f1"] == pytest.approx(expected)
+    assert stats.macro_f1_over(5)(y, p) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_multilabel_metrics_and_per_label_f1_agree_with_sklearn(seed):
     rng = np.random.default_rng(seed)

@@ -43,6 +43,7 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
     info = json.loads((out / "metrics.json").read_text())
     record = store.read(out / workflow.RECORD)
     assert info["method"] == record.method == cli.ALIASES[method] and info["label_names"] == record.label_names
+    assert info["macro_f1_over"] == record.label_names  # the classes its macro-F1 averages: here all of them
     assert record.validation_curve or method == "tfidf"  # trained to a plateau: evaluated along the way
     if method != "tfidf":  # the text length was chosen from the data, said, and kept
         assert record.extra["text length"].startswith("text length: ")

@@ -7,6 +7,7 @@ scikit-learn only: no torch, so that the functions take the NumPy arrays a chapt
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ from scipy.special import expit, log_softmax
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from .checks import PROB_ATOL, check_finite, check_label_matrices, check_probs, check_same_length  # noqa: F401
+from .stats import macro_f1_over, present_classes
 
 LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))  # temperatures fit_temperature searches: 0.05 to 20
 
@@ -23,21 +25,30 @@ LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))  # temperatures fit_temperature sear
 def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict[str, float]:
     """Accuracy, macro-F1 and weighted-F1 of single-label predictions (chapter 02).
 
-    With ``n_classes`` the F1s average over exactly the classes 0..n-1 (a prediction of -1, "unparsable",
-    then counts as wrong without becoming a class of its own).
+    With ``n_classes`` the F1s average over the classes 0..n-1 that occur in the labels or the predictions
+    (``stats.macro_f1_over``: a prediction of -1, "unparsable", counts as wrong without becoming a class of its
+    own); a class in neither is left out of the average, with a warning naming it, as scikit-learn leaves it out.
     """
     y_true, y_pred = check_same_length(y_true, y_pred)
-    labels = None if n_classes is None else list(range(n_classes))
+    labels = None if n_classes is None else present_classes(y_true, y_pred, n_classes)
+    if labels is not None and len(labels) < n_classes:
+        absent = sorted(set(range(n_classes)) - set(labels))
+        warnings.warn(f"Class ids {absent} occur neither in the labels nor in the predictions: macro-F1 averages the "
+                      f"other {len(labels)} classes (scoring an absent class 0 would mark right predictions down). "
+                      "Fix: test on a split that holds every class (data.from_pandas carves one), or read the "
+                      "per-class table (metrics.per_class_scores).", UserWarning, stacklevel=2)
+    macro = (f1_score(y_true, y_pred, average="macro", zero_division=0) if labels is None
+             else macro_f1_over(n_classes)(y_true, y_pred))
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(macro),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
     }
 
 
 def macro_f1(y_true, y_pred, n_classes: int) -> float:
-    """Macro-F1 over exactly ``n_classes`` classes: the comparison protocol's validation metric (chapter 08)."""
-    return classification_metrics(y_true, y_pred, n_classes=n_classes)["macro_f1"]
+    """Macro-F1 over the classes 0..n-1 present (``stats.macro_f1_over``): the protocol's validation metric (chapter 08)."""
+    return macro_f1_over(n_classes)(*check_same_length(y_true, y_pred))
 
 
 def multilabel_metrics(Y_true, Y_pred) -> dict[str, float]:

@@ -74,7 +74,9 @@ def macro_f1(y_true, y_pred) -> float:
 
 
 def macro_f1_over(n_classes: int) -> Metric:
-    """Macro-F1 over exactly the classes 0..n-1, as a metric callable; a prediction of -1 (unparsable) is wrong.
+    """Macro-F1 over the classes 0..n-1 that occur in the labels or the predictions, as a metric callable; a
+    prediction of -1 (unparsable) is wrong. A class that occurs in neither has no F1 and is left out of the mean,
+    as scikit-learn leaves it out (scoring it 0 would mark perfect predictions down); ``present_classes`` names them.
 
     Unlike ``macro_f1`` an unparsable answer never becomes a class of its own (chapter 08's tables).
     """
@@ -85,9 +87,16 @@ def macro_f1_over(n_classes: int) -> Metric:
         tp = np.bincount(y[y == p], minlength=n_classes)[:n_classes]
         denominator = (np.bincount(y, minlength=n_classes)[:n_classes]
                        + np.bincount(p[p >= 0], minlength=n_classes)[:n_classes])
-        return float(np.divide(2.0 * tp, denominator, out=np.zeros(n_classes), where=denominator > 0).mean())
+        scored = denominator > 0
+        return float((2.0 * tp[scored] / denominator[scored]).mean()) if scored.any() else 0.0
 
     return metric
+
+
+def present_classes(y_true, y_pred, n_classes: int) -> list[int]:
+    """The class ids 0..n-1 a single-label macro-F1 averages over: those in the labels or the predictions."""
+    seen = set(np.asarray(y_true).tolist()) | set(np.asarray(y_pred).tolist())
+    return [c for c in range(n_classes) if c in seen]
 
 
 def micro_f1(Y_true, Y_pred) -> float:

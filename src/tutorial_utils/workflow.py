@@ -27,6 +27,7 @@ from .instruct_train import save_tuned
 from .metrics import per_class_scores
 from .models import load_tokenizer
 from .serving import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED, TFIDF_FILE, TFIDF_SETTINGS, WRITES
+from .stats import present_classes
 from .timing import timed
 
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
@@ -264,6 +265,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
         "best_epoch": record.best_epoch, "validation_macro_f1": record.validation_metric,
         "test_metrics": record.test_metrics, "trainable_params": record.trainable_params,
         "test_per_class": per_class_scores(record.y_true, record.y_pred, names).to_dict(orient="records"),
+        "macro_f1_over": [names[c] for c in present_classes(record.y_true, record.y_pred, len(names))],
         "data_warnings": list(data_warnings), "model_files": files.checksums(staged / MODEL)}, indent=1))
     install(staged, out)  # the previous run's files go only now that the new run is trained and saved
     return record
