@@ -140,10 +140,11 @@ def committed() -> list[Path]:
 
 def test_the_defaults_and_the_plain_script_run_side_by_side_on_the_same_split(tiny_run):
     _, results = tiny_run
-    cli, plain = results["sections"]["defaults"]["rows"]
+    cli, same_length, plain = results["sections"]["defaults"]["rows"]
     assert plain["time / plain script"] == 1 and plain["macro-F1 - plain script"] == 0
     assert cli["time / plain script"] == pytest.approx(cli["seconds"] / plain["seconds"])
     assert cli["text length"] % 16 == 0 and plain["text length"] == 128 and 0 <= cli["macro-F1"] <= 1
+    assert same_length["text length"] == 128 and same_length["run"].endswith("(the plain script's length)")
 
 
 def test_the_unseen_corpus_has_balanced_eras_of_long_paragraphs_and_is_seeded():

@@ -98,7 +98,8 @@ def plain_script(table: pd.DataFrame, profile: Profile, learning_rate: float, ou
 
 
 def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
-    """Both runs timed side by side, each from loading the model to test scores: rows and settings."""
+    """The CLI's defaults, the CLI at the plain script's text length (what the length alone changes) and the
+    plain script, timed side by side, each from loading the model to test scores: rows and settings."""
     sizes = SIZES if profile.meaningful else TINY_SIZES
     table = sotu_eras(sizes=sizes)
     learning_rate = profile.train.learning_rate  # the CLI's default for the head, so that the plain script differs
@@ -106,22 +107,29 @@ def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
         csv = Path(tmp) / "sotu-eras.csv"
         table.to_csv(csv, index=False)
 
-        def cli_defaults():  # what `train embedding-head --data sotu-eras.csv --split-column split` runs, export included
+        def cli(name: str, max_length: int | None = None):
+            """`train embedding-head --data sotu-eras.csv --split-column split [--max-length N]`, export included."""
             mine = from_csv(csv, text_column="text", label_column="label", split_column="split", verbose=False)
-            return workflow.train(profile, methods.EMBEDDING_HEAD, mine, Path(tmp) / "cli")
+            return workflow.train(profile, methods.EMBEDDING_HEAD, mine, Path(tmp) / name, max_length=max_length)
 
-        record, cli_seconds = timed(cli_defaults)
+        record, cli_seconds = timed(cli, "cli")
+        same_length, same_length_seconds = timed(cli, "cli-128", PLAIN["max_length"])  # length apart from protocol
         (y_true, plain), plain_seconds = timed(plain_script, table, profile, learning_rate, Path(tmp) / "plain")
-    if not np.array_equal(record.y_true, y_true):
-        raise RuntimeError("The two runs read the test split in different orders; their predictions cannot be paired.")
+    if not (np.array_equal(record.y_true, y_true) and np.array_equal(same_length.y_true, y_true)):
+        raise RuntimeError("The runs read the test split in different orders; their predictions cannot be paired.")
     n = len(ERAS)
-    gain = stats.paired_bootstrap(y_true, record.y_pred, plain, stats.macro_f1_over(n), seed=profile.seed)
-    rows = [{"run": "train embedding-head --data (defaults)", "text length": record.settings["train"]["max_length"],
-             "epochs": f"{record.best_epoch:g} best of {record.epochs_run:g}, to a plateau",
-             "macro-F1": macro_f1(y_true, record.y_pred, n), "accuracy": accuracy_score(y_true, record.y_pred),
-             "seconds": cli_seconds, "time / plain script": cli_seconds / plain_seconds,
-             "macro-F1 - plain script": gain.difference, "95% interval (paired bootstrap)":
-                 f"{gain.ci_low:+.3f} to {gain.ci_high:+.3f}"},
+
+    def row(run: str, found, seconds: float) -> dict:
+        gain = stats.paired_bootstrap(y_true, found.y_pred, plain, stats.macro_f1_over(n), seed=profile.seed)
+        return {"run": run, "text length": found.settings["train"]["max_length"],
+                "epochs": f"{found.best_epoch:g} best of {found.epochs_run:g}, to a plateau",
+                "macro-F1": macro_f1(y_true, found.y_pred, n), "accuracy": accuracy_score(y_true, found.y_pred),
+                "seconds": seconds, "time / plain script": seconds / plain_seconds,
+                "macro-F1 - plain script": gain.difference,
+                "95% interval (paired bootstrap)": f"{gain.ci_low:+.3f} to {gain.ci_high:+.3f}"}
+
+    rows = [row("train embedding-head --data (defaults)", record, cli_seconds),
+            row(f"... --max-length {PLAIN['max_length']} (the plain script's length)", same_length, same_length_seconds),
             {"run": "plain transformers + peft script", "text length": PLAIN["max_length"],
              "epochs": f"{PLAIN['epochs']} fixed", "macro-F1": macro_f1(y_true, plain, n),
              "accuracy": accuracy_score(y_true, plain), "seconds": plain_seconds, "time / plain script": 1.0,
@@ -130,12 +138,12 @@ def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
     settings = {"data": f"State of the Union paragraphs of >= {MIN_WORDS} words by era ({', '.join(ERAS)}), split "
                         f"by address: {sizes}", "median words": float(words.median()),
                 "95th percentile words": float(words.quantile(0.95)), "model": profile.causal_lm,
-                "learning rate (both)": learning_rate, "LoRA (both)": f"r={profile.lora.r} on "
-                                                                      f"{', '.join(profile.lora.target_modules)}",
-                "the same in both": "the model in 4-bit NF4 with double quantisation, no gradient checkpointing, the "
-                                    "batch size, one seed, the test split; each timed from loading the model",
-                "the CLI's defaults only": "text length from the data, training to a validation plateau (best "
-                                           "evaluation kept), 6% warmup, batches of similar length, a distinct pad "
-                                           "token, the export and its checksums",
+                "learning rate (every run)": learning_rate, "LoRA (every run)": f"r={profile.lora.r} on "
+                                                                                f"{', '.join(profile.lora.target_modules)}",
+                "the same in every run": "the model in 4-bit NF4 with double quantisation, no gradient checkpointing, "
+                                         "the batch size, one seed, the test split; each timed from loading the model",
+                "the CLI's runs only": "training to a validation plateau (best evaluation kept), 6% warmup, batches of "
+                                       "similar length, a distinct pad token, the export and its checksums; the text "
+                                       "length from the data (defaults) or 128 tokens (--max-length 128)",
                 "the plain script only": "128 tokens, 3 epochs, the last weights, pad = EOS, no warmup, random batches"}
     return rows, settings
