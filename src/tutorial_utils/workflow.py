@@ -35,6 +35,13 @@ SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INST
 # the text length a run on your data reads: enough tokens for this share of its training texts, in steps, at most a cap
 LENGTH_COVERS, LENGTH_STEP, LENGTH_CAP = 0.95, 16, 512
 
+# the methods that honour --class-weight and --long-texts chunk, and why the others do not
+WEIGHTED = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF)
+CHUNKED = (methods.EMBEDDING_HEAD, methods.ENCODER)
+NOT_APPLIED = {methods.TFIDF: "TF-IDF reads every word of a text already",
+               methods.FROZEN_PROBE: "the probe fits a plain logistic regression on one feature vector per text",
+               methods.INSTRUCTION_SCORED: "instruction tuning reads a text inside its prompt, once"}
+
 
 def check_options(method: str, class_weight: str | None, long_texts: str, tune: bool,
                   learning_rate: float | None) -> None:
@@ -46,14 +53,17 @@ def check_options(method: str, class_weight: str | None, long_texts: str, tune: 
     if tune and learning_rate is not None:
         raise DataError("--tune chooses the learning rate on validation, and --learning-rate sets it. Fix: pass one "
                         "of them.")
-    classifiers = (methods.EMBEDDING_HEAD, methods.ENCODER)
-    if long_texts == "chunk" and method not in classifiers:
-        raise DataError(f"--long-texts chunk applies to {' and '.join(classifiers)}: "
-                        + ("TF-IDF reads every word of a text already." if method == methods.TFIDF else
-                           "instruction tuning reads a text inside its prompt, once.") + " Fix: leave it out.")
-    if class_weight and method not in (*classifiers, methods.TFIDF):
-        raise DataError(f"--class-weight applies to {', '.join((*classifiers, methods.TFIDF))}: instruction tuning's "
-                        "loss is over the label's tokens. Fix: leave it out.")
+    if long_texts == "chunk" and method not in CHUNKED:
+        raise DataError(f"--long-texts chunk applies to {' and '.join(CHUNKED)}: {NOT_APPLIED[method]}. "
+                        "Fix: leave it out.")
+    if class_weight and method not in WEIGHTED:
+        raise DataError(f"--class-weight applies to {', '.join(WEIGHTED)}: instruction tuning's loss is over the "
+                        "label's tokens. Fix: leave it out.")
+
+
+def option_settings(options: dict) -> dict:
+    """The options of a run on your data that differ from the defaults, as its record's settings keep them."""
+    return {k: v for k, v in options.items() if v not in (False, None, "truncate")}
 
 
 def user_files(out: Path) -> list[str]:
@@ -254,8 +264,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
                                      "long texts": options["long_texts"] if chunk else ""})
     staged = files.staging(out / STAGED)
     save_model(method, trained, profile, names, staged / MODEL)
-    config = {**runners.settings(profile, method, value),
-              **{k: v for k, v in options.items() if v not in (False, None, "truncate")}}
+    config = {**runners.settings(profile, method, value), **option_settings(options)}
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
     store.write(record, staged / RECORD)
     (staged / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
@@ -303,12 +312,6 @@ def save_model(method: str, trained, profile: Profile, names: list[str], folder:
 
 
 COMPARED_ON_YOURS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD)
-# the methods that honour --class-weight and --long-texts chunk, and why the others do not
-WEIGHTED = (methods.TFIDF, methods.ENCODER, methods.EMBEDDING_HEAD)
-CHUNKED = (methods.ENCODER, methods.EMBEDDING_HEAD)
-NOT_APPLIED = {methods.TFIDF: "TF-IDF reads every word of a text already",
-               methods.FROZEN_PROBE: "the probe fits a plain logistic regression on one feature vector per text",
-               methods.INSTRUCTION_SCORED: "instruction tuning reads a text inside its prompt, once"}
 
 
 def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed: int | None = None,
@@ -343,8 +346,7 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
 
         value, _, outcome, seconds, chosen = fit_or_tune(fitted, method, fit, tune, None)
         config = {**runners.settings(fitted, method, value),
-                  **{k: v for k, v in (("class_weight", weight), ("long_texts", "chunk" if chunk else None),
-                                       ("tune", tune)) if v}}
+                  **option_settings({"tune": tune, "class_weight": weight, "long_texts": "chunk" if chunk else "truncate"})}
         outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen})
         found[method] = [records.make_record(method, dataset, seed, config, data, outcome, seconds, command)]
     return found
