@@ -189,17 +189,25 @@ def test_the_command_line_refuses_bad_input_in_one_line(tmp_path, refused):
     assert cli.main(cli_train(latin, tmp_path / "run", "--encoding", "latin-1")) == 0
 
 
-def test_a_run_on_your_data_reads_as_many_tokens_as_most_of_its_texts_need():
+def test_a_run_on_your_data_reads_as_many_tokens_as_most_of_its_texts_need_within_twice_the_profiles_length():
     from tutorial_utils import methods, workflow
     from tutorial_utils.config import get_profile
 
     profile = get_profile("tiny")
+    cap = workflow.LENGTH_BUDGET * profile.train.max_length
+    medium = from_pandas(table(10).assign(message=lambda f: f["message"] + " word" * 60), "message", "topic",
+                         verbose=False)
+    fitted, line = workflow.text_length(profile, methods.EMBEDDING_HEAD, medium)
+    chosen = fitted.train.max_length
+    assert profile.train.max_length < chosen < cap and chosen % workflow.LENGTH_STEP == 0
+    assert f"text length: {chosen} tokens" in line and f"0 of {len(medium['train'])} training texts are longer" in line
     long = from_pandas(table(10).assign(message=lambda f: f["message"] + " word" * 100), "message", "topic",
                        verbose=False)
-    fitted, line = workflow.text_length(profile, methods.EMBEDDING_HEAD, long)
-    chosen = fitted.train.max_length
-    assert chosen > profile.train.max_length and chosen % workflow.LENGTH_STEP == 0 and chosen <= workflow.LENGTH_CAP
-    assert f"text length: {chosen} tokens" in line and f"0 of {len(long['train'])} training texts are longer" in line
+    capped, line = workflow.text_length(profile, methods.EMBEDDING_HEAD, long)
+    assert capped.train.max_length == cap, "the default never reads more than twice the profile's length"
+    assert f"{len(long['train'])} of {len(long['train'])} training texts are longer" in line
+    needed = int(line.split("would need ")[1].split(":")[0])
+    assert needed > cap and f"--max-length {needed}" in line, "the line says how to read them all"
     short = from_pandas(table(10), "message", "topic", verbose=False)
     assert workflow.text_length(profile, methods.EMBEDDING_HEAD, short)[0].train.max_length == workflow.LENGTH_STEP
     encoder, _ = workflow.text_length(profile, methods.ENCODER, long, max_length=64)

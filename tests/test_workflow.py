@@ -64,6 +64,10 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
         assert set(record.extra["class_weights"]) == set(record.label_names)
         batch = record.settings["train"]["batch_size"]  # an epoch is every window once, not every text
         assert record.extra["steps_per_epoch"] > -(-record.train_examples // batch)
+        said = json.loads((out / workflow.MODEL / "config.json").read_text())["long_texts"]  # for plain transformers
+        assert "windows" in said["read_as"] and "mean" in said["combine"]
+    elif method != "tfidf" and (out / workflow.MODEL / "config.json").exists():
+        assert "long_texts" not in json.loads((out / workflow.MODEL / "config.json").read_text())
     if method == "embedding-head":  # the weighted loss through peft's model and the Trainer
         assert record.settings["class_weight"] == "balanced" and len(record.extra["class_weights"]) == 8
     assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)

@@ -75,7 +75,8 @@ def positive(kind: type, zero: bool = False) -> Callable[[str], float]:
 def data_options(command: argparse.ArgumentParser) -> None:
     """The options of a run on your data (``train --data``, ``compare --data``; chapter 09), and the CSV's format."""
     command.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough "
-                                                                  "for 95%% of the training texts, at most 512)")
+                                                                  "for 95%% of the training texts, at most twice the "
+                                                                  "profile's length)")
     command.add_argument("--tune", action="store_true", help="--data: choose the learning rate (TF-IDF: C) on "
                                                              "validation from the protocol's grid (3 to 5 trainings each)")
     command.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="--data: weight the loss by class, for skewed "

@@ -17,6 +17,7 @@ import torch
 
 from . import models
 from .config import Profile
+from .train import CHUNK_OVERLAP
 
 PEFT_PREFIX = "base_model.model."
 
@@ -61,11 +62,11 @@ def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
 
 
 def export_classifier(peft_model, tokenizer, profile: Profile, label_names: list[str], folder: str | Path,
-                      dtype: torch.dtype = torch.bfloat16) -> Path:
+                      dtype: torch.dtype = torch.bfloat16, chunk: bool = False) -> Path:
     """Save a trained embedding head (4-bit base + LoRA + head) as one plain 16-bit transformers folder.
 
     The tokenizer is saved with ``model_max_length`` at the profile's training length, so that a
-    ``pipeline(..., truncation=True)`` cuts texts where training did.
+    ``pipeline(..., truncation=True)`` cuts texts where training did; ``chunk``: said in the config (``export_plain``).
     """
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
@@ -80,7 +81,7 @@ def export_classifier(peft_model, tokenizer, profile: Profile, label_names: list
                            "models.add_lora on the profile's base model.")
     plain = plain.to(dtype)
     plain.config.pad_token_id = tokenizer.pad_token_id
-    return export_plain(plain, tokenizer, label_names, folder, max_length=profile.train.max_length)
+    return export_plain(plain, tokenizer, label_names, folder, max_length=profile.train.max_length, chunk=chunk)
 
 
 def _save_tokenizer(tokenizer, folder: Path, max_length: int | None) -> None:
@@ -94,13 +95,21 @@ def _save_tokenizer(tokenizer, folder: Path, max_length: int | None) -> None:
         tokenizer.model_max_length = before
 
 
-def export_plain(model, tokenizer, label_names: list[str], folder: str | Path, max_length: int | None = None) -> Path:
-    """Save a plain transformers classifier (the encoder, the distilled student) with its label names."""
+def export_plain(model, tokenizer, label_names: list[str], folder: str | Path, max_length: int | None = None,
+                 chunk: bool = False) -> Path:
+    """Save a plain transformers classifier (the encoder, the distilled student) with its label names; ``chunk``:
+    trained on long texts as windows, which ``config.json`` says, since a plain pipeline would cut them instead."""
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty. Fix: export into a new folder (nothing was overwritten).")
     model.config.id2label = dict(enumerate(label_names))
     model.config.label2id = {n: i for i, n in enumerate(label_names)}
+    if chunk:
+        model.config.long_texts = {
+            "read_as": "windows of model_max_length tokens (the tokenizer's), each overlapping the next by "
+                       f"{CHUNK_OVERLAP:.0%}", "combine": "the mean of the windows' logits",
+            "serve_with": "python -m tutorial_utils predict, or tokenizer(..., stride=..., "
+                          "return_overflowing_tokens=True) and a mean of the logits per text"}
     model.save_pretrained(folder, safe_serialization=True)
     _save_tokenizer(tokenizer, folder, max_length)
     return folder

@@ -33,7 +33,9 @@ from .timing import timed
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
 SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
 # the text length a run on your data reads: enough tokens for this share of its training texts, in steps, at most a cap
-LENGTH_COVERS, LENGTH_STEP, LENGTH_CAP = 0.95, 16, 512
+# the default length covers this share of the training texts, in steps of LENGTH_STEP tokens, up to LENGTH_BUDGET
+# times the profile's length: a step's cost grows with the length, and a profile's length is what its time was sized for
+LENGTH_COVERS, LENGTH_STEP, LENGTH_BUDGET = 0.95, 16, 2
 
 # the methods that honour --class-weight and --long-texts chunk, and why the others do not
 WEIGHTED = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF)
@@ -125,7 +127,7 @@ def text_length(profile: Profile, method: str, data: DatasetDict, max_length: in
     """The profile with the number of tokens ``method`` reads of each text, and a line saying the choice and its cost.
 
     ``max_length`` if given; else enough for ``LENGTH_COVERS`` of the training texts, rounded up to ``LENGTH_STEP``,
-    at most ``LENGTH_CAP`` and the model's own limit (a profile's length was set for its own data, not yours).
+    at most ``LENGTH_BUDGET`` times the profile's length (what its time was sized for) and the model's own limit.
     """
     if method == methods.TFIDF:
         return profile, ""
@@ -134,13 +136,15 @@ def text_length(profile: Profile, method: str, data: DatasetDict, max_length: in
     default = getattr(profile, field).max_length
     tokenizer = load_tokenizer(profile.encoder if method == methods.ENCODER else profile.causal_lm)
     lengths = np.array([len(ids) for ids in tokenizer(list(data["train"]["text"]))["input_ids"]])
-    limit = int(min(LENGTH_CAP, tokenizer.model_max_length))
+    limit = int(min(LENGTH_BUDGET * default, tokenizer.model_max_length))
     if max_length is not None and max_length > tokenizer.model_max_length:
         raise DataError(f"max_length {max_length} is more than the model reads ({tokenizer.model_max_length} tokens). "
                         f"Fix: pass at most {tokenizer.model_max_length} (--max-length).")
     if max_length is None:
         needed = int(np.ceil(np.quantile(lengths, LENGTH_COVERS) / LENGTH_STEP) * LENGTH_STEP)
-        chosen, how = min(limit, max(LENGTH_STEP, needed)), f"enough for {LENGTH_COVERS:.0%} of the training texts, at most {limit}"
+        chosen = min(limit, max(LENGTH_STEP, needed))
+        how = (f"enough for {LENGTH_COVERS:.0%} of the training texts, at most {limit}, {LENGTH_BUDGET}x the profile's "
+               f"length" + (f"; {LENGTH_COVERS:.0%} would need {needed}: --max-length {needed}" if needed > limit else ""))
     else:
         chosen, how = int(max_length), "as asked"
     fate = ("are longer, read as overlapping windows whose logits are averaged" if long_texts == "chunk" else "are longer and get cut")
@@ -263,7 +267,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen,
                                      "long texts": options["long_texts"] if chunk else ""})
     staged = files.staging(out / STAGED)
-    save_model(method, trained, profile, names, staged / MODEL)
+    save_model(method, trained, profile, names, staged / MODEL, chunk)
     config = {**runners.settings(profile, method, value), **option_settings(options)}
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
     store.write(record, staged / RECORD)
@@ -296,9 +300,9 @@ def save_tfidf(pipeline: Pipeline, names: list[str], folder: Path) -> None:
     (folder / LABELS_FILE).write_text(json.dumps(names))
 
 
-def save_model(method: str, trained, profile: Profile, names: list[str], folder: Path) -> None:
+def save_model(method: str, trained, profile: Profile, names: list[str], folder: Path, chunk: bool = False) -> None:
     """Write a trained servable method to ``folder``: a TF-IDF pipeline, the encoder, the merged LoRA head, or
-    instruction tuning's adapter with its prompt settings."""
+    instruction tuning's adapter with its prompt settings (``chunk``: long texts read as windows, said in the config)."""
     if method == methods.TFIDF:
         folder.mkdir()
         save_tfidf(trained, names, folder)
@@ -306,9 +310,9 @@ def save_model(method: str, trained, profile: Profile, names: list[str], folder:
         folder.mkdir()
         save_tuned(trained, profile, folder)
     elif method == methods.ENCODER:
-        export.export_plain(*trained, names, folder, max_length=profile.encoder_train.max_length)
+        export.export_plain(*trained, names, folder, max_length=profile.encoder_train.max_length, chunk=chunk)
     else:
-        export.export_classifier(*trained, profile, names, folder)
+        export.export_classifier(*trained, profile, names, folder, chunk=chunk)
 
 
 COMPARED_ON_YOURS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, methods.EMBEDDING_HEAD)
