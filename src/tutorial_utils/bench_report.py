@@ -105,7 +105,7 @@ def plot_section(name: str, section: dict, title: str, path: Path) -> None:
         ax.set_xlabel("texts per second (log scale)")
         ax.legend(title="batch size")
     elif name == "defaults":
-        ax.barh(rows["run"], rows["macro-F1"], color=["C0", "C7"])
+        ax.barh(rows["run"], rows["macro-F1"], color=["C7" if run.startswith("plain") else "C0" for run in rows["run"]])
         for y, (f1, seconds) in enumerate(zip(rows["macro-F1"], rows["seconds"])):
             ax.text(f1, y, f" {f1:.3f} in {seconds / 60:.1f} min", va="center", fontsize=8)
         ax.set(xlim=(0, 1), xlabel="test macro-F1 (4 eras of State of the Union paragraphs)")
