@@ -145,7 +145,8 @@ def test_compare_on_your_data_records_the_options_each_method_trained_with(table
         workflow.compare(get_profile("tiny"), mine, long_texts="windows")
 
 
-@pytest.mark.parametrize("flag", [["--tune"], ["--class-weight", "balanced"], ["--max-length", "32"]])
+@pytest.mark.parametrize("flag", [["--tune"], ["--class-weight", "balanced"], ["--max-length", "32"],
+                                  ["--max-epochs", "2"]])
 def test_compare_refuses_your_data_options_without_your_data(tmp_path, refused, flag):
     assert flag[0] in refused(["compare", "--profile", "tiny", "--out", str(tmp_path / "out"), *flag])
 
@@ -190,3 +191,27 @@ def test_options_that_a_method_cannot_honour_are_refused(table, tmp_path, refuse
     assert "pass one of them" in refused(train_argv(table, "tfidf", tmp_path / "c", "--tune", "--learning-rate", "3"))
     assert "--tune and --long-texts apply to your data only" in refused(
         ["train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "d"), "--tune", "--long-texts", "chunk"])
+
+
+def test_max_epochs_sets_the_cap_and_a_run_still_improving_at_it_says_so_with_the_fix(table, tmp_path, capsys):
+    import dataclasses
+
+    from tutorial_utils import run_checks
+
+    out = tmp_path / "run"
+    assert train(table, "embedding-head", out, "--max-epochs", "1") == 0
+    record = store.read(out / workflow.RECORD)
+    info = json.loads((out / "metrics.json").read_text())
+    assert record.settings["plateau"]["max_epochs"] == 1 and record.epochs_run <= 1
+    assert info["ended"] == run_checks.convergence(record) is not None
+    assert ("still rising" in capsys.readouterr().out) == (info["ended"] == run_checks.IMPROVING)
+    profile = get_profile("tiny")  # its protocol's cap: 2 epochs
+    rising = dataclasses.replace(record, epochs_run=2.0, best_epoch=2.0, validation_curve=[
+        {"step": s, "epoch": s / 2, "value": v} for s, v in ((1, 0.2), (2, 0.3), (3, 0.4), (4, 0.5))])
+    line = workflow.ended(rising, profile)
+    assert "still rising at the last evaluation (epoch 2 of 2)" in line and "--max-epochs 4" in line
+    peaked = dataclasses.replace(rising, validation_curve=[dict(p, value=v) for p, v in
+                                                           zip(rising.validation_curve, (0.2, 0.6, 0.5, 0.4))])
+    assert workflow.ended(peaked, profile) == ""
+    with pytest.raises(DataError, match="--max-epochs"):
+        workflow.with_max_epochs(profile, 0)

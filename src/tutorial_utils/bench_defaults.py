@@ -22,7 +22,7 @@ from sklearn.metrics import accuracy_score
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig,
                           DataCollatorWithPadding, Trainer, TrainingArguments)
 
-from . import methods, stats, workflow
+from . import methods, run_checks, stats, workflow
 from .assets import model_path
 from .config import Profile
 from .metrics import macro_f1
@@ -36,6 +36,8 @@ SIZES = {"train": 600, "validation": 160, "test": 400}  # paragraphs per split, 
 TINY_SIZES = {"train": 48, "validation": 16, "test": 32}  # a check that it runs (the tiny profile), seconds
 TEST_SHARE, VALIDATION_SHARE = 0.25, 0.15  # of each era's addresses
 PLAIN = {"max_length": 128, "epochs": 3}  # what a plain script fixes without looking at the data
+ENDINGS = {run_checks.PLATEAU: "to a plateau", run_checks.CAP: "stopped at the epoch cap",
+           run_checks.IMPROVING: "still improving at the epoch cap"}
 
 
 def era_of(year: int) -> str:
@@ -126,7 +128,7 @@ def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
     def row(run: str, found, seconds: float) -> dict:
         gain = stats.paired_bootstrap(y_true, found.y_pred, plain, stats.macro_f1_over(n), seed=profile.seed)
         return {"run": run, "text length": found.settings["train"]["max_length"],
-                "epochs": f"{found.best_epoch:g} best of {found.epochs_run:g}, to a plateau",
+                "epochs": f"{found.best_epoch:g} best of {found.epochs_run:g}, {ENDINGS[run_checks.convergence(found)]}",
                 "macro-F1": macro_f1(y_true, found.y_pred, n), "accuracy": accuracy_score(y_true, found.y_pred),
                 "seconds": seconds, "time / plain script": seconds / plain_seconds,
                 "macro-F1 - plain script": gain.difference,

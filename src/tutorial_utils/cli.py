@@ -77,6 +77,8 @@ def data_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough "
                                                                   "for 95%% of the training texts, at most twice the "
                                                                   "profile's length)")
+    command.add_argument("--max-epochs", type=positive(int), help="--data: the epoch cap of training to a validation "
+                                                                  "plateau (default: the profile's protocol's)")
     command.add_argument("--tune", action="store_true", help="--data: choose the learning rate (TF-IDF: C) on "
                                                              "validation from the protocol's grid (3 to 5 trainings each)")
     command.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="--data: weight the loss by class, for skewed "
@@ -90,7 +92,8 @@ def data_options(command: argparse.ArgumentParser) -> None:
 def refuse_without_data(args: argparse.Namespace) -> None:
     """Options that apply to your data only, given without ``--data``: refused, naming them."""
     only_yours = [flag for flag, value in (("--learning-rate", getattr(args, "learning_rate", None)),
-                                           ("--max-length", args.max_length), ("--split-column", args.split_column),
+                                           ("--max-length", args.max_length), ("--max-epochs", args.max_epochs),
+                                           ("--split-column", args.split_column),
                                            ("--tune", args.tune), ("--class-weight", args.class_weight),
                                            ("--long-texts", args.long_texts != "truncate")) if value]
     if only_yours:

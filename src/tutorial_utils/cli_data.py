@@ -62,7 +62,7 @@ def train_on_data(args: argparse.Namespace) -> int:
     if ignored:
         raise DataError(f"{' and '.join(ignored)} apply to the profile's data only: with --data a run trains to a "
                         "validation plateau (the protocol's patience and epoch cap) at the profile's batch. Fix: leave "
-                        f"{' and '.join(ignored)} out, or pick another --profile.")
+                        f"{' and '.join(ignored)} out (--max-epochs sets the cap), or pick another --profile.")
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
     out = check_out(Path(args.out), args.overwrite)
@@ -70,7 +70,8 @@ def train_on_data(args: argparse.Namespace) -> int:
     record = workflow.train(profile, ALIASES.get(args.method, args.method), mine, out, dataset=Path(args.data).stem,
                             learning_rate=args.learning_rate, overwrite=True, data_warnings=said,
                             max_length=args.max_length, tune=args.tune, class_weight=args.class_weight,
-                            long_texts=args.long_texts, command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
+                            long_texts=args.long_texts, max_epochs=args.max_epochs,
+                            command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
     per_class = pd.DataFrame(json.loads((out / workflow.METRICS).read_text())["test_per_class"])
     print(f"{record.summary()}\ntest split, per class:\n{per_class.round(3).to_string(index=False)}")
     print(f"wrote model/, record/ and metrics.json to {out}"
@@ -123,7 +124,8 @@ def compare_on_data(args: argparse.Namespace) -> int:
     mine, said = read_data(args)
     found = workflow.compare(profile, mine, dataset=Path(args.data).stem, data_warnings=said,
                              max_length=args.max_length, tune=args.tune, class_weight=args.class_weight,
-                             long_texts=args.long_texts, command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
+                             long_texts=args.long_texts, max_epochs=args.max_epochs,
+                             command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
     tables = {"comparison": comparison.seed_table(found), "paired": comparison.paired_table(found, n_resamples=args.resamples)}
     capstone.write_report(args.out, tables, {})
     for name, table in tables.items():

@@ -20,7 +20,7 @@ import numpy as np
 from datasets import DatasetDict
 from sklearn.pipeline import Pipeline
 
-from . import experiment, export, files, methods, records, runners, store
+from . import experiment, export, files, methods, records, run_checks, runners, store
 from .checks import DataError, NotFinite
 from .config import CLASS_WEIGHTS, LONG_TEXTS, Profile
 from .instruct_train import save_tuned
@@ -159,7 +159,7 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
           learning_rate: float | None = None, seed: int | None = None, overwrite: bool = False,
           command: str | None = None, data_warnings: list[str] | None = None,
           max_length: int | None = None, tune: bool = False, class_weight: str | None = None,
-          long_texts: str = "truncate") -> records.RunRecord:
+          long_texts: str = "truncate", max_epochs: int | None = None) -> records.RunRecord:
     """Train ``method`` on ``data`` to a validation plateau (the comparison's protocol) and save the run in ``out``.
 
     ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid;
@@ -167,6 +167,7 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     ``max_length``: the tokens read of each text; by default chosen from the data (``text_length``, printed).
     ``class_weight="balanced"``: the loss weighted by class, for skewed data; ``long_texts="chunk"``: a text longer
     than ``max_length`` read as overlapping windows, logits averaged (training sees every window).
+    ``max_epochs``: the epoch cap instead of the protocol's; a run still improving at its cap says so (``ended``).
     The run is written beside ``out``'s files and swapped in only when complete, under a lock: a second
     training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
     warned of (leakage, rare classes, truncation), kept in the record and in ``metrics.json``.
@@ -175,6 +176,7 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
         raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "
                                     f"{', '.join(SERVABLE)}.")
     check_options(method, class_weight, long_texts, tune, learning_rate)
+    profile = with_max_epochs(profile, max_epochs)
     out = prepare_out(out, overwrite)
     options = {"tune": tune, "class_weight": class_weight, "long_texts": long_texts}
     try:
@@ -270,6 +272,9 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     save_model(method, trained, profile, names, staged / MODEL, chunk)
     config = {**runners.settings(profile, method, value), **option_settings(options)}
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
+    ending = ended(record, profile)
+    if ending:
+        print(ending, flush=True)
     store.write(record, staged / RECORD)
     (staged / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
         "method": method, "dataset": dataset, "label_names": names, "max_length": config.get("train", {}).get("max_length"),
@@ -279,9 +284,29 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
         "test_metrics": record.test_metrics, "trainable_params": record.trainable_params,
         "test_per_class": per_class_scores(record.y_true, record.y_pred, names).to_dict(orient="records"),
         "macro_f1_over": [names[c] for c in present_classes(record.y_true, record.y_pred, len(names))],
-        "data_warnings": list(data_warnings), "model_files": files.checksums(staged / MODEL)}, indent=1))
+        "data_warnings": list(data_warnings), "ended": run_checks.convergence(record),
+        "model_files": files.checksums(staged / MODEL)}, indent=1))
     install(staged, out)  # the previous run's files go only now that the new run is trained and saved
     return record
+
+
+def with_max_epochs(profile: Profile, max_epochs: int | None) -> Profile:
+    """The profile with its protocol's epoch cap at ``max_epochs`` (None: as it is)."""
+    if max_epochs is None:
+        return profile
+    if max_epochs < 1:
+        raise DataError(f"max_epochs={max_epochs}. Fix: pass a whole number of epochs, 1 or more (--max-epochs).")
+    return dataclasses.replace(profile, protocol=dataclasses.replace(profile.protocol, max_epochs=int(max_epochs)))
+
+
+def ended(record: records.RunRecord, profile: Profile) -> str:
+    """A line for a run still improving at its epoch cap (its best evaluation its last), else ""."""
+    if run_checks.convergence(record) != run_checks.IMPROVING:
+        return ""
+    cap = max(profile.protocol.max_epochs, int(np.ceil(record.epochs_run)))
+    return (f"{record.method}: validation macro-F1 was still rising at the last evaluation (epoch {record.best_epoch:g} of "
+            f"{record.epochs_run:g}): its score is a lower bound. Fix: train again with --max-epochs {2 * cap} "
+            f"(twice the cap; about twice the time), as the course's protocol does with such a run.")
 
 
 def with_extra(outcome: dict, **entries: object) -> dict:
@@ -321,7 +346,8 @@ COMPARED_ON_YOURS = (methods.TFIDF, methods.FROZEN_PROBE, methods.ENCODER, metho
 def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed: int | None = None,
             compared: tuple[str, ...] = COMPARED_ON_YOURS, command: str | None = None,
             data_warnings: list[str] | None = None, max_length: int | None = None, tune: bool = False,
-            class_weight: str | None = None, long_texts: str = "truncate") -> dict[str, list[records.RunRecord]]:
+            class_weight: str | None = None, long_texts: str = "truncate",
+            max_epochs: int | None = None) -> dict[str, list[records.RunRecord]]:
     """The comparison on your data: each method at its default value (``tune``: chosen on validation from the
     protocol's grid) and a text length chosen from the data (``text_length``; ``max_length`` sets it), trained to a
     validation plateau, one seed. ``class_weight`` and ``long_texts`` reach the methods that honour them; a line
@@ -332,7 +358,7 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
     """
     check_options(methods.EMBEDDING_HEAD, class_weight, long_texts, False, None)  # the names; each method below
     seed = profile.seed if seed is None else seed
-    profile = runners.protocol_profile(profile)
+    profile = runners.protocol_profile(with_max_epochs(profile, max_epochs))
     found = {}
     for method in compared:
         weight = class_weight if method in WEIGHTED else None
@@ -353,4 +379,6 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
                   **option_settings({"tune": tune, "class_weight": weight, "long_texts": "chunk" if chunk else "truncate"})}
         outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen})
         found[method] = [records.make_record(method, dataset, seed, config, data, outcome, seconds, command)]
+        if ended(found[method][0], profile):
+            print(ended(found[method][0], profile), flush=True)
     return found
