@@ -32,7 +32,6 @@ from .timing import timed
 
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
 SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
-# the text length a run on your data reads: enough tokens for this share of its training texts, in steps, at most a cap
 # the default length covers this share of the training texts, in steps of LENGTH_STEP tokens, up to LENGTH_BUDGET
 # times the profile's length: a step's cost grows with the length, and a profile's length is what its time was sized for
 LENGTH_COVERS, LENGTH_STEP, LENGTH_BUDGET = 0.95, 16, 2
@@ -379,6 +378,7 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
                   **option_settings({"tune": tune, "class_weight": weight, "long_texts": "chunk" if chunk else "truncate"})}
         outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen})
         found[method] = [records.make_record(method, dataset, seed, config, data, outcome, seconds, command)]
-        if ended(found[method][0], profile):
-            print(ended(found[method][0], profile), flush=True)
+        ending = ended(found[method][0], profile)
+        if ending:
+            print(ending, flush=True)
     return found
