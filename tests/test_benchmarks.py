@@ -98,7 +98,7 @@ def test_every_section_is_written_with_its_machine(tiny_run):
 
 def test_parameter_counts_match_the_formulas(tiny_run):
     rows = tiny_run[1]["sections"]["params"]["rows"]
-    assert {r["LoRA budget"] for r in rows[:-1]} == set(bench.lora_budgets(get_profile("tiny")))
+    assert {r["LoRA budget"] for r in rows[:-1]} == set(bench._lora_budgets(get_profile("tiny")))
     for row in rows[:-1]:
         assert row["trainable"] == row["formula"], row
     head, instruction = rows[0], rows[1]

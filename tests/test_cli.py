@@ -15,7 +15,7 @@ from tutorial_utils.config import get_profile
 
 def test_parser_knows_the_methods_and_the_benchmarks():
     args = cli.parser().parse_args(["train", "embedding-head", "--profile", "tiny", "--out", "x"])
-    assert (args.method, args.profile, args.out, args.func) == ("embedding-head", "tiny", "x", cli.cmd_train)
+    assert (args.method, args.profile, args.out, args.func) == ("embedding-head", "tiny", "x", cli._cmd_train)
     args = cli.parser().parse_args(["bench", "all", "--profile", "tiny", "--no-figures"])
     assert args.step == "all" and args.no_figures and args.tests
     with pytest.raises(SystemExit):

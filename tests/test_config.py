@@ -26,7 +26,7 @@ def test_unknown_profile_names_the_choices_and_the_fix():
 
 
 def test_gpu_profile_without_cuda_says_what_to_do(monkeypatch):
-    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    monkeypatch.setattr(config, "_cuda_available", lambda: False)
     monkeypatch.delenv("COURSE_ALLOW_CPU", raising=False)
     with pytest.raises(ProfileError, match="needs a CUDA GPU.*COURSE_PROFILE=cpu"):
         get_profile("gpu")
@@ -34,9 +34,9 @@ def test_gpu_profile_without_cuda_says_what_to_do(monkeypatch):
 
 def test_default_follows_cuda(monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
-    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    monkeypatch.setattr(config, "_cuda_available", lambda: False)
     assert get_profile().name == "cpu"
-    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    monkeypatch.setattr(config, "_cuda_available", lambda: True)
     assert get_profile().name == "gpu"
 
 

@@ -10,9 +10,9 @@ from datasets import DatasetDict
 from tutorial_utils.config import get_profile
 from tutorial_utils.data import (DataError, encode_labels, load_bbc_news, label_counts, label_names, load_debian_tags,
                                  load_ipc_sections, load_multi_label, load_single_label, multi_hot)
-from tutorial_utils.data.common import check_texts, grouped_split, stratified_sample
-from tutorial_utils.data.multilabel import debian_examples
-from tutorial_utils.data.patents import SECTION_NAMES, clean_title, ipc_examples
+from tutorial_utils.data.common import check_texts, grouped_split, _stratified_sample
+from tutorial_utils.data.multilabel import _debian_examples
+from tutorial_utils.data.patents import SECTION_NAMES, _clean_title, _ipc_examples
 
 CARD = Path(__file__).resolve().parents[1] / "data" / "README.md"
 
@@ -37,7 +37,7 @@ def test_card_counts_match_the_loader(loader, card):
 
 
 def test_ipc_has_no_leakage_across_splits():
-    rows = ipc_examples()
+    rows = _ipc_examples()
     texts = rows["text"]
     assert len(texts) == len(set(texts)), "duplicate texts survived deduplication"
     split_of_group = {}
@@ -46,7 +46,7 @@ def test_ipc_has_no_leakage_across_splits():
 
 
 def test_ipc_splits_are_stratified():
-    rows = ipc_examples()
+    rows = _ipc_examples()
     labels, splits = np.array(rows["label"]), np.array(rows["split"])
     overall = np.bincount(labels, minlength=8) / len(labels)
     for split in ("train", "validation", "test"):
@@ -55,11 +55,11 @@ def test_ipc_splits_are_stratified():
 
 
 def test_clean_title_strips_codes_and_drops_unusable_titles():
-    assert clean_title("Hand tools (edge trimmers for lawns A01G0003060000)") == "Hand tools"
-    assert clean_title("Soil working (making furrows A01C0005000000; mowers A01D)") == "Soil working"
-    assert clean_title("Parts not provided for in groups A01B0051000000-A01B0075000000") is None
-    assert clean_title("Indexing scheme associated with group A01D0034000000") is None
-    assert clean_title("Spades; Shovels") == "Spades; Shovels"
+    assert _clean_title("Hand tools (edge trimmers for lawns A01G0003060000)") == "Hand tools"
+    assert _clean_title("Soil working (making furrows A01C0005000000; mowers A01D)") == "Soil working"
+    assert _clean_title("Parts not provided for in groups A01B0051000000-A01B0075000000") is None
+    assert _clean_title("Indexing scheme associated with group A01D0034000000") is None
+    assert _clean_title("Spades; Shovels") == "Spades; Shovels"
 
 
 def test_profile_samples_have_the_profile_sizes_and_all_labels():
@@ -78,7 +78,7 @@ def test_multi_label_data_is_really_multi_label():
     y = multi_hot(data["train"])
     assert y.shape == (192, 21)
     assert (y.sum(axis=1) >= 1).all()
-    rows, names = debian_examples()
+    rows, names = _debian_examples()
     per_doc = np.array([len(ids) for ids in rows["labels"]])
     assert len(names) >= 10 and (per_doc >= 2).mean() > 0.3
     split_of_group = {}
@@ -99,7 +99,7 @@ def test_grouped_split_keeps_groups_together_and_follows_fractions():
 
 def test_stratified_sample_keeps_shares():
     labels = np.array([0] * 800 + [1] * 200)
-    idx = stratified_sample(labels, 100, seed=0)
+    idx = _stratified_sample(labels, 100, seed=0)
     assert len(idx) == 100 and len(set(idx)) == 100
     assert np.sum(labels[idx] == 1) == 20
 
@@ -118,13 +118,13 @@ def test_empty_text_is_refused_with_a_fix(bad):
 
 def test_missing_snapshot_says_how_to_restore_it(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
-    debian_examples.cache_clear()
+    _debian_examples.cache_clear()
     try:
         with pytest.raises(DataError, match="missing from data/.*git checkout data/"):
-            debian_examples()
+            _debian_examples()
     finally:
         monkeypatch.delenv("COURSE_DATA_DIR")
-        debian_examples.cache_clear()
+        _debian_examples.cache_clear()
 
 
 def test_a_hub_dataset_sorted_by_label_comes_back_in_a_random_order(monkeypatch):

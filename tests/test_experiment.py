@@ -67,7 +67,7 @@ def test_unknown_method_lists_the_registry():
         methods.get("embeding-head")
     assert "tfidf-logreg" in str(error.value)
     with pytest.raises(methods.UnknownMethod, match="no runner"):
-        experiment.run_method(get_profile("tiny"), methods.STUDENT, toy_data(), 1, None)
+        experiment._run_method(get_profile("tiny"), methods.STUDENT, toy_data(), 1, None)
 
 
 # ---- keys --------------------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def test_tables_from_the_tiny_store(monkeypatch):
     assert rows["difference (method - head)"].to_dict() == pytest.approx({s: tfidf - v for s, v in f1.items()})
     verdicts = comparison.verdicts(paired)
     assert (verdicts[["method better", "head better", "not told apart"]].sum(axis=1) == verdicts["seeds"]).all()
-    sentence = comparison.verdict_sentence(verdicts.iloc[0], verdicts.index[0])
+    sentence = comparison._verdict_sentence(verdicts.iloc[0], verdicts.index[0])
     assert verdicts.index[0] in sentence and f"{verdicts.iloc[0]['mean difference']:+.3f}" in sentence
     efficiency = study_tables.efficiency_table(profile, found, n_resamples=200)
     assert set(efficiency["train examples"]) == {*profile.protocol.efficiency_sizes, profile.protocol.train_examples}
@@ -460,8 +460,8 @@ def test_crossings_find_where_the_order_flips():
 
     table = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "train examples": [10, 100, 1000] * 2,
                           "macro-F1": [0.2, 0.5, 0.9, 0.4, 0.6, 0.7]})
-    assert study_tables.crossings(table, "a", "b") == [(100, 1000)]
-    assert study_tables.crossings(table, "b", "a") == [(100, 1000)]
+    assert study_tables._crossings(table, "a", "b") == [(100, 1000)]
+    assert study_tables._crossings(table, "b", "a") == [(100, 1000)]
     assert study_tables.crossing_sentence(table, "a", "b") == "a and b cross between 100 and 1,000 examples"
     assert "b stays ahead" in study_tables.crossing_sentence(table[table["train examples"] < 1000], "a", "b")
     assert "fewer than two" in study_tables.crossing_sentence(table[table["train examples"] == 10], "a", "b")
@@ -533,7 +533,7 @@ def test_a_multi_label_tfidf_rerun_reproduces_its_stored_tiny_result(monkeypatch
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile("tiny")
     s = next(s for s in experiment.plan(profile, studies=(studies.MULTILABEL,)) if s.method == methods.MULTILABEL_TFIDF)
-    out = experiment.run_method(profile, s.method, studies.multilabel_data(profile), s.seed, s.value)[s.method]
+    out = experiment._run_method(profile, s.method, studies.multilabel_data(profile), s.seed, s.value)[s.method]
     record = experiment.lookup(profile, s)
     assert np.array_equal(out["y_pred"], record.y_pred) and np.allclose(out["probs"], record.probs, atol=1e-5)
 

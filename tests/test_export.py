@@ -74,7 +74,7 @@ def test_the_merged_weights_reproduce_the_trained_model(trained):
     """Dequantised base + each adapter's update + the head, loaded into a plain model: the trained model's outputs."""
     profile, model, tokenizer = trained
     plain, _ = models.load_sequence_classifier(profile, ["alpha", "beta", "gamma"], quantize=False)
-    missing, unexpected = plain.load_state_dict(export.merged_state_dict(model), strict=False)
+    missing, unexpected = plain.load_state_dict(export._merged_state_dict(model), strict=False)
     assert not unexpected and all(k.endswith("lm_head.weight") for k in missing)
     gap = np.abs(softmax(predict_logits(plain, tokenizer, TEXTS)) - softmax(predict_logits(model, tokenizer, TEXTS)))
     assert gap.max() < PROB_ATOL

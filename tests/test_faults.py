@@ -282,7 +282,7 @@ def tiny_lm():
 
 def test_a_prompt_longer_than_the_model_is_refused(tiny_lm):
     model, tokenizer = tiny_lm
-    limit = instruct.context_length(model)
+    limit = instruct._context_length(model)
     prompt = " ".join(["word"] * (limit + 50))
     with pytest.raises(ValueError, match=f"reads at most {limit}.*max_text_tokens"):
         instruct.score_labels(model, tokenizer, [prompt], ["a", "b"])

@@ -27,7 +27,7 @@ REHEARSAL = textwrap.dedent("""
     # the chapters' recipes, as a Colab student runs them on the gpu profile
     head = recipes.embedding_head_run(profile, patents)
     encoder = recipes.encoder_run(profile, patents)
-    scored, generated = instruct_train.instruction_runs(profile, patents)
+    scored, generated = instruct_train._instruction_runs(profile, patents)
     model, _ = models.load_causal_lm(profile)
     prompts = [instruct.build_prompt(tokenizer, t, verbalizer) for t in patents["test"]["text"][:4]]
     budget = instruct.answer_budget(tokenizer, verbalizer)

@@ -58,7 +58,7 @@ def test_verbalizer_kinds():
     assert instruct.make_verbalizer(NAMES, "codes").words == ("human", "operations", "chemistry", "physics",
                                                               "electricity")
     assert instruct.make_verbalizer(NAMES, "letters").words == ("A", "B", "C", "D", "E")
-    assert instruct.short_codes(["mechanical engineering", "mechanical design", "physics"]) == [
+    assert instruct._short_codes(["mechanical engineering", "mechanical design", "physics"]) == [
         "mechanical-engineering", "mechanical-design", "physics"]
 
 
@@ -285,4 +285,4 @@ def test_budget_table_ratios(profile):
     table = budgets.budget_table(dims, head, ranks=(8, 16))
     row = table[(table["r"] == 8) & (table["targets"] == "q,v")].iloc[0]
     assert row["LoRA parameters"] == 460_800 and row["x embedding head"] == pytest.approx(460_800 / 465_408)
-    assert instruct_train.lora_label(profile.instruct_budgets[0]).endswith("all linear")
+    assert instruct_train._lora_label(profile.instruct_budgets[0]).endswith("all linear")

@@ -56,7 +56,7 @@ def test_a_constant_or_floor_level_run_is_degenerate_and_a_learning_one_is_not()
     Y = (rng.random((200, 6)) < [0.6, 0.5, 0.1, 0.1, 0.05, 0.05]).astype(int)
     same_rows = np.tile([1, 1, 0, 0, 0, 0], (200, 1))
     assert "same prediction" in run_checks.degenerate(record(Y, same_rows), 0.02)
-    assert run_checks.constant_floor(Y) == pytest.approx(max(
+    assert run_checks._constant_floor(Y) == pytest.approx(max(
         stats.micro_f1(Y, np.tile((np.arange(6) < k).astype(int), (200, 1))) for k in range(1, 7)))
     noisy = np.where(rng.random(Y.shape) < 0.9, Y, 1 - Y)
     assert run_checks.degenerate(record(Y, noisy), 0.02) is None
@@ -211,7 +211,7 @@ def test_one_verdict_recomputed_by_hand_from_the_stored_predictions(monkeypatch)
 def test_the_books_ledger_is_the_one_the_cpu_store_gives_now(monkeypatch):
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile("cpu")
-    committed = ledger.markdown_path(profile).read_text()
+    committed = ledger._markdown_path(profile).read_text()
     now = ledger.markdown(ledger.table(profile))
     changed = "\n".join(difflib.unified_diff(committed.splitlines(), now.splitlines(), "committed", "now", lineterm=""))
     assert now in committed, (

@@ -141,7 +141,7 @@ def test_the_converted_smollm2_tokenizer_ends_answers_with_im_end():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("build", [assets.tiny_bert_dir, assets.tiny_llama_dir], ids=["tiny-bert", "smollm2-and-tiny-llama"])
+@pytest.mark.parametrize("build", [assets._tiny_bert_dir, assets._tiny_llama_dir], ids=["tiny-bert", "smollm2-and-tiny-llama"])
 def test_building_a_model_into_the_cache_leaves_the_callers_random_state_alone(monkeypatch, tmp_path, build):
     """A run that first builds a model (the tiny ones; SmolLM2's conversion from GGUF) must train exactly as a later
     run that finds it cached: the caller has already seeded its own initialisation."""

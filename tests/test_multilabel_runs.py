@@ -53,7 +53,7 @@ def synthetic_scores(seed: int = 0, n_val: int = 40, n_test: int = 60) -> tuple[
 
 def test_threshold_rules_handle_an_absent_label_and_an_all_negative_label():
     scores, Y_val, _ = synthetic_scores()
-    rules = multilabel_runs.threshold_rules(scores.validation, Y_val)
+    rules = multilabel_runs._threshold_rules(scores.validation, Y_val)
     assert rules["global 0.5"] == 0.5 and 0 < rules["tuned global"] < 1
     per_label = rules["tuned per label"]
     assert per_label[3] == 0.5, "a label with no validation positive keeps the fallback"

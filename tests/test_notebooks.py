@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorial_utils.colab import INSTALL_TAG, NO_DEPS_PINS, badge_markdown, install_cell_source
+from tutorial_utils.colab import INSTALL_TAG, NO_DEPS_PINS, _badge_markdown, install_cell_source
 from tutorial_utils.config import ROOT
 
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -26,7 +26,7 @@ def test_chapter_opens_with_title_badge_and_install_cell(path):
     first, second = cells(path)[:2]
     text = "".join(first["source"])
     assert re.match(r"# \S", text), "the first cell must start with an H1 title"
-    assert badge_markdown(f"chapters/{path.name}") in text
+    assert _badge_markdown(f"chapters/{path.name}") in text
     assert "".join(second["source"]) == install_cell_source()
     assert INSTALL_TAG in second["metadata"].get("tags", []), "fold it: python -m tutorial_utils.colab"
 

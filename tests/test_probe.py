@@ -29,14 +29,14 @@ def test_features_have_one_row_per_text_for_every_layer_and_pooling(cache):
 def test_cache_is_reused_only_for_the_same_model_texts_layer_pooling_and_profile(cache):
     tiny = get_profile("tiny")
     texts = ["one text", "another text"]
-    paths = {probe.feature_path(tiny, "t", l, p, texts, 32) for l in probe.LAYERS for p in probe.FEATURE_POOLINGS}
+    paths = {probe._feature_path(tiny, "t", l, p, texts, 32) for l in probe.LAYERS for p in probe.FEATURE_POOLINGS}
     assert len(paths) == 4, "each layer/pooling has its own file"
-    assert probe.feature_path(tiny, "t", "last", "last", texts, 32) != probe.feature_path(tiny, "t", "last", "last", texts[:1], 32)
-    assert probe.feature_path(tiny, "t", "last", "last", texts, 32) != probe.feature_path(get_profile("cpu"), "t", "last", "last", texts, 32)
+    assert probe._feature_path(tiny, "t", "last", "last", texts, 32) != probe._feature_path(tiny, "t", "last", "last", texts[:1], 32)
+    assert probe._feature_path(tiny, "t", "last", "last", texts, 32) != probe._feature_path(get_profile("cpu"), "t", "last", "last", texts, 32)
     other_model = dataclasses.replace(tiny, causal_lm="someone/other-model")
-    assert probe.feature_path(tiny, "t", "last", "last", texts, 32) != probe.feature_path(other_model, "t", "last", "last", texts, 32)
+    assert probe._feature_path(tiny, "t", "last", "last", texts, 32) != probe._feature_path(other_model, "t", "last", "last", texts, 32)
     first = probe.cached_features(tiny, "t", texts, 32, verbose=False)
-    marker = probe.feature_path(tiny, "t", "last", "mean", texts, 32)
+    marker = probe._feature_path(tiny, "t", "last", "mean", texts, 32)
     np.save(marker, np.full_like(first[("last", "mean")], 7.0))  # a cached file is read back as it is
     assert (probe.cached_features(tiny, "t", texts, 32, verbose=False)[("last", "mean")] == 7.0).all()
 
@@ -48,4 +48,4 @@ def test_probe_parameters_count_the_logistic_weights():
     Y = (rng.random((60, 4)) < 0.4).astype(int)
     assert probe.probe_parameters(probe.fit_multilabel_probe(X, Y)) == 4 * (5 + 1)
     with pytest.raises(ValueError, match="Unknown layer"):
-        probe.layer_index(30, "first")
+        probe._layer_index(30, "first")

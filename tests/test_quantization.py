@@ -18,7 +18,7 @@ def test_hand_written_levels_equal_bitsandbytes_nf4_table():
     import bitsandbytes.functional as F
 
     table = F.get_4bit_type("nf4", device="cpu").float()
-    levels = quantization.nf4_levels()
+    levels = quantization._nf4_levels()
     assert levels.shape == (16,) and (levels == 0).sum() == 1
     assert torch.allclose(levels, table, atol=1e-6, rtol=0)
 
@@ -39,7 +39,7 @@ def test_hand_written_quantiser_matches_bitsandbytes(seed, shape, dist):
     theirs = quantization.bnb_roundtrip(weight, "nf4")
     differs = (mine - theirs).abs()
     assert (differs > 0).float().mean() <= 1e-4
-    largest_gap = quantization.nf4_levels().diff().max()
+    largest_gap = quantization._nf4_levels().diff().max()
     bound = largest_gap * absmax.repeat_interleave(64).reshape(shape) + 1e-6
     assert (differs <= bound).all()
     assert quantization.relative_error(weight, mine) == pytest.approx(quantization.relative_error(weight, theirs),
@@ -156,9 +156,9 @@ def test_checkpointing_recomputes_each_block_and_saves_less(tiny):
 
 def test_an_unknown_precision_names_the_ones_there_are():
     with pytest.raises(models.ModelError, match="nf4-dq"):
-        models.precision_kwargs("4bit")
-    assert models.precision_kwargs("nf4")["quantization_config"].bnb_4bit_use_double_quant is False
-    assert models.precision_kwargs("nf4-dq")["quantization_config"].bnb_4bit_use_double_quant is True
+        models._precision_kwargs("4bit")
+    assert models._precision_kwargs("nf4")["quantization_config"].bnb_4bit_use_double_quant is False
+    assert models._precision_kwargs("nf4-dq")["quantization_config"].bnb_4bit_use_double_quant is True
 
 
 def test_the_training_memory_formula_is_near_what_a_step_saves(tiny):
@@ -178,8 +178,8 @@ def test_a_profile_too_large_for_the_gpu_stops_with_the_profile_that_fits():
     from tutorial_utils.config import PROFILES
 
     t4 = 15 * 2**30
-    assert session.gpu_memory_problem(PROFILES["gpu"], t4, "Tesla T4") is None
-    message = session.gpu_memory_problem(PROFILES["paper"], t4, "Tesla T4")
+    assert session._gpu_memory_problem(PROFILES["gpu"], t4, "Tesla T4") is None
+    message = session._gpu_memory_problem(PROFILES["paper"], t4, "Tesla T4")
     assert "'paper'" in message and "Tesla T4 has 15.0 GiB" in message and "COURSE_PROFILE=gpu" in message
-    assert "COURSE_PROFILE=cpu" in session.gpu_memory_problem(PROFILES["gpu"], 4 * 2**30)
-    assert session.gpu_memory_problem(PROFILES["tiny"], 1) is None  # a model it cannot size is not refused
+    assert "COURSE_PROFILE=cpu" in session._gpu_memory_problem(PROFILES["gpu"], 4 * 2**30)
+    assert session._gpu_memory_problem(PROFILES["tiny"], 1) is None  # a model it cannot size is not refused

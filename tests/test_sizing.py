@@ -27,26 +27,26 @@ def test_every_chapter_of_the_gpu_profile_fits_a_free_colab_session_by_the_estim
 def test_the_estimate_lists_every_chapter_and_follows_the_profile():
     notebooks = {p.name.split("_")[0] for p in (ROOT / "chapters").glob("[0-9]*.ipynb")}
     assert notebooks == set(sizing.CHAPTERS)
-    assert {w.chapter for w in sizing.chapter_work(PROFILES["gpu"])} <= set(sizing.CHAPTERS)
+    assert {w.chapter for w in sizing._chapter_work(PROFILES["gpu"])} <= set(sizing.CHAPTERS)
     gpu = PROFILES["gpu"]
     bigger = dataclasses.replace(gpu, single_label_sizes=dataclasses.replace(gpu.single_label_sizes,
                                                                              train=2 * gpu.single_label_sizes.train))
-    tokens = lambda profile: next(w.tokens for w in sizing.chapter_work(profile)  # noqa: E731
+    tokens = lambda profile: next(w.tokens for w in sizing._chapter_work(profile)  # noqa: E731
                                   if w.chapter == "02" and w.what == "embedding head: train")
     assert tokens(bigger) == 2 * tokens(gpu)
     # the Drive cache only removes runs an earlier chapter made
-    fresh, cached = sizing.chapter_minutes(gpu), sizing.chapter_minutes(gpu, drive_cache=True)
+    fresh, cached = sizing._chapter_minutes(gpu), sizing._chapter_minutes(gpu, drive_cache=True)
     assert cached["03"] < fresh["03"] and cached["02"] == fresh["02"]
 
 
 def test_what_the_estimate_cannot_size_is_named():
     with pytest.raises(ValueError, match="ARCH_OF"):
-        sizing.llm_linear("some/unknown-llm")
+        sizing._llm_linear("some/unknown-llm")
     with pytest.raises(ValueError, match="ENCODER_SHAPES"):
-        sizing.encoder_linear("some/unknown-encoder")
+        sizing._encoder_linear("some/unknown-encoder")
     whole = dataclasses.replace(PROFILES["gpu"], single_label_data="my/own-data", single_label_sizes=DataSizes())
     with pytest.raises(ValueError, match="SPLIT_SIZES"):
-        sizing.chapter_work(whole)
+        sizing._chapter_work(whole)
 
 
 def test_a_gpu_profile_with_an_empty_store_shows_the_cpu_runs_and_says_how_to_make_its_own(tmp_path, monkeypatch,

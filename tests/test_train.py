@@ -59,7 +59,7 @@ def test_predict_logits_keeps_order_and_handles_a_partial_batch(setup):
 
 
 def test_long_texts_are_read_as_overlapping_windows_whose_logits_are_averaged(setup):
-    from tutorial_utils.train import CHUNK_OVERLAP, mean_by_text, windows
+    from tutorial_utils.train import CHUNK_OVERLAP, _mean_by_text, windows
 
     tokenizer = models.load_tokenizer(setup[0].causal_lm)
     texts = ["short", " ".join(f"word{i}" for i in range(60))]
@@ -69,7 +69,7 @@ def test_long_texts_are_read_as_overlapping_windows_whose_logits_are_averaged(se
     assert len(set(first) & set(second)) >= int(16 * CHUNK_OVERLAP) - 2  # the next window repeats the last tokens
     assert windows(tokenizer, texts, 16)[1].tolist() == [0, 1]  # truncate: one row a text
     logits = np.arange(len(owner) * 2, dtype=np.float32).reshape(-1, 2)
-    assert np.allclose(mean_by_text(logits, owner, 2), [logits[0], logits[1:].mean(0)])
+    assert np.allclose(_mean_by_text(logits, owner, 2), [logits[0], logits[1:].mean(0)])
     model = models.load_sequence_classifier(setup[0], label_names(setup[1]))[0]
     read = train.predict_logits(model, tokenizer, texts, max_length=16, chunk=True, autocast=False)
     with torch.no_grad():  # each window alone, unpadded
@@ -85,9 +85,9 @@ def test_the_weighted_loss_is_scikit_learns_sum_over_the_accumulated_batch_and_e
     weights = train.balanced_weights(labels.tolist(), 3)
     each = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     expected = (torch.tensor(weights)[labels] * each).sum() / 12  # two batches of 6 accumulated
-    loss = train.weighted_cross_entropy(weights)(SimpleNamespace(logits=logits), labels, num_items_in_batch=12)
+    loss = train._weighted_cross_entropy(weights)(SimpleNamespace(logits=logits), labels, num_items_in_batch=12)
     assert torch.isclose(loss, expected)
-    unweighted = train.weighted_cross_entropy([1.0, 1.0, 1.0])(SimpleNamespace(logits=logits), labels)
+    unweighted = train._weighted_cross_entropy([1.0, 1.0, 1.0])(SimpleNamespace(logits=logits), labels)
     assert torch.isclose(unweighted, each.mean())
     model, tokenizer = models.load_sequence_classifier(setup[0], label_names(setup[1]))
     assert train.predict_logits(model, tokenizer, []).shape == (0, 8)

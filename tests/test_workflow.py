@@ -214,4 +214,4 @@ def test_max_epochs_sets_the_cap_and_a_run_still_improving_at_it_says_so_with_th
                                                            zip(rising.validation_curve, (0.2, 0.6, 0.5, 0.4))])
     assert workflow.ended(peaked, profile) == ""
     with pytest.raises(DataError, match="--max-epochs"):
-        workflow.with_max_epochs(profile, 0)
+        workflow._with_max_epochs(profile, 0)

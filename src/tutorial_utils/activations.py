@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["measure_activations", "checkpointing_enabled"]
+
 
 def measure_activations(model: torch.nn.Module, batch: dict, seed: int = 0) -> dict[str, float]:
     """One training forward + backward: activation MiB saved for backward, and forward passes per block (chapter 01).

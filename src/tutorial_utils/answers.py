@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from .verbalizer import NONE_ANSWER, Verbalizer
 
+__all__ = ["normalize", "parse_label", "ParsedLabels", "parse_labels"]
+
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
 

@@ -16,9 +16,12 @@ import socket
 import sys
 from pathlib import Path
 
-CACHE_ENV = "COURSE_CACHE"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-HUB_HOST = "huggingface.co"
+__all__ = ["AssetError", "own_seed", "cache_dir", "package_dir", "SMOLLM2_SPECIAL_TOKENS", "smollm2_dir",
+           "minilm_dir", "hub_reachable", "model_path"]
+
+_CACHE_ENV = "COURSE_CACHE"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_HUB_HOST = "huggingface.co"
 
 
 class AssetError(RuntimeError):
@@ -38,7 +41,7 @@ def own_seed(seed: int = 0):
 
 def cache_dir() -> Path:
     """The course's cache folder (``COURSE_CACHE`` or ``~/.cache/tutorial_utils``), created on demand."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tutorial_utils")
+    root = Path(os.environ.get(_CACHE_ENV) or Path.home() / ".cache" / "tutorial_utils")
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -78,11 +81,11 @@ def smollm2_dir() -> Path:
 
     print("One-time step: converting SmolLM2-135M-Instruct from GGUF to safetensors (about 20 s) ...",
           file=sys.stderr, flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_SMOLLM2_GGUF)
     for name, token in SMOLLM2_SPECIAL_TOKENS.items():
         setattr(tokenizer, name, token)
     with own_seed():  # building the models draws random weights
-        gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+        gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=_SMOLLM2_GGUF)
         config = gguf_model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config  # the GGUF-loaded model is already dequantised to float
@@ -124,7 +127,7 @@ def _random_model(name: str, tokenizer_dir, build) -> Path:
     return target
 
 
-def tiny_llama_dir() -> Path:
+def _tiny_llama_dir() -> Path:
     """A random 2-layer Llama with SmolLM2's real tokenizer: for tests, its outputs mean nothing."""
     from transformers import LlamaConfig, LlamaForCausalLM  # lazy: transformers (~1 s); assets is stdlib-only
 
@@ -135,7 +138,7 @@ def tiny_llama_dir() -> Path:
         pad_token_id=tokenizer.pad_token_id)))
 
 
-def tiny_bert_dir() -> Path:
+def _tiny_bert_dir() -> Path:
     """A random 2-layer BERT with MiniLM's real tokenizer: the tiny profile's encoder."""
     from transformers import BertConfig, BertModel  # lazy: torch, transformers (~3 s); assets is stdlib-only, loaded early
 
@@ -144,11 +147,11 @@ def tiny_bert_dir() -> Path:
         intermediate_size=128, max_position_embeddings=512)))
 
 
-OFFLINE_MODELS = {
+_OFFLINE_MODELS = {
     "smollm2-135m-instruct": smollm2_dir,
     "all-minilm-l6-v2": minilm_dir,
-    "tiny-random-llama": tiny_llama_dir,
-    "tiny-random-bert": tiny_bert_dir,
+    "tiny-random-llama": _tiny_llama_dir,
+    "tiny-random-bert": _tiny_bert_dir,
 }
 
 
@@ -157,13 +160,13 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         return False
     try:
-        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+        with socket.create_connection((_HUB_HOST, 443), timeout=timeout):
             return True
     except OSError:
         return False
 
 
-def hub_cached(repo_id: str) -> bool:
+def _hub_cached(repo_id: str) -> bool:
     """True when a hub model's config is already in the local Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache  # lazy: ~0.3 s, and it reads HF_HOME at import (colab sets it)
 
@@ -173,13 +176,13 @@ def hub_cached(repo_id: str) -> bool:
 
 def model_path(name: str) -> str:
     """A local folder for an offline model name, or the hub id after checking that it can be fetched."""
-    if name in OFFLINE_MODELS:
-        return str(OFFLINE_MODELS[name]())
+    if name in _OFFLINE_MODELS:
+        return str(_OFFLINE_MODELS[name]())
     if Path(name).is_dir():
         return name
     if "/" not in name:
-        raise AssetError(f"Unknown model {name!r}. Use one of {', '.join(OFFLINE_MODELS)} or a hub id like 'org/name'.")
-    if not hub_cached(name) and not hub_reachable():
+        raise AssetError(f"Unknown model {name!r}. Use one of {', '.join(_OFFLINE_MODELS)} or a hub id like 'org/name'.")
+    if not _hub_cached(name) and not hub_reachable():
         raise AssetError(
             f"The model {name!r} comes from the Hugging Face Hub, which is not reachable from here and the model "
             "is not in the local cache. Fix: set COURSE_PROFILE=cpu to use the offline models, or connect to the "

@@ -28,7 +28,10 @@ from .data import label_names, load_single_label
 from .session import versions
 from .timing import timed
 
-DEQUANT_OPS = ("bitsandbytes::dequantize_4bit", "bitsandbytes::dequantize_blockwise")
+__all__ = ["machine", "machine_line", "clock", "storage", "memory_one", "memory_ratios", "param_rows", "step_batch",
+           "TRAIN_CONFIGS", "train_rows"]
+
+_DEQUANT_OPS = ("bitsandbytes::dequantize_4bit", "bitsandbytes::dequantize_blockwise")
 
 
 # ---- The machine, and timing that waits for the GPU -----------------------------------------------
@@ -154,7 +157,7 @@ def memory_ratios(rows: list[dict]) -> list[dict]:
 
 # ---- Trainable parameters per method and LoRA budget ---------------------------------------------------
 
-def lora_budgets(profile: Profile) -> dict[str, LoraSettings]:
+def _lora_budgets(profile: Profile) -> dict[str, LoraSettings]:
     """The LoRA budgets the chapters use: the profile's q,v adapters, wider targets at the same rank, all linear at r=64."""
     r, lora = profile.lora.r, profile.lora
     return {f"{','.join(t.removesuffix('_proj') for t in lora.target_modules)} r={r}": lora,
@@ -167,7 +170,7 @@ def param_rows(profile: Profile) -> list[dict]:
     """Trainable parameters counted by peft on the real models, next to the formula of chapter 01, and their ratios."""
     names = label_names(load_single_label(profile))
     rows = []
-    for budget, lora in lora_budgets(profile).items():
+    for budget, lora in _lora_budgets(profile).items():
         for method, task in (("embedding head", "SEQ_CLS"), ("instruction tuning", "CAUSAL_LM")):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -238,12 +241,12 @@ def _loss(model, batch: dict, answer_logits_only: bool) -> torch.Tensor:
                                              ignore_index=-100)
 
 
-def dequant_share(fn: Callable[[], object]) -> float | None:
+def _dequant_share(fn: Callable[[], object]) -> float | None:
     """Share of one call's wall time spent in bitsandbytes' 4-bit dequantisation ops (torch profiler); None if none ran."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with torch_profile(activities=activities) as prof:
         wall = clock(fn)
-    events = [e for e in prof.key_averages() if e.key in DEQUANT_OPS]
+    events = [e for e in prof.key_averages() if e.key in _DEQUANT_OPS]
     busy = sum(getattr(e, "device_time_total", 0) if torch.cuda.is_available() else e.cpu_time_total for e in events)
     return busy / 1e6 / wall if events else None
 
@@ -282,7 +285,7 @@ def train_rows(profile: Profile, steps: int = 3) -> list[dict]:
 
         step()  # warm-up: first-call allocations and kernel choices
         seconds = statistics.median(clock(step) for _ in range(steps))
-        share = dequant_share(step) if quantize else None
+        share = _dequant_share(step) if quantize else None
         size, length = batch["input_ids"].shape
         rows.append({"method": method + (", LM-head logits on answers only" if answer_only else ""),
                      "weights": "4-bit NF4" if quantize else f"16-bit ({str(dtype).replace('torch.', '')})",

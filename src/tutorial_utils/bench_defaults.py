@@ -30,17 +30,19 @@ from .data import from_csv
 from .models import compute_dtype
 from .timing import timed
 
+__all__ = ["ERAS", "MIN_WORDS", "SIZES", "sotu_eras", "defaults_rows"]
+
 ERAS = {"1790-1860": (1790, 1860), "1861-1912": (1861, 1912), "1913-1968": (1913, 1968), "1969-2026": (1969, 2026)}
 MIN_WORDS = 60
 SIZES = {"train": 600, "validation": 160, "test": 400}  # paragraphs per split, a quarter of each from every era
-TINY_SIZES = {"train": 48, "validation": 16, "test": 32}  # a check that it runs (the tiny profile), seconds
+_TINY_SIZES = {"train": 48, "validation": 16, "test": 32}  # a check that it runs (the tiny profile), seconds
 TEST_SHARE, VALIDATION_SHARE = 0.25, 0.15  # of each era's addresses
-PLAIN = {"max_length": 128, "epochs": 3}  # what a plain script fixes without looking at the data
-ENDINGS = {run_checks.PLATEAU: "to a plateau", run_checks.CAP: "stopped at the epoch cap",
+_PLAIN = {"max_length": 128, "epochs": 3}  # what a plain script fixes without looking at the data
+_ENDINGS = {run_checks.PLATEAU: "to a plateau", run_checks.CAP: "stopped at the epoch cap",
            run_checks.IMPROVING: "still improving at the epoch cap"}
 
 
-def era_of(year: int) -> str:
+def _era_of(year: int) -> str:
     """The era (a label of the task) an address of ``year`` belongs to."""
     return next(name for name, (first, last) in ERAS.items() if first <= year <= last)
 
@@ -48,7 +50,7 @@ def era_of(year: int) -> str:
 def sotu_eras(seed: int = 0, sizes: dict[str, int] = SIZES) -> pd.DataFrame:
     """State of the Union paragraphs of at least ``MIN_WORDS`` words labelled by era, as a practitioner's table:
     columns ``text``, ``label`` and ``split``; each address's paragraphs all in one split; classes balanced."""
-    speeches = sotu.load().assign(label=lambda f: f["year"].map(era_of))
+    speeches = sotu.load().assign(label=lambda f: f["year"].map(_era_of))
     rng = np.random.default_rng(seed)
     rows = []
     for label, addresses in speeches.groupby("label"):
@@ -65,9 +67,9 @@ def sotu_eras(seed: int = 0, sizes: dict[str, int] = SIZES) -> pd.DataFrame:
     return pd.concat(picked).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
-def plain_script(table: pd.DataFrame, profile: Profile, learning_rate: float, out: Path) -> tuple[np.ndarray, np.ndarray]:
+def _plain_script(table: pd.DataFrame, profile: Profile, learning_rate: float, out: Path) -> tuple[np.ndarray, np.ndarray]:
     """What a practitioner writes from the transformers and peft docs: the same model in 4-bit NF4 with the same
-    LoRA, ``PLAIN``'s fixed text length and epochs, no validation; (test labels, test predictions)."""
+    LoRA, ``_PLAIN``'s fixed text length and epochs, no validation; (test labels, test predictions)."""
     names = sorted(table["label"].unique())
     folder = model_path(profile.causal_lm)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -84,10 +86,10 @@ def plain_script(table: pd.DataFrame, profile: Profile, learning_rate: float, ou
 
     def encode(split: str) -> Dataset:
         part = table[table["split"] == split]
-        ids = tokenizer(list(part["text"]), truncation=True, max_length=PLAIN["max_length"])
+        ids = tokenizer(list(part["text"]), truncation=True, max_length=_PLAIN["max_length"])
         return Dataset.from_dict({**ids, "labels": [names.index(y) for y in part["label"]]})
 
-    args = TrainingArguments(output_dir=str(out), num_train_epochs=PLAIN["epochs"], learning_rate=learning_rate,
+    args = TrainingArguments(output_dir=str(out), num_train_epochs=_PLAIN["epochs"], learning_rate=learning_rate,
                              per_device_train_batch_size=profile.train.batch_size, per_device_eval_batch_size=32,
                              bf16=compute_dtype() == torch.bfloat16, fp16=compute_dtype() == torch.float16,
                              use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=[], seed=profile.seed,
@@ -102,7 +104,7 @@ def plain_script(table: pd.DataFrame, profile: Profile, learning_rate: float, ou
 def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
     """The CLI's defaults, the CLI at the plain script's text length if the defaults chose another (what the length
     alone changes) and the plain script, timed side by side, each from loading the model to test scores."""
-    sizes = SIZES if profile.meaningful else TINY_SIZES
+    sizes = SIZES if profile.meaningful else _TINY_SIZES
     table = sotu_eras(sizes=sizes)
     learning_rate = profile.train.learning_rate  # the CLI's default for the head, so that the plain script differs
     with tempfile.TemporaryDirectory() as tmp:  # in text length, epochs and stopping only
@@ -116,11 +118,11 @@ def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
 
         record, cli_seconds = timed(cli, "cli")
         runs = [("train embedding-head --data (defaults)", record, cli_seconds)]
-        if record.settings["train"]["max_length"] != PLAIN["max_length"]:  # what the length does, apart from the rest
-            same_length, same_length_seconds = timed(cli, "cli-same-length", PLAIN["max_length"])
-            runs.append((f"... --max-length {PLAIN['max_length']} (the plain script's length)", same_length,
+        if record.settings["train"]["max_length"] != _PLAIN["max_length"]:  # what the length does, apart from the rest
+            same_length, same_length_seconds = timed(cli, "cli-same-length", _PLAIN["max_length"])
+            runs.append((f"... --max-length {_PLAIN['max_length']} (the plain script's length)", same_length,
                          same_length_seconds))
-        (y_true, plain), plain_seconds = timed(plain_script, table, profile, learning_rate, Path(tmp) / "plain")
+        (y_true, plain), plain_seconds = timed(_plain_script, table, profile, learning_rate, Path(tmp) / "plain")
     if not all(np.array_equal(found.y_true, y_true) for _, found, _ in runs):
         raise RuntimeError("The runs read the test split in different orders; their predictions cannot be paired.")
     n = len(ERAS)
@@ -128,15 +130,15 @@ def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
     def row(run: str, found, seconds: float) -> dict:
         gain = stats.paired_bootstrap(y_true, found.y_pred, plain, stats.macro_f1_over(n), seed=profile.seed)
         return {"run": run, "text length": found.settings["train"]["max_length"],
-                "epochs": f"{found.best_epoch:g} best of {found.epochs_run:g}, {ENDINGS[run_checks.convergence(found)]}",
+                "epochs": f"{found.best_epoch:g} best of {found.epochs_run:g}, {_ENDINGS[run_checks.convergence(found)]}",
                 "macro-F1": macro_f1(y_true, found.y_pred, n), "accuracy": accuracy_score(y_true, found.y_pred),
                 "seconds": seconds, "time / plain script": seconds / plain_seconds,
                 "macro-F1 - plain script": gain.difference,
                 "95% interval (paired bootstrap)": f"{gain.ci_low:+.3f} to {gain.ci_high:+.3f}"}
 
     rows = [row(*run) for run in runs] + [
-            {"run": "plain transformers + peft script", "text length": PLAIN["max_length"],
-             "epochs": f"{PLAIN['epochs']} fixed", "macro-F1": macro_f1(y_true, plain, n),
+            {"run": "plain transformers + peft script", "text length": _PLAIN["max_length"],
+             "epochs": f"{_PLAIN['epochs']} fixed", "macro-F1": macro_f1(y_true, plain, n),
              "accuracy": accuracy_score(y_true, plain), "seconds": plain_seconds, "time / plain script": 1.0,
              "macro-F1 - plain script": 0.0}]
     words = table["text"].str.split().str.len()

@@ -23,6 +23,8 @@ from .distill import int8_student
 from .export import export_classifier
 from .train import predict_logits
 
+__all__ = ["infer_rows"]
+
 
 def _predictors(profile: Profile, names: list[str]):
     """(name, loader) pairs; a loader returns ``predict(texts, batch_size)`` closures by method name."""

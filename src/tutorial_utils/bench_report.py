@@ -9,7 +9,9 @@ import json
 import textwrap
 from pathlib import Path
 
-TABLE_COLUMNS = {
+__all__ = ["results_path", "load_results", "fmt", "section_markdown", "write_markdown", "write_report"]
+
+_TABLE_COLUMNS = {
     "memory": ["precision", "weights (MiB)", "ratio to bf16", "limit: quantised layers (nominal bits / 16)",
                "limit: quantised layers with scales", "limit: whole model", "bits per quantised weight",
                "peak RSS on load above imports (MiB)", "peak RSS with a first forward (MiB)",
@@ -22,7 +24,7 @@ TABLE_COLUMNS = {
     "defaults": ["run", "text length", "epochs", "macro-F1", "accuracy", "seconds", "time / plain script",
                  "macro-F1 - plain script", "95% interval (paired bootstrap)"],
 }
-TITLES = {"memory": "Memory of the causal LM's weights", "params": "Trainable parameters",
+_TITLES = {"memory": "Memory of the causal LM's weights", "params": "Trainable parameters",
           "train": "Training throughput (one LoRA step)", "infer": "Inference throughput and latency",
           "course": "Course cost: wall time of each chapter and of the test suite",
           "defaults": "Defaults on unseen long texts: the command line against a plain transformers + peft script"}
@@ -55,10 +57,10 @@ def section_markdown(name: str, section: dict) -> str:
     """One section as markdown: what and where it was measured, then the table."""
     from .bench import machine_line  # lazy: bench pulls torch (~2 s); the cli loads this module at start
 
-    columns = [c for c in TABLE_COLUMNS[name] if any(c in row for row in section["rows"])]
+    columns = [c for c in _TABLE_COLUMNS[name] if any(c in row for row in section["rows"])]
     others = section["machine"].get("other programs' share of the CPU")
     meanwhile = f"; other programs used {100 * others:.0f}% of the CPU meanwhile" if others is not None else ""
-    lines = [f"**{TITLES[name]}.** Measured {section['measured at']} in {section['seconds']:.0f} s on "
+    lines = [f"**{_TITLES[name]}.** Measured {section['measured at']} in {section['seconds']:.0f} s on "
              f"{machine_line(section['machine'])}{meanwhile}.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in section["rows"]]
@@ -75,7 +77,7 @@ def write_markdown(results: dict, path: Path) -> None:
     path.with_suffix(".md").write_text("\n".join(parts))
 
 
-def plot_section(name: str, section: dict, title: str, path: Path) -> None:
+def _plot_section(name: str, section: dict, title: str, path: Path) -> None:
     """The figure the page shows for one section, saved as PNG."""
     import matplotlib  # lazy: matplotlib and pandas cost ~1 s; the cli loads this module at start
 
@@ -130,5 +132,5 @@ def write_report(results: dict, json_path: Path, images: Path | None) -> None:
 
     images.mkdir(parents=True, exist_ok=True)
     for name, section in results["sections"].items():
-        title = f"{TITLES[name]}: profile {results['profile']}, {results['device']}\n{machine_line(section['machine'])}"
-        plot_section(name, section, title, images / f"costs-{json_path.stem}-{name}.png")
+        title = f"{_TITLES[name]}: profile {results['profile']}, {results['device']}\n{machine_line(section['machine'])}"
+        _plot_section(name, section, title, images / f"costs-{json_path.stem}-{name}.png")

@@ -15,6 +15,8 @@ from pathlib import Path
 from .config import ROOT
 from .timing import timed
 
+__all__ = ["repo_root", "measure", "merge_rows", "busy_seconds"]
+
 
 def repo_root() -> Path:
     """The checkout the package was installed from (``pip install -e .``), else the working directory."""
@@ -48,7 +50,7 @@ def measure(step: str, profile, args: argparse.Namespace) -> tuple[list[dict], d
         return defaults_rows(profile)
     if step == "course":
         chapters = args.chapters if args.run_chapters else []
-        return course_rows(profile.name, chapters, args.tests), {"run cache": "empty (a cold run)"}
+        return _course_rows(profile.name, chapters, args.tests), {"run cache": "empty (a cold run)"}
     raise ValueError(step)
 
 
@@ -61,7 +63,7 @@ def _memory_in_fresh_process(profile: str, precision: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def course_rows(profile: str, chapters: list[str] | None, tests: bool) -> list[dict]:
+def _course_rows(profile: str, chapters: list[str] | None, tests: bool) -> list[dict]:
     """Wall time of each chapter notebook executed top to bottom with an empty run cache, and of the test suite.
 
     ``chapters``: None for all, else the file-name prefixes to run ([] for none).

@@ -14,6 +14,11 @@ import pandas as pd
 
 from .config import ALL_LINEAR, Profile  # the one home of the layer names (the profiles' LoRA budgets use them)
 
+__all__ = ["ArchDims", "KNOWN_ARCHS", "dims_from_config", "lora_parameters", "head_parameters", "base_parameters",
+           "TARGET_SETS", "REPORTED_BUDGETS", "TIED_EMBEDDINGS", "lora_budget_rows", "budget_table",
+           "linear_parameters", "weight_bytes", "ARCH_OF", "ACTIVATION_BYTES", "training_memory", "PROMPT_TOKENS",
+           "profile_training_memory"]
+
 ATTENTION, MLP = ALL_LINEAR[:4], ALL_LINEAR[4:]  # q, k, v, o; gate, up, down
 
 

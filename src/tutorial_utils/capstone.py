@@ -13,6 +13,8 @@ import pandas as pd
 
 from .config import Profile
 
+__all__ = ["plot_tradeoff", "write_report", "run"]
+
 
 def plot_tradeoff(table: pd.DataFrame, metric: str = "macro-F1", title: str = "", ax=None,
                   low: str | None = None, high: str | None = None):

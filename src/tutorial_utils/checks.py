@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["DataError", "NotFinite", "DataWarning", "PROB_ATOL", "check_texts", "check_label_names",
+           "check_label_id", "check_same_length", "check_same_shape", "check_label_matrices", "check_finite",
+           "check_probs", "check_unit_interval", "check_fits_model", "check_safetensors"]
+
 
 class DataError(ValueError):
     """Input data that the course cannot use as it is (empty text, unknown label, missing file)."""

@@ -35,10 +35,12 @@ from .cli_data import ALIASES, check_out, cmd_predict, compare_on_data, csv_opti
 from .files import jsonable
 from .timing import timed
 
+__all__ = ["METHODS", "message", "positive", "parser", "main"]
+
 METHODS = ("embedding-head", "encoder", "tfidf")
-BENCH_STEPS = ("memory", "params", "train", "infer")
+_BENCH_STEPS = ("memory", "params", "train", "infer")
 # errors that name the problem and its fix: main prints them in one line, exit code 2 (as argparse does)
-EXPECTED = (DataError, FileExistsError, methods.UnknownMethod)
+_EXPECTED = (DataError, FileExistsError, methods.UnknownMethod)
 
 
 def message(error: Exception) -> str:
@@ -72,7 +74,7 @@ def positive(kind: type, zero: bool = False) -> Callable[[str], float]:
     return parse
 
 
-def data_options(command: argparse.ArgumentParser) -> None:
+def _data_options(command: argparse.ArgumentParser) -> None:
     """The options of a run on your data (``train --data``, ``compare --data``; chapter 09), and the CSV's format."""
     command.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough "
                                                                   "for 95%% of the training texts, at most twice the "
@@ -89,7 +91,7 @@ def data_options(command: argparse.ArgumentParser) -> None:
     csv_options(command)
 
 
-def refuse_without_data(args: argparse.Namespace) -> None:
+def _refuse_without_data(args: argparse.Namespace) -> None:
     """Options that apply to your data only, given without ``--data``: refused, naming them."""
     only_yours = [flag for flag, value in (("--learning-rate", getattr(args, "learning_rate", None)),
                                            ("--max-length", args.max_length), ("--max-epochs", args.max_epochs),
@@ -101,11 +103,11 @@ def refuse_without_data(args: argparse.Namespace) -> None:
                         "with the profile's settings. Fix: pass --data, or leave them out.")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _cmd_train(args: argparse.Namespace) -> int:
     """Train and test one method; rank 0 writes metrics.json and predictions.csv into --out."""
     if args.data:
         return train_on_data(args)
-    refuse_without_data(args)
+    _refuse_without_data(args)
     if ALIASES.get(args.method, args.method) not in {ALIASES[m] for m in METHODS}:
         raise SystemExit(f"{args.method} trains only on your data here. Fix: pass --data my.csv (or train one of "
                          f"{', '.join(METHODS)} on the profile's data).")
@@ -167,7 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_bench(args: argparse.Namespace) -> int:
     """Run benchmark sections, merge them into the results file, rewrite its markdown and figures."""
     import torch  # lazy: per command, so that cli starts fast
 
@@ -184,7 +186,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     results = load_results(path)
     results.update(profile=profile.name, device=device)
-    steps = {"all": BENCH_STEPS, "report": ()}.get(args.step, (args.step,))
+    steps = {"all": _BENCH_STEPS, "report": ()}.get(args.step, (args.step,))
     for step in steps:
         print(f"bench {step} ({profile.name} profile, {device}) ...", file=sys.stderr, flush=True)
         load_before, busy, own = os.getloadavg(), busy_seconds(), sum(os.times()[:4])
@@ -207,13 +209,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def _cmd_compare(args: argparse.Namespace) -> int:
     """The capstone comparison (chapter 08) as a script: tables and plots into ``--out``; with ``--data``, on your CSV."""
     from . import capstone, session  # lazy: per command, so that cli starts fast
 
     if args.data:
         return compare_on_data(args)
-    refuse_without_data(args)
+    _refuse_without_data(args)
     profile = session.start(args.profile)
     tables = capstone.run(profile, args.out, n_resamples=args.resamples)
     for name, table in tables.items():
@@ -222,7 +224,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
+def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Run the fair comparison into the results store (resumable; each run written as it finishes)."""
     from . import experiment, session, store, store_audit  # lazy: per command, so that cli starts fast
 
@@ -260,7 +262,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_ledger(args: argparse.Namespace) -> int:
+def _cmd_ledger(args: argparse.Namespace) -> int:
     """Print the claims ledger from the results store; with --write, rewrite the book's generated table."""
     from . import ledger, session  # lazy: per command, so that cli starts fast
 
@@ -296,8 +298,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
     train.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
     train.add_argument("--learning-rate", type=positive(float), help="--data: learning rate (TF-IDF: C); default: the method's")
-    data_options(train)
-    train.set_defaults(func=cmd_train)
+    _data_options(train)
+    train.set_defaults(func=_cmd_train)
     predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train --data saved")
     predict.add_argument("--model", required=True, help="the --out folder of train --data")
     predict.add_argument("--data", required=True, help="a CSV of texts")
@@ -308,7 +310,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     predict.set_defaults(func=cmd_predict)
     bench = commands.add_parser("bench", help="measure what the course costs; write benchmarks/results")
-    bench.add_argument("step", choices=[*BENCH_STEPS, "course", "defaults", "all", "report", "memory-one"],
+    bench.add_argument("step", choices=[*_BENCH_STEPS, "course", "defaults", "all", "report", "memory-one"],
                        help="all = memory, params, train, infer; course runs every chapter and the tests; defaults: train --data "
                             "as shipped against a plain transformers + peft script on unseen long texts; "
                             "report rewrites the markdown and figures from the JSON")
@@ -323,7 +325,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-tests", dest="tests", action="store_false", help="course: skip the test suite")
     bench.add_argument("--no-chapters", dest="run_chapters", action="store_false", help="course: only the test suite")
     bench.add_argument("--precision", default="nf4-dq", help=argparse.SUPPRESS)
-    bench.set_defaults(func=cmd_bench)
+    bench.set_defaults(func=_cmd_bench)
     compare = commands.add_parser("compare", help="the capstone comparison (chapter 08): tables and plots to --out")
     compare.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     compare.add_argument("--out", required=True, help="folder for the tables (CSV, markdown) and plots (PNG)")
@@ -332,8 +334,8 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--text-column", default="text", help="--data: the column of texts (default: text)")
     compare.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
     compare.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
-    data_options(compare)
-    compare.set_defaults(func=cmd_compare)
+    _data_options(compare)
+    compare.set_defaults(func=_cmd_compare)
     reproduce = commands.add_parser("reproduce", help="the fair comparison into the results store (resumable)")
     reproduce.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     reproduce.add_argument("--only", nargs="+", metavar="METHOD",
@@ -347,14 +349,14 @@ def parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--max-runs", type=positive(int, zero=True), help="stop after this many trainings (the next call resumes)")
     reproduce.add_argument("--prune", action="store_true",
                            help="first delete stored runs that the current code and data no longer use (with --max-runs 0: only that)")
-    reproduce.set_defaults(func=cmd_reproduce)
+    reproduce.set_defaults(func=_cmd_reproduce)
     claims = commands.add_parser("ledger", help="the claims ledger (chapter 08): each claim of the paper, its test "
                                                 "here and a verdict computed from the results store")
     claims.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
     claims.add_argument("--claim", nargs="+", help="only these claims (default: all)")
     claims.add_argument("--resamples", type=positive(int), default=1000, help="bootstrap resamples per test")
     claims.add_argument("--write", action="store_true", help="rewrite the book's table (book/generated/claims-<profile>.md)")
-    claims.set_defaults(func=cmd_ledger)
+    claims.set_defaults(func=_cmd_ledger)
     return top
 
 
@@ -363,6 +365,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except EXPECTED as error:  # the input's fault, and the message names the fix: no traceback
+    except _EXPECTED as error:  # the input's fault, and the message names the fix: no traceback
         print(f"error: {message(error)}", file=sys.stderr)
         return 2

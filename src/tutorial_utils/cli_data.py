@@ -17,6 +17,8 @@ from pathlib import Path
 from . import methods
 from .checks import DataError, DataWarning
 
+__all__ = ["ALIASES", "check_out", "train_on_data", "cmd_predict", "compare_on_data", "csv_options"]
+
 ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER, "tfidf": methods.TFIDF,
            "instruction": methods.INSTRUCTION_SCORED}  # -> registry
 
@@ -34,7 +36,7 @@ def check_out(out: Path, overwrite: bool) -> Path:
     return prepare_out(out, overwrite)
 
 
-def read_data(args: argparse.Namespace) -> tuple[object, list[str]]:
+def _read_data(args: argparse.Namespace) -> tuple[object, list[str]]:
     """``--data`` read and checked (``data.from_csv``), with the data warnings it raised, each printed to stderr.
     (Texts longer than a run reads are counted by ``workflow.text_length``, once the run's length is chosen.)"""
     from . import data  # lazy: per command, so that cli starts fast
@@ -66,7 +68,7 @@ def train_on_data(args: argparse.Namespace) -> int:
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
     out = check_out(Path(args.out), args.overwrite)
-    mine, said = read_data(args)
+    mine, said = _read_data(args)
     record = workflow.train(profile, ALIASES.get(args.method, args.method), mine, out, dataset=Path(args.data).stem,
                             learning_rate=args.learning_rate, overwrite=True, data_warnings=said,
                             max_length=args.max_length, tune=args.tune, class_weight=args.class_weight,
@@ -79,7 +81,7 @@ def train_on_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_predictions_out(out: Path, data: Path, overwrite: bool) -> Path:
+def _check_predictions_out(out: Path, data: Path, overwrite: bool) -> Path:
     """``predict --out``: a new CSV (or, with ``--overwrite``, an old one) in a writable folder, never the input."""
     out = out.expanduser().resolve()
     if out == data.expanduser().resolve():
@@ -103,7 +105,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import serving  # lazy: per command, so that cli starts fast
     from .data.own import read_table  # lazy: as above
 
-    out = check_predictions_out(Path(args.out), Path(args.data), args.overwrite)  # before any text is predicted
+    out = _check_predictions_out(Path(args.out), Path(args.data), args.overwrite)  # before any text is predicted
     columns = [c for c in (args.text_column, args.label_column) if c]
     frame = read_table(args.data, columns, encoding=args.encoding, delimiter=args.delimiter)
     table = serving.predict(args.model, frame, args.text_column, args.label_column)
@@ -121,7 +123,7 @@ def compare_on_data(args: argparse.Namespace) -> int:
 
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
-    mine, said = read_data(args)
+    mine, said = _read_data(args)
     found = workflow.compare(profile, mine, dataset=Path(args.data).stem, data_warnings=said,
                              max_length=args.max_length, tune=args.tune, class_weight=args.class_weight,
                              long_texts=args.long_texts, max_epochs=args.max_epochs,

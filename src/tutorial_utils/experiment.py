@@ -26,6 +26,10 @@ from .studies import (BASE_STUDY, COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, SM
                       variants)
 from .timing import timed
 
+__all__ = ["Spec", "spec", "extensions", "lookup", "runner", "grid_values", "chosen", "validation_metrics",
+           "searched_grid", "grown", "plan", "expected_runs", "produced_by", "execute", "reproduce", "records_of",
+           "best_try"]
+
 @dataclass(frozen=True)
 class Spec:
     """One run the studies need: method, study, training-set size, seed, tuned value; its key and folder tag."""
@@ -67,13 +71,13 @@ def spec(profile: Profile, study: str, method: str, data: DatasetDict, seed: int
     ``described``: the data's ``records.data_description`` when the caller already has it (a plan makes
     dozens of specs on the same data; fingerprinting it once is enough).
     """
-    config = runners.settings(longer_cap(profile, extension), method, value)
+    config = runners.settings(_longer_cap(profile, extension), method, value)
     described = described or records.data_description(data, profile.single_label_data)
     return Spec(study, method, profile.single_label_data, len(data["train"]), seed, value, role,
                 records.run_key(method, config, described, seed), config, variant, extension)
 
 
-def longer_cap(profile: Profile, extension: int) -> Profile:
+def _longer_cap(profile: Profile, extension: int) -> Profile:
     """The profile with ``2**extension`` times the protocol's epoch cap (and minimum steps, which set the cap of
     small training sets): where a run still improving at its cap trains again."""
     if not extension:
@@ -112,7 +116,7 @@ def runner(method: str):
     return table[entry.runner]
 
 
-def run_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None) -> dict[str, dict]:
+def _run_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None) -> dict[str, dict]:
     """Train and predict one registered method; outcomes by method name (one training may serve two methods)."""
     out = runner(method)(runners.protocol_profile(profile), data, seed, value)
     return out if methods.get(method).runner == "instruction" else {method: out}
@@ -135,7 +139,7 @@ def grid_values(profile: Profile, method: str, below: int = 0, above: int = 0) -
 def chosen(profile: Profile, grid: list[Spec]) -> float | None:
     """The grid value with the best validation metric on the first seed, once every grid run is stored."""
     metric = validation_metrics(profile, grid)
-    return None if metric is None else grid[best_index(metric)].value
+    return None if metric is None else grid[_best_index(metric)].value
 
 
 def validation_metrics(profile: Profile, grid: list[Spec]) -> list[float] | None:
@@ -144,7 +148,7 @@ def validation_metrics(profile: Profile, grid: list[Spec]) -> list[float] | None
     return None if any(r is None for r in found) else [r.validation_metric for r in found]
 
 
-def best_index(metric: list[float]) -> int:
+def _best_index(metric: list[float]) -> int:
     """The best of a grid's validation metrics; a tie goes to the smaller value."""
     return max(range(len(metric)), key=lambda i: (metric[i], -i))
 
@@ -169,7 +173,7 @@ def grown(metric: list[float], below: int, above: int, extensions: int) -> tuple
     strictly better than its neighbour, and the protocol allows another step; else None (the search is done)."""
     if len(metric) < 2 or below + above >= extensions:
         return None
-    best = best_index(metric)
+    best = _best_index(metric)
     if best == len(metric) - 1 and metric[-1] > metric[-2]:
         return below, above + 1
     if best == 0 and metric[0] > metric[1]:
@@ -271,7 +275,7 @@ def produced_by(method: str) -> str:
 def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
     """Train and predict one spec (and any method that shares its training); write each record to the store."""
     profile = study_profile(profile, s.study, s.variant)
-    outcomes, wall = timed(run_method, longer_cap(profile, s.extension), produced_by(s.method), data, s.seed, s.value)
+    outcomes, wall = timed(_run_method, _longer_cap(profile, s.extension), produced_by(s.method), data, s.seed, s.value)
     written = []
     wanted = study_methods(s.study)
     for method, outcome in outcomes.items():

@@ -19,7 +19,9 @@ from . import models
 from .config import Profile
 from .train import CHUNK_OVERLAP
 
-PEFT_PREFIX = "base_model.model."
+__all__ = ["export_classifier", "export_plain"]
+
+_PEFT_PREFIX = "base_model.model."
 
 
 def _dequantized(module) -> torch.Tensor:
@@ -32,14 +34,14 @@ def _dequantized(module) -> torch.Tensor:
     return weight.detach().float()
 
 
-def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
+def _merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
     """The weights of the plain model that computes what ``peft_model`` (4-bit base + LoRA + head) computes."""
     from peft.tuners.lora import LoraLayer  # lazy: peft costs ~3 s (bitsandbytes with it); export_plain needs neither
     from peft.utils import ModulesToSaveWrapper  # lazy: as above
 
     state: dict[str, torch.Tensor] = {}
     for name, module in peft_model.named_modules():
-        plain = name.removeprefix(PEFT_PREFIX)
+        plain = name.removeprefix(_PEFT_PREFIX)
         if isinstance(module, LoraLayer):
             base = module.get_base_layer()
             state[f"{plain}.weight"] = _dequantized(base) + module.get_delta_weight("default").float()
@@ -53,7 +55,7 @@ def merged_state_dict(peft_model) -> dict[str, torch.Tensor]:
             if module.bias is not None:
                 state[f"{plain}.bias"] = module.bias.detach().float()
     for name, param in peft_model.named_parameters():  # embeddings, norms: kept in 16 or 32 bits all along
-        plain = name.removeprefix(PEFT_PREFIX)
+        plain = name.removeprefix(_PEFT_PREFIX)
         if ("lora_" in name or ".base_layer." in name or "modules_to_save" in name or "original_module" in name
                 or type(param).__name__ == "Params4bit" or plain in state):
             continue
@@ -72,7 +74,7 @@ def export_classifier(peft_model, tokenizer, profile: Profile, label_names: list
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty. Fix: export into a new folder (nothing was overwritten).")
     plain, _ = models.load_sequence_classifier(profile, label_names, quantize=False)
-    state = merged_state_dict(peft_model)
+    state = _merged_state_dict(peft_model)
     missing, unexpected = plain.load_state_dict(state, strict=False)
     tied = {k for k in missing if k.endswith("lm_head.weight")}
     if set(missing) - tied or unexpected:

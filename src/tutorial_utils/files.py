@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["jsonable", "sha256", "write_synced", "checksums", "damaged", "staging", "swap_in", "locked"]
+
 PARTIAL, OLD = ".partial", ".old"  # suffixes of a folder being written and of the one it replaces
 _HELD: set[str] = set()  # the lock files this process holds
 

@@ -14,6 +14,9 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+__all__ = ["POOLINGS", "last_token_index", "naive_last_index", "pool", "PooledClassifier", "hand_written_head",
+           "init_from_label_tokens", "tag_encoder"]
+
 POOLINGS = ("last", "mean", "max")
 
 

@@ -30,8 +30,11 @@ from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, Generation
 
 from .assets import minilm_dir, own_seed, smollm2_dir
 
+__all__ = ["SNAPSHOT", "PATENT_SECTIONS", "AG_NEWS_TOPICS", "HubDataset", "HUB_DATASETS", "lay_out", "environment",
+           "main"]
+
 SNAPSHOT = "0" * 40  # the commit a stand-in's snapshot folder is named after
-DATASET_HASH = "0" * 16
+_DATASET_HASH = "0" * 16
 
 PATENT_SECTIONS = ("Human Necessities", "Performing Operations; Transporting", "Chemistry; Metallurgy",
                    "Textiles; Paper", "Fixed Constructions",
@@ -56,7 +59,7 @@ HUB_DATASETS = (
 )
 
 # Qwen2.5-Instruct's chat template without its tool-calling branches: ChatML with a default system prompt
-QWEN_CHAT_TEMPLATE = (
+_QWEN_CHAT_TEMPLATE = (
     "{%- if messages[0]['role'] == 'system' %}"
     "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
     "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
@@ -66,33 +69,33 @@ QWEN_CHAT_TEMPLATE = (
     "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
-FILLER = ("the", "a", "method", "system", "device", "new", "using", "with", "for", "and", "which", "is")
+_FILLER = ("the", "a", "method", "system", "device", "new", "using", "with", "for", "and", "which", "is")
 
 
-def standin_texts(label_names: tuple[str, ...], per_class: int, seed: int) -> tuple[list[str], list[int]]:
+def _standin_texts(label_names: tuple[str, ...], per_class: int, seed: int) -> tuple[list[str], list[int]]:
     """Made-up texts, ``per_class`` for each label, sorted by label: words of the label's name among filler."""
     rng = np.random.default_rng(seed)
     texts, labels = [], []
     for label, name in enumerate(label_names):
         words = [w.strip(";,/").lower() for w in name.replace("/", " ").split()]
         for _ in range(per_class):
-            picked = list(rng.choice(words, size=3)) + list(rng.choice(FILLER, size=int(rng.integers(5, 12))))
+            picked = list(rng.choice(words, size=3)) + list(rng.choice(_FILLER, size=int(rng.integers(5, 12))))
             texts.append(" ".join(rng.permutation(picked)))
             labels.append(label)
     return texts, labels
 
 
-def write_dataset(datasets_cache: Path, spec: HubDataset, per_class: dict[str, int]) -> list[Path]:
+def _write_dataset(datasets_cache: Path, spec: HubDataset, per_class: dict[str, int]) -> list[Path]:
     """One stand-in dataset in the ``datasets`` cache, as a finished download leaves it: one folder per config."""
     namespace, name = spec.repo_id.split("/")
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(spec.label_names))})
     folders = []
     for c, config in enumerate(spec.configs):
-        folder = datasets_cache / f"{namespace}___{name}" / config / "0.0.0" / DATASET_HASH
+        folder = datasets_cache / f"{namespace}___{name}" / config / "0.0.0" / _DATASET_HASH
         folder.mkdir(parents=True, exist_ok=True)
         splits = SplitDict(dataset_name=name)
         for s, split in enumerate(spec.splits):
-            texts, labels = standin_texts(spec.label_names, per_class[split], seed=100 * c + s)
+            texts, labels = _standin_texts(spec.label_names, per_class[split], seed=100 * c + s)
             table = Dataset.from_dict({"text": texts, "label": labels}, features=features).data.table
             with pa.OSFile(str(folder / f"{name}-{split}.arrow"), "wb") as sink, \
                     pa.ipc.new_stream(sink, table.schema) as writer:
@@ -104,7 +107,7 @@ def write_dataset(datasets_cache: Path, spec: HubDataset, per_class: dict[str, i
     return folders
 
 
-def snapshot_folder(hub_cache: Path, repo_id: str) -> Path:
+def _snapshot_folder(hub_cache: Path, repo_id: str) -> Path:
     """The folder a model's files sit in after a download (``models--org--name/snapshots/<commit>``), with its ref."""
     repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
     (repo / "refs").mkdir(parents=True, exist_ok=True)
@@ -114,18 +117,18 @@ def snapshot_folder(hub_cache: Path, repo_id: str) -> Path:
     return folder
 
 
-def qwen2_tokenizer():
+def _qwen2_tokenizer():
     """SmolLM2's byte-level BPE tokenizer set up as Qwen2.5's: no BOS, EOS ``<|im_end|>``, pad ``<|endoftext|>``."""
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
     tokenizer.bos_token = None
     tokenizer.pad_token = "<|endoftext|>"
-    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
     return tokenizer
 
 
-def write_qwen2(folder: Path) -> None:
+def _write_qwen2(folder: Path) -> None:
     """A random 2-layer Qwen2 (biases on q, k, v; tied embeddings) with Qwen2.5-Instruct's generation settings."""
-    tokenizer = qwen2_tokenizer()
+    tokenizer = _qwen2_tokenizer()
     eos, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
     with own_seed():
         model = Qwen2ForCausalLM(Qwen2Config(
@@ -140,7 +143,7 @@ def write_qwen2(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def write_bert(folder: Path) -> None:
+def _write_bert(folder: Path) -> None:
     """A random 2-layer BERT with an uncased WordPiece vocabulary (MiniLM's, which is bert-base-uncased's)."""
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
     with own_seed():
@@ -150,11 +153,11 @@ def write_bert(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-HUB_MODELS = {  # hub id -> how its stand-in is written (the gpu and paper profiles' models)
-    "Qwen/Qwen2.5-0.5B-Instruct": write_qwen2,
-    "Qwen/Qwen2.5-7B-Instruct": write_qwen2,
-    "google-bert/bert-base-uncased": write_bert,
-    "anferico/bert-for-patents": write_bert,
+_HUB_MODELS = {  # hub id -> how its stand-in is written (the gpu and paper profiles' models)
+    "Qwen/Qwen2.5-0.5B-Instruct": _write_qwen2,
+    "Qwen/Qwen2.5-7B-Instruct": _write_qwen2,
+    "google-bert/bert-base-uncased": _write_bert,
+    "anferico/bert-for-patents": _write_bert,
 }
 
 
@@ -168,10 +171,10 @@ def lay_out(hf_home: str | Path, per_class: int = 20) -> dict[str, list[str]]:
     sizes = {"train": per_class, "validation": max(2, per_class // 4), "test": max(2, per_class // 4)}
     written: dict[str, list[str]] = {"datasets": [], "models": []}
     for spec in HUB_DATASETS:
-        write_dataset(root / "datasets", spec, sizes)
+        _write_dataset(root / "datasets", spec, sizes)
         written["datasets"].append(spec.repo_id)
-    for repo_id, write in HUB_MODELS.items():
-        folder = snapshot_folder(root / "hub", repo_id)
+    for repo_id, write in _HUB_MODELS.items():
+        folder = _snapshot_folder(root / "hub", repo_id)
         write(folder)
         (folder / "STANDIN.json").write_text(json.dumps({"stand_in_for": repo_id, "random_weights": True}))
         written["models"].append(repo_id)

@@ -19,12 +19,16 @@ from .checks import check_fits_model, check_label_names, check_texts
 from .models import compute_dtype
 from .verbalizer import NONE_ANSWER, Verbalizer  # noqa: F401 (NONE_ANSWER: re-exported)
 
+__all__ = ["VERBALIZERS", "make_verbalizer", "token_counts", "answer_budget", "instruction", "truncate",
+           "build_prompt", "prompt_completion", "prefix_mismatch", "answer_ids", "shared_prefix", "PromptBatches",
+           "score_labels", "score_labels_one_by_one", "content_free_scores", "contextual_calibration", "generate"]
+
 VERBALIZERS = ("names", "codes", "letters")
 
 
 # ---- Verbalizers: what the model writes for each label ----------------------------------------------
 
-def short_codes(names: list[str] | tuple[str, ...]) -> list[str]:
+def _short_codes(names: list[str] | tuple[str, ...]) -> list[str]:
     """A one-word code per label: its first word, or its first two words where the first is shared (chapter 04)."""
     words = [n.split() for n in names]
     first = [w[0] for w in words]
@@ -41,7 +45,7 @@ def make_verbalizer(names: list[str] | tuple[str, ...], kind: str = "names",
         if kind == "names":
             words = list(names)
         elif kind == "codes":
-            words = short_codes(names)
+            words = _short_codes(names)
         else:
             if len(names) > 26:
                 raise ValueError(f"Letters cover at most 26 labels, got {len(names)}. Fix: use codes or names.")
@@ -53,7 +57,7 @@ def make_verbalizer(names: list[str] | tuple[str, ...], kind: str = "names",
     return Verbalizer(kind, tuple(names), tuple(words))
 
 
-def context_length(model) -> int | None:
+def _context_length(model) -> int | None:
     """How many tokens the model reads at most (its position embeddings), or None if its config does not say."""
     return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
@@ -195,7 +199,7 @@ class PromptBatches:
             yield ids, mask, cache
 
 
-def candidate_mask(prompt_mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+def _candidate_mask(prompt_mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     """The 4-D attention mask (batch, 1, answer tokens, prompt + answer tokens) for scoring packed answers.
 
     All answers sit side by side after the prompt: each answer token sees the prompt's real tokens and
@@ -227,7 +231,7 @@ def score_labels(model, tokenizer, prompts: list[str], answers: list[str], batch
         return np.zeros((0, len(answers)))
     prompts = check_texts(prompts, "prompts")
     check_fits_model([len(tokenizer(p, add_special_tokens=False)["input_ids"]) + max(map(len, (
-        answer_ids(tokenizer, a, eos) for a in answers))) for p in prompts], context_length(model))
+        answer_ids(tokenizer, a, eos) for a in answers))) for p in prompts], _context_length(model))
     model.eval()
     on = _device_of(model)
     implementation = getattr(model.config, "_attn_implementation", "sdpa")
@@ -250,7 +254,7 @@ def score_labels(model, tokenizer, prompts: list[str], answers: list[str], batch
                           past_key_values=cache, use_cache=True, logits_to_keep=1)
         scores = torch.log_softmax(first.logits[:, -1].float(), dim=-1)[:, firsts]  # each answer's first token
         if packed.numel():
-            mask4d = candidate_mask(mask, lengths)
+            mask4d = _candidate_mask(mask, lengths)
             if implementation == "eager":  # eager attention adds its mask: 0 where seen, -inf-like elsewhere
                 mask4d = torch.zeros(mask4d.shape, device=on).masked_fill(~mask4d, torch.finfo(torch.float32).min)
             with _autocast(on):
@@ -281,11 +285,11 @@ def score_labels_one_by_one(model, tokenizer, prompts: list[str], answers: list[
     return out
 
 
-CONTENT_FREE = ("N/A", "[MASK]", "")  # texts with no content: what the model answers them shows its bias
+_CONTENT_FREE = ("N/A", "[MASK]", "")  # texts with no content: what the model answers them shows its bias
 
 
 def content_free_scores(model, tokenizer, verbalizer: Verbalizer, subject: str = "text",
-                        inputs: tuple[str, ...] = CONTENT_FREE) -> np.ndarray:
+                        inputs: tuple[str, ...] = _CONTENT_FREE) -> np.ndarray:
     """Log of the mean label probabilities for content-free texts: the model's bias before reading (chapter 04)."""
     prompts = [build_prompt(tokenizer, x, verbalizer, subject=subject, allow_empty=True) for x in inputs]
     probs = softmax(score_labels(model, tokenizer, prompts, list(verbalizer.words)), axis=-1)
@@ -299,7 +303,7 @@ def contextual_calibration(scores: np.ndarray, content_free: np.ndarray) -> np.n
 
 # ---- Free generation (parsing the answers: answers.py) --------------------------------------------------------------------
 
-def decoding_settings(tokenizer, max_new_tokens: int) -> dict:
+def _decoding_settings(tokenizer, max_new_tokens: int) -> dict:
     """Greedy decoding for classification, whatever the model's own ``generation_config.json`` says (chapter 04).
 
     A model's file may set sampling or a repetition penalty (Qwen2.5's sets ``repetition_penalty=1.1``),
@@ -319,7 +323,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, batc
         return [], np.zeros(0)
     prompts = check_texts(prompts, "prompts")
     check_fits_model([len(tokenizer(p, add_special_tokens=False)["input_ids"]) + max_new_tokens for p in prompts],
-                     context_length(model))
+                     _context_length(model))
     model.eval()
     texts, logprobs = [], []
     batches = PromptBatches(model, tokenizer, prompts, batch_size, reuse_prefix)
@@ -327,7 +331,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, batc
         full = torch.cat([batches.prefix.repeat(ids.shape[0], 1), ids], dim=1)
         with _autocast(batches.on):
             gen = model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
-                                 **decoding_settings(tokenizer, max_new_tokens))
+                                 **_decoding_settings(tokenizer, max_new_tokens))
         new = gen.sequences[:, full.shape[1]:]
         logp = torch.stack([torch.log_softmax(s.float(), -1) for s in gen.scores], 1)
         token_logp = logp.gather(-1, new.unsqueeze(-1)).squeeze(-1)

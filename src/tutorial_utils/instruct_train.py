@@ -31,7 +31,11 @@ from .session import seed_everything
 from .timing import timed
 from .train import learning_curve
 
-SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
+__all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "prepare_tuning", "tune",
+           "label_scores", "scored_result", "generated_result", "generation_probs", "cached_instruction_runs",
+           "validation_row", "variant_row"]
+
+_SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
             "debian-tags": "software package description"}
 
 
@@ -39,7 +43,7 @@ SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "paten
 
 def subject_of(dataset_name: str) -> str:
     """What the instruction calls one text of a dataset ("patent title", ...; "text" when unknown) (chapter 04)."""
-    return SUBJECTS.get(dataset_name, "text")
+    return _SUBJECTS.get(dataset_name, "text")
 
 
 @dataclass
@@ -105,7 +109,7 @@ def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lor
         overrides = {"seed": seed, "data_seed": seed, **overrides}
     trainer = make_instruct_trainer(model, tokenizer, pairs, profile, settings, run_name=run_name, **overrides)
     report = {"train_examples": len(subset), "trainable_params": models.count_parameters(model).trainable,
-              "verbalizer": kind, "lora": lora_label(lora), "r": lora.r}
+              "verbalizer": kind, "lora": _lora_label(lora), "r": lora.r}
     return InstructionModel(model, tokenizer, verbalizer, subject, multi_label, max_text_tokens, report), trainer
 
 
@@ -120,7 +124,7 @@ def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSet
     return tuned
 
 
-def lora_label(lora: LoraSettings) -> str:
+def _lora_label(lora: LoraSettings) -> str:
     """A short name for LoRA settings: "r=8 on q,v" or "r=16 on all linear" (chapter 04)."""
     targets = tuple(lora.target_modules)
     names = {budgets.ALL_LINEAR: "all linear", budgets.ATTENTION: "attention"}
@@ -183,7 +187,7 @@ def generation_probs(y_pred: np.ndarray, confidence: np.ndarray, n_classes: int)
     return probs
 
 
-def instruction_runs(profile: Profile, data: DatasetDict | None = None) -> tuple[RunResult, RunResult]:
+def _instruction_runs(profile: Profile, data: DatasetDict | None = None) -> tuple[RunResult, RunResult]:
     """Chapter 04's recipe: tune on the profile's subset, then predict the test split by scoring and by generating."""
     data = data or load_single_label(profile)
     tuned = tune(profile, data)
@@ -196,7 +200,7 @@ def cached_instruction_runs(profile: Profile, data: DatasetDict | None = None,
                             verbose: bool = True) -> tuple[RunResult, RunResult]:
     """Both of chapter 04's test-set runs from the run cache, or trained, predicted and saved now."""
     return load_or_compute_together(profile, (INSTRUCTION_SCORED, INSTRUCTION_GENERATED),
-                                    lambda: instruction_runs(profile, data), verbose)
+                                    lambda: _instruction_runs(profile, data), verbose)
 
 
 def validation_row(tuned: InstructionModel, data: DatasetDict, scores: np.ndarray, seconds: float) -> dict:

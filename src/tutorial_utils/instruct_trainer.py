@@ -17,6 +17,9 @@ from .activations import checkpointing_enabled
 from .config import Profile, TrainSettings
 from .train import training_arguments, with_course_callbacks
 
+__all__ = ["tokenize_completions", "completion_labels", "CompletionCollator", "completion_loss",
+           "make_instruct_trainer", "make_sft_trainer"]
+
 
 def tokenize_completions(pairs: Dataset, tokenizer) -> Dataset:
     """Token ids of prompt + answer (+ EOS) and the prompt's length: what the loss mask needs (chapter 04)."""

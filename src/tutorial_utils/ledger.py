@@ -35,12 +35,15 @@ from .studies import BUDGET, COMPARISON, MULTILABEL, MULTILABEL_BUDGET, NEWS, PO
 from .metrics import expected_calibration_error
 from .records import RunRecord
 
+__all__ = ["VERDICTS", "UnknownClaim", "Arm", "Ledger", "excluded", "verdict", "numbers", "compare", "Claim",
+           "NAMES", "claim", "row", "table", "markdown", "write_markdown"]
+
 REPRODUCED, CONTRADICTED, EQUIVALENT = "reproduced", "contradicted", "equivalent within the margin"
 UNDECIDED, AT_SCALE, NOT_RUN, EXCLUDED = ("not distinguishable", "not testable at this scale", "not run (cost)",
                                           "no verdict (a run is excluded)")
 VERDICTS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDECIDED, AT_SCALE, NOT_RUN, EXCLUDED)
 AT_LEAST, BEATS, MATCHES = "matches or beats", "beats", "matches"
-REPORTED_ECE = 0.094  # the paper's (v3) ECE of its embedding head before temperature scaling, as quoted second-hand
+_REPORTED_ECE = 0.094  # the paper's (v3) ECE of its embedding head before temperature scaling, as quoted second-hand
 
 
 class UnknownClaim(KeyError):
@@ -172,7 +175,7 @@ def compare(ledger: Ledger, a: Arm, b: Arm, kind: str, allow_degenerate: tuple[s
             "without selection seed": verdict(later, kind, ledger.margin), "test": test}
 
 
-def combined(verdicts: list[str]) -> str:
+def _combined(verdicts: list[str]) -> str:
     """One verdict from several tests of one claim: contradicted if any is, reproduced (or equivalent) if all are."""
     if not verdicts:
         return NOT_RUN
@@ -192,11 +195,11 @@ def _pair(a: Arm, b: Arm, kind: str, **options) -> Callable[[Ledger], dict]:
 
 
 def _all(*tests: tuple[Arm, Arm, str]) -> Callable[[Ledger], dict]:
-    """A claim tested by several comparisons, every one of which must hold (``combined``)."""
+    """A claim tested by several comparisons, every one of which must hold (``_combined``)."""
     def run(ledger: Ledger) -> dict:
         rows = [compare(ledger, a, b, kind) for a, b, kind in tests]
-        return {"verdict": combined([r["verdict"] for r in rows]), "numbers": "\n".join(r["numbers"] for r in rows),
-                "without selection seed": combined([r["without selection seed"] for r in rows])
+        return {"verdict": _combined([r["verdict"] for r in rows]), "numbers": "\n".join(r["numbers"] for r in rows),
+                "without selection seed": _combined([r["without selection seed"] for r in rows])
                 if all(r["without selection seed"] != "-" for r in rows) else "-"}
     return run
 
@@ -252,10 +255,10 @@ def _pooling(ledger: Ledger) -> dict:
     """Mean against last-token pooling for the head under the protocol; the frozen probe's finding beside it."""
     out = compare(ledger, Arm(POOLING, methods.EMBEDDING_HEAD, "mean"), Arm(COMPARISON, methods.EMBEDDING_HEAD),
                   MATCHES)
-    return {**out, "numbers": out["numbers"] + "\n" + probe_pooling(ledger)}
+    return {**out, "numbers": out["numbers"] + "\n" + _probe_pooling(ledger)}
 
 
-def probe_pooling(ledger: Ledger) -> str:
+def _probe_pooling(ledger: Ledger) -> str:
     """What the frozen probe's records say about pooling: mean minus last on validation, per dataset (best layer)."""
     parts = []
     for study, method in ((COMPARISON, methods.FROZEN_PROBE), (NEWS, methods.FROZEN_PROBE),
@@ -277,13 +280,13 @@ def _calibration(ledger: Ledger) -> dict:
         return {"verdict": NOT_RUN, "numbers": "no head run stored", "without selection seed": "-"}
     test = stats.seed_bootstrap(runs[0].y_true, [r.probs for r in runs], [],
                                 lambda y, p: expected_calibration_error(p, y), ledger.n_resamples,
-                                reference=REPORTED_ECE)
+                                reference=_REPORTED_ECE)
     spread = ", ".join(f"{expected_calibration_error(r.probs, r.y_true):.3f}" for r in runs)
     other = ledger.runs(Arm(COMPARISON, methods.INSTRUCTION_SCORED))
     beside = ("; instruction tuning (scored) " + ", ".join(f"{expected_calibration_error(r.probs, r.y_true):.3f}"
                                                           for r in other)) if other else ""
-    mean = test.difference + REPORTED_ECE
-    line = (f"head test ECE {mean:.3f} (per seed {spread}{beside}); minus the reported {REPORTED_ECE}: "
+    mean = test.difference + _REPORTED_ECE
+    line = (f"head test ECE {mean:.3f} (per seed {spread}{beside}); minus the reported {_REPORTED_ECE}: "
             f"{test.difference:+.3f}, 90% [{test.ci90[0]:+.3f}, {test.ci90[1]:+.3f}]")
     return {"verdict": verdict(test, MATCHES, ledger.margin), "numbers": line, "without selection seed": "-"}
 
@@ -305,7 +308,7 @@ class Claim:
     run: Callable[[Ledger], dict]
 
 
-CLAIMS: tuple[Claim, ...] = (
+_CLAIMS: tuple[Claim, ...] = (
     Claim("head-vs-instruction", "single-label: the embedding head matches or exceeds instruction tuning",
           "head vs instruction tuning (scored) at the same LoRA budget, patents", _pair(
               Arm(COMPARISON, methods.EMBEDDING_HEAD), Arm(COMPARISON, methods.INSTRUCTION_SCORED), AT_LEAST)),
@@ -336,7 +339,7 @@ CLAIMS: tuple[Claim, ...] = (
           "instruction tuning (scored) with code words vs label names, patents (they must match)", _pair(
               Arm(VERBALIZER, methods.INSTRUCTION_SCORED, "codes"), Arm(COMPARISON, methods.INSTRUCTION_SCORED),
               MATCHES)),
-    Claim("calibration", f"the head's ECE is {REPORTED_ECE} without temperature scaling",
+    Claim("calibration", f"the head's ECE is {_REPORTED_ECE} without temperature scaling",
           "the head's test ECE (seed mean) against that number", _calibration),
     Claim("distillation", "a distilled BERT-class student keeps >= 97% of the teacher's F1 at about 45x its speed",
           "a student distilled from the head under the protocol", _distillation),
@@ -345,12 +348,12 @@ CLAIMS: tuple[Claim, ...] = (
               Arm(COMPARISON, methods.EMBEDDING_HEAD), Arm(COMPARISON, methods.ZERO_SHOT), BEATS,
               allow_degenerate=(methods.ZERO_SHOT,))),
 )
-NAMES = tuple(c.name for c in CLAIMS)
+NAMES = tuple(c.name for c in _CLAIMS)
 
 
 def claim(name: str) -> Claim:
     """The ledger's claim of this name; an error that lists the claims otherwise."""
-    for c in CLAIMS:
+    for c in _CLAIMS:
         if c.name == name:
             return c
     raise UnknownClaim(f"Unknown claim {name!r}. The ledger holds: {', '.join(NAMES)}.")
@@ -365,12 +368,12 @@ def row(ledger: Ledger, name: str) -> dict:
 
 
 def table(profile: Profile, names: tuple[str, ...] = NAMES, n_resamples: int = 1000) -> pd.DataFrame:
-    """The claims ledger: one row per claim (``CLAIMS``), every verdict computed from the store."""
+    """The claims ledger: one row per claim (``_CLAIMS``), every verdict computed from the store."""
     ledger = Ledger(profile, n_resamples)
     return pd.DataFrame([row(ledger, name) for name in names]).set_index("claim")
 
 
-def markdown_path(profile: Profile) -> Path:
+def _markdown_path(profile: Profile) -> Path:
     """Where the book's generated ledger of a profile lives (``book/claims.md`` includes the cpu one)."""
     return ROOT / "book" / "generated" / f"claims-{profile.name}.md"
 
@@ -385,7 +388,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def write_markdown(table: pd.DataFrame, profile: Profile) -> Path:
     """Write the ledger's markdown table for the book, with the line that says what made it."""
-    path = markdown_path(profile)
+    path = _markdown_path(profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"<!-- generated by `python -m tutorial_utils ledger --profile {profile.name} --write` from "
                     f"results/{profile.name}/; do not edit -->\n\n{markdown(table)}\n")

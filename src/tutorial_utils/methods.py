@@ -11,18 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SINGLE_LABEL = "single-label"
+__all__ = ["MULTI_LABEL", "TFIDF", "ZERO_SHOT", "FROZEN_PROBE", "EMBEDDING_HEAD", "INSTRUCTION_SCORED",
+           "INSTRUCTION_GENERATED", "ENCODER", "STUDENT", "MULTILABEL_HEAD", "MULTILABEL_INSTRUCTION",
+           "MULTILABEL_PROBE", "MULTILABEL_TFIDF", "MULTILABEL_ENCODER", "UnknownMethod", "Method", "REGISTRY",
+           "METHODS", "get", "names", "table"]
+
+_SINGLE_LABEL = "single-label"
 MULTI_LABEL = "multi-label"
 
 # The names, once: every other module imports them from here.
 TFIDF = "tfidf-logreg"
 ZERO_SHOT = "zero-shot-scored"
-FEW_SHOT = "few-shot-scored"
+_FEW_SHOT = "few-shot-scored"
 FROZEN_PROBE = "frozen-llm-probe"
 EMBEDDING_HEAD = "embedding-head"
 INSTRUCTION_SCORED = "instruction-scored"
 INSTRUCTION_GENERATED = "instruction-generated"
-INSTRUCTION_BUDGET = "instruction-scored-all-linear"
+_INSTRUCTION_BUDGET = "instruction-scored-all-linear"
 ENCODER = "encoder-finetune"
 STUDENT = "distilled-student"
 MULTILABEL_HEAD = "multilabel-embedding-head"
@@ -45,7 +50,7 @@ class Method:
 
     name: str  # the registry key: used in the results store, the run cache and on the command line
     title: str  # the row name in the book's tables
-    task: str  # SINGLE_LABEL or MULTI_LABEL
+    task: str  # _SINGLE_LABEL or MULTI_LABEL
     family: str  # floor, no fine-tuning, embedding head, instruction tuning, encoder, distilled
     trains: str  # how it learns, in a few words
     trainable: str  # what its trainable-parameter count counts
@@ -62,34 +67,34 @@ class Method:
 
 
 REGISTRY: tuple[Method, ...] = (
-    Method(TFIDF, "TF-IDF + logistic regression", SINGLE_LABEL, "floor",
+    Method(TFIDF, "TF-IDF + logistic regression", _SINGLE_LABEL, "floor",
            "fits a logistic regression on word and word-pair TF-IDF features (closed form, L-BFGS)",
            "the logistic regression's weights and intercepts", "03", tuned="C", runner="tfidf"),
-    Method(ZERO_SHOT, "zero-shot prompt (scored)", SINGLE_LABEL, "no fine-tuning",
+    Method(ZERO_SHOT, "zero-shot prompt (scored)", _SINGLE_LABEL, "no fine-tuning",
            "does not learn: the instruct model scores every label after a prompt that lists them",
            "none", "03b", runner="zero_shot"),
-    Method(FEW_SHOT, "few-shot prompt (scored)", SINGLE_LABEL, "no fine-tuning",
+    Method(_FEW_SHOT, "few-shot prompt (scored)", _SINGLE_LABEL, "no fine-tuning",
            "does not learn: k labelled examples go into the prompt", "none", "03b"),
-    Method(FROZEN_PROBE, "frozen-LLM probe", SINGLE_LABEL, "no fine-tuning",
+    Method(FROZEN_PROBE, "frozen-LLM probe", _SINGLE_LABEL, "no fine-tuning",
            "a logistic regression on the frozen 4-bit model's hidden states (layer and pooling chosen on validation)",
            "the logistic regression's weights and intercepts", "03b", tuned="C", runner="probe"),
-    Method(EMBEDDING_HEAD, "LoRA embedding head", SINGLE_LABEL, "embedding head",
+    Method(EMBEDDING_HEAD, "LoRA embedding head", _SINGLE_LABEL, "embedding head",
            "LoRA adapters and a linear head on the last non-pad token, trained with cross-entropy (4-bit base)",
            "LoRA matrices + the head (peft's count of weights with requires_grad)", "02",
            tuned="learning_rate", runner="embedding_head"),
-    Method(INSTRUCTION_SCORED, "instruction tuning, scored", SINGLE_LABEL, "instruction tuning",
+    Method(INSTRUCTION_SCORED, "instruction tuning, scored", _SINGLE_LABEL, "instruction tuning",
            "LoRA adapters trained on prompt -> label text (loss on the answer only); predicts by scoring every label",
            "LoRA matrices (peft's count)", "04", tuned="learning_rate", runner="instruction"),
-    Method(INSTRUCTION_GENERATED, "instruction tuning, generated", SINGLE_LABEL, "instruction tuning",
+    Method(INSTRUCTION_GENERATED, "instruction tuning, generated", _SINGLE_LABEL, "instruction tuning",
            "the same trained model as instruction-scored; predicts by greedy generation and parsing",
            "LoRA matrices (peft's count)", "04", tuned="learning_rate", trained_with=INSTRUCTION_SCORED),
-    Method(INSTRUCTION_BUDGET, "instruction tuning, scored (larger LoRA budget)", SINGLE_LABEL,
+    Method(_INSTRUCTION_BUDGET, "instruction tuning, scored (larger LoRA budget)", _SINGLE_LABEL,
            "instruction tuning", "instruction tuning with a larger LoRA budget (every linear layer, higher rank)",
            "LoRA matrices (peft's count)", "04", tuned="learning_rate"),
-    Method(ENCODER, "encoder, full fine-tune", SINGLE_LABEL, "encoder",
+    Method(ENCODER, "encoder, full fine-tune", _SINGLE_LABEL, "encoder",
            "every weight of a BERT-class encoder and a fresh head, trained with cross-entropy",
            "every weight of the encoder and its head", "03", tuned="learning_rate", runner="encoder"),
-    Method(STUDENT, "distilled student (MiniLM)", SINGLE_LABEL, "distilled",
+    Method(STUDENT, "distilled student (MiniLM)", _SINGLE_LABEL, "distilled",
            "the encoder trained on the embedding head's probabilities (KL at a temperature) and the labels",
            "every weight of the student encoder and its head", "07", tuned="learning_rate"),
     Method(MULTILABEL_TFIDF, "TF-IDF + logistic regression", MULTI_LABEL, "floor",

@@ -19,7 +19,11 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from .checks import PROB_ATOL, check_finite, check_label_matrices, check_probs, check_same_length  # noqa: F401
 from .stats import macro_f1_over, present_classes
 
-LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))  # temperatures fit_temperature searches: 0.05 to 20
+__all__ = ["classification_metrics", "macro_f1", "multilabel_metrics", "per_label_f1", "per_class_scores",
+           "softmax", "sigmoid", "reliability_table", "expected_calibration_error", "negative_log_likelihood",
+           "fit_temperature"]
+
+_LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))  # temperatures fit_temperature searches: 0.05 to 20
 
 
 def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict[str, float]:
@@ -94,7 +98,7 @@ def sigmoid(x) -> np.ndarray:
     return expit(np.asarray(x, dtype=float))
 
 
-def confidence_bins(probs, y_true, n_bins: int) -> pd.DataFrame:
+def _confidence_bins(probs, y_true, n_bins: int) -> pd.DataFrame:
     """Per example: top-label confidence, whether the top label is right, and its equal-width bin (lo, hi]."""
     P, y = check_probs(probs, y_true)
     if int(n_bins) < 1:
@@ -108,7 +112,7 @@ def confidence_bins(probs, y_true, n_bins: int) -> pd.DataFrame:
 
 def reliability_table(probs, y_true, n_bins: int = 10) -> pd.DataFrame:
     """Mean confidence, accuracy and count per confidence bin, empty bins dropped (a reliability diagram's data)."""
-    per_example = confidence_bins(probs, y_true, n_bins)
+    per_example = _confidence_bins(probs, y_true, n_bins)
     table = (per_example.groupby(["bin", "bin_low", "bin_high"], sort=True)
              .agg(confidence=("confidence", "mean"), accuracy=("correct", "mean"), count=("correct", "size"))
              .reset_index().drop(columns="bin"))
@@ -145,5 +149,5 @@ def fit_temperature(logits, y_true) -> float:
         """The mean NLL at temperature exp(log_t), computed with a stable log-softmax."""
         return float(-log_softmax(z / np.exp(log_t), axis=1)[rows, y].mean())
 
-    result = minimize_scalar(nll, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
+    result = minimize_scalar(nll, bounds=_LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
     return float(np.exp(result.x))

@@ -19,9 +19,14 @@ from .assets import model_path
 from .checks import check_label_names, check_safetensors
 from .config import LoraSettings, Profile
 
+__all__ = ["ModelError", "device", "compute_dtype", "quantization_config", "ensure_pad_token", "load_tokenizer",
+           "PRECISIONS", "NOMINAL_BITS", "from_pretrained", "load_sequence_classifier", "load_causal_lm",
+           "add_lora", "ParamCount", "count_parameters", "load_encoder_classifier", "load_trained_classifier",
+           "cpu_packed_layers", "keep_trainable_on_cpu"]
+
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
-PAD_CANDIDATES = ("<|endoftext|>", "<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>")
+_PAD_CANDIDATES = ("<|endoftext|>", "<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>")
 
 
 class ModelError(RuntimeError):
@@ -67,7 +72,7 @@ def ensure_pad_token(tokenizer) -> str:
     if tokenizer.pad_token is not None and tokenizer.pad_token != eos:
         return f"pad token kept: {tokenizer.pad_token!r} (id {tokenizer.pad_token_id})"
     vocab = tokenizer.get_vocab()
-    for candidate in PAD_CANDIDATES + ((tokenizer.unk_token,) if tokenizer.unk_token else ()):
+    for candidate in _PAD_CANDIDATES + ((tokenizer.unk_token,) if tokenizer.unk_token else ()):
         if candidate and candidate in vocab and candidate != eos:
             before = tokenizer.pad_token
             tokenizer.pad_token = candidate
@@ -92,12 +97,12 @@ PRECISIONS = ("fp32", "bf16", "int8", "nf4", "nf4-dq")  # "bf16": the device's 1
 NOMINAL_BITS = {"fp32": 32, "bf16": 16, "int8": 8, "nf4": 4, "nf4-dq": 4}  # bits of each quantised weight
 
 
-def profile_precision(profile: Profile, quantize: bool | None = None) -> str:
+def _profile_precision(profile: Profile, quantize: bool | None = None) -> str:
     """The precision the course trains in: 4-bit NF4 with double quantisation, or 16-bit without bitsandbytes."""
     return "nf4-dq" if (profile.load_in_4bit if quantize is None else quantize) else "bf16"
 
 
-def precision_kwargs(precision: str) -> dict:
+def _precision_kwargs(precision: str) -> dict:
     """``from_pretrained`` arguments for one of ``PRECISIONS``: dtype, bitsandbytes config and placement."""
     # a quantised model is placed where it loads: this process's GPU (LOCAL_RANK under torchrun), else the CPU
     place = {"device_map": {"": int(os.environ.get("LOCAL_RANK", 0))} if device().type == "cuda" else {"": "cpu"}}
@@ -115,7 +120,7 @@ def precision_kwargs(precision: str) -> dict:
 
 def from_pretrained(auto_class, name: str, precision: str, **kwargs):
     """``auto_class.from_pretrained`` of a course model in one of ``PRECISIONS``, on this device."""
-    load = precision_kwargs(precision)
+    load = _precision_kwargs(precision)
     model = auto_class.from_pretrained(model_path(name), **load, **kwargs)
     if "device_map" not in load:
         model.to(device())
@@ -128,7 +133,7 @@ def load_sequence_classifier(profile: Profile, label_names: list[str], multi_lab
     label_names = check_label_names(label_names, minimum=1 if multi_label else 2)
     tokenizer = load_tokenizer(profile.causal_lm)
     model = from_pretrained(
-        AutoModelForSequenceClassification, profile.causal_lm, profile_precision(profile, quantize),
+        AutoModelForSequenceClassification, profile.causal_lm, _profile_precision(profile, quantize),
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification")
@@ -141,12 +146,12 @@ def load_causal_lm(profile: Profile, quantize: bool | None = None, padding_side:
     """The profile's causal LM for generation and label scoring, in the profile's precision or the one named;
     returns (model, tokenizer)."""
     tokenizer = load_tokenizer(profile.causal_lm, padding_side=padding_side)
-    model = from_pretrained(AutoModelForCausalLM, profile.causal_lm, precision or profile_precision(profile, quantize))
+    model = from_pretrained(AutoModelForCausalLM, profile.causal_lm, precision or _profile_precision(profile, quantize))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
-def linear_module_names(model: nn.Module) -> set[str]:
+def _linear_module_names(model: nn.Module) -> set[str]:
     """The short names of the linear layers inside the transformer blocks (the layers LoRA can wrap)."""
     names = set()
     for full_name, module in model.named_modules():
@@ -162,7 +167,7 @@ def add_lora(model: nn.Module, lora: LoraSettings, task_type: str = "SEQ_CLS",
     """Wrap a model with LoRA adapters (and, for 4-bit models, peft's k-bit preparation); returns the PeftModel."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training  # lazy: peft costs ~3 s; only LoRA needs it
 
-    available = linear_module_names(model)
+    available = _linear_module_names(model)
     targets = list(lora.target_modules)
     if not targets:
         raise ModelError("LoraSettings.target_modules is empty, so LoRA would wrap no layer and nothing but the head "

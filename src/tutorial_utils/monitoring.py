@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+__all__ = ["confidence_floor", "flagged_share", "label_shift"]
+
 
 def confidence_floor(validation_probs: np.ndarray, quantile: float = 0.05) -> float:
     """The confidence below which a fraction ``quantile`` of the validation texts fall: the alarm line."""

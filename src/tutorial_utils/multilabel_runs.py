@@ -26,6 +26,9 @@ from .train import learning_curve, make_trainer, predict_logits
 from .timing import timed
 from .verbalizer import Verbalizer
 
+__all__ = ["parse_many", "label_table", "train_subset", "HeadScores", "train_head", "threshold_comparison",
+           "head_result", "tune_multilabel", "max_answer_tokens", "instruction_result", "comparison"]
+
 
 
 def parse_many(outputs: list[str], verbalizer: Verbalizer, n_labels: int | None = None) -> tuple[np.ndarray, dict]:
@@ -88,7 +91,7 @@ def train_head(profile: Profile, data: DatasetDict) -> HeadScores:
     return HeadScores(probs["validation"], probs["test"], report)
 
 
-def threshold_rules(val_probs: np.ndarray, Y_val: np.ndarray) -> dict[str, np.ndarray | float]:
+def _threshold_rules(val_probs: np.ndarray, Y_val: np.ndarray) -> dict[str, np.ndarray | float]:
     """The decision rules chapter 05 compares: 0.5, one tuned global threshold, one tuned threshold per label."""
     return {"global 0.5": 0.5,
             "tuned global": thresholds.tune_global_threshold(val_probs, Y_val, metric="micro_f1"),
@@ -99,7 +102,7 @@ def threshold_comparison(scores: HeadScores, data: DatasetDict) -> pd.DataFrame:
     """Micro-, macro- and samples-F1 on validation and test per threshold rule, tuned on validation (chapter 05)."""
     Y_val, Y_test = multi_hot(data["validation"]).astype(int), multi_hot(data["test"]).astype(int)
     rows = []
-    for name, t in threshold_rules(scores.validation, Y_val).items():
+    for name, t in _threshold_rules(scores.validation, Y_val).items():
         shown = f"{t:.2f}" if np.ndim(t) == 0 else f"{np.min(t):.2f}-{np.max(t):.2f}"
         for split, P, Y in (("validation", scores.validation, Y_val), ("test", scores.test, Y_test)):
             rows.append({"rule": name, "threshold(s)": shown, "split": split,
@@ -111,7 +114,7 @@ def threshold_comparison(scores: HeadScores, data: DatasetDict) -> pd.DataFrame:
 def head_result(scores: HeadScores, profile: Profile, data: DatasetDict, rule: str = "tuned per label") -> RunResult:
     """The embedding head's test predictions under one threshold rule, as a cached-run result (chapter 05)."""
     Y_val, Y_test = multi_hot(data["validation"]).astype(int), multi_hot(data["test"]).astype(int)
-    t = threshold_rules(scores.validation, Y_val)[rule]
+    t = _threshold_rules(scores.validation, Y_val)[rule]
     Y_pred = thresholds.apply_thresholds(scores.test, t)
     extra = {**scores.report, "threshold_rule": rule, "thresholds": np.atleast_1d(t).tolist()}
     return RunResult(method=MULTILABEL_HEAD, profile=profile.name, seed=profile.seed, label_names=label_names(data),

@@ -14,6 +14,11 @@ from sklearn.metrics import confusion_matrix
 
 from .data.common import label_counts
 
+__all__ = ["use_style", "plot_label_counts", "plot_causal_mask", "plot_learning_curve", "plot_confusion",
+           "plot_reliability", "plot_budget_sweep", "plot_f1_vs_threshold", "plot_cooccurrence",
+           "plot_f1_vs_support", "plot_validation_curves", "plot_efficiency", "plot_paired_differences",
+           "plot_budget_axis"]
+
 
 def use_style() -> None:
     """The course's plot style: seaborn's whitegrid, readable sizes, figures sized for the book."""

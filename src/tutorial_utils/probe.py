@@ -27,11 +27,14 @@ from .metrics import classification_metrics, multilabel_metrics
 from .models import load_causal_lm
 from .thresholds import apply_thresholds, tune_per_class_thresholds
 
+__all__ = ["LAYERS", "FEATURE_POOLINGS", "cached_features", "fit_probe", "fit_multilabel_probe", "probe_parameters",
+           "probe_run", "multilabel_probe_run"]
+
 LAYERS = ("last", "middle")
 FEATURE_POOLINGS = ("last", "mean")  # the two of heads.POOLINGS the probe computes features for
 
 
-def layer_index(num_layers: int, layer: str) -> int:
+def _layer_index(num_layers: int, layer: str) -> int:
     """Index into ``hidden_states`` (0 = embeddings): the last block's output, or the middle block's."""
     if layer == "last":
         return num_layers
@@ -40,7 +43,7 @@ def layer_index(num_layers: int, layer: str) -> int:
     raise ValueError(f"Unknown layer {layer!r}; choose one of {LAYERS}.")
 
 
-def feature_path(profile: Profile, name: str, layer: str, pooling: str, texts: list[str], max_length: int) -> Path:
+def _feature_path(profile: Profile, name: str, layer: str, pooling: str, texts: list[str], max_length: int) -> Path:
     """Cache file of one feature matrix; its name holds everything the features depend on."""
     digest = hashlib.sha1(json.dumps([profile.causal_lm, profile.load_in_4bit, max_length, texts]).encode()).hexdigest()[:12]
     model = profile.causal_lm.replace("/", "--")
@@ -48,7 +51,7 @@ def feature_path(profile: Profile, name: str, layer: str, pooling: str, texts: l
 
 
 @torch.no_grad()
-def compute_features(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32) -> dict[tuple[str, str], np.ndarray]:
+def _compute_features(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32) -> dict[tuple[str, str], np.ndarray]:
     """One pass over the texts: every (layer, pooling) feature matrix, float32, one row per text."""
     model.eval()
     backbone = getattr(model, "model", model)  # skip the LM head: its vocabulary-sized logits are not needed
@@ -60,7 +63,7 @@ def compute_features(model, tokenizer, texts: list[str], max_length: int, batch_
                           return_tensors="pt").to(on)
         hidden = backbone(**batch, output_hidden_states=True).hidden_states
         for layer in LAYERS:
-            states = hidden[layer_index(num_layers, layer)].float()
+            states = hidden[_layer_index(num_layers, layer)].float()
             for pooling in FEATURE_POOLINGS:
                 out[(layer, pooling)].append(pool(states, batch["attention_mask"], pooling).cpu().numpy())
     return {key: np.concatenate(parts) for key, parts in out.items()}
@@ -69,14 +72,14 @@ def compute_features(model, tokenizer, texts: list[str], max_length: int, batch_
 def cached_features(profile: Profile, name: str, texts: list[str], max_length: int, model=None, tokenizer=None,
                     verbose: bool = True) -> dict[tuple[str, str], np.ndarray]:
     """Features from the disk cache, or computed (loading the frozen model if none is given) and cached."""
-    paths = {(l, p): feature_path(profile, name, l, p, texts, max_length) for l in LAYERS for p in FEATURE_POOLINGS}
+    paths = {(l, p): _feature_path(profile, name, l, p, texts, max_length) for l in LAYERS for p in FEATURE_POOLINGS}
     if all(path.exists() for path in paths.values()):
         return {key: np.load(path) for key, path in paths.items()}
     if model is None:
         model, tokenizer = load_causal_lm(profile, padding_side="right")
     if verbose:
         print(f"computing frozen-LLM features for {len(texts)} {name} texts (cached for next time) ...")
-    features = compute_features(model, tokenizer, texts, max_length)
+    features = _compute_features(model, tokenizer, texts, max_length)
     for key, path in paths.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, features[key])

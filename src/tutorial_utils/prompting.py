@@ -19,6 +19,9 @@ from .models import load_causal_lm
 from .runs import RunResult
 from .timing import timed
 
+__all__ = ["PromptTooLong", "pick_examples", "few_shot_prompt", "context_limit", "fit_examples", "prompt_scores",
+           "zero_shot_run"]
+
 
 class PromptTooLong(ValueError):
     """A few-shot prompt that does not fit the model's context."""

@@ -12,10 +12,14 @@ import warnings
 import torch
 from scipy.stats import norm
 
-NF4_OFFSET = 0.9677083  # QLoRA's choice: the outermost quantile used, so that +-1 stay representable
+__all__ = ["quantize_nf4", "dequantize_nf4", "bnb_roundtrip", "bits_per_parameter", "relative_error", "ROUNDTRIPS",
+           "roundtrip", "bnb_codes", "stored_bits_per_parameter", "quant_state_bytes", "next_token_logits",
+           "output_drift", "params_by_dtype"]
+
+_NF4_OFFSET = 0.9677083  # QLoRA's choice: the outermost quantile used, so that +-1 stay representable
 
 
-def nf4_levels(offset: float = NF4_OFFSET) -> torch.Tensor:
+def _nf4_levels(offset: float = _NF4_OFFSET) -> torch.Tensor:
     """The 16 NF4 levels: 8 positive and 7 negative normal quantiles plus an exact zero, scaled to [-1, 1]."""
     positive = norm.ppf(torch.linspace(offset, 0.5, 9)[:-1].numpy())
     negative = -norm.ppf(torch.linspace(offset, 0.5, 8)[:-1].numpy())
@@ -28,13 +32,13 @@ def quantize_nf4(weight: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tenso
     flat = weight.float().reshape(-1, blocksize)
     absmax = flat.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
     normalised = flat / absmax                                    # every block now lies in [-1, 1]
-    codes = (normalised.unsqueeze(-1) - nf4_levels()).abs().argmin(dim=-1)   # nearest level
+    codes = (normalised.unsqueeze(-1) - _nf4_levels()).abs().argmin(dim=-1)   # nearest level
     return codes.to(torch.uint8), absmax.squeeze(1)
 
 
 def dequantize_nf4(codes: torch.Tensor, absmax: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Invert ``quantize_nf4``: look each code up in the level table and rescale by its block's absmax."""
-    return (nf4_levels()[codes.long()] * absmax.unsqueeze(1)).reshape(shape)
+    return (_nf4_levels()[codes.long()] * absmax.unsqueeze(1)).reshape(shape)
 
 
 def bnb_roundtrip(weight: torch.Tensor, quant_type: str = "nf4", blocksize: int = 64,

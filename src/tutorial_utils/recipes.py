@@ -26,6 +26,9 @@ from .session import seed_everything
 from .timing import timed
 from .train import learning_curve, make_trainer, predict_logits
 
+__all__ = ["classifier_result", "train_and_report", "embedding_head_run", "pooling_ablation", "encoder_run",
+           "tfidf_pipeline", "tfidf_probs", "tfidf_run", "comparison_table", "seed_study"]
+
 
 
 def classifier_result(method: str, profile: Profile, data: DatasetDict, model, tokenizer,
@@ -133,7 +136,7 @@ def comparison_table(results: list[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
-SMALL_BUDGET_METHODS = {EMBEDDING_HEAD: embedding_head_run, ENCODER: encoder_run}
+_SMALL_BUDGET_METHODS = {EMBEDDING_HEAD: embedding_head_run, ENCODER: encoder_run}
 
 
 def seed_study(profile: Profile, data: DatasetDict, seeds: tuple[int, ...],
@@ -151,7 +154,7 @@ def seed_study(profile: Profile, data: DatasetDict, seeds: tuple[int, ...],
         size = len(subset["train"])
         for method in methods:
             name = f"{method}-small"
-            run = load_or_compute(seeded, name, lambda m=method, s=subset, p=seeded, n=name: SMALL_BUDGET_METHODS[m](p, s, n),
+            run = load_or_compute(seeded, name, lambda m=method, s=subset, p=seeded, n=name: _SMALL_BUDGET_METHODS[m](p, s, n),
                                   config={"train_size": size}, verbose=verbose)
             rows.append({"method": method, "seed": seed, "train examples": size, **run.metrics})
     return pd.DataFrame(rows)

@@ -23,7 +23,10 @@ import numpy as np
 from .config import ROOT
 from .session import versions
 
-RECORD_VERSION = 1  # bump when the meaning of a stored record changes: every stored key changes with it
+__all__ = ["RunRecord", "fingerprint", "data_description", "run_key", "git_commit", "machine", "provenance",
+           "make_record"]
+
+_RECORD_VERSION = 1  # bump when the meaning of a stored record changes: every stored key changes with it
 
 
 @dataclass
@@ -89,7 +92,7 @@ def data_description(data, dataset: str) -> dict:
 
 def run_key(method: str, settings: dict, data: dict, seed: int) -> str:
     """The key of a run: a hash of the record format, the method, its settings, the data fingerprint and the seed."""
-    payload = json.dumps({"v": RECORD_VERSION, "method": method, "settings": settings,
+    payload = json.dumps({"v": _RECORD_VERSION, "method": method, "settings": settings,
                           "data": data["fingerprint"], "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -20,8 +20,10 @@ import numpy as np
 
 from .stats import macro_f1_over, micro_f1
 
+__all__ = ["convergence", "degenerate", "exclusions"]
+
 PLATEAU, CAP, IMPROVING = "plateau", "cap", "improving"
-CONSTANT_SHARE = 0.95  # a run that gives this share of the test texts one and the same prediction is constant
+_CONSTANT_SHARE = 0.95  # a run that gives this share of the test texts one and the same prediction is constant
 
 
 def convergence(record) -> str | None:
@@ -38,7 +40,7 @@ def convergence(record) -> str | None:
     return PLATEAU if stopped else CAP
 
 
-def constant_share(y_pred: np.ndarray) -> float:
+def _constant_share(y_pred: np.ndarray) -> float:
     """The share of test texts that get the most common prediction (a class id, or a whole 0/1 tag row)."""
     y_pred = np.asarray(y_pred)
     rows = y_pred.reshape(len(y_pred), -1)
@@ -46,7 +48,7 @@ def constant_share(y_pred: np.ndarray) -> float:
     return float(counts.max() / len(rows)) if len(rows) else 1.0
 
 
-def constant_floor(y_true: np.ndarray, n_classes: int | None = None) -> float:
+def _constant_floor(y_true: np.ndarray, n_classes: int | None = None) -> float:
     """The best test score of a constant prediction: macro-F1 of one class for every text (single-label), or
     micro-F1 of the k most frequent test tags for every text, at the best k (multi-label): a floor that
     reads no text (chosen on test, so a little above what such a guess could really reach)."""
@@ -67,12 +69,12 @@ def constant_floor(y_true: np.ndarray, n_classes: int | None = None) -> float:
 def degenerate(record, margin: float) -> str | None:
     """Why a run cannot enter a verdict (its predictions are constant, or its score is within ``margin`` of the
     constant floor), or None when it learned something."""
-    share = constant_share(record.y_pred)
-    if share >= CONSTANT_SHARE:
+    share = _constant_share(record.y_pred)
+    if share >= _CONSTANT_SHARE:
         return f"the same prediction for {share:.0%} of the test texts"
     multi = np.ndim(record.y_true) == 2
     score = record.test_metrics["micro_f1" if multi else "macro_f1"]
-    floor = constant_floor(record.y_true, None if multi else len(record.label_names))
+    floor = _constant_floor(record.y_true, None if multi else len(record.label_names))
     if score < floor + margin:
         return f"test {'micro' if multi else 'macro'}-F1 {score:.3f}, within {margin:g} of a constant guess's {floor:.3f}"
     return None

@@ -30,6 +30,10 @@ from .session import seed_everything
 from .timing import timed
 from .train import predict_logits
 
+__all__ = ["default_value", "protocol_profile", "settings", "fit_tfidf", "tfidf", "fit_probes", "probe_extra",
+           "probe", "zero_shot", "fit_to_plateau", "train_classifier", "embedding_head", "encoder", "instruction",
+           "fit_instruction", "RUNNERS"]
+
 TFIDF_C, PROBE_C = 10.0, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
 
 

@@ -26,11 +26,14 @@ from . import files
 from .assets import cache_dir
 from .config import Profile
 
-RUNS_ENV = "COURSE_RUNS"
+__all__ = ["RunResult", "runs_dir", "model_dir", "save", "load", "with_cache_key", "load_or_compute",
+           "load_or_compute_together"]
+
+_RUNS_ENV = "COURSE_RUNS"
 # bumped when the meaning of a stored result changes (2: files listed with checksums; 3: ablation samples stratified)
-CACHE_VERSION = 3
+_CACHE_VERSION = 3
 RECORD, ARRAYS, MODEL = "run.json", "arrays.npz", "model"
-NOT_IN_RECORD = {"y_true", "y_pred", "probs", "model", "tokenizer"}
+_NOT_IN_RECORD = {"y_true", "y_pred", "probs", "model", "tokenizer"}
 
 
 @dataclass
@@ -62,26 +65,26 @@ class RunResult:
 
 def runs_dir() -> Path:
     """Root folder of the run cache (``COURSE_RUNS`` or ``<course cache>/runs``)."""
-    root = Path(os.environ.get(RUNS_ENV) or cache_dir() / "runs")
+    root = Path(os.environ.get(_RUNS_ENV) or cache_dir() / "runs")
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
-def cache_key(profile: Profile, method: str, config: dict | None = None) -> str:
+def _cache_key(profile: Profile, method: str, config: dict | None = None) -> str:
     """A short hash of everything that defines a run: cache version, profile, method and its config."""
-    payload = json.dumps({"v": CACHE_VERSION, "profile": dataclasses.asdict(profile), "method": method,
+    payload = json.dumps({"v": _CACHE_VERSION, "profile": dataclasses.asdict(profile), "method": method,
                           "config": config or {}}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
-def run_path(profile: Profile, method: str, seed: int | None = None) -> Path:
+def _run_path(profile: Profile, method: str, seed: int | None = None) -> Path:
     """The folder that holds one run: ``<runs>/<profile>/<method>-seed<seed>``."""
     return runs_dir() / profile.name / f"{method}-seed{profile.seed if seed is None else seed}"
 
 
 def model_dir(profile: Profile, method: str, seed: int | None = None) -> Path:
     """Where a run keeps its trained weights (for a LoRA model: the adapter and head), if it saved them."""
-    return run_path(profile, method, seed) / "model"
+    return _run_path(profile, method, seed) / "model"
 
 
 def save(result: RunResult, profile: Profile, model=None, tokenizer=None) -> Path:
@@ -94,7 +97,7 @@ def save(result: RunResult, profile: Profile, model=None, tokenizer=None) -> Pat
     """
     model = model if model is not None else result.model
     tokenizer = tokenizer if tokenizer is not None else result.tokenizer
-    folder = run_path(profile, result.method, result.seed)
+    folder = _run_path(profile, result.method, result.seed)
     if int(os.environ.get("RANK", 0)) != 0:  # under DDP only the main process writes
         return folder
     partial = files.staging(folder)
@@ -105,7 +108,7 @@ def save(result: RunResult, profile: Profile, model=None, tokenizer=None) -> Pat
         model.save_pretrained(partial / MODEL)
         if tokenizer is not None:
             tokenizer.save_pretrained(partial / MODEL)
-    meta = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in NOT_IN_RECORD}
+    meta = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in _NOT_IN_RECORD}
     meta |= {"saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), "files": files.checksums(partial)}
     files.write_synced(partial / RECORD, json.dumps(meta, indent=1, default=files.jsonable).encode())
     return files.swap_in(partial, folder)
@@ -118,10 +121,10 @@ def load(profile: Profile, method: str, config: dict | None = None, seed: int | 
     A damaged run (unreadable record, a file missing or not matching its checksum) counts as missing,
     with a message naming its folder; with ``needs_model`` so does a run whose weights were not saved.
     """
-    folder = run_path(profile, method, seed)
+    folder = _run_path(profile, method, seed)
     try:  # another process may swap a new run in meanwhile: then a file is gone or fails its checksum
         meta = json.loads((folder / RECORD).read_text())
-        wanted = cache_key(dataclasses.replace(profile, seed=profile.seed if seed is None else seed), method, config)
+        wanted = _cache_key(dataclasses.replace(profile, seed=profile.seed if seed is None else seed), method, config)
         if meta.get("key") != wanted:
             return None
         listed = meta.pop("files", {})
@@ -148,14 +151,14 @@ def _unusable(verbose: bool, method: str, folder: Path, why: str) -> None:
     return None
 
 
-def lock_path(profile: Profile, method: str, seed: int | None = None) -> Path:
+def _lock_path(profile: Profile, method: str, seed: int | None = None) -> Path:
     """The lock file that serialises computing one run across processes."""
-    return runs_dir() / ".locks" / f"{run_path(profile, method, seed).relative_to(runs_dir()).as_posix().replace('/', '--')}.lock"
+    return runs_dir() / ".locks" / f"{_run_path(profile, method, seed).relative_to(runs_dir()).as_posix().replace('/', '--')}.lock"
 
 
 def with_cache_key(result: RunResult, profile: Profile, config: dict | None = None) -> RunResult:
     """Set a result's cache key from the profile and config it was made with."""
-    result.key = cache_key(dataclasses.replace(profile, seed=result.seed), result.method, config)
+    result.key = _cache_key(dataclasses.replace(profile, seed=result.seed), result.method, config)
     result.config = config or {}
     return result
 
@@ -167,7 +170,7 @@ def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResu
     A lock per run makes a second process wait for the first one's result instead of training it too.
     """
     waiting = f"{method}: another process is computing this run; waiting for it ..."
-    with files.locked(lock_path(profile, method), waiting):
+    with files.locked(_lock_path(profile, method), waiting):
         cached = load(profile, method, config, needs_model=needs_model, verbose=verbose)
         if cached is not None:
             if verbose:
@@ -187,7 +190,7 @@ def load_or_compute_together(profile: Profile, methods: tuple[str, ...],
                              compute: Callable[[], tuple[RunResult, ...]], verbose: bool = True) -> tuple[RunResult, ...]:
     """Several runs that one training produces (e.g. scored and generated): all from the cache, or all computed now."""
     waiting = f"{', '.join(methods)}: another process is computing these runs; waiting for it ..."
-    with files.locked(lock_path(profile, methods[0]), waiting):
+    with files.locked(_lock_path(profile, methods[0]), waiting):
         found = tuple(load(profile, method, verbose=verbose) for method in methods)
         if all(run is not None for run in found):
             if verbose:

@@ -24,13 +24,15 @@ from .instruct_train import PROMPT_FILE, load_tuned
 from .metrics import softmax
 from .train import predict_logits
 
+__all__ = ["WRITES", "predict"]
+
 MODEL, RECORD, METRICS = "model", "record", "metrics.json"
 WRITES = (MODEL, RECORD, METRICS, "predictions.csv")  # what a run folder holds: all that --overwrite replaces
 LOCK, STAGED, REPLACED = ".lock", ".partial", ".old"  # a run folder's own bookkeeping (not the user's files)
 TFIDF_FILE, TFIDF_SETTINGS, LABELS_FILE = "tfidf.npz", "tfidf.json", "labels.json"
 
 
-def load_tfidf(folder: Path) -> Pipeline:
+def _load_tfidf(folder: Path) -> Pipeline:
     """The pipeline ``save_tfidf`` wrote (arrays read with ``allow_pickle=False``)."""
     saved = json.loads((folder / TFIDF_SETTINGS).read_text())
     settings = {k: tuple(v) if k == "ngram_range" else v for k, v in saved["vectorizer"].items()}
@@ -43,7 +45,7 @@ def load_tfidf(folder: Path) -> Pipeline:
     return make_pipeline(vectorizer, lr)
 
 
-def read_info(folder: Path) -> dict:
+def _read_info(folder: Path) -> dict:
     """A run folder's ``metrics.json``, its model files checked against the checksums it lists."""
     if (folder / REPLACED).is_dir() and not (folder / METRICS).is_file():
         raise DataError(f"{folder} holds a run that a killed training moved aside ({REPLACED}/). Fix: train into it "
@@ -67,12 +69,12 @@ def read_info(folder: Path) -> dict:
     return info
 
 
-def load_run(folder: str | Path) -> tuple[dict, object]:
+def _load_run(folder: str | Path) -> tuple[dict, object]:
     """A run folder's ``metrics.json`` (its label names the model's own) and a predictor: texts -> class
     probabilities (plain transformers or scikit-learn; instruction tuning needs the course's prompts, so it loads
     through ``tutorial_utils``). Nothing from the folder is unpickled: TF-IDF is arrays, models safetensors."""
     folder = Path(folder)
-    info = read_info(folder)
+    info = _read_info(folder)
     try:
         own, predictor = _load_model(folder / MODEL, info)
     except (OSError, ValueError, KeyError, EOFError) as error:  # transformers / safetensors on a damaged file
@@ -88,7 +90,7 @@ def load_run(folder: str | Path) -> tuple[dict, object]:
 def _load_model(model: Path, info: dict) -> tuple[list[str], object]:
     """The label names a saved model carries itself, and its predictor."""
     if (model / TFIDF_SETTINGS).is_file():
-        pipeline = load_tfidf(model)
+        pipeline = _load_tfidf(model)
         names = json.loads((model / LABELS_FILE).read_text())
 
         def predict_tfidf(texts: list[str]) -> np.ndarray:
@@ -133,7 +135,7 @@ def predict(folder: str | Path, frame: pd.DataFrame, text_column: str = "text",
         raise DataError(f"No column {text_column!r} (columns: {', '.join(map(str, frame.columns))}). "
                         "Fix: pass text_column= (--text-column) naming the texts.")
     texts = check_texts(frame[text_column].tolist(), f"texts in column {text_column!r}")
-    info, predictor = load_run(folder)
+    info, predictor = _load_run(folder)
     names = info["label_names"]
     if label_column is not None:
         if label_column not in frame.columns:

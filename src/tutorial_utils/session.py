@@ -18,17 +18,19 @@ from .budgets import profile_training_memory
 from .checks import DataWarning
 from .config import PROFILES, Profile, ProfileError, get_profile
 
-HIDE_PROGRESS_ENV = "COURSE_HIDE_PROGRESS"
+__all__ = ["quiet", "seed_everything", "versions", "start"]
+
+_HIDE_PROGRESS_ENV = "COURSE_HIDE_PROGRESS"
 # the libraries whose warnings and logs quiet() silences: their noise, never the course's own DataWarning
-NOISY = ("transformers", "peft", "bitsandbytes", "torch", "accelerate", "datasets", "trl", "huggingface_hub",
+_NOISY = ("transformers", "peft", "bitsandbytes", "torch", "accelerate", "datasets", "trl", "huggingface_hub",
          "tokenizers", "httpx")
-REPORTED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "datasets", "scikit-learn")
+_REPORTED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "datasets", "scikit-learn")
 
 
 _FORMAT = warnings.formatwarning  # Python's own, for every warning but the course's
 
 
-def formatwarning(message, category, filename, lineno, line=None) -> str:
+def _formatwarning(message, category, filename, lineno, line=None) -> str:
     """A ``DataWarning`` as one line, ``DataWarning: ...`` (no file and line of the package); others as Python has them."""
     if issubclass(category, DataWarning):
         return f"{category.__name__}: {message}\n"
@@ -36,21 +38,21 @@ def formatwarning(message, category, filename, lineno, line=None) -> str:
 
 
 def quiet(hide_progress: bool | None = None) -> None:
-    """Silence the libraries' warnings and load reports (``NOISY``; the course's ``DataWarning`` stays on, and other
+    """Silence the libraries' warnings and load reports (``_NOISY``; the course's ``DataWarning`` stays on, and other
     packages' warnings too); hide progress bars when COURSE_HIDE_PROGRESS=1 (book, tests)."""
     if hide_progress is None:
-        hide_progress = os.environ.get(HIDE_PROGRESS_ENV) == "1"
+        hide_progress = os.environ.get(_HIDE_PROGRESS_ENV) == "1"
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if hide_progress:
         os.environ["TQDM_DISABLE"] = "1"
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=rf"({'|'.join(NOISY)})(\.|$)")
+    warnings.filterwarnings("ignore", category=UserWarning, module=rf"({'|'.join(_NOISY)})(\.|$)")
     warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("always", category=DataWarning)  # first in the list: never silenced
-    warnings.formatwarning = formatwarning
-    for name in NOISY:
+    warnings.formatwarning = _formatwarning
+    for name in _NOISY:
         logging.getLogger(name).setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging  # lazy: transformers costs ~1 s; session is light
 
@@ -74,7 +76,7 @@ def seed_everything(seed: int) -> None:
 def versions() -> dict[str, str]:
     """Installed versions of the libraries the course depends on."""
     out = {"python": platform.python_version()}
-    for package in REPORTED_PACKAGES:
+    for package in _REPORTED_PACKAGES:
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -88,12 +90,12 @@ def _check_gpu_memory(profile: Profile) -> None:
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        problem = gpu_memory_problem(profile, props.total_memory, props.name)
+        problem = _gpu_memory_problem(profile, props.total_memory, props.name)
         if problem:
             raise ProfileError(problem)
 
 
-def device_line() -> str:
+def _device_line() -> str:
     """One line naming the compute device and its memory."""
     import torch  # lazy: torch costs ~2 s; session is light (the chapters' first cell, the cli and records load it)
 
@@ -103,7 +105,7 @@ def device_line() -> str:
     return f"device       : CPU ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
 
 
-def gpu_memory_problem(profile: Profile, total_bytes: int, device: str = "this GPU") -> str | None:
+def _gpu_memory_problem(profile: Profile, total_bytes: int, device: str = "this GPU") -> str | None:
     """Why the profile's largest training run will not fit a GPU of ``total_bytes`` (by ``budgets``' estimate),
     naming the largest smaller profile that fits; None when it fits or the model is not one it can size."""
     need = profile_training_memory(profile)
@@ -127,6 +129,6 @@ def start(profile: str | None = None, show: bool = True) -> Profile:
     seed_everything(chosen.seed)
     if show:
         print(chosen.summary())
-        print(device_line())
+        print(_device_line())
         print("versions     : " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     return chosen

@@ -20,6 +20,9 @@ from .budgets import ARCH_OF, KNOWN_ARCHS, PROMPT_TOKENS, linear_parameters
 from .config import PROFILES, ROOT, Profile
 from .store_audit import study_hours, wall_seconds
 
+__all__ = ["Accelerator", "T4", "CHAPTER_LIMIT_MINUTES", "COURSE_LIMIT_HOURS", "CHAPTERS", "ENCODER_SHAPES",
+           "SPLIT_SIZES", "Work", "reproduction_work", "seconds", "table", "largest", "REPORT", "report", "main"]
+
 
 @dataclass(frozen=True)
 class Accelerator:
@@ -34,8 +37,8 @@ class Accelerator:
 # NVIDIA's T4 datasheet: 65 TFLOPS fp16 with tensor cores, 16 GB. The shares are assumptions (a small model
 # at batch 16 x 256 tokens, bitsandbytes dequantising every 4-bit weight for each product), not measurements.
 T4 = Accelerator("NVIDIA T4 (Colab's free GPU), fp16", 65.0, llm_share=0.10, encoder_share=0.25)
-COLAB_CPU_GFLOPS = 50.0  # Colab's two vCPUs (one core, hyper-threaded) in fp32: an assumption, for CPU-only steps
-SETUP_MINUTES = 3.0  # per chapter: the install cell, downloading the model(s) and the data (assumed)
+_COLAB_CPU_GFLOPS = 50.0  # Colab's two vCPUs (one core, hyper-threaded) in fp32: an assumption, for CPU-only steps
+_SETUP_MINUTES = 3.0  # per chapter: the install cell, downloading the model(s) and the data (assumed)
 CHAPTER_LIMIT_MINUTES = 20.0  # the target: each chapter well inside a free Colab session
 COURSE_LIMIT_HOURS = 3.0
 CHAPTERS = ("00", "01", "02", "03", "03b", "04", "05", "06", "07", "08", "09")  # 00, 01, 08 train nothing here
@@ -47,7 +50,7 @@ ENCODER_SHAPES = {"all-minilm-l6-v2": (6, 384, 1536), "google-bert/bert-base-unc
 # Whole-split sizes (train, validation, test) of the datasets whose profile keeps a split whole.
 SPLIT_SIZES = {"debian-tags": (4005, 498, 500), "ccdv/patent-classification": (25000, 5000, 5000),
                "fancyzhx/ag_news": (120000, 1000, 7600)}  # AG News: validation carved from train
-FLOPS_PER_TOKEN = {"forward": 2, "lora": 4, "full": 6}  # x the linear weights: forward; + activation gradients;
+_FLOPS_PER_TOKEN = {"forward": 2, "lora": 4, "full": 6}  # x the linear weights: forward; + activation gradients;
 # + weight gradients (a frozen 4-bit base needs no weight gradients, so LoRA training costs about 2 forwards)
 
 
@@ -58,12 +61,12 @@ class Work:
     chapter: str
     what: str
     model: str  # "llm" or "encoder"
-    mode: str  # "lora", "full" or "forward" (FLOPS_PER_TOKEN), or "cpu-forward" (on the CPU, fp32)
+    mode: str  # "lora", "full" or "forward" (_FLOPS_PER_TOKEN), or "cpu-forward" (on the CPU, fp32)
     tokens: float
     reused_from: str | None = None  # an earlier chapter's run: free when the Drive cache keeps it
 
 
-def encoder_linear(name: str) -> int:
+def _encoder_linear(name: str) -> int:
     """Weights in an encoder's linear layers (the part every token multiplies through)."""
     if name not in ENCODER_SHAPES:
         raise ValueError(f"No shapes for the encoder {name!r}; add (layers, hidden, intermediate) to "
@@ -72,7 +75,7 @@ def encoder_linear(name: str) -> int:
     return layers * (4 * hidden * hidden + 2 * hidden * inter)
 
 
-def llm_linear(name: str) -> int:
+def _llm_linear(name: str) -> int:
     """Weights in a causal LM's decoder blocks, from ``budgets.KNOWN_ARCHS``."""
     if name not in ARCH_OF:
         raise ValueError(f"No dimensions for the causal LM {name!r}; add it to budgets.ARCH_OF and KNOWN_ARCHS.")
@@ -88,7 +91,7 @@ def _sizes(profile: Profile, dataset: str, sizes) -> tuple[int, int, int]:
     return tuple(w if w is not None else h for w, h in zip(wanted, whole or wanted))
 
 
-def chapter_work(profile: Profile) -> list[Work]:
+def _chapter_work(profile: Profile) -> list[Work]:
     """Every run the chapters make on ``profile``, as tokens through a model (texts counted at ``max_length``).
 
     Texts are counted at the profile's token budget: an upper bound that patent abstracts nearly reach (the
@@ -193,35 +196,35 @@ def reproduction_work(profile: Profile) -> list[Work]:
 def seconds(work: Work, profile: Profile, device: Accelerator = T4) -> float:
     """Estimated seconds of one part on ``device``."""
     if work.mode == "cpu-forward":
-        return work.tokens * FLOPS_PER_TOKEN["forward"] * encoder_linear(profile.encoder) / (COLAB_CPU_GFLOPS * 1e9)
-    weights = llm_linear(profile.causal_lm) if work.model == "llm" else encoder_linear(profile.encoder)
+        return work.tokens * _FLOPS_PER_TOKEN["forward"] * _encoder_linear(profile.encoder) / (_COLAB_CPU_GFLOPS * 1e9)
+    weights = _llm_linear(profile.causal_lm) if work.model == "llm" else _encoder_linear(profile.encoder)
     share = device.llm_share if work.model == "llm" else device.encoder_share
-    return work.tokens * FLOPS_PER_TOKEN[work.mode] * weights / (device.peak_tflops * 1e12 * share)
+    return work.tokens * _FLOPS_PER_TOKEN[work.mode] * weights / (device.peak_tflops * 1e12 * share)
 
 
-def chapter_minutes(profile: Profile, device: Accelerator = T4, drive_cache: bool = False) -> dict[str, float]:
+def _chapter_minutes(profile: Profile, device: Accelerator = T4, drive_cache: bool = False) -> dict[str, float]:
     """Estimated minutes per chapter: setup plus compute; with ``drive_cache`` an earlier chapter's runs are free."""
     minutes: dict[str, float] = {}
-    for w in chapter_work(profile):
+    for w in _chapter_work(profile):
         if drive_cache and w.reused_from:
             continue
-        minutes[w.chapter] = minutes.get(w.chapter, SETUP_MINUTES) + seconds(w, profile, device) / 60
+        minutes[w.chapter] = minutes.get(w.chapter, _SETUP_MINUTES) + seconds(w, profile, device) / 60
     return minutes
 
 
 def table(profile: Profile, device: Accelerator = T4) -> list[dict]:
     """One row per chapter: tokens trained and run, minutes without and with the Drive cache, within the target."""
-    works = chapter_work(profile)
-    cold, cached = chapter_minutes(profile, device), chapter_minutes(profile, device, drive_cache=True)
+    works = _chapter_work(profile)
+    cold, cached = _chapter_minutes(profile, device), _chapter_minutes(profile, device, drive_cache=True)
     rows = []
     for chapter in CHAPTERS:
         mine = [w for w in works if w.chapter == chapter]
         rows.append({"chapter": chapter,
                      "tokens trained (M)": sum(w.tokens for w in mine if w.mode in ("lora", "full")) / 1e6,
                      "tokens run (M)": sum(w.tokens for w in mine if "forward" in w.mode) / 1e6,
-                     "minutes, fresh runtime": cold.get(chapter, SETUP_MINUTES),
-                     "minutes, Drive cache": cached.get(chapter, SETUP_MINUTES),
-                     f"within {CHAPTER_LIMIT_MINUTES:g} min": cold.get(chapter, SETUP_MINUTES) <= CHAPTER_LIMIT_MINUTES})
+                     "minutes, fresh runtime": cold.get(chapter, _SETUP_MINUTES),
+                     "minutes, Drive cache": cached.get(chapter, _SETUP_MINUTES),
+                     f"within {CHAPTER_LIMIT_MINUTES:g} min": cold.get(chapter, _SETUP_MINUTES) <= CHAPTER_LIMIT_MINUTES})
     return rows
 
 
@@ -232,17 +235,17 @@ def largest(works: Iterable[Work], profile: Profile, device: Accelerator = T4, n
 
 
 REPORT = ROOT / "benchmarks" / "results" / "t4-estimate.md"
-BENCH_JSON = ROOT / "benchmarks" / "results" / "cpu-cpu.json"
-STUDY_OF = {"patents": "comparison", "news": "news", "multi-label": "multi-label", "data efficiency": "efficiency",
+_BENCH_JSON = ROOT / "benchmarks" / "results" / "cpu-cpu.json"
+_STUDY_OF = {"patents": "comparison", "news": "news", "multi-label": "multi-label", "data efficiency": "efficiency",
             "patents budgets": "budget", "multi-label budgets": "multi-label budget", "ablation pooling": "pooling",
             "ablation verbalizer": "verbalizer", "ablation head init": "head init"}
 
 
-def measured_cpu(profile: Profile, bench_json: Path = BENCH_JSON) -> Accelerator:
+def _measured_cpu(profile: Profile, bench_json: Path = _BENCH_JSON) -> Accelerator:
     """This machine as an Accelerator: the FLOP rate of the 4-bit embedding-head step ``bench train`` measured."""
     rows = json.loads(bench_json.read_text())["sections"]["train"]["rows"]
     step = next(r for r in rows if r["method"] == "embedding head" and r["weights"].startswith("4-bit"))
-    rate = step["tokens/s"] * FLOPS_PER_TOKEN["lora"] * llm_linear(profile.causal_lm) / 1e12
+    rate = step["tokens/s"] * _FLOPS_PER_TOKEN["lora"] * _llm_linear(profile.causal_lm) / 1e12
     return Accelerator("this course's 2-core CPU, at the rate `bench train` measured", rate, 1.0, 1.0)
 
 
@@ -260,9 +263,9 @@ def report(profile: Profile, device: Accelerator = T4, check: Profile | None = N
     lines = [f"**Estimated cost of the `{profile.name}` profile on an {device.name}** (`python -m tutorial_utils.sizing`; "
              "arithmetic, not a measurement).", "",
              f"- peak {device.peak_tflops:g} TFLOPS; assumed sustained share: {device.llm_share:.0%} for the 4-bit "
-             f"LLM, {device.encoder_share:.0%} for the 16-bit encoder; CPU-only steps at {COLAB_CPU_GFLOPS:g} GFLOP/s;",
-             f"- {SETUP_MINUTES:g} minutes of set-up per chapter (install cell, model and data downloads);",
-             f"- FLOPs per token: {FLOPS_PER_TOKEN['forward']}, {FLOPS_PER_TOKEN['lora']} and {FLOPS_PER_TOKEN['full']} x "
+             f"LLM, {device.encoder_share:.0%} for the 16-bit encoder; CPU-only steps at {_COLAB_CPU_GFLOPS:g} GFLOP/s;",
+             f"- {_SETUP_MINUTES:g} minutes of set-up per chapter (install cell, model and data downloads);",
+             f"- FLOPs per token: {_FLOPS_PER_TOKEN['forward']}, {_FLOPS_PER_TOKEN['lora']} and {_FLOPS_PER_TOKEN['full']} x "
              "the linear weights for a forward pass, a LoRA step on a frozen base and a full fine-tuning step; every "
              f"text counted at the profile's token budget (instruction prompts +{PROMPT_TOKENS} tokens);",
              "- *Drive cache*: runs an earlier chapter made are loaded from Google Drive instead of trained again;",
@@ -275,12 +278,12 @@ def report(profile: Profile, device: Accelerator = T4, check: Profile | None = N
              f"at the epoch cap) would take about {reproduction:.1f} hours, a job for a longer GPU session that "
              "resumes where it stopped.", "",
              "The costliest parts:", "",
-             *(f"- chapter {c}, {what}: {m:.1f} min" for c, what, m in largest(chapter_work(profile), profile, device, 3))]
+             *(f"- chapter {c}, {what}: {m:.1f} min" for c, what, m in largest(_chapter_work(profile), profile, device, 3))]
     if check is not None:
-        cpu = measured_cpu(check)
+        cpu = _measured_cpu(check)
         predicted: dict[str, float] = {}
         for w in reproduction_work(check):
-            study = STUDY_OF[w.what.split(":")[0].split(" (")[0]]
+            study = _STUDY_OF[w.what.split(":")[0].split(" (")[0]]
             predicted[study] = predicted.get(study, 0.0) + seconds(w, check, cpu) / 3600
         # a study still missing runs is left out: its wall time is not its cost yet (longer tries are not estimated)
         unfinished = set(study_hours(check, longer=False))

@@ -16,6 +16,10 @@ from scipy.stats import binom, chi2
 
 from .checks import check_same_shape
 
+__all__ = ["Metric", "EXACT_BELOW", "McNemarResult", "BootstrapResult", "accuracy", "macro_f1", "macro_f1_over",
+           "present_classes", "micro_f1", "mcnemar_table", "mcnemar_test", "paired_bootstrap", "bootstrap_ci",
+           "holm_bonferroni", "compare_pairs", "SeedBootstrap", "seed_bootstrap"]
+
 Metric = Callable[[np.ndarray, np.ndarray], float]
 EXACT_BELOW = 25  # mcnemar_test uses the exact binomial test when fewer than this many examples are discordant
 
@@ -52,7 +56,7 @@ class BootstrapResult:
 
 def accuracy(y_true, y_pred) -> float:
     """The share of examples predicted exactly right; for label matrices, rows with every label right."""
-    return float(row_correct(*check_same_shape(y_true, y_pred)).mean())
+    return float(_row_correct(*check_same_shape(y_true, y_pred)).mean())
 
 
 def macro_f1(y_true, y_pred) -> float:
@@ -109,14 +113,14 @@ def micro_f1(Y_true, Y_pred) -> float:
     return float(2.0 * tp / denominator) if denominator else 0.0
 
 
-def check_paired(y_true, pred_a, pred_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_paired(y_true, pred_a, pred_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The gold labels and both systems' predictions as arrays of one shape, or a ValueError saying what differs."""
     y, a = check_same_shape(y_true, pred_a, ("y_true", "pred_a"))
     _, b = check_same_shape(y_true, pred_b, ("y_true", "pred_b"))
     return y, a, b
 
 
-def row_correct(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+def _row_correct(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Per example, whether the prediction is right (for label matrices: all labels of the row right)."""
     correct = y_true == y_pred
     return correct.all(axis=tuple(range(1, correct.ndim))) if correct.ndim > 1 else correct
@@ -124,8 +128,8 @@ def row_correct(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 def mcnemar_table(y_true, pred_a, pred_b) -> np.ndarray:
     """The 2x2 table [[both right, A right B wrong], [A wrong B right, both wrong]] of two paired systems."""
-    y, a, b = check_paired(y_true, pred_a, pred_b)
-    right_a, right_b = row_correct(y, a), row_correct(y, b)
+    y, a, b = _check_paired(y_true, pred_a, pred_b)
+    right_a, right_b = _row_correct(y, a), _row_correct(y, b)
     return np.array([[np.sum(right_a & right_b), np.sum(right_a & ~right_b)],
                      [np.sum(~right_a & right_b), np.sum(~right_a & ~right_b)]])
 
@@ -155,7 +159,7 @@ def mcnemar_test(y_true, pred_a, pred_b, exact: bool | None = None) -> McNemarRe
     return McNemarResult(statistic=float(statistic), pvalue=float(pvalue), b=b, c=c, method=method)
 
 
-def check_bootstrap_args(n_resamples: int, confidence: float) -> None:
+def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
     """Raise a ValueError for a number of resamples below 1 or a confidence level outside (0, 1)."""
     if int(n_resamples) < 1:
         raise ValueError(f"n_resamples must be at least 1, got {n_resamples}. Fix: 2000 or more for 95% intervals.")
@@ -163,25 +167,25 @@ def check_bootstrap_args(n_resamples: int, confidence: float) -> None:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}. Fix: e.g. 0.95.")
 
 
-MIN_BOOTSTRAP_EXAMPLES = 10  # fewer test examples than this: a bootstrap's interval and p-value say nothing
+_MIN_BOOTSTRAP_EXAMPLES = 10  # fewer test examples than this: a bootstrap's interval and p-value say nothing
 
 
-def check_bootstrap_size(n: int) -> None:
-    """Raise a ValueError for a bootstrap over fewer than ``MIN_BOOTSTRAP_EXAMPLES`` examples (from 3 examples it
+def _check_bootstrap_size(n: int) -> None:
+    """Raise a ValueError for a bootstrap over fewer than ``_MIN_BOOTSTRAP_EXAMPLES`` examples (from 3 examples it
     would report p = 0.001: a resample of a handful of items repeats the same few draws)."""
-    if n < MIN_BOOTSTRAP_EXAMPLES:
+    if n < _MIN_BOOTSTRAP_EXAMPLES:
         raise ValueError(f"A bootstrap over {n} examples cannot tell systems apart: its resamples are a few "
                          f"repeated draws, and its interval and p-value would look precise while saying nothing. "
-                         f"Fix: score at least {MIN_BOOTSTRAP_EXAMPLES} examples (a few hundred for a 95% interval "
+                         f"Fix: score at least {_MIN_BOOTSTRAP_EXAMPLES} examples (a few hundred for a 95% interval "
                          "a few points wide).")
 
 
-def bootstrap_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+def _bootstrap_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     """An (n_resamples, n) matrix of example indices drawn with replacement: one bootstrap resample per row."""
     return np.random.default_rng(seed).integers(0, n, size=(int(n_resamples), n))
 
 
-def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     """The central percentile interval of bootstrap values: the (1-confidence)/2 and (1+confidence)/2 quantiles."""
     low, high = np.percentile(values, [50.0 * (1.0 - confidence), 50.0 * (1.0 + confidence)])
     return float(low), float(high)
@@ -200,13 +204,13 @@ def paired_bootstrap(y_true, pred_a, pred_b, metric: Metric, n_resamples: int = 
     interval excludes zero (up to how percentiles interpolate).
     An observed difference of exactly zero gets p = 1. It is a quick, approximate p-value.
     """
-    y, a, b = check_paired(y_true, pred_a, pred_b)
-    check_bootstrap_args(n_resamples, confidence)
-    check_bootstrap_size(len(y))
+    y, a, b = _check_paired(y_true, pred_a, pred_b)
+    _check_bootstrap_args(n_resamples, confidence)
+    _check_bootstrap_size(len(y))
     observed = metric(y, a) - metric(y, b)
     differences = np.array([metric(y[i], a[i]) - metric(y[i], b[i])
-                            for i in bootstrap_indices(len(y), n_resamples, seed)])
-    low, high = percentile_interval(differences, confidence)
+                            for i in _bootstrap_indices(len(y), n_resamples, seed)])
+    low, high = _percentile_interval(differences, confidence)
     if observed == 0:
         p_value = 1.0
     else:
@@ -220,10 +224,10 @@ def bootstrap_ci(y_true, pred, metric: Metric, n_resamples: int = 2000, confiden
                  seed: int = 0) -> tuple[float, float, float]:
     """One system's metric on the full data and its percentile bootstrap interval: (point, low, high)."""
     y, p = check_same_shape(y_true, pred, ("y_true", "pred"))
-    check_bootstrap_args(n_resamples, confidence)
-    check_bootstrap_size(len(y))
-    values = np.array([metric(y[i], p[i]) for i in bootstrap_indices(len(y), n_resamples, seed)])
-    return (float(metric(y, p)), *percentile_interval(values, confidence))
+    _check_bootstrap_args(n_resamples, confidence)
+    _check_bootstrap_size(len(y))
+    values = np.array([metric(y[i], p[i]) for i in _bootstrap_indices(len(y), n_resamples, seed)])
+    return (float(metric(y, p)), *_percentile_interval(values, confidence))
 
 
 def holm_bonferroni(pvalues) -> np.ndarray:
@@ -311,8 +315,8 @@ def seed_bootstrap(y_true, runs_a: list, runs_b: list, metric: Metric, n_resampl
         if len(run) != len(y):
             raise ValueError(f"A run has {len(run)} predictions for {len(y)} test items. Fix: score both methods on "
                              "the same test split, every item once, in order.")
-    check_bootstrap_args(n_resamples, 0.95)
-    check_bootstrap_size(len(y))
+    _check_bootstrap_args(n_resamples, 0.95)
+    _check_bootstrap_size(len(y))
     rng = np.random.default_rng(seed)
     items = rng.integers(0, len(y), size=(int(n_resamples), len(y)))
     rows = np.arange(int(n_resamples))[:, None]
@@ -329,6 +333,6 @@ def seed_bootstrap(y_true, runs_a: list, runs_b: list, metric: Metric, n_resampl
     observed = float(full_a.mean() - full_b.mean())
     pairs = full_a[:, None] - full_b[None, :]
     agreeing = int(np.sum(np.sign(pairs) == np.sign(observed))) if observed else 0
-    return SeedBootstrap(difference=observed, ci95=percentile_interval(differences, 0.95),
-                         ci90=percentile_interval(differences, 0.90), se=float(differences.std(ddof=1)),
+    return SeedBootstrap(difference=observed, ci95=_percentile_interval(differences, 0.95),
+                         ci90=_percentile_interval(differences, 0.90), se=float(differences.std(ddof=1)),
                          agreeing=agreeing, pairings=pairs.size, distribution=differences)

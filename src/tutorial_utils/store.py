@@ -23,8 +23,11 @@ from . import files, stats
 from .config import ROOT
 from .records import RunRecord
 
+__all__ = ["RESULTS_ENV", "COMMITTED", "StoreError", "root", "folder", "write", "read", "find", "others", "locked",
+           "recompute_requested", "run_folders", "stored", "size_bytes"]
+
 RESULTS_ENV = "COURSE_RESULTS"
-RECOMPUTE_ENV = "COURSE_RECOMPUTE"
+_RECOMPUTE_ENV = "COURSE_RECOMPUTE"
 RECORD, ARRAYS = "record.json", "predictions.npz"
 COMMITTED = ROOT / "results"  # the store the repository keeps (the cpu profile's runs)
 
@@ -73,11 +76,11 @@ def read(where: Path) -> RunRecord:
         record = RunRecord(**meta, **loaded)
     except TypeError as error:
         raise StoreError(f"{where / RECORD} does not have the fields of a run record ({error}).") from error
-    check_metrics(record, where)
+    _check_metrics(record, where)
     return record
 
 
-def check_metrics(record: RunRecord, where: Path) -> None:
+def _check_metrics(record: RunRecord, where: Path) -> None:
     """Raise a StoreError when the record's headline test metric is not what its own predictions give."""
     multi = np.ndim(record.y_true) == 2
     name = "micro_f1" if multi else "macro_f1"
@@ -127,7 +130,7 @@ def locked(profile: str, key: str):
 
 def recompute_requested() -> bool:
     """True when ``COURSE_RECOMPUTE=1``: stored results are ignored and every run is computed again."""
-    return os.environ.get(RECOMPUTE_ENV, "") not in {"", "0"}
+    return os.environ.get(_RECOMPUTE_ENV, "") not in {"", "0"}
 
 
 def run_folders(profile: str, base: Path | None = None) -> list[Path]:

@@ -14,6 +14,8 @@ from .config import Profile
 from .experiment import Spec, plan, spec, validation_metrics
 from .studies import COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, comparison_data, study_data, study_profile
 
+__all__ = ["wall_seconds", "waiting", "audit", "prune", "estimated_seconds", "study_hours"]
+
 
 def wall_seconds(profile: Profile, longer: bool = True) -> dict[str, float]:
     """The kept stored runs' wall time by study, a training that serves two methods counted once (the cost of

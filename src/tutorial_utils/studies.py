@@ -37,6 +37,12 @@ from .config import ALL_LINEAR, LoraSettings, Profile
 from .data import load_multi_label, load_single_label
 from .data.common import with_train_cut
 
+__all__ = ["STUDIES", "TUNED_STUDIES", "BASE_STUDY", "ABLATIONS", "SMALL_SETS_TOO", "COMPARED",
+           "EFFICIENCY_METHODS", "NEWS_METHODS", "MULTILABEL_METHODS", "BUDGET_METHODS",
+           "MULTILABEL_BUDGET_METHODS", "STOCHASTIC_FAMILIES", "lora_tag", "variants", "nested_order",
+           "UnknownStudy", "check_study", "study_methods", "study_profile", "news_data", "multilabel_data",
+           "study_data", "comparison_data"]
+
 COMPARISON, EFFICIENCY, NEWS, MULTILABEL = "comparison", "efficiency", "news", "multi-label"
 BUDGET, MULTILABEL_BUDGET = "budget", "multi-label budget"
 POOLING, VERBALIZER, HEAD_INIT = "pooling", "verbalizer", "head init"
@@ -58,7 +64,7 @@ MULTILABEL_METHODS = (methods.MULTILABEL_TFIDF, methods.MULTILABEL_PROBE, method
                       methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
 BUDGET_METHODS = (methods.EMBEDDING_HEAD, methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)
 MULTILABEL_BUDGET_METHODS = (methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
-ABLATION_METHODS = {POOLING: (methods.EMBEDDING_HEAD,), HEAD_INIT: (methods.EMBEDDING_HEAD,),
+_ABLATION_METHODS = {POOLING: (methods.EMBEDDING_HEAD,), HEAD_INIT: (methods.EMBEDDING_HEAD,),
                     VERBALIZER: (methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)}
 STOCHASTIC_FAMILIES = {"embedding head", "instruction tuning", "encoder", "distilled"}  # a seed changes the result
 
@@ -106,7 +112,7 @@ def study_methods(study: str) -> tuple[str, ...]:
     check_study(study)
     return {COMPARISON: COMPARED, EFFICIENCY: EFFICIENCY_METHODS, NEWS: NEWS_METHODS,
             MULTILABEL: MULTILABEL_METHODS, BUDGET: BUDGET_METHODS, MULTILABEL_BUDGET: MULTILABEL_BUDGET_METHODS,
-            **ABLATION_METHODS}[study]
+            **_ABLATION_METHODS}[study]
 
 
 def study_profile(profile: Profile, study: str, variant: str = "") -> Profile:

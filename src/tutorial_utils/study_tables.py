@@ -11,6 +11,8 @@ from . import budgets, comparison, experiment, methods, run_checks, stats, studi
 from .config import Profile
 from .records import RunRecord
 
+__all__ = ["efficiency_table", "budget_axis_table", "crossing_sentence", "ablation_table"]
+
 
 def efficiency_table(profile: Profile, fair: dict[str, list[RunRecord]], n_resamples: int = 1000) -> pd.DataFrame:
     """Macro-F1 against the number of training examples, per method: the mean over the seeds stored at each size,
@@ -61,7 +63,7 @@ def budget_axis_table(profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def crossings(table: pd.DataFrame, a: str, b: str) -> list[tuple[int, int]]:
+def _crossings(table: pd.DataFrame, a: str, b: str) -> list[tuple[int, int]]:
     """Adjacent training-set sizes between which method ``a``'s line crosses ``b``'s (their macro-F1 order flips)."""
     wide = table.pivot(index="train examples", columns="method", values="macro-F1")[[a, b]].dropna()
     sign = np.sign(wide[a] - wide[b]).to_numpy()
@@ -75,7 +77,7 @@ def crossing_sentence(table: pd.DataFrame, a: str, b: str) -> str:
     shared = wide[[a, b]].dropna() if {a, b} <= set(wide.columns) else wide.iloc[0:0]
     if len(shared) < 2:
         return f"{a} and {b}: fewer than two training-set sizes are stored for both, so no crossing can be read yet"
-    where = crossings(table, a, b)
+    where = _crossings(table, a, b)
     if not where:
         ahead = a if (shared[a] - shared[b]).mean() > 0 else b
         return (f"{a} and {b} do not cross between {shared.index.min():,} and {shared.index.max():,} examples: "

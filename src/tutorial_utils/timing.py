@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+__all__ = ["T", "timed"]
+
 T = TypeVar("T")
 
 
-def sync() -> None:
+def _sync() -> None:
     """Wait for queued GPU work, so that a timer measures it (a no-op on CPU)."""
     import torch  # lazy: torch costs ~2 s; the light modules that time things (experiment, cli) stay light
 
@@ -23,8 +25,8 @@ def sync() -> None:
 
 def timed(fn: Callable[..., T], *args, **kwargs) -> tuple[T, float]:
     """(``fn(*args, **kwargs)``, the wall seconds it took, GPU work included)."""
-    sync()
+    _sync()
     start = time.perf_counter()
     result = fn(*args, **kwargs)
-    sync()
+    _sync()
     return result, time.perf_counter() - start

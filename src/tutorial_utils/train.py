@@ -21,6 +21,9 @@ from .config import Profile, TrainSettings
 from .data.common import label_names
 from .models import compute_dtype, device
 
+__all__ = ["CHUNK_OVERLAP", "windows", "tokenize", "training_arguments", "compute_metrics_fn", "make_trainer",
+           "balanced_weights", "with_course_callbacks", "FiniteLoss", "predict_logits", "learning_curve"]
+
 
 CHUNK_OVERLAP = 0.25  # the share of a window that the next one repeats (``chunk=True``: texts longer than a run reads)
 
@@ -38,7 +41,7 @@ def windows(tokenizer, texts: list[str], max_length: int, chunk: bool = False) -
     return encoded, np.asarray(encoded.pop("overflow_to_sample_mapping"))
 
 
-def mean_by_text(logits: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
+def _mean_by_text(logits: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
     """Each text's logits averaged over its windows (``windows``)."""
     sums = np.zeros((n_texts, logits.shape[1]), dtype=logits.dtype)
     np.add.at(sums, owner, logits)
@@ -122,11 +125,11 @@ def make_trainer(model, tokenizer, data: DatasetDict, profile: Profile, settings
     trainer = Trainer(model=model, args=training_arguments(profile, s, run_name, **overrides),
                       train_dataset=encoded["train"], eval_dataset=encoded["validation"],
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics_fn(multi_label),
-                      compute_loss_func=None if class_weights is None else weighted_cross_entropy(class_weights))
+                      compute_loss_func=None if class_weights is None else _weighted_cross_entropy(class_weights))
     return with_course_callbacks(trainer)
 
 
-def weighted_cross_entropy(class_weights: list[float]):
+def _weighted_cross_entropy(class_weights: list[float]):
     """A Trainer ``compute_loss_func``: sum of w[label] x cross-entropy over the batch, divided by the examples in
     the whole accumulated batch (the Trainer passes ``num_items_in_batch`` and then leaves the scaling to this
     function), so that a rare class weighs as scikit-learn's ``class_weight`` makes it (chapter 09)."""
@@ -193,7 +196,7 @@ def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         out.append(logits.float().cpu().numpy())
     logits = np.concatenate(out)
-    return check_finite(mean_by_text(logits, owner, len(texts)) if chunk else logits, "the model's logits")
+    return check_finite(_mean_by_text(logits, owner, len(texts)) if chunk else logits, "the model's logits")
 
 
 def learning_curve(log_history: list[dict]) -> pd.DataFrame:

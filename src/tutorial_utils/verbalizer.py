@@ -12,20 +12,22 @@ import numpy as np
 
 from .checks import check_label_id
 
-SEPARATOR = ", "  # between labels of a multi-label answer (unless a label's text holds a comma: separator())
-SEPARATORS = (", ", "; ", " | ", " / ")  # candidates, in order of preference
+__all__ = ["NONE_ANSWER", "separator", "Verbalizer"]
+
+_SEPARATOR = ", "  # between labels of a multi-label answer (unless a label's text holds a comma: separator())
+_SEPARATORS = (", ", "; ", " | ", " / ")  # candidates, in order of preference
 NONE_ANSWER = "none"  # the answer for a text with no label
 
 
-def separator(texts, preferred: str = SEPARATOR) -> str:
-    """``preferred``, or the first of SEPARATORS that no label text contains (chapters 04, 05).
+def separator(texts, preferred: str = _SEPARATOR) -> str:
+    """``preferred``, or the first of _SEPARATORS that no label text contains (chapters 04, 05).
 
     The hub's patent sections read "Chemistry; Metallurgy": joined with "; ", a model would read two labels.
     """
-    for candidate in (preferred, *SEPARATORS):
+    for candidate in (preferred, *_SEPARATORS):
         if not any(candidate.strip() in t for t in texts):
             return candidate
-    raise ValueError(f"Every separator of {SEPARATORS} occurs in some label text ({list(texts)!r}), so a list of "
+    raise ValueError(f"Every separator of {_SEPARATORS} occurs in some label text ({list(texts)!r}), so a list of "
                      "labels would be ambiguous. Fix: pass words= to make_verbalizer without those characters.")
 
 

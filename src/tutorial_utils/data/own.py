@@ -25,7 +25,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as HFS
 from ..checks import DataError, DataWarning, check_label_names, check_texts
 from .common import SPLITS, grouped_split
 
-MIN_PER_CLASS = 5  # fewer training examples of a class than this: a warning
+__all__ = ["read_table", "from_csv", "from_dataset", "from_pandas"]
+
+_MIN_PER_CLASS = 5  # fewer training examples of a class than this: a warning
 
 
 def read_table(path: str | Path, columns: list[str], encoding: str = "utf-8", delimiter: str = ",") -> pd.DataFrame:
@@ -224,9 +226,9 @@ def _warn_leakage(splits: dict[str, Dataset]) -> None:
 def _warn_rare(train: Dataset, names: list[str], multi: bool) -> None:
     ids = [i for row in train["labels"] for i in row] if multi else train["label"]
     counts = np.bincount(np.asarray(ids, dtype=int), minlength=len(names))
-    rare = [f"{names[i]} ({c})" for i, c in enumerate(counts) if c < MIN_PER_CLASS]
+    rare = [f"{names[i]} ({c})" for i, c in enumerate(counts) if c < _MIN_PER_CLASS]
     if rare:
-        warnings.warn(f"Classes with fewer than {MIN_PER_CLASS} training examples: {', '.join(rare[:8])}. Their "
+        warnings.warn(f"Classes with fewer than {_MIN_PER_CLASS} training examples: {', '.join(rare[:8])}. Their "
                       "scores will be noisy and the model may never predict them. Fix: label more of them, or merge "
                       "them into a neighbouring class.", DataWarning, stacklevel=3)
 

