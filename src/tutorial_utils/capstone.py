@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import pandas as pd
 
+from . import comparison, ledger, plots, studies, study_tables
 from .config import Profile
 
 __all__ = ["plot_tradeoff", "write_report", "run"]
@@ -20,8 +23,6 @@ def plot_tradeoff(table: pd.DataFrame, metric: str = "macro-F1", title: str = ""
                   low: str | None = None, high: str | None = None):
     """Metric against trainable parameters (log scale), with error bars from the ``low`` and ``high`` columns
     (default: the metric's 95% interval, "<metric> CI low" and "<metric> CI high")."""
-    import matplotlib.pyplot as plt  # lazy: matplotlib costs ~1 s; write_report (the cli's) does not need it
-
     ax = ax or plt.subplots(figsize=(7.5, 4.2))[1]
     low, high = low or f"{metric} CI low", high or f"{metric} CI high"
     shown = table.dropna(subset=["trainable params"])
@@ -54,13 +55,7 @@ def run(profile: Profile, out_dir: str | Path, n_resamples: int = 2000, verbose:
     """Chapter 08's tables as a script: read every run from the results store, write tables and plots to
     ``out_dir``. Nothing trains here: ``reproduce`` makes the runs the store lacks, and the tables say which.
     """
-    import matplotlib  # lazy: matplotlib costs ~1 s; write_report (the cli's) does not need it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: must load after matplotlib.use("Agg")
-
-    from . import comparison, ledger, plots, studies, study_tables  # lazy: datasets, sklearn, matplotlib; plots loads pyplot: after use("Agg")
-
+    matplotlib.use("Agg")  # a script writes files: no window, whatever the machine's default backend
     plots.use_style()
     fair = comparison.study_runs(profile, verbose=verbose)
     news = comparison.study_runs(profile, studies.NEWS, verbose=verbose)

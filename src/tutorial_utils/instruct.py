@@ -21,7 +21,8 @@ from .verbalizer import NONE_ANSWER, Verbalizer  # noqa: F401 (NONE_ANSWER: re-e
 
 __all__ = ["VERBALIZERS", "make_verbalizer", "token_counts", "answer_budget", "instruction", "truncate",
            "build_prompt", "prompt_completion", "prefix_mismatch", "answer_ids", "shared_prefix", "PromptBatches",
-           "score_labels", "score_labels_one_by_one", "content_free_scores", "contextual_calibration", "generate"]
+           "score_labels", "score_labels_one_by_one", "content_free_scores", "contextual_calibration", "generate",
+           "subject_of"]
 
 VERBALIZERS = ("names", "codes", "letters")
 
@@ -76,6 +77,15 @@ def answer_budget(tokenizer, verbalizer: Verbalizer, extra: int = 2) -> int:
 
 
 # ---- Prompts and prompt -> answer data ------------------------------------------------------------------------------
+
+_SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
+             "debian-tags": "software package description"}
+
+
+def subject_of(dataset_name: str) -> str:
+    """What the instruction calls one text of a dataset ("patent title", ...; "text" when unknown) (chapter 04)."""
+    return _SUBJECTS.get(dataset_name, "text")
+
 
 def instruction(verbalizer: Verbalizer, multi_label: bool = False, subject: str = "text") -> str:
     """The instruction that lists the labels and says what the answer must look like (chapter 04)."""

@@ -24,6 +24,7 @@ from .config import LoraSettings, Profile, get_profile
 from .data import label_names, load_single_label
 from .data.common import sample_examples
 from .verbalizer import Verbalizer
+from .instruct import subject_of  # noqa: F401 (re-exported: chapters 03b, 04 and 05 call instruct_train.subject_of)
 from .instruct_trainer import make_instruct_trainer
 from .metrics import classification_metrics, softmax
 from .runs import RunResult, load_or_compute_together
@@ -35,16 +36,9 @@ __all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_
            "label_scores", "scored_result", "generated_result", "generation_probs", "cached_instruction_runs",
            "validation_row", "variant_row"]
 
-_SUBJECTS = {"ipc-sections": "patent title", "ccdv/patent-classification": "patent abstract",
-            "debian-tags": "software package description"}
 
 
 # ---- Chapter 04's runs ------------------------------------------------------------------------------------
-
-def subject_of(dataset_name: str) -> str:
-    """What the instruction calls one text of a dataset ("patent title", ...; "text" when unknown) (chapter 04)."""
-    return _SUBJECTS.get(dataset_name, "text")
-
 
 @dataclass
 class InstructionModel:

@@ -12,7 +12,7 @@ from datasets import Dataset
 
 from .methods import ZERO_SHOT  # noqa: F401 (the names live in the registry)
 from .data import label_names
-from .instruct import instruction, make_verbalizer, score_labels, truncate
+from .instruct import instruction, make_verbalizer, score_labels, subject_of, truncate
 from .verbalizer import Verbalizer
 from .metrics import classification_metrics, softmax
 from .models import load_causal_lm
@@ -96,8 +96,6 @@ def prompt_scores(model, tokenizer, texts: list[str], verbalizer: Verbalizer, ex
 
 def zero_shot_run(profile, data, model=None, tokenizer=None, kind: str = "names", method: str = ZERO_SHOT):
     """Zero-shot prompting of the frozen instruct model on the test split, by label scoring, as a cached-run result."""
-    from .instruct_train import subject_of  # lazy: the training stack (peft, trl; ~4 s), and prompting trains nothing
-
     if model is None:
         model, tokenizer = load_causal_lm(profile, padding_side="right")
     names = label_names(data)

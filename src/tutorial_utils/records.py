@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import ROOT
+from .data import label_names
+from .metrics import classification_metrics, multilabel_metrics
 from .session import versions
 
 __all__ = ["RunRecord", "fingerprint", "data_description", "run_key", "git_commit", "machine", "provenance",
@@ -111,7 +113,7 @@ def git_commit() -> tuple[str, bool | None]:
 
 def machine() -> str:
     """The processor or GPU a run used, in a few words."""
-    import torch  # lazy: torch costs ~2 s; records is light (store, experiment and the cli load it)
+    import torch  # lazy: torch costs ~2 s, and only a finished run asks which machine it ran on
 
     if torch.cuda.is_available():
         return f"CUDA {torch.cuda.get_device_name(0)}"
@@ -138,9 +140,6 @@ def provenance(wall_seconds: float, command: str | None = None) -> dict:
 def make_record(method: str, dataset: str, seed: int, settings: dict, data, outcome: dict,
                 wall_seconds: float, command: str | None = None) -> RunRecord:
     """The one builder of a run record, from a runner's outcome (predictions, curve, counts, timings)."""
-    from .data import label_names  # lazy: data pulls datasets (~1 s); records is light (store and the cli load it)
-    from .metrics import classification_metrics, multilabel_metrics  # lazy: metrics pulls sklearn and scipy, as above
-
     described = data_description(data, dataset)
     y_true, y_pred = np.asarray(outcome["y_true"]), np.asarray(outcome["y_pred"])
     if y_true.shape[0] != len(data["test"]) or y_pred.shape != y_true.shape:
