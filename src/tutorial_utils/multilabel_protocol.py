@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import numpy as np
 from datasets import DatasetDict
-from sklearn.multiclass import OneVsRestClassifier
 
+from . import tfidf
 from .config import Profile
-from .data import multi_hot
+from .data import label_names, multi_hot
 from .instruct import generate
 from .instruct_train import prepare_tuning
 from .metrics import sigmoid
 from .multilabel_runs import instruction_result, max_answer_tokens, parse_many
 from .plateau import schedule, train_to_plateau
 from .probe import fit_multilabel_probe, probe_parameters
-from .recipes import tfidf_pipeline
 from .runners import fit_probes, fit_to_plateau, probe_extra
 from .stats import micro_f1
 from .thresholds import apply_thresholds, tune_global_threshold
-from .timing import timed
 from .train import predict_logits
 
 __all__ = ["thresholded", "frequency_floor", "multilabel_tfidf", "multilabel_probe", "multilabel_head",
@@ -63,11 +61,9 @@ def frequency_floor(data: DatasetDict) -> float:
 
 def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """TF-IDF + one logistic regression per label at C = ``value``."""
-    pipeline = tfidf_pipeline(seed)
-    pipeline.steps[-1] = ("onevsrest", OneVsRestClassifier(pipeline[-1].set_params(C=value)))
-    _, seconds = timed(pipeline.fit, list(data["train"]["text"]), _label_matrix(data, "train"))
-    val, test = (pipeline.predict_proba(list(data[s]["text"])) for s in ("validation", "test"))
-    return thresholded(data, val, test, trainable_params=probe_parameters(pipeline), train_seconds=seconds)
+    pipeline, seconds = tfidf.fit(data, seed, C=value, multi_label=True)
+    val, test = (tfidf.class_probs(pipeline, list(data[s]["text"]), len(label_names(data))) for s in ("validation", "test"))
+    return thresholded(data, val, test, trainable_params=tfidf.trainable_params(pipeline), train_seconds=seconds)
 
 
 def multilabel_probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:

@@ -11,12 +11,10 @@ import dataclasses
 import numpy as np
 import pandas as pd
 from datasets import DatasetDict
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
 
 from .methods import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in the registry)
-from . import models
+from . import models, tfidf
+from .tfidf import pipeline as tfidf_pipeline  # noqa: F401 (re-exported: chapter 03 calls recipes.tfidf_pipeline)
 from .config import Profile, TrainSettings
 from .data import label_names, load_single_label, sample_examples, with_train_cut
 from .heads import hand_written_head
@@ -27,7 +25,7 @@ from .timing import timed
 from .train import learning_curve, make_trainer, predict_logits
 
 __all__ = ["classifier_result", "train_and_report", "embedding_head_run", "pooling_ablation", "encoder_run",
-           "tfidf_pipeline", "tfidf_probs", "tfidf_run", "comparison_table", "seed_study"]
+           "tfidf_pipeline", "tfidf_run", "comparison_table", "seed_study"]
 
 
 
@@ -95,36 +93,18 @@ def encoder_run(profile: Profile, data: DatasetDict | None = None, method: str =
     return classifier_result(method, profile, data, model, tokenizer, settings=profile.encoder_train, extra=report)
 
 
-def tfidf_pipeline(seed: int = 42):
-    """TF-IDF of words and word pairs + multinomial logistic regression: the floor every learned model must beat."""
-    return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-                         LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
-
-
-def tfidf_probs(pipeline, texts: list[str], n_classes: int) -> np.ndarray:
-    """A fitted pipeline's probabilities with one column per class id 0..n-1, also for a class training lacked.
-
-    scikit-learn's columns are the classes it saw, so with one missing, argmax would shift every later class.
-    """
-    probs = np.zeros((len(texts), n_classes))
-    probs[:, pipeline.classes_] = pipeline.predict_proba(texts)
-    return probs
-
-
 def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = TFIDF) -> RunResult:
     """Fit the TF-IDF floor on train and score the test split; its 'trainable parameters' are the LR weights."""
     data = data or load_single_label(profile)
-    pipeline = tfidf_pipeline(profile.seed)
-    _, train_seconds = timed(pipeline.fit, list(data["train"]["text"]), np.asarray(data["train"]["label"]))
+    pipeline, train_seconds = tfidf.fit(data, profile.seed)
     texts = list(data["test"]["text"])
-    probs, seconds = timed(tfidf_probs, pipeline, texts, len(label_names(data)))
+    probs, seconds = timed(tfidf.class_probs, pipeline, texts, len(label_names(data)))
     y_true = np.asarray(data["test"]["label"])
     y_pred = probs.argmax(axis=1)
-    lr = pipeline[-1]
     return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
                      y_true=y_true, y_pred=y_pred, probs=probs, metrics=classification_metrics(y_true, y_pred),
                      extra={"train_seconds": train_seconds, "test_texts_per_second": len(texts) / seconds,
-                            "trainable_params": int(lr.coef_.size + lr.intercept_.size)})
+                            "trainable_params": tfidf.trainable_params(pipeline)})
 
 
 def comparison_table(results: list[RunResult]) -> pd.DataFrame:

@@ -25,8 +25,8 @@ from .models import load_causal_lm
 from .plateau import fit_classifier, schedule, train_to_plateau
 from .probe import cached_features, fit_probe, probe_parameters
 from .prompting import prompt_scores
-from .recipes import tfidf_pipeline, tfidf_probs
 from .session import seed_everything
+from .tfidf import class_probs, fit as fit_pipeline, trainable_params as tfidf_params
 from .timing import timed
 from .train import predict_logits
 
@@ -108,15 +108,12 @@ def settings(profile: Profile, method: str, value: float | None) -> dict:
 def fit_tfidf(data: DatasetDict, seed: int, value: float, class_weight: str | None = None) -> tuple[object, dict]:
     """TF-IDF + logistic regression at C = ``value`` (``class_weight="balanced"``: scikit-learn's, chapter 09),
     trained on ``data``'s train split: (pipeline, outcome)."""
-    pipeline = tfidf_pipeline(seed)
-    pipeline.set_params(logisticregression__C=value, logisticregression__class_weight=class_weight)
+    pipeline, seconds = fit_pipeline(data, seed, C=value, class_weight=class_weight)
     n = len(label_names(data))
-    _, seconds = timed(pipeline.fit, list(data["train"]["text"]), np.asarray(data["train"]["label"]))
-    val, test = (tfidf_probs(pipeline, list(data[split]["text"]), n) for split in ("validation", "test"))
-    lr = pipeline[-1]
+    val, test = (class_probs(pipeline, list(data[split]["text"]), n) for split in ("validation", "test"))
     return pipeline, {"y_true": data["test"]["label"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
                       "validation_metric": macro_f1(data["validation"]["label"], val.argmax(1), n),
-                      "trainable_params": lr.coef_.size + lr.intercept_.size, "train_seconds": seconds}
+                      "trainable_params": tfidf_params(pipeline), "train_seconds": seconds}
 
 
 def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:

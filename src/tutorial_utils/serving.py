@@ -22,6 +22,7 @@ from .checks import DataError, check_finite, check_safetensors, check_texts
 from .instruct import score_labels
 from .instruct_train import PROMPT_FILE, load_tuned
 from .metrics import softmax
+from .tfidf import class_probs
 from .train import predict_logits
 
 __all__ = ["WRITES", "predict"]
@@ -94,10 +95,7 @@ def _load_model(model: Path, info: dict) -> tuple[list[str], object]:
         names = json.loads((model / LABELS_FILE).read_text())
 
         def predict_tfidf(texts: list[str]) -> np.ndarray:
-            probs = np.zeros((len(texts), len(names)))
-            if texts:
-                probs[:, pipeline[-1].classes_] = pipeline.predict_proba(texts)
-            return probs
+            return class_probs(pipeline, texts, len(names)) if texts else np.zeros((0, len(names)))
 
         return names, predict_tfidf
     if list(model.glob("*.joblib")) or list(model.glob("*.pkl")):
