@@ -320,7 +320,7 @@ def test_tables_from_the_tiny_store(monkeypatch):
     assert (efficiency["CI low"] <= efficiency["macro-F1"]).all() and (efficiency["macro-F1"] <= efficiency["CI high"]).all()
     assert not comparison.curves(found).empty
     y_val = studies.comparison_data(profile)[profile.protocol.train_examples]["validation"]["label"]
-    calibration = comparison.calibration_table(found, y_val)
+    calibration = study_tables.calibration_table(found, y_val)
     assert "instruction tuning, generated" not in calibration.index  # another read-out's validation scores
     assert (calibration["temperature (fit on validation)"] > 0).all() and (calibration["test ECE"].between(0, 1)).all()
     assert (calibration["test NLL after"] <= calibration["test NLL"] + 0.5).all()

@@ -1,5 +1,5 @@
-"""The tables of the studies beside the comparison: data efficiency, the budget axis and the ablations, read
-from the results store (chapter 08; ``comparison`` has the comparison's own tables).
+"""The tables of the studies beside the comparison: data efficiency, the budget axis, the ablations and
+calibration, read from the results store (chapter 08; ``comparison`` has the comparison's own tables).
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import pandas as pd
 
 from . import budgets, comparison, experiment, methods, run_checks, stats, studies
 from .config import Profile
+from .metrics import expected_calibration_error, fit_temperature, negative_log_likelihood, softmax
 from .records import RunRecord
 
-__all__ = ["efficiency_table", "budget_axis_table", "crossing_sentence", "ablation_table"]
+__all__ = ["efficiency_table", "budget_axis_table", "crossing_sentence", "ablation_table", "calibration_table",
+           "multilabel_calibration_table", "calibration_sentence"]
 
 
 def efficiency_table(profile: Profile, fair: dict[str, list[RunRecord]], n_resamples: int = 1000) -> pd.DataFrame:
@@ -111,3 +113,60 @@ def ablation_table(profile: Profile) -> pd.DataFrame:
                                  "min": min(scores), "max": max(scores),
                                  "still improving": comparison.ending_count(runs, run_checks.IMPROVING)})
     return pd.DataFrame(rows)
+
+
+def calibration_table(found: dict[str, list[RunRecord]], y_validation) -> pd.DataFrame:
+    """How well each method's probabilities are calibrated on test, before and after a temperature fitted on
+    validation (means over seeds): expected calibration error, negative log-likelihood, the temperature.
+
+    ``y_validation``: the study's validation labels (every run of a study shares its validation split).
+    """
+    y_val, rows = np.asarray(y_validation), []
+    for name, runs in found.items():
+        if methods.get(name).trained_with:  # its validation probabilities are another read-out's (scored labels)
+            continue
+        cells = []
+        for r in runs:
+            if r.val_probs is None:
+                continue
+            t = fit_temperature(np.log(np.clip(r.val_probs, 1e-12, None)), y_val)
+            scaled = softmax(np.log(np.clip(r.probs, 1e-12, None)), temperature=t)
+            cells.append((expected_calibration_error(r.probs, r.y_true), negative_log_likelihood(r.probs, r.y_true),
+                          t, expected_calibration_error(scaled, r.y_true), negative_log_likelihood(scaled, r.y_true)))
+        if cells:
+            mean, ece = np.mean(cells, axis=0), [c[0] for c in cells]
+            rows.append({"method": methods.get(name).title, "seeds": len(cells), "test ECE": mean[0],
+                         "test ECE min": min(ece), "test ECE max": max(ece),
+                         "test NLL": mean[1], "temperature (fit on validation)": mean[2],
+                         "test ECE after": mean[3], "test NLL after": mean[4]})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def multilabel_calibration_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
+    """Calibration of the multi-label methods with probabilities: each (text, tag) decision's probability against
+    its 0/1 truth (ECE over every decision), as the seed mean and range. Instruction tuning's generated lists
+    are 0/1 answers, not probabilities, and are left out."""
+    rows = []
+    for name, runs in found.items():
+        flat = [(r.probs.reshape(-1), np.asarray(r.y_true).reshape(-1).astype(int)) for r in runs
+                if np.ndim(r.probs) == 2 and not np.isin(r.probs, (0.0, 1.0)).all()]
+        if not flat:
+            continue
+        ece = [expected_calibration_error(np.stack([1 - p, p], axis=1), y) for p, y in flat]
+        rows.append({"method": methods.get(name).title, "seeds": len(ece), "decision ECE": float(np.mean(ece)),
+                     "min": min(ece), "max": max(ece)})
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
+def calibration_sentence(table: pd.DataFrame) -> str:
+    """Which method is best calibrated as trained, said only when its worst seed beats every other method's best
+    seed (ECE); otherwise which methods' seed ranges overlap."""
+    order = table.sort_values("test ECE")
+    best, rest = order.index[0], order.iloc[1:]
+    if len(rest) and order.loc[best, "test ECE max"] < rest["test ECE min"].min():
+        return (f"best calibrated as trained, in every seed: {best} (ECE {order.loc[best, 'test ECE']:.3f}, seeds "
+                f"{order.loc[best, 'test ECE min']:.3f}-{order.loc[best, 'test ECE max']:.3f})")
+    overlap = [m for m in rest.index if rest.loc[m, "test ECE min"] <= order.loc[best, "test ECE max"]]
+    return (f"no method is best calibrated in every seed: the lowest mean ECE, {best}'s "
+            f"{order.loc[best, 'test ECE']:.3f} (seeds {order.loc[best, 'test ECE min']:.3f}-"
+            f"{order.loc[best, 'test ECE max']:.3f}), overlaps the seed range of {', '.join(overlap)}")
