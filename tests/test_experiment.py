@@ -58,8 +58,9 @@ def test_every_runnable_method_has_a_runner_and_settings():
     for name in methods.names(runnable=True):
         assert callable(experiment.runner(name))
         assert runners.settings(profile, name, runners.default_value(profile, name))
+    assert set(experiment.RUNNERS) == set(methods.names(runnable=True))  # the registry and the runners agree
     for name in studies.COMPARED + studies.EFFICIENCY_METHODS:
-        assert methods.get(name).runner or methods.get(name).trained_with
+        assert methods.get(name).protocol or methods.get(name).trained_with
 
 
 def test_unknown_method_lists_the_registry():

@@ -26,7 +26,7 @@ from .studies import (BASE_STUDY, COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, SM
                       variants)
 from .timing import timed
 
-__all__ = ["Spec", "spec", "extensions", "lookup", "runner", "grid_values", "chosen", "validation_metrics",
+__all__ = ["Spec", "spec", "extensions", "lookup", "RUNNERS", "runner", "grid_values", "chosen", "validation_metrics",
            "searched_grid", "grown", "plan", "expected_runs", "produced_by", "execute", "reproduce", "records_of",
            "best_try"]
 
@@ -105,21 +105,31 @@ def lookup(profile: Profile, s: Spec, verbose: bool = False) -> RunRecord | None
     return store.find(profile.name, s.dataset, s.method, s.tag, s.key, verbose=verbose)
 
 
-def runner(method: str):
-    """The function that trains and predicts a registered method under the protocol (``runners``; multi-label:
-    ``multilabel_protocol``)."""
-    entry = methods.get(method)
-    if entry.runner is None:
+# the function that trains and predicts each method under the protocol (one training of instruction tuning gives
+# the outcomes of both its read-outs, scored and generated)
+RUNNERS: dict[str, Callable[..., dict]] = {
+    methods.TFIDF: runners.tfidf, methods.ZERO_SHOT: runners.zero_shot, methods.FROZEN_PROBE: runners.probe,
+    methods.EMBEDDING_HEAD: runners.embedding_head, methods.INSTRUCTION_SCORED: runners.instruction,
+    methods.ENCODER: runners.encoder, methods.MULTILABEL_TFIDF: multilabel_protocol.multilabel_tfidf,
+    methods.MULTILABEL_PROBE: multilabel_protocol.multilabel_probe,
+    methods.MULTILABEL_ENCODER: multilabel_protocol.multilabel_encoder,
+    methods.MULTILABEL_HEAD: multilabel_protocol.multilabel_head,
+    methods.MULTILABEL_INSTRUCTION: multilabel_protocol.multilabel_instruction}
+
+
+def runner(method: str) -> Callable[..., dict]:
+    """The function that trains and predicts a registered method under the protocol (``RUNNERS``)."""
+    methods.get(method)  # an unknown name fails here, listing the registry
+    if method not in RUNNERS:
         raise methods.UnknownMethod(f"{method!r} has no runner under the protocol yet; the protocol runs: "
                                     f"{', '.join(methods.names(runnable=True))}.")
-    table = multilabel_protocol.RUNNERS if entry.task == methods.MULTI_LABEL else runners.RUNNERS
-    return table[entry.runner]
+    return RUNNERS[method]
 
 
 def _run_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None) -> dict[str, dict]:
     """Train and predict one registered method; outcomes by method name (one training may serve two methods)."""
     out = runner(method)(runners.protocol_profile(profile), data, seed, value)
-    return out if methods.get(method).runner == "instruction" else {method: out}
+    return out if runner(method) is runners.instruction else {method: out}
 
 
 def grid_values(profile: Profile, method: str, below: int = 0, above: int = 0) -> list[float | None]:

@@ -3,8 +3,8 @@ how its trainable parameters are counted, which chapter teaches it).
 
 Chapters, the capstone, the results store and the command line take method names from here; an unknown
 name gets an error that lists the registry. How each method trains under the comparison protocol lives
-in ``runners`` (``Method.runner`` names the function). Taught in chapter 08 (the capstone); every
-chapter's method is listed here.
+in ``runners`` and ``multilabel_protocol``; ``experiment.RUNNERS`` maps each method to its function.
+Taught in chapter 08 (the capstone); every chapter's method is listed here.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Method:
     trainable: str  # what its trainable-parameter count counts
     chapter: str  # the chapter that teaches it
     tuned: str | None = None  # the setting the protocol chooses on validation: "learning_rate", "C" or None
-    runner: str | None = None  # the function in ``runners`` that trains and predicts it under the protocol
+    protocol: bool = False  # trains and predicts under the comparison protocol (its function: experiment.RUNNERS)
     trained_with: str | None = None  # a method whose training this one shares (it only predicts differently)
     adapts: str | None = None  # a multi-label method: the single-label method whose settings it extends
 
@@ -69,22 +69,22 @@ class Method:
 REGISTRY: tuple[Method, ...] = (
     Method(TFIDF, "TF-IDF + logistic regression", _SINGLE_LABEL, "floor",
            "fits a logistic regression on word and word-pair TF-IDF features (closed form, L-BFGS)",
-           "the logistic regression's weights and intercepts", "03", tuned="C", runner="tfidf"),
+           "the logistic regression's weights and intercepts", "03", tuned="C", protocol=True),
     Method(ZERO_SHOT, "zero-shot prompt (scored)", _SINGLE_LABEL, "no fine-tuning",
            "does not learn: the instruct model scores every label after a prompt that lists them",
-           "none", "03b", runner="zero_shot"),
+           "none", "03b", protocol=True),
     Method(_FEW_SHOT, "few-shot prompt (scored)", _SINGLE_LABEL, "no fine-tuning",
            "does not learn: k labelled examples go into the prompt", "none", "03b"),
     Method(FROZEN_PROBE, "frozen-LLM probe", _SINGLE_LABEL, "no fine-tuning",
            "a logistic regression on the frozen 4-bit model's hidden states (layer and pooling chosen on validation)",
-           "the logistic regression's weights and intercepts", "03b", tuned="C", runner="probe"),
+           "the logistic regression's weights and intercepts", "03b", tuned="C", protocol=True),
     Method(EMBEDDING_HEAD, "LoRA embedding head", _SINGLE_LABEL, "embedding head",
            "LoRA adapters and a linear head on the last non-pad token, trained with cross-entropy (4-bit base)",
            "LoRA matrices + the head (peft's count of weights with requires_grad)", "02",
-           tuned="learning_rate", runner="embedding_head"),
+           tuned="learning_rate", protocol=True),
     Method(INSTRUCTION_SCORED, "instruction tuning, scored", _SINGLE_LABEL, "instruction tuning",
            "LoRA adapters trained on prompt -> label text (loss on the answer only); predicts by scoring every label",
-           "LoRA matrices (peft's count)", "04", tuned="learning_rate", runner="instruction"),
+           "LoRA matrices (peft's count)", "04", tuned="learning_rate", protocol=True),
     Method(INSTRUCTION_GENERATED, "instruction tuning, generated", _SINGLE_LABEL, "instruction tuning",
            "the same trained model as instruction-scored; predicts by greedy generation and parsing",
            "LoRA matrices (peft's count)", "04", tuned="learning_rate", trained_with=INSTRUCTION_SCORED),
@@ -93,28 +93,28 @@ REGISTRY: tuple[Method, ...] = (
            "LoRA matrices (peft's count)", "04", tuned="learning_rate"),
     Method(ENCODER, "encoder, full fine-tune", _SINGLE_LABEL, "encoder",
            "every weight of a BERT-class encoder and a fresh head, trained with cross-entropy",
-           "every weight of the encoder and its head", "03", tuned="learning_rate", runner="encoder"),
+           "every weight of the encoder and its head", "03", tuned="learning_rate", protocol=True),
     Method(STUDENT, "distilled student (MiniLM)", _SINGLE_LABEL, "distilled",
            "the encoder trained on the embedding head's probabilities (KL at a temperature) and the labels",
            "every weight of the student encoder and its head", "07", tuned="learning_rate"),
     Method(MULTILABEL_TFIDF, "TF-IDF + logistic regression", MULTI_LABEL, "floor",
            "one logistic regression per label on word and word-pair TF-IDF features; a threshold tuned on validation",
-           "the logistic regressions' weights and intercepts", "05", tuned="C", runner="multilabel_tfidf",
+           "the logistic regressions' weights and intercepts", "05", tuned="C", protocol=True,
            adapts=TFIDF),
     Method(MULTILABEL_PROBE, "frozen-LLM probe", MULTI_LABEL, "no fine-tuning",
            "one logistic regression per label on frozen hidden states; thresholds tuned on validation",
-           "the logistic regressions' weights and intercepts", "05", tuned="C", runner="multilabel_probe",
+           "the logistic regressions' weights and intercepts", "05", tuned="C", protocol=True,
            adapts=FROZEN_PROBE),
     Method(MULTILABEL_ENCODER, "encoder, full fine-tune", MULTI_LABEL, "encoder",
            "every weight of a BERT-class encoder and a head with one sigmoid per label (BCE)",
-           "every weight of the encoder and its head", "05", tuned="learning_rate", runner="multilabel_encoder",
+           "every weight of the encoder and its head", "05", tuned="learning_rate", protocol=True,
            adapts=ENCODER),
     Method(MULTILABEL_HEAD, "LoRA embedding head", MULTI_LABEL, "embedding head",
            "LoRA and a head with one sigmoid per label (BCE); thresholds tuned on validation",
-           "LoRA matrices + the head", "05", tuned="learning_rate", runner="multilabel_head", adapts=EMBEDDING_HEAD),
+           "LoRA matrices + the head", "05", tuned="learning_rate", protocol=True, adapts=EMBEDDING_HEAD),
     Method(MULTILABEL_INSTRUCTION, "instruction tuning (generated)", MULTI_LABEL, "instruction tuning",
            "LoRA on prompt -> the list of labels; predicts by generating and parsing the list",
-           "LoRA matrices", "05", tuned="learning_rate", runner="multilabel_instruction",
+           "LoRA matrices", "05", tuned="learning_rate", protocol=True,
            adapts=INSTRUCTION_GENERATED),
 )
 
@@ -130,8 +130,8 @@ def get(name: str) -> Method:
 
 
 def names(task: str | None = None, runnable: bool = False) -> list[str]:
-    """Registered method names, optionally of one task, or only those the protocol can run (``runner`` set)."""
-    return [m.name for m in REGISTRY if (task is None or m.task == task) and (not runnable or m.runner)]
+    """Registered method names, optionally of one task, or only those the protocol can run."""
+    return [m.name for m in REGISTRY if (task is None or m.task == task) and (not runnable or m.protocol)]
 
 
 def table() -> list[dict[str, str]]:

@@ -28,7 +28,7 @@ from .thresholds import apply_thresholds, tune_global_threshold
 from .train import predict_logits
 
 __all__ = ["thresholded", "frequency_floor", "multilabel_tfidf", "multilabel_probe", "multilabel_head",
-           "multilabel_encoder", "multilabel_instruction", "RUNNERS"]
+           "multilabel_encoder", "multilabel_instruction"]
 
 
 def _label_matrix(data: DatasetDict, split: str) -> np.ndarray:
@@ -132,6 +132,3 @@ def multilabel_instruction(profile: Profile, data: DatasetDict, seed: int, value
             "trainable_params": tuned.model.get_nb_trainable_parameters()[0]}
 
 
-RUNNERS = {"multilabel_tfidf": multilabel_tfidf, "multilabel_probe": multilabel_probe,
-           "multilabel_head": multilabel_head, "multilabel_encoder": multilabel_encoder,
-           "multilabel_instruction": multilabel_instruction}

@@ -26,15 +26,15 @@ from .plateau import fit_classifier, schedule, train_to_plateau
 from .probe import cached_features, fit_probe, probe_parameters
 from .prompting import prompt_scores
 from .session import seed_everything
-from .tfidf import class_probs, fit as fit_pipeline, trainable_params as tfidf_params
+from .tfidf import DEFAULT_C, class_probs, fit as fit_pipeline, trainable_params as tfidf_params
 from .timing import timed
 from .train import predict_logits
 
 __all__ = ["default_value", "protocol_profile", "settings", "fit_tfidf", "tfidf", "fit_probes", "probe_extra",
            "probe", "zero_shot", "fit_to_plateau", "train_classifier", "embedding_head", "encoder", "instruction",
-           "fit_instruction", "RUNNERS"]
+           "fit_instruction"]
 
-TFIDF_C, PROBE_C = 10.0, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
+TFIDF_C, PROBE_C = DEFAULT_C, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
 
 
 def default_value(profile: Profile, method: str) -> float | None:
@@ -248,5 +248,3 @@ def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float
     return tuned, outcomes
 
 
-RUNNERS = {"tfidf": tfidf, "probe": probe, "zero_shot": zero_shot, "embedding_head": embedding_head,
-           "encoder": encoder, "instruction": instruction}
