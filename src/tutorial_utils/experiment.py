@@ -128,8 +128,9 @@ def runner(method: str) -> Callable[..., dict]:
 
 def _run_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None) -> dict[str, dict]:
     """Train and predict one registered method; outcomes by method name (one training may serve two methods)."""
-    out = runner(method)(runners.protocol_profile(profile), data, seed, value)
-    return out if runner(method) is runners.instruction else {method: out}
+    run = runner(method)
+    out = run(runners.protocol_profile(profile), data, seed, value)
+    return out if run is runners.instruction else {method: out}
 
 
 def grid_values(profile: Profile, method: str, below: int = 0, above: int = 0) -> list[float | None]:

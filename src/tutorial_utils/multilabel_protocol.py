@@ -63,7 +63,7 @@ def multilabel_tfidf(profile: Profile, data: DatasetDict, seed: int, value: floa
     """TF-IDF + one logistic regression per label at C = ``value``."""
     pipeline, seconds = tfidf.fit(data, seed, C=value, multi_label=True)
     val, test = (tfidf.class_probs(pipeline, list(data[s]["text"]), len(label_names(data))) for s in ("validation", "test"))
-    return thresholded(data, val, test, trainable_params=tfidf.trainable_params(pipeline), train_seconds=seconds)
+    return thresholded(data, val, test, trainable_params=probe_parameters(pipeline), train_seconds=seconds)
 
 
 def multilabel_probe(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:

@@ -19,6 +19,7 @@ from .config import Profile, TrainSettings
 from .data import label_names, load_single_label, sample_examples, with_train_cut
 from .heads import hand_written_head
 from .metrics import classification_metrics, softmax
+from .probe import probe_parameters
 from .runs import RunResult, load_or_compute
 from .session import seed_everything
 from .timing import timed
@@ -104,7 +105,7 @@ def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = T
     return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
                      y_true=y_true, y_pred=y_pred, probs=probs, metrics=classification_metrics(y_true, y_pred),
                      extra={"train_seconds": train_seconds, "test_texts_per_second": len(texts) / seconds,
-                            "trainable_params": tfidf.trainable_params(pipeline)})
+                            "trainable_params": probe_parameters(pipeline)})
 
 
 def comparison_table(results: list[RunResult]) -> pd.DataFrame:

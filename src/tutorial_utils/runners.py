@@ -26,7 +26,7 @@ from .plateau import fit_classifier, schedule, train_to_plateau
 from .probe import cached_features, fit_probe, probe_parameters
 from .prompting import prompt_scores
 from .session import seed_everything
-from .tfidf import DEFAULT_C, class_probs, fit as fit_pipeline, trainable_params as tfidf_params
+from .tfidf import DEFAULT_C, class_probs, fit as fit_pipeline
 from .timing import timed
 from .train import predict_logits
 
@@ -34,7 +34,7 @@ __all__ = ["default_value", "protocol_profile", "settings", "fit_tfidf", "tfidf"
            "probe", "zero_shot", "fit_to_plateau", "train_classifier", "embedding_head", "encoder", "instruction",
            "fit_instruction"]
 
-TFIDF_C, PROBE_C = DEFAULT_C, 1.0  # the defaults the grid multiplies (chapter 03's TF-IDF, chapter 03b's probe)
+PROBE_C = 1.0  # the probe's default C, which the grid multiplies (chapter 03b); TF-IDF's is tfidf.DEFAULT_C
 
 
 def default_value(profile: Profile, method: str) -> float | None:
@@ -43,7 +43,7 @@ def default_value(profile: Profile, method: str) -> float | None:
     if entry.tuned is None:
         return None
     method = entry.adapts or method  # a multi-label method starts from its single-label counterpart's default
-    return {methods.TFIDF: TFIDF_C, methods.FROZEN_PROBE: PROBE_C, methods.EMBEDDING_HEAD: profile.train.learning_rate,
+    return {methods.TFIDF: DEFAULT_C, methods.FROZEN_PROBE: PROBE_C, methods.EMBEDDING_HEAD: profile.train.learning_rate,
             methods.ENCODER: profile.encoder_train.learning_rate,
             methods.INSTRUCTION_SCORED: profile.instruct_train.learning_rate,
             methods.INSTRUCTION_GENERATED: profile.instruct_train.learning_rate}[method]
@@ -113,7 +113,7 @@ def fit_tfidf(data: DatasetDict, seed: int, value: float, class_weight: str | No
     val, test = (class_probs(pipeline, list(data[split]["text"]), n) for split in ("validation", "test"))
     return pipeline, {"y_true": data["test"]["label"], "y_pred": test.argmax(1), "probs": test, "val_probs": val,
                       "validation_metric": macro_f1(data["validation"]["label"], val.argmax(1), n),
-                      "trainable_params": tfidf_params(pipeline), "train_seconds": seconds}
+                      "trainable_params": probe_parameters(pipeline), "train_seconds": seconds}
 
 
 def tfidf(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:

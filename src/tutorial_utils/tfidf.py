@@ -1,6 +1,6 @@
 """TF-IDF + logistic regression: the floor every learned model must beat (chapter 03), one fit for every path
 that trains it: chapter 03's run, the fair study (single- and multi-label, chapters 05 and 08), your own data
-(chapter 09) and the CLI.
+(chapter 09) and the CLI. Its trainable parameters are counted as a probe's are (``probe.probe_parameters``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from .data import multi_hot
 from .timing import timed
 
-__all__ = ["DEFAULT_C", "pipeline", "fit", "class_probs", "trainable_params"]
+__all__ = ["DEFAULT_C", "pipeline", "fit", "class_probs"]
 
 DEFAULT_C = 10.0  # chapter 03's regularisation; the fair study tunes C on validation around it
 
@@ -50,12 +50,4 @@ def class_probs(model: Pipeline, texts: list[str], n_classes: int) -> np.ndarray
     probs = np.zeros((len(texts), n_classes))
     probs[:, model.classes_] = model.predict_proba(texts)
     return probs
-
-
-def trainable_params(model: Pipeline) -> int:
-    """The logistic regressions' weights and intercepts (the vectorizer is fitted, not trained); a label with no
-    positive training example gets a constant predictor: nothing trained, nothing counted."""
-    head = model[-1]
-    return int(sum(e.coef_.size + np.size(e.intercept_) for e in getattr(head, "estimators_", [head])
-                   if hasattr(e, "coef_")))
 
