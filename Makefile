@@ -46,4 +46,4 @@ clean:
 	rm -rf _build .config.*.yml
 
 colab-check: $(STAMP)  ## Colab's stack (Python 3.13, its versions) + the install cell + every chapter on tiny; not in CI (GBs)
-	$(BIN)/python -m tutorial_utils.colab_stack
+	$(BIN)/python -m tutorial_utils.tools.colab_stack

@@ -14,7 +14,7 @@ def run_cache(monkeypatch, tmp_path):
 def refused(capsys):
     """Run ``python -m tutorial_utils ...`` expecting a refusal: exit code 2 and an error on stderr that names the
     fix, no traceback. Returns that error."""
-    from tutorial_utils import cli
+    from tutorial_utils.tools import cli
 
     def run(argv: list[str]) -> str:
         capsys.readouterr()  # what came before is not this command's

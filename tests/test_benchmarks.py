@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tutorial_utils import bench, bench_report, instruct, models, quantization
-from tutorial_utils.config import ROOT, get_profile
+from tutorial_utils.tools import bench, bench_report
+from tutorial_utils.methods import instruct
+from tutorial_utils.modeling import models, quantization
+from tutorial_utils.setup.config import ROOT, get_profile
 from tutorial_utils.data import label_names, load_single_label
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -148,7 +150,7 @@ def test_the_defaults_and_the_plain_script_run_side_by_side_on_the_same_split(ti
 
 
 def test_the_unseen_corpus_has_balanced_eras_of_long_paragraphs_and_is_seeded():
-    from tutorial_utils.bench_defaults import ERAS, MIN_WORDS, SIZES, sotu_eras
+    from tutorial_utils.tools.bench_defaults import ERAS, MIN_WORDS, SIZES, sotu_eras
 
     table = sotu_eras()
     assert table.groupby("split").size().to_dict() == SIZES

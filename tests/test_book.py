@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorial_utils.config import ROOT
+from tutorial_utils.setup.config import ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
@@ -28,10 +28,12 @@ def test_the_reference_page_documents_every_module_once():
     assert sorted(documented) == sorted(modules())
 
 
-def test_the_readmes_module_map_names_every_top_level_module():
+def test_the_readmes_module_map_names_every_folder_and_module():
     readme = (ROOT / "README.md").read_text()
-    missing = [m for m in modules() if "." not in m and f"`{m}`" not in readme and f"`{m}/`" not in readme]
-    assert not missing, f"README.md's module map does not name {missing}: add each where data flows through it"
+    folders = {m for m in modules() if "." not in m}
+    missing = [f for f in folders if f"**`{f}/`**" not in readme]
+    missing += [m for m in modules() if "." in m and m.split(".")[0] != "data" and f"`{m.split('.')[-1]}`" not in readme]
+    assert not missing, f"README.md's module map does not name {missing}: add each to its folder's line"
 
 
 def test_a_docstrings_chapter_numbers_become_links():
@@ -46,10 +48,13 @@ def test_a_docstrings_chapter_numbers_become_links():
 def imported_modules(path: Path) -> set[str]:
     """The package modules a chapter's code imports (the Colab helpers of the install cell aside)."""
     code = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "code")
-    found = set()
+    known, found = modules(), set()
     for module, names in re.findall(r"^\s*from tutorial_utils(\.[\w.]+)? import (.+)$", code, re.M):
-        found |= {module[1:].split(".")[0]} if module else {n.strip().split(" as ")[0] for n in names.strip("() ").split(",")}
-    return (found & modules()) - {"colab"}
+        base = module[1:]
+        for name in (n.strip().split(" as ")[0] for n in names.strip("() ").split(",")):
+            child = f"{base}.{name}".strip(".")
+            found.add(child if child in known else base)
+    return (found & known) - {"setup.colab"}
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)

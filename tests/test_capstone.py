@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from tutorial_utils import capstone
+from tutorial_utils.study import capstone
 
 
 def test_report_writes_tables_and_figures(tmp_path):

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from tutorial_utils import config
-from tutorial_utils.config import PROFILES, ProfileError, get_profile
+from tutorial_utils.setup import config
+from tutorial_utils.setup.config import PROFILES, ProfileError, get_profile
 
 
 def test_env_variable_picks_the_profile(monkeypatch):

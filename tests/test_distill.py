@@ -5,8 +5,9 @@ import torch
 from datasets import DatasetDict
 from torch.nn import functional as F
 
-from tutorial_utils import distill, runs
-from tutorial_utils.config import get_profile
+from tutorial_utils.production import distill
+from tutorial_utils.storage import runs
+from tutorial_utils.setup.config import get_profile
 from tutorial_utils.data import label_names, load_single_label
 
 
@@ -89,7 +90,7 @@ def test_a_saved_student_reloads_and_predicts_as_it_did(run_cache):
 def test_base_disk_bytes_of_a_hub_model_come_from_the_hub_cache(monkeypatch, tmp_path):
     import huggingface_hub
 
-    from tutorial_utils import assets
+    from tutorial_utils.setup import assets
 
     (tmp_path / "model.safetensors").write_bytes(b"x" * 1000)
     monkeypatch.setattr(assets, "model_path", lambda name: "Qwen/Qwen2.5-0.5B-Instruct")
@@ -98,8 +99,8 @@ def test_base_disk_bytes_of_a_hub_model_come_from_the_hub_cache(monkeypatch, tmp
 
 
 def test_the_int8_student_is_a_quantised_copy_close_to_the_original():
-    from tutorial_utils import models
-    from tutorial_utils.train import predict_logits
+    from tutorial_utils.modeling import models
+    from tutorial_utils.methods.train import predict_logits
 
     profile = get_profile("tiny")
     student, tokenizer = models.load_encoder_classifier(profile, ["a", "b", "c"])

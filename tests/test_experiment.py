@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from tutorial_utils import experiment, methods, plateau, records, runners, store, store_audit, studies, study_tables
-from tutorial_utils.config import Protocol, get_profile
+from tutorial_utils.study import experiment, store_audit, studies, study_tables
+from tutorial_utils import methods
+from tutorial_utils.methods import plateau, runners
+from tutorial_utils.storage import records, store
+from tutorial_utils.setup.config import Protocol, get_profile
 
 
 @pytest.fixture()
@@ -36,9 +39,11 @@ def toy_record(data=None, **outcome):
 
 # ---- the registry ------------------------------------------------------------------------------------
 
-PACKAGE_NAMES = {"recipes": ["EMBEDDING_HEAD", "ENCODER", "TFIDF"], "probe": ["FROZEN_PROBE", "MULTILABEL_PROBE"],
-                 "prompting": ["ZERO_SHOT"], "instruct_train": ["INSTRUCTION_SCORED", "INSTRUCTION_GENERATED"],
-                 "multilabel_runs": ["MULTILABEL_HEAD", "MULTILABEL_INSTRUCTION"], "distill": ["STUDENT"]}
+PACKAGE_NAMES = {"methods.recipes": ["EMBEDDING_HEAD", "ENCODER", "TFIDF"],
+                 "methods.probe": ["FROZEN_PROBE", "MULTILABEL_PROBE"], "methods.prompting": ["ZERO_SHOT"],
+                 "methods.instruct_train": ["INSTRUCTION_SCORED", "INSTRUCTION_GENERATED"],
+                 "methods.multilabel_runs": ["MULTILABEL_HEAD", "MULTILABEL_INSTRUCTION"],
+                 "production.distill": ["STUDENT"]}
 
 
 def test_every_method_name_the_package_uses_is_registered():
@@ -284,7 +289,7 @@ def test_record_json_is_plain_json():
 def test_macro_f1_over_counts_unparsable_as_wrong_without_a_class_of_its_own():
     from sklearn.metrics import f1_score
 
-    from tutorial_utils import stats
+    from tutorial_utils.evaluation import stats
 
     y, p = np.array([0, 1, 2, 2, 1, 0]), np.array([0, -1, 2, 1, 1, -1])
     expected = f1_score(y, p, labels=[0, 1, 2], average="macro", zero_division=0)
@@ -294,7 +299,7 @@ def test_macro_f1_over_counts_unparsable_as_wrong_without_a_class_of_its_own():
 
 
 def test_tables_from_the_tiny_store(monkeypatch):
-    from tutorial_utils import comparison
+    from tutorial_utils.study import comparison
 
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
@@ -328,7 +333,7 @@ def test_tables_from_the_tiny_store(monkeypatch):
 
 
 def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monkeypatch):
-    from tutorial_utils import comparison
+    from tutorial_utils.study import comparison
 
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
@@ -345,13 +350,13 @@ def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monk
     assert "reached test macro-F1 0.500" in sentence and f"it reaches {mean:.3f}" in sentence
     assert f"{len(head)} seeds" in sentence
     assert "holds no fair-comparison run" in comparison.against_fair(methods.ENCODER, 0.5, "x", found)
-    from tutorial_utils import plots  # a profile with nothing stored draws a note, not an error
+    from tutorial_utils.evaluation import plots  # a profile with nothing stored draws a note, not an error
 
     assert not plots.plot_validation_curves(comparison.curves({})).axison
 
 
 def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
-    from tutorial_utils import comparison
+    from tutorial_utils.study import comparison
     from tutorial_utils.data import load_news
 
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
@@ -413,7 +418,7 @@ def test_the_grid_grows_past_an_end_that_wins_outright_up_to_the_protocols_limit
 
 
 def test_a_grid_waiting_for_its_extension_plans_no_seeds_and_keeps_its_stored_runs(monkeypatch):
-    from tutorial_utils import comparison
+    from tutorial_utils.study import comparison
 
     profile = get_profile("tiny")
     base = experiment.grid_values(profile, methods.EMBEDDING_HEAD)
@@ -436,7 +441,7 @@ def test_a_grid_waiting_for_its_extension_plans_no_seeds_and_keeps_its_stored_ru
 
 
 def test_grid_edges_name_a_choice_at_the_end_of_the_values_tried(monkeypatch):
-    from tutorial_utils import comparison
+    from tutorial_utils.study import comparison
 
     profile = get_profile("tiny")
 
@@ -457,7 +462,7 @@ def test_grid_edges_name_a_choice_at_the_end_of_the_values_tried(monkeypatch):
 def test_crossings_find_where_the_order_flips():
     import pandas as pd
 
-    from tutorial_utils import comparison
+    from tutorial_utils.study import comparison
 
     table = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "train examples": [10, 100, 1000] * 2,
                           "macro-F1": [0.2, 0.5, 0.9, 0.4, 0.6, 0.7]})
@@ -483,7 +488,7 @@ def test_audit_flags_a_stale_record_and_prune_removes_it(results):
 
 
 def test_reproduce_command_lists_the_plan_and_rejects_unknown_methods(results, capsys):
-    from tutorial_utils import cli
+    from tutorial_utils.tools import cli
 
     assert cli.main(["reproduce", "--profile", "tiny", "--list"]) == 0
     out = capsys.readouterr().out
@@ -493,9 +498,9 @@ def test_reproduce_command_lists_the_plan_and_rejects_unknown_methods(results, c
 
 
 def test_the_multi_label_study_runs_the_protocol_on_its_task_judged_by_micro_f1(monkeypatch):
-    from tutorial_utils import comparison
+    from tutorial_utils.study import comparison
     from tutorial_utils.data import multi_hot
-    from tutorial_utils.thresholds import apply_thresholds
+    from tutorial_utils.evaluation.thresholds import apply_thresholds
 
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
@@ -542,7 +547,7 @@ def test_a_multi_label_tfidf_rerun_reproduces_its_stored_tiny_result(monkeypatch
 def test_the_frequency_floor_guesses_the_tags_a_text_never_needs_reading_for():
     from datasets import ClassLabel, Sequence
 
-    from tutorial_utils.multilabel_protocol import frequency_floor
+    from tutorial_utils.methods.multilabel_protocol import frequency_floor
 
     features = Features({"text": Value("string"), "labels": Sequence(ClassLabel(names=["common", "rare"]))})
     split = Dataset.from_dict({"text": ["a", "b", "c", "d"], "labels": [[0], [0], [0, 1], [0]]}, features=features)

@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tutorial_utils import checks, instruct, metrics, runs, stats, thresholds
-from tutorial_utils.config import ROOT, get_profile
+from tutorial_utils.setup import checks
+from tutorial_utils.methods import instruct
+from tutorial_utils.evaluation import metrics, stats, thresholds
+from tutorial_utils.storage import runs
+from tutorial_utils.setup.config import ROOT, get_profile
 
 from fakes import fake_result
 
@@ -30,8 +33,9 @@ def python(code: str, env: dict, timeout: int = 120) -> subprocess.Popen:
 
 WRITER = """
     import os, numpy as np
-    from tutorial_utils import files, runs
-    from tutorial_utils.config import get_profile
+    from tutorial_utils.setup import files
+    from tutorial_utils.storage import runs
+    from tutorial_utils.setup.config import get_profile
     profile = get_profile("tiny")
     real = files.write_synced
     def dying(path, blob):  # the process is killed after the arrays, while the record is written
@@ -73,8 +77,8 @@ def test_a_truncated_or_corrupted_file_is_recomputed_with_a_message(run_cache, c
 
 COMPUTER = """
     import sys, time, numpy as np
-    from tutorial_utils import runs
-    from tutorial_utils.config import get_profile
+    from tutorial_utils.storage import runs
+    from tutorial_utils.setup.config import get_profile
     profile = get_profile("tiny")
     def compute():
         with open(sys.argv[0] if False else {log!r}, "a") as log:
@@ -101,8 +105,8 @@ def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(run_cache):
     runs.save(runs.with_cache_key(fake_result(n=4), profile), profile)
     writer = python("""
         import numpy as np
-        from tutorial_utils import runs
-        from tutorial_utils.config import get_profile
+        from tutorial_utils.storage import runs
+        from tutorial_utils.setup.config import get_profile
         profile = get_profile("tiny")
         for n in range(6, 60):
             y = np.arange(n) % 2
@@ -161,7 +165,7 @@ def test_cli_train_writes_only_out_and_refuses_to_overwrite(run_cache, tmp_path)
 def test_tfidf_with_a_class_missing_from_training_keeps_every_class_in_its_place():
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-    from tutorial_utils import recipes
+    from tutorial_utils.methods import recipes
 
     features = Features({"text": Value("string"), "label": ClassLabel(names=["a", "b", "c"])})
     train = Dataset.from_dict({"text": ["apple pie", "apple tart", "cherry jam", "cherry cake"],
@@ -234,7 +238,7 @@ def test_encoding_labels_refuses_booleans_and_repeated_names():
 
 
 def test_one_label_classifier_is_refused_before_loading():
-    from tutorial_utils import models
+    from tutorial_utils.modeling import models
 
     with pytest.raises(ValueError, match="at least two labels"):
         models.load_sequence_classifier(get_profile("tiny"), ["spam"])
@@ -244,7 +248,7 @@ def test_one_label_classifier_is_refused_before_loading():
 
 @pytest.fixture(scope="module")
 def tiny_classifier():
-    from tutorial_utils import models
+    from tutorial_utils.modeling import models
 
     profile = get_profile("tiny")
     model, tokenizer = models.load_sequence_classifier(profile, ["a", "b"])
@@ -253,7 +257,7 @@ def tiny_classifier():
 
 @pytest.mark.parametrize("texts", [[""], ["fine", "   "], ["fine", None], [3]])
 def test_empty_or_missing_texts_are_refused_not_crashed_on(tiny_classifier, texts):
-    from tutorial_utils.train import predict_logits
+    from tutorial_utils.methods.train import predict_logits
 
     model, tokenizer = tiny_classifier
     with pytest.raises(ValueError, match="empty or not a string.*Fix: drop or fill"):
@@ -262,7 +266,7 @@ def test_empty_or_missing_texts_are_refused_not_crashed_on(tiny_classifier, text
 
 
 def test_none_never_reaches_a_prompt_as_the_word_none():
-    from tutorial_utils import models
+    from tutorial_utils.modeling import models
 
     tokenizer = models.load_tokenizer(get_profile("tiny").causal_lm)
     with pytest.raises(ValueError, match="empty or not a string"):
@@ -275,7 +279,7 @@ def test_none_never_reaches_a_prompt_as_the_word_none():
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from tutorial_utils import models
+    from tutorial_utils.modeling import models
 
     return models.load_causal_lm(get_profile("tiny"), padding_side="right")
 
@@ -297,7 +301,7 @@ def test_scoring_needs_answers(tiny_lm):
 def test_an_empty_lora_target_list_is_refused(tiny_classifier):
     import dataclasses
 
-    from tutorial_utils import models
+    from tutorial_utils.modeling import models
 
     profile = get_profile("tiny")
     base, _ = models.load_sequence_classifier(profile, ["a", "b"])
@@ -306,7 +310,8 @@ def test_an_empty_lora_target_list_is_refused(tiny_classifier):
 
 
 def test_pickled_weights_are_not_loaded(tmp_path):
-    from tutorial_utils import distill, models
+    from tutorial_utils.production import distill
+    from tutorial_utils.modeling import models
 
     (tmp_path / "adapter_model.bin").write_bytes(b"pickle")
     with pytest.raises(ValueError, match="safetensors"):
@@ -326,7 +331,7 @@ def test_a_run_that_needs_itself_does_not_wait_for_itself(run_cache):
 def test_a_t4_computes_in_fp16_although_torch_says_bf16_is_supported(monkeypatch):
     import torch
 
-    from tutorial_utils import models
+    from tutorial_utils.modeling import models
 
     monkeypatch.delenv("COURSE_COMPUTE_DTYPE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what a T4 reports (emulation)
@@ -370,7 +375,7 @@ def test_plain_label_names_keep_the_usual_separators():
 
 
 def test_the_answer_budget_fits_the_longest_label():
-    from tutorial_utils import models
+    from tutorial_utils.modeling import models
 
     tokenizer = models.load_tokenizer(get_profile("tiny").causal_lm)
     verbalizer = instruct.make_verbalizer(["a", "a very long label name that many tokenizers split into many pieces"])
@@ -380,7 +385,7 @@ def test_the_answer_budget_fits_the_longest_label():
 def test_a_loss_that_is_not_finite_stops_training_with_the_fix():
     import types
 
-    from tutorial_utils.train import FiniteLoss
+    from tutorial_utils.methods.train import FiniteLoss
 
     args = types.SimpleNamespace(fp16=True, bf16=False)
     state = types.SimpleNamespace(global_step=3)
@@ -396,7 +401,7 @@ def tfidf_run(tmp_path):
     """A TF-IDF run trained by the command line on a small CSV of three classes, and that CSV."""
     import pandas as pd
 
-    from tutorial_utils import cli
+    from tutorial_utils.tools import cli
 
     rows = [{"text": f"{c} words {c} number {i}", "label": c} for c in ("red", "green", "blue") for i in range(20)]
     path = tmp_path / "mine.csv"
@@ -412,7 +417,7 @@ def predict_argv(run, data, out):
 def test_a_tfidf_run_holds_no_pickle_and_a_pickled_one_is_refused_unloaded(tfidf_run, tmp_path, refused):
     import joblib
 
-    from tutorial_utils import workflow
+    from tutorial_utils.production import workflow
 
     run, data = tfidf_run
     saved = sorted(p.name for p in (run / workflow.MODEL).iterdir())
@@ -437,7 +442,8 @@ def test_a_tfidf_run_holds_no_pickle_and_a_pickled_one_is_refused_unloaded(tfidf
 def test_predict_refuses_edited_labels_nan_weights_and_empty_texts(tfidf_run, tmp_path, refused):
     import pandas as pd
 
-    from tutorial_utils import files, workflow
+    from tutorial_utils.setup import files
+    from tutorial_utils.production import workflow
 
     run, data = tfidf_run
     assert cli_ok(predict_argv(run, data, tmp_path / "p.csv"))
@@ -458,13 +464,13 @@ def test_predict_refuses_edited_labels_nan_weights_and_empty_texts(tfidf_run, tm
 
 
 def cli_ok(argv):
-    from tutorial_utils import cli
+    from tutorial_utils.tools import cli
 
     return cli.main(argv) == 0
 
 
 def test_predict_checks_its_output_before_predicting_and_names_a_damaged_run(tfidf_run, tmp_path, refused):
-    from tutorial_utils import workflow
+    from tutorial_utils.production import workflow
 
     run, data = tfidf_run
     before = data.read_text()
@@ -481,7 +487,8 @@ def test_predict_checks_its_output_before_predicting_and_names_a_damaged_run(tfi
 
 def test_overwrite_keeps_the_old_run_when_saving_fails_and_a_second_training_is_refused(tfidf_run, tmp_path,
                                                                                      monkeypatch, refused):
-    from tutorial_utils import files, workflow
+    from tutorial_utils.setup import files
+    from tutorial_utils.production import workflow
 
     run, data = tfidf_run
     before = (run / workflow.METRICS).read_text()

@@ -8,15 +8,18 @@ import textwrap
 
 import pytest
 
-from tutorial_utils import hub_standins
+from tutorial_utils.tools import hub_standins
 
 # Runs in a fresh process: huggingface_hub and datasets read HF_HOME when they are first imported.
 REHEARSAL = textwrap.dedent("""
     import json
     import numpy as np
-    from tutorial_utils import assets, data, instruct, instruct_train, models, recipes, session
-    from tutorial_utils.verbalizer import separator
-    from tutorial_utils.hub_standins import AG_NEWS_TOPICS, PATENT_SECTIONS
+    from tutorial_utils.setup import assets, session
+    from tutorial_utils import data
+    from tutorial_utils.methods import instruct, instruct_train, recipes
+    from tutorial_utils.modeling import models
+    from tutorial_utils.methods.verbalizer import separator
+    from tutorial_utils.tools.hub_standins import AG_NEWS_TOPICS, PATENT_SECTIONS
 
     profile = session.start(show=False)  # COURSE_PROFILE=gpu, allowed on a CPU
     patents = data.load_single_label(profile)
@@ -67,7 +70,7 @@ def rehearsal(tmp_path_factory) -> dict:
 
 
 def test_every_hub_artefact_of_the_gpu_and_paper_profiles_has_a_stand_in(rehearsal):
-    from tutorial_utils.config import GPU, PAPER
+    from tutorial_utils.setup.config import GPU, PAPER
 
     for profile in (GPU, PAPER):
         assert {profile.causal_lm, profile.encoder} <= set(rehearsal["written"]["models"])

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_utils import budgets, instruct, instruct_train, instruct_trainer, metrics, models
-from tutorial_utils.config import get_profile
+from tutorial_utils.setup import budgets
+from tutorial_utils.methods import instruct, instruct_train, instruct_trainer
+from tutorial_utils.evaluation import metrics
+from tutorial_utils.modeling import models
+from tutorial_utils.setup.config import get_profile
 from tutorial_utils.data import label_names, load_single_label
 
 NAMES = ["human necessities", "operations and transport", "chemistry and metallurgy", "physics", "electricity"]

@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from tutorial_utils import cli, experiment, ledger, methods, records, run_checks, stats, store, studies
-from tutorial_utils.config import get_profile
-from tutorial_utils.ledger import (AT_LEAST, BEATS, CONTRADICTED, EQUIVALENT, MATCHES, REPRODUCED, UNDECIDED, Arm,
+from tutorial_utils.tools import cli
+from tutorial_utils.study import experiment, ledger, studies
+from tutorial_utils import methods
+from tutorial_utils.storage import records, store
+from tutorial_utils.evaluation import run_checks, stats
+from tutorial_utils.setup.config import get_profile
+from tutorial_utils.study.ledger import (AT_LEAST, BEATS, CONTRADICTED, EQUIVALENT, MATCHES, REPRODUCED, UNDECIDED, Arm,
                                    Ledger)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from tutorial_utils.metrics import (classification_metrics, expected_calibration_error, fit_temperature,
+from tutorial_utils.evaluation.metrics import (classification_metrics, expected_calibration_error, fit_temperature,
                                     multilabel_metrics, negative_log_likelihood, per_label_f1, reliability_table,
                                     sigmoid, softmax)
 
@@ -34,7 +34,7 @@ def naive_ece(probs: np.ndarray, y: np.ndarray, n_bins: int) -> float:
 
 
 def test_evaluation_modules_do_not_import_torch():
-    code = ("import sys, tutorial_utils.metrics, tutorial_utils.thresholds, tutorial_utils.stats; "
+    code = ("import sys, tutorial_utils.evaluation.metrics, tutorial_utils.evaluation.thresholds, tutorial_utils.evaluation.stats; "
             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -53,7 +53,7 @@ def test_classification_metrics_agree_with_sklearn(seed):
 
 
 def test_macro_f1_leaves_out_a_class_absent_from_labels_and_predictions_and_says_so():
-    from tutorial_utils import stats
+    from tutorial_utils.evaluation import stats
 
     with pytest.warns(UserWarning, match=r"Class ids \[2\] occur neither"):
         perfect = classification_metrics([0, 0, 1], [0, 0, 1], n_classes=3)
@@ -202,7 +202,7 @@ def test_float16_probabilities_are_accepted():
 def test_per_class_scores_are_sklearns_per_class_report():
     from sklearn.metrics import precision_recall_fscore_support
 
-    from tutorial_utils.metrics import per_class_scores
+    from tutorial_utils.evaluation.metrics import per_class_scores
 
     y, p = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0]
     table = per_class_scores(y, p, ["a", "b", "c"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tutorial_utils import monitoring
+from tutorial_utils.evaluation import monitoring
 
 
 def test_the_floor_flags_its_quantile_of_validation_and_more_of_an_unsure_batch():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tutorial_utils.colab import INSTALL_TAG, NO_DEPS_PINS, _badge_markdown, install_cell_source
-from tutorial_utils.config import ROOT
+from tutorial_utils.setup.colab import INSTALL_TAG, NO_DEPS_PINS, _badge_markdown, install_cell_source
+from tutorial_utils.setup.config import ROOT
 
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 
@@ -28,7 +28,7 @@ def test_chapter_opens_with_title_badge_and_install_cell(path):
     assert re.match(r"# \S", text), "the first cell must start with an H1 title"
     assert _badge_markdown(f"chapters/{path.name}") in text
     assert "".join(second["source"]) == install_cell_source()
-    assert INSTALL_TAG in second["metadata"].get("tags", []), "fold it: python -m tutorial_utils.colab"
+    assert INSTALL_TAG in second["metadata"].get("tags", []), "fold it: python -m tutorial_utils.setup.colab"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
@@ -74,7 +74,7 @@ def test_constraints_agree_with_requirements():
 
 def test_the_repository_address_has_one_home():
     """The badges and the install cell take the address from _config.yml; no notebook spells another one."""
-    from tutorial_utils.colab import repository
+    from tutorial_utils.setup.colab import repository
 
     url, _ = repository()
     github = url.removeprefix("https://github.com/")
@@ -88,7 +88,7 @@ def test_the_install_cell_asks_for_a_restart_only_when_a_loaded_package_changed(
     import sys
     import types
 
-    from tutorial_utils import colab
+    from tutorial_utils.setup import colab
 
     installed = importlib.metadata.version("pyarrow")
     monkeypatch.setitem(sys.modules, "pyarrow", types.SimpleNamespace(__version__=installed))
@@ -104,7 +104,7 @@ def test_drive_cache_points_the_course_cache_into_drive(monkeypatch, tmp_path):
     import sys
     import types
 
-    from tutorial_utils import assets, colab
+    from tutorial_utils.setup import assets, colab
 
     mounted = []
     drive = types.SimpleNamespace(mount=mounted.append)

@@ -92,20 +92,11 @@ def test_a_csv_in_another_encoding_or_delimiter_is_named(tmp_path):
         assert len(from_csv(semicolons, "message", "topic", delimiter=";", verbose=False)["train"]) > 0
 
 
-def test_texts_longer_than_the_profile_reads_are_counted():
-    from tutorial_utils.config import get_profile
-
-    profile = get_profile("tiny")
-    frame = table(10).assign(message=lambda f: f["message"] + " word" * 200)
-    with pytest.warns(UserWarning, match="30 of 30 texts are longer than the profile's"):
-        from_pandas(frame, "message", "topic", profile=profile, verbose=False)
-
-
 # ---- what a practitioner's data may hide: warnings that stay on, a carve that reaches every split -------------
 
 def test_data_warnings_survive_the_courses_quiet_output():
-    from tutorial_utils import session
-    from tutorial_utils.checks import DataWarning
+    from tutorial_utils.setup import session
+    from tutorial_utils.setup.checks import DataWarning
 
     leaky = pd.concat([table(10).assign(s="train"), table(10).assign(s="test")])
     with warnings.catch_warnings(record=True) as caught:  # keeps the filters quiet() sets, as a chapter has them
@@ -158,7 +149,9 @@ def cli_train(path, out, *extra):
 def test_the_command_line_prints_data_warnings_and_keeps_them_in_the_run(tmp_path, capsys):
     import json
 
-    from tutorial_utils import cli, store, workflow
+    from tutorial_utils.tools import cli
+    from tutorial_utils.storage import store
+    from tutorial_utils.production import workflow
 
     path = tmp_path / "leaky.csv"
     pd.concat([table(10).assign(s="train"), table(10).assign(s="test")]).to_csv(path, index=False)
@@ -184,14 +177,15 @@ def test_the_command_line_refuses_bad_input_in_one_line(tmp_path, refused):
     latin = tmp_path / "latin.csv"
     table().assign(message=lambda f: f["message"] + " caf\xe9").to_csv(latin, index=False, encoding="latin-1")
     assert "--encoding latin-1" in refused(cli_train(latin, tmp_path / "run"))
-    from tutorial_utils import cli
+    from tutorial_utils.tools import cli
 
     assert cli.main(cli_train(latin, tmp_path / "run", "--encoding", "latin-1")) == 0
 
 
 def test_a_run_on_your_data_reads_as_many_tokens_as_most_of_its_texts_need_within_twice_the_profiles_length():
-    from tutorial_utils import methods, workflow
-    from tutorial_utils.config import get_profile
+    from tutorial_utils import methods
+    from tutorial_utils.production import workflow
+    from tutorial_utils.setup.config import get_profile
 
     profile = get_profile("tiny")
     cap = workflow.LENGTH_BUDGET * profile.train.max_length

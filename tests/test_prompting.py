@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from tutorial_utils import models, prompting
-from tutorial_utils.config import get_profile
+from tutorial_utils.modeling import models
+from tutorial_utils.methods import prompting
+from tutorial_utils.setup.config import get_profile
 from tutorial_utils.data import SECTION_NAMES, load_single_label
-from tutorial_utils.instruct import make_verbalizer
+from tutorial_utils.methods.instruct import make_verbalizer
 
 
 @pytest.fixture(scope="module")

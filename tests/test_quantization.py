@@ -5,8 +5,9 @@ formula against peft, the paper's budgets, and the CPU pitfall the chapter teach
 import pytest
 import torch
 
-from tutorial_utils import activations, budgets, models, quantization
-from tutorial_utils.config import LoraSettings, get_profile
+from tutorial_utils.modeling import activations, models, quantization
+from tutorial_utils.setup import budgets
+from tutorial_utils.setup.config import LoraSettings, get_profile
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +175,8 @@ def test_the_training_memory_formula_is_near_what_a_step_saves(tiny):
 
 
 def test_a_profile_too_large_for_the_gpu_stops_with_the_profile_that_fits():
-    from tutorial_utils import session
-    from tutorial_utils.config import PROFILES
+    from tutorial_utils.setup import session
+    from tutorial_utils.setup.config import PROFILES
 
     t4 = 15 * 2**30
     assert session._gpu_memory_problem(PROFILES["gpu"], t4, "Tesla T4") is None

@@ -5,15 +5,15 @@ import os
 
 import pytest
 
-from tutorial_utils import comparison, sizing
-from tutorial_utils.config import PROFILES, ROOT, DataSizes
+from tutorial_utils.study import comparison, sizing
+from tutorial_utils.setup.config import PROFILES, ROOT, DataSizes
 
 
 def test_the_committed_estimate_is_what_the_code_and_the_store_give_now():
     written = sizing.REPORT.read_text()
     assert written == sizing.report(PROFILES["gpu"], sizing.T4, PROFILES["cpu"]), (
         "benchmarks/results/t4-estimate.md is stale (a profile, the estimate or the cpu store changed): "
-        "run python -m tutorial_utils.sizing")
+        "run python -m tutorial_utils.study.sizing")
 
 
 def test_every_chapter_of_the_gpu_profile_fits_a_free_colab_session_by_the_estimate():

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from tutorial_utils.stats import (EXACT_BELOW, accuracy, bootstrap_ci, holm_bonferroni, macro_f1, mcnemar_table,
+from tutorial_utils.evaluation.stats import (EXACT_BELOW, accuracy, bootstrap_ci, holm_bonferroni, macro_f1, mcnemar_table,
                                   mcnemar_test, micro_f1, paired_bootstrap)
 
 CI_TOLERANCE = 0.005  # |our interval end - scipy's| for an accuracy difference, 5000 resamples of 600 examples

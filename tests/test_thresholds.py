@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from tutorial_utils.thresholds import (DEFAULT_GRID, apply_thresholds, f1_vs_threshold, tune_global_threshold,
+from tutorial_utils.evaluation.thresholds import (DEFAULT_GRID, apply_thresholds, f1_vs_threshold, tune_global_threshold,
                                        tune_per_class_thresholds)
 
 

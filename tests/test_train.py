@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_utils import models, recipes, train
-from tutorial_utils.config import get_profile
+from tutorial_utils.modeling import models
+from tutorial_utils.methods import recipes, train
+from tutorial_utils.setup.config import get_profile
 from tutorial_utils.data import label_names, load_single_label
 
 
@@ -59,7 +60,7 @@ def test_predict_logits_keeps_order_and_handles_a_partial_batch(setup):
 
 
 def test_long_texts_are_read_as_overlapping_windows_whose_logits_are_averaged(setup):
-    from tutorial_utils.train import CHUNK_OVERLAP, _mean_by_text, windows
+    from tutorial_utils.methods.train import CHUNK_OVERLAP, _mean_by_text, windows
 
     tokenizer = models.load_tokenizer(setup[0].causal_lm)
     texts = ["short", " ".join(f"word{i}" for i in range(60))]
@@ -96,8 +97,8 @@ def test_the_weighted_loss_is_scikit_learns_sum_over_the_accumulated_batch_and_e
 def test_balanced_class_weights_are_scikit_learns_and_an_absent_class_is_refused():
     from sklearn.utils.class_weight import compute_class_weight
 
-    from tutorial_utils.checks import DataError
-    from tutorial_utils.train import balanced_weights
+    from tutorial_utils.setup.checks import DataError
+    from tutorial_utils.methods.train import balanced_weights
 
     labels = [0] * 8 + [1] * 2 + [2] * 2
     assert np.allclose(balanced_weights(labels, 3), compute_class_weight("balanced", classes=np.arange(3), y=labels))

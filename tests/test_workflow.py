@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import cli, data, methods, serving, store, workflow
-from tutorial_utils.checks import DataError, NotFinite
-from tutorial_utils.config import get_profile
+from tutorial_utils.tools import cli
+from tutorial_utils import data, methods
+from tutorial_utils.production import serving, workflow
+from tutorial_utils.storage import store
+from tutorial_utils.setup.checks import DataError, NotFinite
+from tutorial_utils.setup.config import get_profile
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +199,7 @@ def test_options_that_a_method_cannot_honour_are_refused(table, tmp_path, refuse
 def test_max_epochs_sets_the_cap_and_a_run_still_improving_at_it_says_so_with_the_fix(table, tmp_path, capsys):
     import dataclasses
 
-    from tutorial_utils import run_checks
+    from tutorial_utils.evaluation import run_checks
 
     out = tmp_path / "run"
     assert train(table, "embedding-head", out, "--max-epochs", "1") == 0

@@ -1,5 +1,5 @@
-"""``python -m tutorial_utils ...``: the course's command line (see ``tutorial_utils.cli``; book page "Scaling out")."""
+"""``python -m tutorial_utils ...``: the course's command line (see ``tutorial_utils.tools.cli``; book page "Scaling out")."""
 
-from .cli import main
+from .tools.cli import main
 
 raise SystemExit(main())

@@ -9,7 +9,7 @@ import datasets  # called as datasets.load_dataset, so that a test can replace i
 import numpy as np
 from datasets import ClassLabel, DatasetDict
 
-from ..assets import hub_reachable
+from ..setup.assets import hub_reachable
 from .common import DataError, check_texts
 
 __all__ = ["HUB_DATASETS", "load_hub_single_label"]

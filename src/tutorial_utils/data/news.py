@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from datasets import DatasetDict
 
-from ..assets import package_dir
+from ..setup.assets import package_dir
 from .common import grouped_split, single_label_dict, stable_hash
 
 __all__ = ["BBC_TOPICS", "load_bbc_news"]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as HFSequence, Value
 
-from ..checks import DataError, DataWarning, check_label_names, check_texts
+from ..setup.checks import DataError, DataWarning, check_label_names, check_texts
 from .common import SPLITS, grouped_split
 
 __all__ = ["read_table", "from_csv", "from_dataset", "from_pandas"]
@@ -90,13 +90,13 @@ def from_dataset(dataset: Dataset | DatasetDict, text_column: str = "text", labe
 def from_pandas(frame: pd.DataFrame, text_column: str = "text", label_column: str | None = None,
                 labels_column: str | None = None, split_column: str | None = None, label_separator: str = "|",
                 validation_size: float = 0.1, test_size: float = 0.2, label_names: list[str] | None = None,
-                profile: object | None = None, verbose: bool = True) -> DatasetDict:
+                verbose: bool = True) -> DatasetDict:
     """Your table as the course's DatasetDict: name the text column and the label column (single-label) or the
     labels column (multi-label, names joined by ``label_separator``, e.g. "a|b").
 
     ``split_column`` holds train / validation / test per row; missing splits are carved from train
     (``validation_size``, ``test_size``: shares of it). ``label_names`` fixes the class order (else sorted).
-    With ``profile``, texts longer than its ``train.max_length`` tokens are counted (they get truncated).
+    Texts longer than a run reads are counted where the run's length is chosen (``workflow.text_length``, chapter 09).
     """
     if (label_column is None) == (labels_column is None):
         raise DataError("Name exactly one label column: label_column='...' (one label per text) or labels_column='...' "
@@ -119,8 +119,6 @@ def from_pandas(frame: pd.DataFrame, text_column: str = "text", label_column: st
     _warn_rare(data["train"], names, multi)
     if not multi:
         _warn_absent(data, names)
-    if profile is not None:
-        _warn_long(texts, profile)
     return data
 
 
@@ -242,16 +240,3 @@ def _warn_absent(data: DatasetDict, names: list[str]) -> None:
                           f"over every class, and each of these counts as F1 0 whatever the model does (a perfect "
                           f"model scores {1 - len(absent) / len(names):.2f}). Fix: give {split} a few examples of "
                           "each class, or let the course carve it (no split column).", DataWarning, stacklevel=3)
-
-
-def _warn_long(texts: list[str], profile: object) -> None:
-    from ..models import load_tokenizer  # lazy: models pulls torch and transformers (~3 s); data is light
-
-    tokenizer, limit = load_tokenizer(profile.causal_lm), profile.train.max_length
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    long = sum(n > limit for n in lengths)
-    if long:
-        warnings.warn(f"{long} of {len(texts)} texts are longer than the profile's {limit} tokens (the longest has "
-                      f"{max(lengths)}) and will be truncated: the model reads only their start. Fix: a profile with "
-                      "a larger train.max_length, or shorter texts (e.g. title + first sentence).", DataWarning,
-                      stacklevel=3)

@@ -14,8 +14,8 @@ from functools import lru_cache
 
 from datasets import DatasetDict
 
+from ..setup.assets import package_dir
 from .common import DataError, grouped_split, single_label_dict
-from ..assets import package_dir
 
 __all__ = ["IPC_SECTIONS", "SECTION_NAMES", "load_ipc_sections"]
 

@@ -1,0 +1,223 @@
+"""Chapter 04's instruction-tuning runs: tune, save and load, predict by scoring and by generating.
+
+A run puts together the profile's 4-bit causal LM with LoRA, the verbalizer's prompts and
+``instruct_trainer``'s answer-only Trainer (``prepare_tuning``, ``tune``), then reads the test split
+by scoring every label and by generating (``scored_result``, ``generated_result``), and compares
+variants on validation (``variant_row``). Taught in chapter 04; the multi-label runs of chapter 05 reuse ``tune``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from datasets import DatasetDict
+
+from ..data import label_names, load_single_label
+from ..data.common import sample_examples
+from ..evaluation.metrics import classification_metrics, softmax
+from ..modeling import models
+from ..setup import budgets
+from ..setup.checks import check_safetensors
+from ..setup.config import LoraSettings, Profile, get_profile
+from ..setup.session import seed_everything
+from ..setup.timing import timed
+from ..storage.runs import RunResult, load_or_compute_together
+from . import instruct
+from . import INSTRUCTION_SCORED, INSTRUCTION_GENERATED  # noqa: F401 (the names live in the registry)
+from .instruct import subject_of
+from .instruct_trainer import make_instruct_trainer
+from .train import learning_curve
+from .verbalizer import Verbalizer
+
+__all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "prepare_tuning", "tune",
+           "label_scores", "scored_result", "generated_result", "generation_probs", "cached_instruction_runs",
+           "validation_row", "variant_row"]
+
+
+
+# ---- Chapter 04's runs ------------------------------------------------------------------------------------
+
+@dataclass
+class InstructionModel:
+    """An instruction-tuned model with the verbalizer and prompt settings it was trained with (chapter 04)."""
+
+    model: object
+    tokenizer: object
+    verbalizer: Verbalizer
+    subject: str
+    multi_label: bool
+    max_text_tokens: int
+    report: dict
+
+    def prompts(self, texts: list[str]) -> list[str]:
+        """The prompts this model was trained on, for new texts."""
+        return [instruct.build_prompt(self.tokenizer, t, self.verbalizer, self.multi_label, self.subject,
+                                      self.max_text_tokens) for t in texts]
+
+
+PROMPT_FILE = "prompt.json"  # beside a saved adapter: the verbalizer and prompt settings it was trained with
+
+
+def save_tuned(tuned: InstructionModel, profile: Profile, folder: Path) -> None:
+    """Save an instruction-tuned model: its LoRA adapter and the prompt settings it was trained with (chapter 09)."""
+    tuned.model.save_pretrained(folder)
+    v = tuned.verbalizer
+    (folder / PROMPT_FILE).write_text(json.dumps({
+        "profile": profile.name, "causal_lm": profile.causal_lm, "kind": v.kind, "names": list(v.names),
+        "words": list(v.words), "subject": tuned.subject, "multi_label": tuned.multi_label,
+        "max_text_tokens": tuned.max_text_tokens}, indent=1))
+
+
+def load_tuned(folder: Path) -> InstructionModel:
+    """A model saved by ``save_tuned``: the profile's base model in its precision, with the adapter (chapter 09)."""
+    from peft import PeftModel  # lazy: loads bitsandbytes, which warns unless models has quieted it
+
+    settings = json.loads((folder / PROMPT_FILE).read_text())
+    check_safetensors(folder, "adapter_model")
+    base, tokenizer = models.load_causal_lm(get_profile(settings["profile"]))
+    verbalizer = instruct.make_verbalizer(settings["names"], settings["kind"], settings["words"])
+    return InstructionModel(PeftModel.from_pretrained(base, folder).eval(), tokenizer, verbalizer, settings["subject"],
+                            settings["multi_label"], settings["max_text_tokens"], {})
+
+
+def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
+                   multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
+                   subject: str | None = None, run_name: str = "instruct", seed: int | None = None,
+                   **overrides: object) -> tuple[InstructionModel, "transformers.Trainer"]:  # noqa: F821
+    """The 4-bit causal LM with LoRA, its prompts and its Trainer, ready to train (chapters 04, 05 and 08)."""
+    settings, lora = profile.instruct_train, lora or profile.lora
+    seed = profile.seed if seed is None else seed
+    n_train = profile.instruct_train_size if n_train is None else n_train
+    subject = subject or subject_of(profile.multi_label_data if multi_label else profile.single_label_data)
+    max_text_tokens = max_text_tokens or settings.max_length
+    seed_everything(seed)
+    model, tokenizer = models.load_causal_lm(profile)
+    model = models.add_lora(model, lora, task_type="CAUSAL_LM")
+    verbalizer = instruct.make_verbalizer(label_names(data), kind)
+    subset = sample_examples(data["train"], n_train, profile.seed, multi_label)
+    pairs = instruct.prompt_completion(subset, tokenizer, verbalizer, multi_label, subject, max_text_tokens)
+    if seed != profile.seed:
+        overrides = {"seed": seed, "data_seed": seed, **overrides}
+    trainer = make_instruct_trainer(model, tokenizer, pairs, profile, settings, run_name=run_name, **overrides)
+    report = {"train_examples": len(subset), "trainable_params": models.count_parameters(model).trainable,
+              "verbalizer": kind, "lora": _lora_label(lora), "r": lora.r}
+    return InstructionModel(model, tokenizer, verbalizer, subject, multi_label, max_text_tokens, report), trainer
+
+
+def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
+         multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
+         subject: str | None = None, run_name: str = "instruct") -> InstructionModel:
+    """Instruction-tune the profile's 4-bit causal LM with LoRA on ``n_train`` examples (chapters 04 and 05)."""
+    tuned, trainer = prepare_tuning(profile, data, kind, lora, multi_label, n_train, max_text_tokens, subject, run_name)
+    _, seconds = timed(trainer.train)
+    tuned.report.update(train_seconds=seconds,
+                        learning_curve=learning_curve(trainer.state.log_history).to_dict(orient="list"))
+    return tuned
+
+
+def _lora_label(lora: LoraSettings) -> str:
+    """A short name for LoRA settings: "r=8 on q,v" or "r=16 on all linear" (chapter 04)."""
+    targets = tuple(lora.target_modules)
+    names = {budgets.ALL_LINEAR: "all linear", budgets.ATTENTION: "attention"}
+    short = names.get(targets, ",".join(t.split("_")[0] for t in targets))
+    return f"r={lora.r} on {short}"
+
+
+def label_scores(tuned: InstructionModel, texts: list[str], batch_size: int = 16) -> tuple[np.ndarray, float]:
+    """Every label's log-likelihood for every text (constrained scoring), and the seconds it took (chapter 04)."""
+    return timed(instruct.score_labels, tuned.model, tuned.tokenizer, tuned.prompts(texts),
+                 list(tuned.verbalizer.words), batch_size=batch_size)
+
+
+def scored_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test",
+                  method: str = INSTRUCTION_SCORED) -> RunResult:
+    """Predict a split by scoring every label string; probabilities are the softmax over the labels (chapter 04)."""
+    texts = list(data[split]["text"])
+    scores, seconds = label_scores(tuned, texts, profile.instruct_train.eval_batch_size)
+    y_true = np.asarray(data[split]["label"])
+    y_pred = scores.argmax(axis=1)
+    extra = {**tuned.report, "test_texts_per_second": len(texts) / seconds, "split": split}
+    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
+                     y_true=y_true, y_pred=y_pred, probs=softmax(scores),
+                     metrics=classification_metrics(y_true, y_pred, scores.shape[1]), extra=extra)
+
+
+def generated_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test",
+                     method: str = INSTRUCTION_GENERATED) -> RunResult:
+    """Predict a split by greedy generation and parsing; an unparsable answer is -1 and counts as wrong (chapter 04).
+
+    ``probs`` puts the answer's probability on the parsed label and spreads the rest evenly (uniform
+    for an unparsable answer); ``extra`` keeps the raw answers and their probabilities.
+    """
+    texts = list(data[split]["text"])
+    (answers, logp), seconds = timed(instruct.generate, tuned.model, tuned.tokenizer, tuned.prompts(texts),
+                                     max_new_tokens=instruct.answer_budget(tuned.tokenizer, tuned.verbalizer), batch_size=profile.instruct_train.eval_batch_size)
+    y_pred = np.array([instruct.parse_label(a, tuned.verbalizer) for a in answers])
+    n = len(tuned.verbalizer.words)
+    probs = generation_probs(y_pred, np.exp(logp), n)[:, :n]
+    probs[y_pred < 0] = 1.0 / n
+    probs /= probs.sum(axis=1, keepdims=True)
+    y_true = np.asarray(data[split]["label"])
+    extra = {**tuned.report, "test_texts_per_second": len(texts) / seconds, "split": split, "answers": answers,
+             "answer_probability": np.exp(logp).tolist(), "unparsable": int((y_pred < 0).sum())}
+    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
+                     y_true=y_true, y_pred=y_pred, probs=probs,
+                     metrics=classification_metrics(y_true, y_pred, n), extra=extra)
+
+
+def generation_probs(y_pred: np.ndarray, confidence: np.ndarray, n_classes: int) -> np.ndarray:
+    """An (n, classes + 1) probability matrix whose top entry is the generated answer's probability (chapter 04).
+
+    The last column stands for "unparsable": an answer that names no label puts its confidence there,
+    so it counts as a confident wrong answer in a reliability diagram. The rest is spread evenly.
+    """
+    y = np.asarray(y_pred)
+    conf = np.clip(np.asarray(confidence, float), 1.0 / (n_classes + 1) + 1e-9, 1.0)
+    probs = np.repeat(((1 - conf) / n_classes)[:, None], n_classes + 1, axis=1)
+    probs[np.arange(len(y)), np.where(y < 0, n_classes, y)] = conf
+    return probs
+
+
+def _instruction_runs(profile: Profile, data: DatasetDict | None = None) -> tuple[RunResult, RunResult]:
+    """Chapter 04's recipe: tune on the profile's subset, then predict the test split by scoring and by generating."""
+    data = data or load_single_label(profile)
+    tuned = tune(profile, data)
+    scored = scored_result(tuned, profile, data)
+    generated = generated_result(tuned, profile, data)
+    return dataclasses.replace(scored, model=tuned.model), generated  # the LoRA adapter is kept with the scored run
+
+
+def cached_instruction_runs(profile: Profile, data: DatasetDict | None = None,
+                            verbose: bool = True) -> tuple[RunResult, RunResult]:
+    """Both of chapter 04's test-set runs from the run cache, or trained, predicted and saved now."""
+    return load_or_compute_together(profile, (INSTRUCTION_SCORED, INSTRUCTION_GENERATED),
+                                    lambda: _instruction_runs(profile, data), verbose)
+
+
+def validation_row(tuned: InstructionModel, data: DatasetDict, scores: np.ndarray, seconds: float) -> dict:
+    """One comparison row from validation scores: verbalizer, budget, tokens, metrics, speed (chapter 04)."""
+    y = np.asarray(data["validation"]["label"])
+    task = instruct.instruction(tuned.verbalizer, tuned.multi_label, tuned.subject)
+    return {"verbalizer": tuned.verbalizer.kind, "LoRA": tuned.report["lora"], "r": tuned.report["r"],
+            "trainable params": tuned.report["trainable_params"],
+            "answer tokens (mean)": float(np.mean(instruct.token_counts(tuned.tokenizer, tuned.verbalizer))),
+            "instruction tokens": len(tuned.tokenizer(task, add_special_tokens=False)["input_ids"]),
+            **{f"val {k}": v for k, v in classification_metrics(y, scores.argmax(1), scores.shape[1]).items()
+               if k != "weighted_f1"},
+            "scoring (texts/s)": len(y) / seconds, "train (s)": tuned.report["train_seconds"]}
+
+
+def variant_row(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None) -> dict:
+    """Tune one variant on the same subset and seed, and score the validation split: one comparison row (chapter 04)."""
+    tuned = tune(profile, data, kind=kind, lora=lora, run_name=f"instruct-{kind}")
+    scores, seconds = label_scores(tuned, list(data["validation"]["text"]), profile.instruct_train.eval_batch_size)
+    row = validation_row(tuned, data, scores, seconds)
+    del tuned
+    gc.collect()
+    return row
+

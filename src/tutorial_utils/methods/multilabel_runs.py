@@ -1,0 +1,158 @@
+"""Multi-label classification: the embedding head with sigmoid + BCE and tuned thresholds, and instruction
+tuning that answers with a list of labels; parsing that list, and the runs that compare the two.
+
+Taught in chapter 05. The threshold search itself lives in ``thresholds``, the metrics in ``metrics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from datasets import DatasetDict
+
+from ..data import label_names, multi_hot
+from ..data.common import with_train_cut
+from ..evaluation import thresholds
+from ..evaluation.metrics import multilabel_metrics, sigmoid
+from ..modeling import models
+from ..setup.config import Profile
+from ..setup.session import seed_everything
+from ..setup.timing import timed
+from ..storage.runs import RunResult
+from . import instruct
+from . import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the names live in the registry)
+from .answers import parse_labels
+from .instruct_train import InstructionModel, tune
+from .train import learning_curve, make_trainer, predict_logits
+from .verbalizer import Verbalizer
+
+__all__ = ["parse_many", "label_table", "train_subset", "HeadScores", "train_head", "threshold_comparison",
+           "head_result", "tune_multilabel", "max_answer_tokens", "instruction_result", "comparison"]
+
+
+
+def parse_many(outputs: list[str], verbalizer: Verbalizer, n_labels: int | None = None) -> tuple[np.ndarray, dict]:
+    """Multi-label answers as a 0/1 matrix, with counts of failures, unknowns, repeats, empties (chapter 05)."""
+    parsed = [parse_labels(o, verbalizer) for o in outputs]
+    Y = np.zeros((len(outputs), n_labels or len(verbalizer.words)), dtype=int)
+    for row, p in enumerate(parsed):
+        Y[row, list(p.ids)] = 1
+    report = {"answers": len(parsed), "failed": sum(p.failed for p in parsed),
+              "with an unknown label": sum(bool(p.unknown) for p in parsed),
+              "with a repeated label": sum(p.duplicates > 0 for p in parsed), "empty": sum(p.empty for p in parsed),
+              "no label at all": int((Y.sum(1) == 0).sum())}
+    report["failed rate"] = report["failed"] / max(len(parsed), 1)
+    return Y, report
+
+
+def label_table(data: DatasetDict) -> pd.DataFrame:
+    """Examples per label in each split, most frequent first (chapter 05)."""
+    names = label_names(data)
+    table = pd.DataFrame({split: multi_hot(ds).sum(axis=0).astype(int) for split, ds in data.items()}, index=names)
+    return table.sort_values("train", ascending=False)
+
+
+def train_subset(profile: Profile, data: DatasetDict, n: int | None = None) -> DatasetDict:
+    """The data with its training split cut to ``profile.multilabel_train_size`` examples (chapter 05)."""
+    n = profile.multilabel_train_size if n is None else n
+    return with_train_cut(data, n, profile.seed, multi_label=True)
+
+
+@dataclass
+class HeadScores:
+    """A multi-label head's sigmoid probabilities on validation and test, and its training record (chapter 05)."""
+
+    validation: np.ndarray
+    test: np.ndarray
+    report: dict
+
+
+def train_head(profile: Profile, data: DatasetDict) -> HeadScores:
+    """Chapter 05's embedding head: 4-bit LM + LoRA + a head trained with sigmoid + BCE, then probabilities."""
+    seed_everything(profile.seed)
+    names, s = label_names(data), profile.multilabel_train
+    model, tokenizer = models.load_sequence_classifier(profile, names, multi_label=True)
+    model = models.add_lora(model, profile.lora)
+    subset = train_subset(profile, data)
+    trainer = make_trainer(model, tokenizer, subset, profile, settings=s, multi_label=True, run_name=MULTILABEL_HEAD,
+                           eval_strategy="no", logging_steps=2)
+    _, seconds = timed(trainer.train)
+    report = {"train_seconds": seconds, "train_examples": len(subset["train"]),
+              "trainable_params": models.count_parameters(model).trainable,
+              "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list")}
+    probs = {}
+    for split in ("validation", "test"):
+        texts = list(data[split]["text"])
+        order = np.argsort([len(t) for t in texts])  # similar lengths in a batch: less padding
+        logits, seconds = timed(predict_logits, model, tokenizer, [texts[i] for i in order],
+                                batch_size=s.eval_batch_size, max_length=s.max_length)
+        report[f"{split}_texts_per_second"] = len(texts) / seconds
+        probs[split] = sigmoid(logits)[np.argsort(order)]
+    return HeadScores(probs["validation"], probs["test"], report)
+
+
+def _threshold_rules(val_probs: np.ndarray, Y_val: np.ndarray) -> dict[str, np.ndarray | float]:
+    """The decision rules chapter 05 compares: 0.5, one tuned global threshold, one tuned threshold per label."""
+    return {"global 0.5": 0.5,
+            "tuned global": thresholds.tune_global_threshold(val_probs, Y_val, metric="micro_f1"),
+            "tuned per label": thresholds.tune_per_class_thresholds(val_probs, Y_val)}
+
+
+def threshold_comparison(scores: HeadScores, data: DatasetDict) -> pd.DataFrame:
+    """Micro-, macro- and samples-F1 on validation and test per threshold rule, tuned on validation (chapter 05)."""
+    Y_val, Y_test = multi_hot(data["validation"]).astype(int), multi_hot(data["test"]).astype(int)
+    rows = []
+    for name, t in _threshold_rules(scores.validation, Y_val).items():
+        shown = f"{t:.2f}" if np.ndim(t) == 0 else f"{np.min(t):.2f}-{np.max(t):.2f}"
+        for split, P, Y in (("validation", scores.validation, Y_val), ("test", scores.test, Y_test)):
+            rows.append({"rule": name, "threshold(s)": shown, "split": split,
+                         **multilabel_metrics(Y, thresholds.apply_thresholds(P, t))})
+    table = pd.DataFrame(rows).pivot(index=["rule", "threshold(s)"], columns="split").swaplevel(axis=1)
+    return table[["validation", "test"]].reindex(list(dict.fromkeys(r["rule"] for r in rows)), level=0)
+
+
+def head_result(scores: HeadScores, profile: Profile, data: DatasetDict, rule: str = "tuned per label") -> RunResult:
+    """The embedding head's test predictions under one threshold rule, as a cached-run result (chapter 05)."""
+    Y_val, Y_test = multi_hot(data["validation"]).astype(int), multi_hot(data["test"]).astype(int)
+    t = _threshold_rules(scores.validation, Y_val)[rule]
+    Y_pred = thresholds.apply_thresholds(scores.test, t)
+    extra = {**scores.report, "threshold_rule": rule, "thresholds": np.atleast_1d(t).tolist()}
+    return RunResult(method=MULTILABEL_HEAD, profile=profile.name, seed=profile.seed, label_names=label_names(data),
+                     y_true=Y_test, y_pred=Y_pred, probs=scores.test, metrics=multilabel_metrics(Y_test, Y_pred),
+                     extra=extra)
+
+
+def tune_multilabel(profile: Profile, data: DatasetDict) -> InstructionModel:
+    """Instruction-tune on multi-label answers ("label, label" in the label list's order) (chapter 05)."""
+    return tune(profile, data, multi_label=True, max_text_tokens=profile.multilabel_train.max_length,
+                run_name=MULTILABEL_INSTRUCTION)
+
+
+def max_answer_tokens(tuned: InstructionModel, data: DatasetDict, extra: int = 4) -> int:
+    """The longest training answer's tokens plus ``extra``: room to see what the model over-generates (chapter 05)."""
+    answers = {tuned.verbalizer.answer(ids) for ids in data["train"]["labels"]}
+    return max(len(instruct.answer_ids(tuned.tokenizer, a)) for a in answers) + extra
+
+
+def instruction_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test") -> RunResult:
+    """Generate and parse every answer of a split, and score the label sets; failures are counted (chapter 05)."""
+    texts = list(data[split]["text"])
+    (answers, logp), seconds = timed(instruct.generate, tuned.model, tuned.tokenizer, tuned.prompts(texts),
+                                     max_new_tokens=max_answer_tokens(tuned, data),
+                                     batch_size=profile.instruct_train.eval_batch_size)
+    Y_true = multi_hot(data[split]).astype(int)
+    Y_pred, report = parse_many(answers, tuned.verbalizer, Y_true.shape[1])
+    extra = {**tuned.report, "parsing": report, "answers": answers, "test_texts_per_second": len(texts) / seconds}
+    return RunResult(method=MULTILABEL_INSTRUCTION, profile=profile.name, seed=profile.seed,
+                     label_names=label_names(data), y_true=Y_true, y_pred=Y_pred, probs=Y_pred.astype(float),
+                     metrics=multilabel_metrics(Y_true, Y_pred), extra=extra)
+
+
+def comparison(results: list[RunResult]) -> pd.DataFrame:
+    """Method, examples, trainable parameters, the three F1s, failures and speed, one row per run (chapter 05)."""
+    return pd.DataFrame([{"method": r.method, "train examples": r.extra.get("train_examples"),
+                          "trainable params": r.extra.get("trainable_params"), **r.metrics,
+                          "unparsable answers": r.extra.get("parsing", {}).get("failed", 0),
+                          "test texts/s": r.extra.get("test_texts_per_second")} for r in results]).set_index("method")
