@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from tutorial_utils.storage import runs
 from tutorial_utils.setup.config import Profile, get_profile
+from tutorial_utils.storage import runs
 
 
 def fake_result(profile: Profile | None = None, method: str = "m", n: int = 4) -> runs.RunResult:

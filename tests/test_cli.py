@@ -9,8 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
-from tutorial_utils.tools import bench_report, bench_sections, cli
 from tutorial_utils.setup.config import get_profile
+from tutorial_utils.tools import bench_report, bench_sections, cli
 
 
 def test_parser_knows_the_methods_and_the_benchmarks():

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from tutorial_utils.study import experiment, store_audit, studies, study_tables
 from tutorial_utils import methods
 from tutorial_utils.methods import plateau, runners
-from tutorial_utils.storage import records, store
 from tutorial_utils.setup.config import Protocol, get_profile
+from tutorial_utils.storage import records, store
+from tutorial_utils.study import experiment, store_audit, studies, study_tables
 
 
 @pytest.fixture()

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tutorial_utils.setup import checks
-from tutorial_utils.methods import instruct
 from tutorial_utils.evaluation import metrics, stats, thresholds
-from tutorial_utils.storage import runs
+from tutorial_utils.methods import instruct, tfidf
+from tutorial_utils.setup import checks
 from tutorial_utils.setup.config import ROOT, get_profile
+from tutorial_utils.storage import runs
 
 from fakes import fake_result
 
@@ -421,15 +421,15 @@ def test_a_tfidf_run_holds_no_pickle_and_a_pickled_one_is_refused_unloaded(tfidf
 
     run, data = tfidf_run
     saved = sorted(p.name for p in (run / workflow.MODEL).iterdir())
-    assert saved == sorted([workflow.TFIDF_FILE, workflow.TFIDF_SETTINGS, workflow.LABELS_FILE])
-    np.load(run / workflow.MODEL / workflow.TFIDF_FILE, allow_pickle=False)  # plain arrays: loads without pickle
+    assert saved == sorted([tfidf.ARRAYS_FILE, tfidf.SETTINGS_FILE, workflow.LABELS_FILE])
+    np.load(run / workflow.MODEL / tfidf.ARRAYS_FILE, allow_pickle=False)  # plain arrays: loads without pickle
     marker = tmp_path / "ran"
 
     class Payload:  # what a crafted pickle does on load: call anything
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    for name in (workflow.TFIDF_FILE, workflow.TFIDF_SETTINGS):
+    for name in (tfidf.ARRAYS_FILE, tfidf.SETTINGS_FILE):
         (run / workflow.MODEL / name).unlink()
     joblib.dump(Payload(), run / workflow.MODEL / "tfidf.joblib")
     info = json.loads((run / workflow.METRICS).read_text())
@@ -454,8 +454,8 @@ def test_predict_refuses_edited_labels_nan_weights_and_empty_texts(tfidf_run, tm
     (run / workflow.METRICS).write_text(json.dumps(info))
     pd.DataFrame({"text": ["red words", "  ", ""]}).to_csv(tmp_path / "blank.csv", index=False)
     assert "Text 1 is empty" in refused(predict_argv(run, tmp_path / "blank.csv", tmp_path / "p3.csv"))
-    arrays = dict(np.load(run / workflow.MODEL / workflow.TFIDF_FILE))
-    np.savez(run / workflow.MODEL / workflow.TFIDF_FILE, **{**arrays, "coef": np.full_like(arrays["coef"], np.nan)})
+    arrays = dict(np.load(run / workflow.MODEL / tfidf.ARRAYS_FILE))
+    np.savez(run / workflow.MODEL / tfidf.ARRAYS_FILE, **{**arrays, "coef": np.full_like(arrays["coef"], np.nan)})
     assert "damaged: tfidf.npz" in refused(predict_argv(run, data, tmp_path / "p4.csv"))  # the checksum sees it first
     info["model_files"] = files.checksums(run / workflow.MODEL)  # a training that diverged writes such weights
     (run / workflow.METRICS).write_text(json.dumps(info))
@@ -481,7 +481,7 @@ def test_predict_checks_its_output_before_predicting_and_names_a_damaged_run(tfi
     (run / workflow.METRICS).write_text(metrics_text[: len(metrics_text) // 2])  # truncated
     assert f"{workflow.METRICS} is damaged" in refused(predict_argv(run, data, tmp_path / "p.csv"))
     (run / workflow.METRICS).write_text(metrics_text)
-    (run / workflow.MODEL / workflow.TFIDF_SETTINGS).unlink()
+    (run / workflow.MODEL / tfidf.SETTINGS_FILE).unlink()
     assert "tfidf.json missing or changed" in refused(predict_argv(run, data, tmp_path / "p.csv"))
 
 
@@ -496,7 +496,7 @@ def test_overwrite_keeps_the_old_run_when_saving_fails_and_a_second_training_is_
     def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(workflow, "save_tfidf", disk_full)
+    monkeypatch.setattr(workflow.tfidf, "save", disk_full)
     argv = ["train", "tfidf", "--profile", "tiny", "--data", str(data), "--out", str(run), "--overwrite"]
     with pytest.raises(OSError, match="No space left"):
         cli_ok(argv)

@@ -4,8 +4,8 @@ import dataclasses
 
 import numpy as np
 
-from tutorial_utils.storage import runs
 from tutorial_utils.setup.config import get_profile
+from tutorial_utils.storage import runs
 
 from fakes import fake_result
 

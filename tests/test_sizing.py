@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from tutorial_utils.study import comparison, sizing
 from tutorial_utils.setup.config import PROFILES, ROOT, DataSizes
+from tutorial_utils.study import comparison, sizing
 
 
 def test_the_committed_estimate_is_what_the_code_and_the_store_give_now():

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils.tools import cli
 from tutorial_utils import data, methods
+from tutorial_utils.methods import tfidf
 from tutorial_utils.production import serving, workflow
-from tutorial_utils.storage import store
 from tutorial_utils.setup.checks import DataError, NotFinite
 from tutorial_utils.setup.config import get_profile
+from tutorial_utils.storage import store
+from tutorial_utils.tools import cli
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_
     (out / "notes.txt").write_text("mine")
     assert "--overwrite" in refused(train_argv(table, "tfidf", out))
     assert train(table, "tfidf", out, "--overwrite") == 0 and train(table, "tfidf", out, "--overwrite") == 0
-    assert (out / "notes.txt").read_text() == "mine" and (out / workflow.MODEL / workflow.TFIDF_FILE).is_file()
+    assert (out / "notes.txt").read_text() == "mine" and (out / workflow.MODEL / tfidf.ARRAYS_FILE).is_file()
     before = (out / workflow.METRICS).read_text()
     def fails(*args, **kwargs):
         raise MemoryError("out of memory")
@@ -91,7 +92,7 @@ def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_
     monkeypatch.setattr(workflow.runners, "fit_tfidf", fails)
     with pytest.raises(MemoryError):  # a training that fails keeps the previous run
         train(table, "tfidf", out, "--overwrite")
-    assert (out / workflow.METRICS).read_text() == before and (out / workflow.MODEL / workflow.TFIDF_FILE).is_file()
+    assert (out / workflow.METRICS).read_text() == before and (out / workflow.MODEL / tfidf.ARRAYS_FILE).is_file()
 
 
 def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_run(table, tmp_path, refused):

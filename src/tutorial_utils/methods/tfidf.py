@@ -1,9 +1,13 @@
 """TF-IDF + logistic regression: the floor every learned model must beat (chapter 03), one fit for every path
 that trains it: chapter 03's run, the fair study (single- and multi-label, chapters 05 and 08), your own data
-(chapter 09) and the CLI. Its trainable parameters are counted as a probe's are (``probe.probe_parameters``).
+(chapter 09) and the CLI, and saved as plain arrays for ``predict``. Its trainable parameters are counted as a
+probe's are (``probe.probe_parameters``).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict
@@ -15,9 +19,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from ..data import multi_hot
 from ..setup.timing import timed
 
-__all__ = ["DEFAULT_C", "pipeline", "fit", "class_probs"]
+__all__ = ["DEFAULT_C", "ARRAYS_FILE", "SETTINGS_FILE", "pipeline", "fit", "class_probs", "save", "load"]
 
 DEFAULT_C = 10.0  # chapter 03's regularisation; the fair study tunes C on validation around it
+ARRAYS_FILE, SETTINGS_FILE = "tfidf.npz", "tfidf.json"  # a saved pipeline (chapter 09): arrays and JSON, no pickle
 
 
 def pipeline(seed: int = 42, C: float = DEFAULT_C, class_weight: str | None = None,
@@ -51,3 +56,24 @@ def class_probs(model: Pipeline, texts: list[str], n_classes: int) -> np.ndarray
     probs[:, model.classes_] = model.predict_proba(texts)
     return probs
 
+
+def save(fitted: Pipeline, folder: Path) -> None:
+    """A fitted single-label pipeline into ``folder`` as plain arrays and JSON (no pickle: loading it runs no code)."""
+    vectorizer, lr = fitted[0], fitted[-1]
+    settings = {k: v for k, v in vectorizer.get_params().items() if isinstance(v, (str, int, float, bool, tuple))}
+    vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+    (folder / SETTINGS_FILE).write_text(json.dumps({"vectorizer": settings, "vocabulary": vocabulary}))
+    np.savez(folder / ARRAYS_FILE, idf=vectorizer.idf_, coef=lr.coef_, intercept=lr.intercept_, classes=lr.classes_)
+
+
+def load(folder: Path) -> Pipeline:
+    """The pipeline ``save`` wrote (arrays read with ``allow_pickle=False``)."""
+    saved = json.loads((folder / SETTINGS_FILE).read_text())
+    settings = {k: tuple(v) if k == "ngram_range" else v for k, v in saved["vectorizer"].items()}
+    vectorizer = TfidfVectorizer(**settings)
+    vectorizer.vocabulary_ = {word: i for i, word in enumerate(saved["vocabulary"])}
+    with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
+        vectorizer.idf_ = arrays["idf"]
+        lr = LogisticRegression()
+        lr.coef_, lr.intercept_, lr.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
+    return make_pipeline(vectorizer, lr)

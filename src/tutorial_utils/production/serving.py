@@ -13,14 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
 
 from ..evaluation.metrics import softmax
 from ..methods.instruct import score_labels
 from ..methods.instruct_train import PROMPT_FILE, load_tuned
-from ..methods.tfidf import class_probs
+from ..methods import tfidf
 from ..methods.train import predict_logits
 from ..setup import files
 from ..setup.checks import DataError, check_finite, check_safetensors, check_texts
@@ -30,20 +27,7 @@ __all__ = ["WRITES", "predict"]
 MODEL, RECORD, METRICS = "model", "record", "metrics.json"
 WRITES = (MODEL, RECORD, METRICS, "predictions.csv")  # what a run folder holds: all that --overwrite replaces
 LOCK, STAGED, REPLACED = ".lock", ".partial", ".old"  # a run folder's own bookkeeping (not the user's files)
-TFIDF_FILE, TFIDF_SETTINGS, LABELS_FILE = "tfidf.npz", "tfidf.json", "labels.json"
-
-
-def _load_tfidf(folder: Path) -> Pipeline:
-    """The pipeline ``save_tfidf`` wrote (arrays read with ``allow_pickle=False``)."""
-    saved = json.loads((folder / TFIDF_SETTINGS).read_text())
-    settings = {k: tuple(v) if k == "ngram_range" else v for k, v in saved["vectorizer"].items()}
-    vectorizer = TfidfVectorizer(**settings)
-    vectorizer.vocabulary_ = {word: i for i, word in enumerate(saved["vocabulary"])}
-    with np.load(folder / TFIDF_FILE, allow_pickle=False) as arrays:
-        vectorizer.idf_ = arrays["idf"]
-        lr = LogisticRegression()
-        lr.coef_, lr.intercept_, lr.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
-    return make_pipeline(vectorizer, lr)
+LABELS_FILE = "labels.json"  # a TF-IDF model's label names (a transformers folder keeps them in its config)
 
 
 def _read_info(folder: Path) -> dict:
@@ -90,12 +74,12 @@ def _load_run(folder: str | Path) -> tuple[dict, object]:
 
 def _load_model(model: Path, info: dict) -> tuple[list[str], object]:
     """The label names a saved model carries itself, and its predictor."""
-    if (model / TFIDF_SETTINGS).is_file():
-        pipeline = _load_tfidf(model)
+    if (model / tfidf.SETTINGS_FILE).is_file():
+        pipeline = tfidf.load(model)
         names = json.loads((model / LABELS_FILE).read_text())
 
         def predict_tfidf(texts: list[str]) -> np.ndarray:
-            return class_probs(pipeline, texts, len(names)) if texts else np.zeros((0, len(names)))
+            return tfidf.class_probs(pipeline, texts, len(names)) if texts else np.zeros((0, len(names)))
 
         return names, predict_tfidf
     if list(model.glob("*.joblib")) or list(model.glob("*.pkl")):

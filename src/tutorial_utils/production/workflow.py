@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict
-from sklearn.pipeline import Pipeline
 
 from .. import methods
 from ..evaluation import run_checks
 from ..evaluation.metrics import per_class_scores
 from ..evaluation.stats import present_classes
-from ..methods import runners
+from ..methods import runners, tfidf
 from ..methods.instruct_train import save_tuned
 from ..modeling.models import load_tokenizer
 from ..setup import files
@@ -34,9 +33,9 @@ from ..setup.timing import timed
 from ..storage import records, store
 from ..study import experiment
 from . import export
-from .serving import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED, TFIDF_FILE, TFIDF_SETTINGS, WRITES
+from .serving import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED, WRITES
 
-__all__ = ["prepare_out", "recover", "install", "text_length", "train", "tune", "ended", "save_tfidf", "save_model",
+__all__ = ["prepare_out", "recover", "install", "text_length", "train", "tune", "ended", "save_model",
            "COMPARED_ON_YOURS", "compare"]
 
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
@@ -323,22 +322,13 @@ def _with_extra(outcome: dict, **entries: object) -> dict:
     return {**outcome, "extra": {**outcome.get("extra", {}), **kept}} if kept else outcome
 
 
-def save_tfidf(pipeline: Pipeline, names: list[str], folder: Path) -> None:
-    """A fitted TF-IDF pipeline as plain arrays and JSON (no pickle: loading it runs no code)."""
-    vectorizer, lr = pipeline[0], pipeline[-1]
-    settings = {k: v for k, v in vectorizer.get_params().items() if isinstance(v, (str, int, float, bool, tuple))}
-    vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
-    (folder / TFIDF_SETTINGS).write_text(json.dumps({"vectorizer": settings, "vocabulary": vocabulary}))
-    np.savez(folder / TFIDF_FILE, idf=vectorizer.idf_, coef=lr.coef_, intercept=lr.intercept_, classes=lr.classes_)
-    (folder / LABELS_FILE).write_text(json.dumps(names))
-
-
 def save_model(method: str, trained, profile: Profile, names: list[str], folder: Path, chunk: bool = False) -> None:
     """Write a trained servable method to ``folder``: a TF-IDF pipeline, the encoder, the merged LoRA head, or
     instruction tuning's adapter with its prompt settings (``chunk``: long texts read as windows, said in the config)."""
     if method == methods.TFIDF:
         folder.mkdir()
-        save_tfidf(trained, names, folder)
+        tfidf.save(trained, folder)
+        (folder / LABELS_FILE).write_text(json.dumps(names))
     elif method == methods.INSTRUCTION_SCORED:
         folder.mkdir()
         save_tuned(trained, profile, folder)
