@@ -73,8 +73,7 @@ def train_head(profile: Profile, data: DatasetDict) -> HeadScores:
     """Chapter 05's embedding head: 4-bit LM + LoRA + a head trained with sigmoid + BCE, then probabilities."""
     seed_everything(profile.seed)
     names, s = label_names(data), profile.multilabel_train
-    model, tokenizer = models.load_sequence_classifier(profile, names, multi_label=True)
-    model = models.add_lora(model, profile.lora)
+    model, tokenizer = models.load_embedding_head(profile, names, multi_label=True)
     subset = train_subset(profile, data)
     trainer = make_trainer(model, tokenizer, subset, profile, settings=s, multi_label=True, run_name=MULTILABEL_HEAD,
                            eval_strategy="no", logging_steps=2)

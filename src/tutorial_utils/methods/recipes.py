@@ -15,7 +15,6 @@ from datasets import DatasetDict
 from ..data import label_names, load_single_label, sample_examples, with_train_cut
 from ..evaluation.metrics import classification_metrics, softmax
 from ..modeling import models
-from ..modeling.heads import hand_written_head
 from ..setup.config import Profile, TrainSettings
 from ..setup.session import seed_everything
 from ..setup.timing import timed
@@ -62,8 +61,7 @@ def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method
     """
     data = data or load_single_label(profile)
     seed_everything(profile.seed)  # the head's and LoRA's initialisation follow the profile's seed
-    model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
-    model = models.add_lora(model, profile.lora)
+    model, tokenizer = models.load_embedding_head(profile, label_names(data))
     report = train_and_report(make_trainer(model, tokenizer, data, profile, run_name=method))
     return dataclasses.replace(classifier_result(method, profile, data, model, tokenizer, extra=report), model=model)
 
@@ -76,8 +74,7 @@ def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, .
     rows = []
     for pooling in poolings:
         seed_everything(profile.seed)  # every arm starts from the same initialisation
-        model, tokenizer = models.load_sequence_classifier(profile, label_names(data))
-        classifier = hand_written_head(models.add_lora(model, profile.lora), pooling=pooling)
+        classifier, tokenizer = models.load_embedding_head(profile, label_names(data), pooling=pooling)
         report = train_and_report(make_trainer(classifier, tokenizer, subset, profile, run_name=f"pool-{pooling}"))
         result = classifier_result(f"pool-{pooling}", profile, subset, classifier, tokenizer, extra=report)
         rows.append({"pooling": pooling, "train examples": len(subset["train"]), **result.metrics,

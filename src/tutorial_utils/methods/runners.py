@@ -18,7 +18,7 @@ from .. import methods
 from ..data import label_names, multi_hot
 from ..evaluation.metrics import macro_f1, softmax
 from ..modeling import models
-from ..modeling.heads import hand_written_head, init_from_label_tokens, tag_encoder
+from ..modeling.heads import tag_encoder
 from ..modeling.models import load_causal_lm
 from ..setup.config import Profile, TrainSettings
 from ..setup.session import seed_everything
@@ -179,12 +179,9 @@ def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float,
         if multi_label:
             model = tag_encoder(model, multi_hot(data["train"]))
     else:
-        model, tokenizer = models.load_sequence_classifier(profile, names, multi_label=multi_label)
-        if profile.head_init == "label-tokens":
-            init_from_label_tokens(model, tokenizer, names)
-        model = models.add_lora(model, profile.lora)
-        if profile.head_pooling != "last":
-            model = hand_written_head(model, pooling=profile.head_pooling)
+        pooling = None if profile.head_pooling == "last" else profile.head_pooling  # "last": transformers' own head
+        model, tokenizer = models.load_embedding_head(profile, names, multi_label=multi_label, pooling=pooling,
+                                                      label_token_init=profile.head_init == "label-tokens")
     fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
                             multi_label=multi_label, evaluate=evaluate(tokenizer, s) if evaluate else None,
                             class_weight=class_weight, chunk=chunk)

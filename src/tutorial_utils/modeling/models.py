@@ -18,11 +18,12 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from ..setup.assets import model_path
 from ..setup.checks import check_label_names, check_safetensors
 from ..setup.config import LoraSettings, Profile
+from .heads import hand_written_head, init_from_label_tokens
 
 __all__ = ["ModelError", "device", "compute_dtype", "quantization_config", "ensure_pad_token", "load_tokenizer",
            "PRECISIONS", "NOMINAL_BITS", "from_pretrained", "load_sequence_classifier", "load_causal_lm",
-           "add_lora", "ParamCount", "count_parameters", "load_encoder_classifier", "load_trained_classifier",
-           "cpu_packed_layers", "keep_trainable_on_cpu"]
+           "add_lora", "load_embedding_head", "ParamCount", "count_parameters", "load_encoder_classifier",
+           "load_trained_classifier", "cpu_packed_layers", "keep_trainable_on_cpu"]
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
@@ -188,6 +189,18 @@ def add_lora(model: nn.Module, lora: LoraSettings, task_type: str = "SEQ_CLS",
     config = LoraConfig(task_type=task_type, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=targets[0] if targets == ["all-linear"] else targets)
     return get_peft_model(model, config)
+
+
+def load_embedding_head(profile: Profile, label_names: list[str], multi_label: bool = False, pooling: str | None = None,
+                        label_token_init: bool = False, lora: LoraSettings | None = None):
+    """Chapter 02's classifier in one call: the profile's LM (4-bit) with a head, LoRA on it (``lora``, else the
+    profile's), the head started from the label tokens' rows if ``label_token_init``, and with ``pooling`` ("last"
+    or "mean") the hand-written head that pools instead of transformers' own. Returns (model, tokenizer)."""
+    model, tokenizer = load_sequence_classifier(profile, label_names, multi_label=multi_label)
+    if label_token_init:
+        init_from_label_tokens(model, tokenizer, label_names)
+    model = add_lora(model, lora or profile.lora)
+    return (hand_written_head(model, pooling=pooling) if pooling else model), tokenizer
 
 
 @dataclass(frozen=True)

@@ -176,9 +176,8 @@ def param_rows(profile: Profile) -> list[dict]:
         for method, task in (("embedding head", "SEQ_CLS"), ("instruction tuning", "CAUSAL_LM")):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = (models.load_sequence_classifier(profile, names)[0] if task == "SEQ_CLS"
-                         else models.load_causal_lm(profile)[0])
-                model = models.add_lora(model, lora, task_type=task)
+                model = (models.load_embedding_head(profile, names, lora=lora)[0] if task == "SEQ_CLS"
+                         else models.add_lora(models.load_causal_lm(profile)[0], lora, task_type=task))
             count, dims = models.count_parameters(model), budgets.dims_from_config(model.config)
             formula = budgets.lora_parameters(dims, lora.r, lora.target_modules)
             formula += budgets.head_parameters(dims, len(names)) if task == "SEQ_CLS" else 0
