@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tutorial_utils.setup.config import ROOT, get_profile
+from tutorial_utils.modeling import models, quantization
 from tutorial_utils.data import label_names, load_single_label
 from tutorial_utils.methods import instruct
-from tutorial_utils.modeling import models, quantization
-from tutorial_utils.setup.config import ROOT, get_profile
 from tutorial_utils.tools import bench, bench_report
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -9,10 +9,10 @@ from datasets import DatasetDict
 
 from tutorial_utils.data import (DataError, encode_labels, load_bbc_news, label_counts, label_names, load_debian_tags,
                                  load_ipc_sections, load_multi_label, load_single_label, multi_hot)
+from tutorial_utils.setup.config import get_profile
 from tutorial_utils.data.common import check_texts, grouped_split, _stratified_sample
 from tutorial_utils.data.multilabel import _debian_examples
 from tutorial_utils.data.patents import SECTION_NAMES, _clean_title, _ipc_examples
-from tutorial_utils.setup.config import get_profile
 
 CARD = Path(__file__).resolve().parents[1] / "data" / "README.md"
 

@@ -5,10 +5,10 @@ import torch
 from datasets import DatasetDict
 from torch.nn import functional as F
 
-from tutorial_utils.data import label_names, load_single_label
-from tutorial_utils.production import distill
 from tutorial_utils.setup.config import get_profile
+from tutorial_utils.data import label_names, load_single_label
 from tutorial_utils.storage import runs
+from tutorial_utils.production import distill
 
 
 def test_alpha_zero_is_plain_cross_entropy():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from tutorial_utils import methods
-from tutorial_utils.methods import plateau, runners
 from tutorial_utils.setup.config import Protocol, get_profile
 from tutorial_utils.storage import records, store
+from tutorial_utils import methods
+from tutorial_utils.methods import plateau, runners
 from tutorial_utils.study import experiment, store_audit, studies, study_tables
 
 
@@ -356,8 +356,8 @@ def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monk
 
 
 def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
-    from tutorial_utils.study import comparison
     from tutorial_utils.data import load_news
+    from tutorial_utils.study import comparison
 
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)
@@ -498,9 +498,9 @@ def test_reproduce_command_lists_the_plan_and_rejects_unknown_methods(results, c
 
 
 def test_the_multi_label_study_runs_the_protocol_on_its_task_judged_by_micro_f1(monkeypatch):
-    from tutorial_utils.study import comparison
     from tutorial_utils.data import multi_hot
     from tutorial_utils.evaluation.thresholds import apply_thresholds
+    from tutorial_utils.study import comparison
 
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.delenv("COURSE_RECOMPUTE", raising=False)

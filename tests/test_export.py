@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from tutorial_utils.setup.config import get_profile
+from tutorial_utils.modeling import models
 from tutorial_utils.evaluation.metrics import softmax
 from tutorial_utils.methods.train import predict_logits
-from tutorial_utils.modeling import models
 from tutorial_utils.production import export
-from tutorial_utils.setup.config import get_profile
 
 TEXTS = ["a patent about batteries", "hello world", "a method for drying hair with a helmet", "x"]
 PROB_ATOL = 0.02  # bf16 weights and a bf16/fp32 compute difference; the labels must agree exactly

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tutorial_utils.evaluation import metrics, stats, thresholds
-from tutorial_utils.methods import instruct, tfidf
 from tutorial_utils.setup import checks
 from tutorial_utils.setup.config import ROOT, get_profile
+from tutorial_utils.evaluation import metrics, stats, thresholds
 from tutorial_utils.storage import runs
+from tutorial_utils.methods import instruct, tfidf
 
 from fakes import fake_result
 
@@ -34,8 +34,8 @@ def python(code: str, env: dict, timeout: int = 120) -> subprocess.Popen:
 WRITER = """
     import os, numpy as np
     from tutorial_utils.setup import files
-    from tutorial_utils.storage import runs
     from tutorial_utils.setup.config import get_profile
+    from tutorial_utils.storage import runs
     profile = get_profile("tiny")
     real = files.write_synced
     def dying(path, blob):  # the process is killed after the arrays, while the record is written
@@ -77,8 +77,8 @@ def test_a_truncated_or_corrupted_file_is_recomputed_with_a_message(run_cache, c
 
 COMPUTER = """
     import sys, time, numpy as np
-    from tutorial_utils.storage import runs
     from tutorial_utils.setup.config import get_profile
+    from tutorial_utils.storage import runs
     profile = get_profile("tiny")
     def compute():
         with open(sys.argv[0] if False else {log!r}, "a") as log:
@@ -105,8 +105,8 @@ def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(run_cache):
     runs.save(runs.with_cache_key(fake_result(n=4), profile), profile)
     writer = python("""
         import numpy as np
-        from tutorial_utils.storage import runs
         from tutorial_utils.setup.config import get_profile
+        from tutorial_utils.storage import runs
         profile = get_profile("tiny")
         for n in range(6, 60):
             y = np.arange(n) % 2
@@ -310,8 +310,8 @@ def test_an_empty_lora_target_list_is_refused(tiny_classifier):
 
 
 def test_pickled_weights_are_not_loaded(tmp_path):
-    from tutorial_utils.production import distill
     from tutorial_utils.modeling import models
+    from tutorial_utils.production import distill
 
     (tmp_path / "adapter_model.bin").write_bytes(b"pickle")
     with pytest.raises(ValueError, match="safetensors"):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from tutorial_utils.data import SECTION_NAMES
-from tutorial_utils.modeling import heads, models
 from tutorial_utils.setup.config import get_profile
+from tutorial_utils.modeling import heads, models
+from tutorial_utils.data import SECTION_NAMES
 
 TEXTS = ["Hand tools: with teeth", "Compounds of calcium, strontium, or barium: by thermal decomposition"]
 

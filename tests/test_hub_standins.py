@@ -15,9 +15,9 @@ REHEARSAL = textwrap.dedent("""
     import json
     import numpy as np
     from tutorial_utils.setup import assets, session
+    from tutorial_utils.modeling import models
     from tutorial_utils import data
     from tutorial_utils.methods import instruct, instruct_train, recipes
-    from tutorial_utils.modeling import models
     from tutorial_utils.methods.verbalizer import separator
     from tutorial_utils.tools.hub_standins import AG_NEWS_TOPICS, PATENT_SECTIONS
 

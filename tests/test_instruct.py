@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from tutorial_utils.setup import budgets
+from tutorial_utils.setup.config import get_profile
+from tutorial_utils.modeling import models
 from tutorial_utils.data import label_names, load_single_label
 from tutorial_utils.evaluation import metrics
 from tutorial_utils.methods import instruct, instruct_train, instruct_trainer
-from tutorial_utils.modeling import models
-from tutorial_utils.setup import budgets
-from tutorial_utils.setup.config import get_profile
 
 NAMES = ["human necessities", "operations and transport", "chemistry and metallurgy", "physics", "electricity"]
 SCORE_ATOL = 1e-4  # nats: cached vs one-by-one scoring in fp32 (measured differences are about 1e-5)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from tutorial_utils import methods
-from tutorial_utils.evaluation import run_checks, stats
 from tutorial_utils.setup.config import get_profile
+from tutorial_utils.evaluation import run_checks, stats
 from tutorial_utils.storage import records, store
+from tutorial_utils import methods
 from tutorial_utils.study import experiment, ledger, studies
 from tutorial_utils.study.ledger import (AT_LEAST, BEATS, CONTRADICTED, EQUIVALENT, MATCHES, REPRODUCED, UNDECIDED, Arm,
                                          Ledger)

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from tutorial_utils.data import SECTION_NAMES, load_single_label
-from tutorial_utils.modeling import models
-from tutorial_utils.modeling.models import ModelError
 from tutorial_utils.setup import assets
 from tutorial_utils.setup.config import LoraSettings, get_profile
+from tutorial_utils.modeling import models
+from tutorial_utils.modeling.models import ModelError
+from tutorial_utils.data import SECTION_NAMES, load_single_label
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tutorial_utils.setup.config import get_profile
 from tutorial_utils.data import label_names, load_multi_label, multi_hot
 from tutorial_utils.evaluation import thresholds
 from tutorial_utils.methods import instruct, multilabel_runs
 from tutorial_utils.methods.multilabel_runs import HeadScores
-from tutorial_utils.setup.config import get_profile
 
 NAMES = ["audio", "editing", "text", "viewing"]
 

@@ -149,9 +149,9 @@ def cli_train(path, out, *extra):
 def test_the_command_line_prints_data_warnings_and_keeps_them_in_the_run(tmp_path, capsys):
     import json
 
-    from tutorial_utils.tools import cli
     from tutorial_utils.storage import store
     from tutorial_utils.production import workflow
+    from tutorial_utils.tools import cli
 
     path = tmp_path / "leaky.csv"
     pd.concat([table(10).assign(s="train"), table(10).assign(s="test")]).to_csv(path, index=False)
@@ -183,9 +183,9 @@ def test_the_command_line_refuses_bad_input_in_one_line(tmp_path, refused):
 
 
 def test_a_run_on_your_data_reads_as_many_tokens_as_most_of_its_texts_need_within_twice_the_profiles_length():
+    from tutorial_utils.setup.config import get_profile
     from tutorial_utils import methods
     from tutorial_utils.production import workflow
-    from tutorial_utils.setup.config import get_profile
 
     profile = get_profile("tiny")
     cap = workflow.LENGTH_BUDGET * profile.train.max_length

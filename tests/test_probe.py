@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tutorial_utils.methods import probe
 from tutorial_utils.setup.config import get_profile
+from tutorial_utils.methods import probe
 
 
 @pytest.fixture()

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from tutorial_utils.setup.config import get_profile
+from tutorial_utils.modeling import models
 from tutorial_utils.data import SECTION_NAMES, load_single_label
 from tutorial_utils.methods import prompting
 from tutorial_utils.methods.instruct import make_verbalizer
-from tutorial_utils.modeling import models
-from tutorial_utils.setup.config import get_profile
 
 
 @pytest.fixture(scope="module")

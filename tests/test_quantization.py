@@ -5,9 +5,9 @@ formula against peft, the paper's budgets, and the CPU pitfall the chapter teach
 import pytest
 import torch
 
-from tutorial_utils.modeling import activations, models, quantization
 from tutorial_utils.setup import budgets
 from tutorial_utils.setup.config import LoraSettings, get_profile
+from tutorial_utils.modeling import activations, models, quantization
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from tutorial_utils.setup.config import get_profile
+from tutorial_utils.modeling import models
 from tutorial_utils.data import label_names, load_single_label
 from tutorial_utils.methods import recipes, train
-from tutorial_utils.modeling import models
-from tutorial_utils.setup.config import get_profile
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import data, methods
-from tutorial_utils.methods import tfidf
-from tutorial_utils.production import serving, workflow
 from tutorial_utils.setup.checks import DataError, NotFinite
 from tutorial_utils.setup.config import get_profile
+from tutorial_utils import data, methods
 from tutorial_utils.storage import store
+from tutorial_utils.methods import tfidf
+from tutorial_utils.production import serving, workflow
 from tutorial_utils.tools import cli
 
 

@@ -1,4 +1,5 @@
-"""Datasets of the course: each loader returns a DatasetDict with train, validation and test splits."""
+"""Datasets of the course: each loader returns a DatasetDict with train, validation and test splits (chapter 00); your
+own data through ``own`` (chapter 09). Imports only ``setup``."""
 
 from __future__ import annotations
 

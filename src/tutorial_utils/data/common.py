@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as HFSequence, Value
 
-from ..setup.checks import DataError, check_label_names, check_texts
+from ..setup.checks import DataError, check_label_names, check_texts  # noqa: F401 (DataError, check_texts: data's API)
 
 __all__ = ["SPLITS", "repo_data_dir", "encode_labels", "stable_hash", "grouped_split", "sample_examples",
            "with_train_cut", "single_label_dict", "multi_label_dict", "label_names", "multi_hot", "label_counts"]

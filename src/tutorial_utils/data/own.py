@@ -7,8 +7,9 @@ stratified by label and deterministic (a stable hash of each text), with identic
 silently wrong is an error that names the fix (missing columns, empty texts, missing labels, one class,
 labels that only validation or test has, a class too small to reach every carved split); what may only
 hurt is a ``checks.DataWarning``, which the course's quiet mode never silences (rare classes, texts in
-train and in validation or test, a class that a given validation or test split lacks, texts the model
-will truncate). Taught in chapter 09 ("Your data, checked").
+train and in validation or test, a class that a given validation or test split lacks). Texts longer than a
+run reads are counted where the run's length is chosen (``workflow.text_length``). Taught in chapter 09
+("Your data, checked").
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from ..setup.checks import PROB_ATOL, check_finite, check_label_matrices, check_probs, check_same_length
+from ..setup.checks import check_finite, check_label_matrices, check_probs, check_same_length
 from .stats import macro_f1_over, present_classes
 
 __all__ = ["classification_metrics", "macro_f1", "multilabel_metrics", "per_label_f1", "per_class_scores",

@@ -16,7 +16,7 @@ from scipy.special import log_softmax, softmax
 
 from ..modeling.models import compute_dtype
 from ..setup.checks import check_fits_model, check_label_names, check_texts
-from .answers import normalize, parse_label, parse_labels
+from .answers import normalize, parse_label, parse_labels  # noqa: F401 (parse_*: re-exported for chapters 03b, 04, 05)
 from .verbalizer import NONE_ANSWER, Verbalizer  # noqa: F401 (NONE_ANSWER: re-exported)
 
 __all__ = ["VERBALIZERS", "make_verbalizer", "token_counts", "answer_budget", "instruction", "truncate",

@@ -21,8 +21,8 @@ from ..setup.config import Profile
 from ..setup.session import seed_everything
 from ..setup.timing import timed
 from ..storage.runs import RunResult
-from . import instruct
 from . import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the names live in the registry)
+from . import instruct
 from .answers import parse_labels
 from .instruct_train import InstructionModel, tune
 from .train import learning_curve, make_trainer, predict_logits

@@ -19,10 +19,10 @@ from ..setup.config import Profile, TrainSettings
 from ..setup.session import seed_everything
 from ..setup.timing import timed
 from ..storage.runs import RunResult, load_or_compute
-from . import tfidf
 from . import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in the registry)
+from . import tfidf
 from .probe import probe_parameters
-from .tfidf import pipeline as tfidf_pipeline
+from .tfidf import pipeline as tfidf_pipeline  # noqa: F401 (re-exported: chapter 03 calls recipes.tfidf_pipeline)
 from .train import learning_curve, make_trainer, predict_logits
 
 __all__ = ["classifier_result", "train_and_report", "embedding_head_run", "pooling_ablation", "encoder_run",

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.metrics import softmax
+from ..methods import tfidf
 from ..methods.instruct import score_labels
 from ..methods.instruct_train import PROMPT_FILE, load_tuned
-from ..methods import tfidf
 from ..methods.train import predict_logits
 from ..setup import files
 from ..setup.checks import DataError, check_finite, check_safetensors, check_texts

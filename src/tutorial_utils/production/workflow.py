@@ -177,7 +177,7 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     ``max_epochs``: the epoch cap instead of the protocol's; a run still improving at its cap says so (``ended``).
     The run is written beside ``out``'s files and swapped in only when complete, under a lock: a second
     training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
-    warned of (leakage, rare classes, truncation), kept in the record and in ``metrics.json``.
+    warned of (leakage, rare classes, a class a split lacks), kept in the record and in ``metrics.json``.
     """
     if method not in _SERVABLE:
         raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .config import ALL_LINEAR, Profile
+from .config import ALL_LINEAR, Profile  # the one home of the layer names (the profiles' LoRA budgets use them)
 
 __all__ = ["ArchDims", "KNOWN_ARCHS", "dims_from_config", "lora_parameters", "head_parameters", "base_parameters",
            "TARGET_SETS", "REPORTED_BUDGETS", "TIED_EMBEDDINGS", "lora_budget_rows", "budget_table",
