@@ -37,8 +37,7 @@ def _predictors(profile: Profile, names: list[str]):
                                                     max_length=settings.max_length)}
 
     def head(adapter: bool) -> tuple:
-        model, tokenizer = models.load_sequence_classifier(profile, names)
-        return (models.add_lora(model, profile.lora) if adapter else model), tokenizer
+        return models.load_embedding_head(profile, names) if adapter else models.load_sequence_classifier(profile, names)
 
     def instruction(adapter: bool):
         model, tokenizer = models.load_causal_lm(profile)
