@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 
 from ..data import label_names, load_single_label
 from ..data.common import sample_examples
@@ -31,10 +31,10 @@ from . import INSTRUCTION_GENERATED, INSTRUCTION_SCORED  # noqa: F401 (the names
 from . import instruct
 from .instruct import subject_of  # noqa: F401 (re-exported: chapters 03b, 04 and 05 call instruct_train.subject_of)
 from .instruct_trainer import make_instruct_trainer
-from .train import learning_curve
+from .train import train_and_report
 from .verbalizer import Verbalizer
 
-__all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "prepare_tuning", "tune",
+__all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "prepare_tuning", "tuning_report", "tune",
            "label_scores", "scored_result", "generated_result", "generation_probs", "cached_instruction_runs",
            "validation_row", "variant_row"]
 
@@ -104,9 +104,14 @@ def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lor
     if seed != profile.seed:
         overrides = {"seed": seed, "data_seed": seed, **overrides}
     trainer = make_instruct_trainer(model, tokenizer, pairs, profile, settings, run_name=run_name, **overrides)
-    report = {"train_examples": len(subset), "trainable_params": models.count_parameters(model).trainable,
-              "verbalizer": kind, "lora": _lora_label(lora), "r": lora.r}
+    report = tuning_report(model, subset, kind, lora)
     return InstructionModel(model, tokenizer, verbalizer, subject, multi_label, max_text_tokens, report), trainer
+
+
+def tuning_report(model, train_examples: Dataset, kind: str, lora: LoraSettings) -> dict:
+    """What a tuned model's runs record of its training: examples, trainable parameters, verbalizer, LoRA (chapter 04)."""
+    return {"train_examples": len(train_examples), "trainable_params": models.count_parameters(model).trainable,
+            "verbalizer": kind, "lora": _lora_label(lora), "r": lora.r}
 
 
 def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
@@ -114,9 +119,7 @@ def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSet
          subject: str | None = None, run_name: str = "instruct") -> InstructionModel:
     """Instruction-tune the profile's 4-bit causal LM with LoRA on ``n_train`` examples (chapters 04 and 05)."""
     tuned, trainer = prepare_tuning(profile, data, kind, lora, multi_label, n_train, max_text_tokens, subject, run_name)
-    _, seconds = timed(trainer.train)
-    tuned.report.update(train_seconds=seconds,
-                        learning_curve=learning_curve(trainer.state.log_history).to_dict(orient="list"))
+    tuned.report.update(train_and_report(trainer))
     return tuned
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from datasets import Dataset
+from transformers import Trainer
 
 from ..modeling import models
 from ..modeling.activations import checkpointing_enabled
@@ -19,6 +20,7 @@ from . import instruct
 from .train import training_arguments, with_course_callbacks
 
 __all__ = ["tokenize_completions", "completion_labels", "CompletionCollator", "completion_loss",
+           "CompletionOnlyTrainer", "instruction_prefix",
            "make_instruct_trainer", "make_sft_trainer"]
 
 
@@ -83,22 +85,26 @@ def completion_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
                                              ignore_index=-100)
 
 
+class CompletionOnlyTrainer(Trainer):
+    """transformers' Trainer whose loss is ``completion_loss``: the answer tokens only (chapter 04)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = completion_loss(model, inputs)
+        return (loss, None) if return_outputs else loss
+
+
+def instruction_prefix(encoded: Dataset) -> list[int]:
+    """The token ids every prompt begins with (the instruction), which ``CompletionCollator`` runs once (chapter 04)."""
+    prompts = [ids[:n] for ids, n in zip(encoded["input_ids"], encoded["prompt_length"])]
+    return prompts[0][:instruct.shared_prefix(prompts)] if len(prompts) > 1 else []
+
+
 def make_instruct_trainer(model, tokenizer, pairs: Dataset, profile: Profile, settings: TrainSettings | None = None,
                           run_name: str = "instruct", share_prefix: bool = True,
-                          **overrides: object) -> "transformers.Trainer":  # noqa: F821
-    """A transformers Trainer for prompt -> answer pairs with the loss on the answers only (chapter 04)."""
-    from transformers import Trainer  # lazy: loads bitsandbytes, which warns unless models has quieted it
-
-    class CompletionOnlyTrainer(Trainer):
-        """Trainer whose loss is ``completion_loss``."""
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = completion_loss(model, inputs)
-            return (loss, None) if return_outputs else loss
-
+                          **overrides: object) -> CompletionOnlyTrainer:
+    """Chapter 04's Trainer for prompt -> answer pairs, with the loss on the answers only (its cells show the calls)."""
     encoded = tokenize_completions(pairs, tokenizer)
-    prompts = [ids[:n] for ids, n in zip(encoded["input_ids"], encoded["prompt_length"])]
-    prefix = prompts[0][:instruct.shared_prefix(prompts)] if share_prefix and len(prompts) > 1 else []
+    prefix = instruction_prefix(encoded) if share_prefix else []
     overrides.setdefault("eval_strategy", "no")
     overrides.setdefault("logging_steps", 2)
     args = training_arguments(profile, settings or profile.instruct_train, run_name, **overrides)

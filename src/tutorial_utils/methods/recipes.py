@@ -23,7 +23,7 @@ from . import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in th
 from . import tfidf
 from .probe import probe_parameters
 from .tfidf import pipeline as tfidf_pipeline  # noqa: F401 (re-exported: chapter 03 calls recipes.tfidf_pipeline)
-from .train import learning_curve, make_trainer, predict_logits
+from .train import make_trainer, predict_logits, train_and_report
 
 __all__ = ["classifier_result", "train_and_report", "embedding_head_run", "pooling_ablation", "encoder_run",
            "tfidf_pipeline", "tfidf_run", "comparison_table", "seed_study"]
@@ -44,13 +44,6 @@ def classifier_result(method: str, profile: Profile, data: DatasetDict, model, t
     return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
                      y_true=y_true, y_pred=y_pred, probs=softmax(logits),
                      metrics=classification_metrics(y_true, y_pred), extra=info)
-
-
-def train_and_report(trainer) -> dict:
-    """Run ``trainer.train()`` and return its wall time and learning curve for the run's record."""
-    _, seconds = timed(trainer.train)
-    return {"train_seconds": seconds,
-            "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list")}
 
 
 def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method: str = EMBEDDING_HEAD) -> RunResult:

@@ -20,9 +20,10 @@ from ..modeling.models import compute_dtype, device
 from ..setup.assets import cache_dir
 from ..setup.checks import DataError, check_finite, check_texts
 from ..setup.config import Profile, TrainSettings
+from ..setup.timing import timed
 
 __all__ = ["CHUNK_OVERLAP", "windows", "tokenize", "training_arguments", "compute_metrics_fn", "make_trainer",
-           "balanced_weights", "with_course_callbacks", "FiniteLoss", "predict_logits", "learning_curve"]
+           "balanced_weights", "with_course_callbacks", "FiniteLoss", "predict_logits", "train_and_report", "learning_curve"]
 
 
 CHUNK_OVERLAP = 0.25  # the share of a window that the next one repeats (``chunk=True``: texts longer than a run reads)
@@ -197,6 +198,13 @@ def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 32, max
         out.append(logits.float().cpu().numpy())
     logits = np.concatenate(out)
     return check_finite(_mean_by_text(logits, owner, len(texts)) if chunk else logits, "the model's logits")
+
+
+def train_and_report(trainer) -> dict:
+    """Run ``trainer.train()`` and return its wall time and learning curve for the run's record (chapter 02)."""
+    _, seconds = timed(trainer.train)
+    return {"train_seconds": seconds,
+            "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list")}
 
 
 def learning_curve(log_history: list[dict]) -> pd.DataFrame:
