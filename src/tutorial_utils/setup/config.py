@@ -60,6 +60,12 @@ class TrainSettings:
     warmup_ratio: float = 0.06
     max_length: int = 64
 
+    def summary(self, tokens: str = "tokens") -> str:
+        """One line as the profile's header shows it, e.g. "1 epoch, lr 0.001, batch 16, 64 tokens" (chapter 00)."""
+        accumulation = f" x {self.grad_accum}" if self.grad_accum > 1 else ""  # "batch 8 x 4": 4 accumulated steps
+        return (f"{self.epochs:g} epoch{'' if self.epochs == 1 else 's'}, lr {self.learning_rate:g}, "
+                f"batch {self.batch_size}{accumulation}, {self.max_length} {tokens}")
+
 
 @dataclass(frozen=True)
 class DataSizes:
@@ -161,11 +167,11 @@ class Profile:
 
     def summary(self) -> str:
         """A few lines that say what this profile runs, for a notebook's first output."""
-        runs = [f"embedding head      {_settings(self.train)}",
-                f"encoder             {_settings(self.encoder_train)}",
-                f"instruction tuning  {_settings(self.instruct_train, 'text tokens')}, "
+        runs = [f"embedding head      {self.train.summary()}",
+                f"encoder             {self.encoder_train.summary()}",
+                f"instruction tuning  {self.instruct_train.summary('text tokens')}, "
                 f"{_at_most(self.instruct_train_size)}",
-                f"multi-label         {_settings(self.multilabel_train)}, {_at_most(self.multilabel_train_size)}",
+                f"multi-label         {self.multilabel_train.summary()}, {_at_most(self.multilabel_train_size)}",
                 f"ablations           {_at_most(self.ablation_train_size)} each",
                 f"seed                {self.seed}"]
         lines = [
@@ -180,13 +186,6 @@ class Profile:
         if not self.meaningful:
             lines.append("note         : a random tiny model: its numbers test the code and mean nothing")
         return "\n".join(lines)
-
-
-def _settings(train: TrainSettings, tokens: str = "tokens") -> str:
-    """One family's training settings as the header shows them, e.g. "1 epoch, lr 0.001, batch 16, 64 tokens"."""
-    accumulation = f" x {train.grad_accum}" if train.grad_accum > 1 else ""  # "batch 8 x 4": 4 accumulated steps
-    return (f"{train.epochs:g} epoch{'' if train.epochs == 1 else 's'}, lr {train.learning_rate:g}, "
-            f"batch {train.batch_size}{accumulation}, {train.max_length} {tokens}")
 
 
 def _at_most(examples: int | None) -> str:
