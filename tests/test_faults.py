@@ -321,13 +321,6 @@ def test_pickled_weights_are_not_loaded(tmp_path):
         distill.load_trained_student(tmp_path)
 
 
-def test_a_run_that_needs_itself_does_not_wait_for_itself(run_cache):
-    profile = get_profile("tiny")
-    inner = lambda: runs.load_or_compute(profile, "m", lambda: fake_result(), verbose=False)  # noqa: E731
-    result = runs.load_or_compute_together(profile, ("m", "n"), lambda: (inner(), fake_result(method="n")), verbose=False)
-    assert [r.method for r in result] == ["m", "n"]
-
-
 def test_a_t4_computes_in_fp16_although_torch_says_bf16_is_supported(monkeypatch):
     import torch
 

@@ -8,7 +8,6 @@ variants on validation (``variant_row``). Taught in chapter 04; the multi-label 
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from ..data import label_names, load_single_label
+from ..data import label_names
 from ..data.common import sample_examples
 from ..evaluation.metrics import classification_metrics, softmax
 from ..modeling import models
@@ -26,7 +25,7 @@ from ..setup.checks import check_safetensors
 from ..setup.config import LoraSettings, Profile, get_profile
 from ..setup.session import seed_everything
 from ..setup.timing import timed
-from ..storage.runs import RunResult, load_or_compute_together
+from ..storage.runs import RunResult
 from . import INSTRUCTION_GENERATED, INSTRUCTION_SCORED  # noqa: F401 (the names live in the registry)
 from . import instruct
 from .instruct import subject_of  # noqa: F401 (re-exported: chapters 03b, 04 and 05 call instruct_train.subject_of)
@@ -35,7 +34,7 @@ from .train import train_and_report
 from .verbalizer import Verbalizer
 
 __all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "prepare_tuning", "tuning_report", "tune",
-           "label_scores", "scored_result", "generated_result", "generation_probs", "cached_instruction_runs",
+           "label_scores", "scored_result", "generated_result", "generation_probs",
            "validation_row", "variant_row"]
 
 
@@ -184,22 +183,6 @@ def generation_probs(y_pred: np.ndarray, confidence: np.ndarray, n_classes: int)
     probs = np.repeat(((1 - conf) / n_classes)[:, None], n_classes + 1, axis=1)
     probs[np.arange(len(y)), np.where(y < 0, n_classes, y)] = conf
     return probs
-
-
-def _instruction_runs(profile: Profile, data: DatasetDict | None = None) -> tuple[RunResult, RunResult]:
-    """Chapter 04's recipe: tune on the profile's subset, then predict the test split by scoring and by generating."""
-    data = data or load_single_label(profile)
-    tuned = tune(profile, data)
-    scored = scored_result(tuned, profile, data)
-    generated = generated_result(tuned, profile, data)
-    return dataclasses.replace(scored, model=tuned.model), generated  # the LoRA adapter is kept with the scored run
-
-
-def cached_instruction_runs(profile: Profile, data: DatasetDict | None = None,
-                            verbose: bool = True) -> tuple[RunResult, RunResult]:
-    """Both of chapter 04's test-set runs from the run cache, or trained, predicted and saved now."""
-    return load_or_compute_together(profile, (INSTRUCTION_SCORED, INSTRUCTION_GENERATED),
-                                    lambda: _instruction_runs(profile, data), verbose)
 
 
 def validation_row(tuned: InstructionModel, data: DatasetDict, scores: np.ndarray, seconds: float) -> dict:

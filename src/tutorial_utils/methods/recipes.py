@@ -1,6 +1,6 @@
 """Complete runs that produce a cached ``RunResult``: what the chapters teach step by step, in one call.
 
-Later chapters (statistics, distillation, the capstone) call these through ``runs.load_or_compute``
+Later chapters (the baselines, the frozen LLM, distillation) call these through ``runs.load_or_compute``
 so they never retrain what an earlier chapter already trained on the same profile.
 """
 
@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 from datasets import DatasetDict
 
-from ..data import label_names, load_single_label, sample_examples, with_train_cut
+from ..data import label_names, load_single_label, sample_examples
 from ..evaluation.metrics import classification_metrics, softmax
 from ..modeling import models
 from ..setup.config import Profile, TrainSettings
 from ..setup.session import seed_everything
 from ..setup.timing import timed
-from ..storage.runs import RunResult, load_or_compute
+from ..storage.runs import RunResult
 from . import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in the registry)
 from . import tfidf
 from .probe import probe_parameters
@@ -26,7 +26,7 @@ from .tfidf import pipeline as tfidf_pipeline  # noqa: F401 (re-exported: chapte
 from .train import make_trainer, predict_logits, train_and_report
 
 __all__ = ["classifier_result", "train_and_report", "embedding_head_run", "pooling_ablation", "encoder_run",
-           "tfidf_pipeline", "tfidf_run", "comparison_table", "seed_study"]
+           "tfidf_pipeline", "tfidf_run", "comparison_table"]
 
 
 
@@ -106,27 +106,3 @@ def comparison_table(results: list[RunResult]) -> pd.DataFrame:
              "train time (s)": r.extra.get("train_seconds"), "inference (texts/s)": r.extra.get("test_texts_per_second")}
             for r in results]
     return pd.DataFrame(rows).set_index("method")
-
-
-_SMALL_BUDGET_METHODS = {EMBEDDING_HEAD: embedding_head_run, ENCODER: encoder_run}
-
-
-def seed_study(profile: Profile, data: DatasetDict, seeds: tuple[int, ...],
-               methods: tuple[str, ...] = (EMBEDDING_HEAD, ENCODER), verbose: bool = False) -> pd.DataFrame:
-    """Train each method once per seed on the ablation budget (cached); test metrics per method and seed.
-
-    The seed changes the head and adapter initialisation, the order of the training batches and which
-    ``profile.ablation_train_size`` training examples are drawn (a stratified sample, as in every ablation;
-    chapter 06).
-    """
-    rows = []
-    for seed in seeds:
-        seeded = dataclasses.replace(profile, seed=seed)
-        subset = with_train_cut(data, profile.ablation_train_size, seed)
-        size = len(subset["train"])
-        for method in methods:
-            name = f"{method}-small"
-            run = load_or_compute(seeded, name, lambda m=method, s=subset, p=seeded, n=name: _SMALL_BUDGET_METHODS[m](p, s, n),
-                                  config={"train_size": size}, verbose=verbose)
-            rows.append({"method": method, "seed": seed, "train examples": size, **run.metrics})
-    return pd.DataFrame(rows)

@@ -137,7 +137,6 @@ class Profile:
     train: TrainSettings = field(default_factory=TrainSettings)
     encoder_train: TrainSettings = field(default_factory=lambda: TrainSettings(learning_rate=5e-5))
     ablation_train_size: int | None = None  # training examples per arm of an ablation (equal budgets)
-    seeds: tuple[int, ...] = (1, 2, 3)  # the seed study of chapter 06 (each seed trains every method once)
     distill_extra_texts: int = 600  # unlabelled texts the teacher labels for distillation (chapter 07)
     cpu_serving_texts: int = 600  # test texts the int8 student is compared on, on the CPU even with a GPU (chapter 07)
     news_data: str = "bbc-news"  # the news-topic generalisation check of chapter 08

@@ -26,8 +26,7 @@ from ..setup import files
 from ..setup.assets import cache_dir
 from ..setup.config import Profile
 
-__all__ = ["RunResult", "runs_dir", "model_dir", "save", "load", "with_cache_key", "load_or_compute",
-           "load_or_compute_together"]
+__all__ = ["RunResult", "runs_dir", "model_dir", "save", "load", "with_cache_key", "load_or_compute"]
 
 _RUNS_ENV = "COURSE_RUNS"
 # bumped when the meaning of a stored result changes (2: files listed with checksums; 3: ablation samples stratified)
@@ -184,21 +183,3 @@ def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResu
                                "one. Fix: attach it, e.g. RunResult(..., model=model).")
         save(result, profile)
     return dataclasses.replace(result, model=None, tokenizer=None)  # the weights are on disk: free the memory
-
-
-def load_or_compute_together(profile: Profile, methods: tuple[str, ...],
-                             compute: Callable[[], tuple[RunResult, ...]], verbose: bool = True) -> tuple[RunResult, ...]:
-    """Several runs that one training produces (e.g. scored and generated): all from the cache, or all computed now."""
-    waiting = f"{', '.join(methods)}: another process is computing these runs; waiting for it ..."
-    with files.locked(_lock_path(profile, methods[0]), waiting):
-        found = tuple(load(profile, method, verbose=verbose) for method in methods)
-        if all(run is not None for run in found):
-            if verbose:
-                print(f"{', '.join(methods)}: loaded from the run cache ({profile.name} profile)")
-            return found
-        if verbose:
-            print(f"{', '.join(methods)}: not in the run cache; training and predicting now ...")
-        results = tuple(with_cache_key(result, profile) for result in compute())
-        for result in results:
-            save(result, profile)
-    return tuple(dataclasses.replace(r, model=None, tokenizer=None) for r in results)

@@ -131,9 +131,6 @@ def _chapter_work(profile: Profile) -> list[Work]:
         Work("05", "multi-label head: validation and test", "llm", "forward", (m_val + m_te) * m.max_length),
         Work("05", "multi-label instruction tuning: train", "llm", "lora", m_it * Lm * i.epochs),
         Work("05", "multi-label instruction tuning: generate test", "llm", "forward", m_te * Lm),
-        *again(head, "06"), *again(encoder, "06"),
-        *(Work("06", f"seed study (seed {s}): {w.what}", w.model, w.mode, w.tokens * abl / n_tr if w.mode != "forward" else w.tokens)
-          for s in profile.seeds for w in head + encoder),
         *again(head, "07"),
         Work("07", "teacher probabilities on the transfer set", "llm", "forward", (n_tr + profile.distill_extra_texts) * L),
         Work("07", "student: distil", "encoder", "full", (n_tr + profile.distill_extra_texts) * Le * e.epochs),
