@@ -51,7 +51,8 @@ def measure(step: str, profile, args: argparse.Namespace) -> tuple[list[dict], d
         return defaults_rows(profile)
     if step == "course":
         chapters = args.chapters if args.run_chapters else []
-        return _course_rows(profile.name, chapters, args.tests), {"run cache": "empty (a cold run)"}
+        return (_course_rows(profile.name, chapters, args.tests, args.save_outputs),
+                {"run cache": "empty (a cold run)"})
     raise ValueError(step)
 
 
@@ -64,10 +65,11 @@ def _memory_in_fresh_process(profile: str, precision: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _course_rows(profile: str, chapters: list[str] | None, tests: bool) -> list[dict]:
+def _course_rows(profile: str, chapters: list[str] | None, tests: bool, save: bool = False) -> list[dict]:
     """Wall time of each chapter notebook executed top to bottom with an empty run cache, and of the test suite.
 
-    ``chapters``: None for all, else the file-name prefixes to run ([] for none).
+    ``chapters``: None for all, else the file-name prefixes to run ([] for none). ``save``: write each chapter's
+    outputs back into its notebook as soon as it has run (the committed outputs come from the cpu profile).
     """
     import nbformat  # lazy: dev dependencies (jupyter-book) that only the course section needs
     from nbclient import NotebookClient  # lazy: as above
@@ -82,6 +84,8 @@ def _course_rows(profile: str, chapters: list[str] | None, tests: bool) -> list[
             client = NotebookClient(notebook, timeout=1800, kernel_name="python3",
                                     resources={"metadata": {"path": str(path.parent)}})
             _, seconds = timed(client.execute)
+            if save:
+                nbformat.write(notebook, path)
             rows.append({"what": f"chapter {path.stem}", "profile": profile, "seconds": seconds,
                          "result": "ran top to bottom"})
     if tests:

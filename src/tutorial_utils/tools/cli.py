@@ -330,6 +330,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--chapters", nargs="*", help="course: only chapters whose file name starts so (e.g. 00 02)")
     bench.add_argument("--no-tests", dest="tests", action="store_false", help="course: skip the test suite")
     bench.add_argument("--no-chapters", dest="run_chapters", action="store_false", help="course: only the test suite")
+    bench.add_argument("--save-outputs", action="store_true",
+                       help="course: write each chapter's outputs into its notebook once it has run (the committed ones)")
     bench.add_argument("--precision", default="nf4-dq", help=argparse.SUPPRESS)
     bench.set_defaults(func=_cmd_bench)
     compare = commands.add_parser("compare", help="the capstone comparison (chapter 08): tables and plots to --out")
