@@ -30,7 +30,9 @@ REHEARSAL = textwrap.dedent("""
     # the chapters' recipes, as a Colab student runs them on the gpu profile
     head = recipes.embedding_head_run(profile, patents)
     encoder = recipes.encoder_run(profile, patents)
-    scored, generated = instruct_train._instruction_runs(profile, patents)
+    tuned = instruct_train.tune(profile, patents)
+    scored = instruct_train.scored_result(tuned, profile, patents)
+    generated = instruct_train.generated_result(tuned, profile, patents)
     model, _ = models.load_causal_lm(profile)
     prompts = [instruct.build_prompt(tokenizer, t, verbalizer) for t in patents["test"]["text"][:4]]
     budget = instruct.answer_budget(tokenizer, verbalizer)

@@ -111,7 +111,7 @@ class Protocol:
         """Two lines for a notebook's header: the examples, batch and seeds; the stopping rule and tuning."""
         examples = "all training examples" if self.train_examples is None else f"{self.train_examples} examples"
         batch = "each method's own batch" if self.batch_size is None else f"batch {self.batch_size}"
-        return (f"{examples} and {batch} for every method, seeds {', '.join(map(str, self.seeds))} (chapter 08)\n"
+        return (f"{examples} and {batch} for every method, seeds {', '.join(map(str, self.seeds))} (chapters 06, 08)\n"
                 f"each until validation stops improving (at most {self.max_epochs} epochs), lr chosen on validation")
 
     def grid_label(self) -> str:
