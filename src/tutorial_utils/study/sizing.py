@@ -270,7 +270,7 @@ def report(profile: Profile, device: Accelerator = T4, check: Profile | None = N
              _markdown_table(rows), "",
              f"The chapters: {cold:.0f} minutes in fresh runtimes, {cached:.0f} with the Drive cache "
              f"(target: at most {CHAPTER_LIMIT_MINUTES:g} minutes a chapter, {COURSE_LIMIT_HOURS:g} hours in all). "
-             "Chapter 08 reads the results store, and shows the cpu profile's runs while this profile's store is "
+             "Chapters 06 and 08 read the results store, and show the cpu profile's runs while this profile's store is "
              f"empty: making it (`python -m tutorial_utils reproduce --profile {profile.name}`: every grid and seed "
              f"at the epoch cap) would take about {reproduction:.1f} hours, a job for a longer GPU session that "
              "resumes where it stopped.", "",
