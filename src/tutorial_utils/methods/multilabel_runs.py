@@ -25,7 +25,7 @@ from . import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the names l
 from . import instruct
 from .answers import parse_labels
 from .instruct_train import InstructionModel, tune
-from .train import learning_curve, make_trainer, predict_logits
+from .train import make_trainer, predict_logits, train_and_report
 from .verbalizer import Verbalizer
 
 __all__ = ["parse_many", "label_table", "train_subset", "HeadScores", "train_head", "threshold_comparison",
@@ -77,10 +77,8 @@ def train_head(profile: Profile, data: DatasetDict) -> HeadScores:
     subset = train_subset(profile, data)
     trainer = make_trainer(model, tokenizer, subset, profile, settings=s, multi_label=True, run_name=MULTILABEL_HEAD,
                            eval_strategy="no", logging_steps=2)
-    _, seconds = timed(trainer.train)
-    report = {"train_seconds": seconds, "train_examples": len(subset["train"]),
-              "trainable_params": models.count_parameters(model).trainable,
-              "learning_curve": learning_curve(trainer.state.log_history).to_dict(orient="list")}
+    report = {**train_and_report(trainer), "train_examples": len(subset["train"]),
+              "trainable_params": models.count_parameters(model).trainable}
     probs = {}
     for split in ("validation", "test"):
         texts = list(data[split]["text"])
