@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tutorial_utils.setup import assets
-from tutorial_utils.setup.config import LoraSettings, get_profile
+from tutorial_utils.setup.config import ALL_LINEAR, LoraSettings, get_profile
 from tutorial_utils.modeling import models
 from tutorial_utils.modeling.models import ModelError
 from tutorial_utils.data import SECTION_NAMES, load_single_label
@@ -48,6 +48,16 @@ def test_missing_lora_targets_are_named(tiny):
     model, _ = models.load_sequence_classifier(tiny, SECTION_NAMES)
     with pytest.raises(ModelError, match=r"no layers named \['query'\].*q_proj"):
         models.add_lora(model, LoraSettings(target_modules=("query",)))
+
+
+def test_all_linear_shorthand_reaches_peft_as_its_string(tiny):
+    """("all-linear",) wraps every linear layer: peft reads the string, not a layer named "all-linear"."""
+    shorthand = LoraSettings(target_modules=("all-linear",))
+    assert shorthand.peft_targets == "all-linear" and tiny.lora.peft_targets == list(tiny.lora.target_modules)
+    model, _ = models.load_sequence_classifier(tiny, SECTION_NAMES)
+    explicit = lora_formula(model, LoraSettings(target_modules=ALL_LINEAR))
+    peft_model = models.add_lora(model, shorthand)
+    assert models.count_parameters(peft_model).trainable == explicit + model.score.weight.numel()
 
 
 def test_pad_token_equal_to_eos_is_replaced():

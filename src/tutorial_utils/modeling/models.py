@@ -187,7 +187,7 @@ def add_lora(model: nn.Module, lora: LoraSettings, task_type: str = "SEQ_CLS",
             model, use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(task_type=task_type, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=targets[0] if targets == ["all-linear"] else targets)
+                        target_modules=lora.peft_targets)
     return get_peft_model(model, config)
 
 

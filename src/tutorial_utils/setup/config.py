@@ -38,6 +38,12 @@ class LoraSettings:
         """The factor alpha / r that multiplies the low-rank update B A."""
         return self.alpha / self.r
 
+    @property
+    def peft_targets(self) -> str | list[str]:
+        """``target_modules`` as peft's ``LoraConfig`` takes it: the string "all-linear" for that shorthand (a
+        one-item list would be read as a layer named "all-linear"), else the list of layer names."""
+        return "all-linear" if tuple(self.target_modules) == ("all-linear",) else list(self.target_modules)
+
 
 # every linear layer of a Llama-style block: the largest LoRA target set (the budget axis, chapters 04 and 08)
 # your data's options (chapter 09, ``train --data``): a text longer than the run reads gives its first tokens or

@@ -84,7 +84,7 @@ def _plain_script(table: pd.DataFrame, profile: Profile, learning_rate: float, o
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # as the course: the same speed
     model = get_peft_model(model, LoraConfig(
         task_type="SEQ_CLS", r=profile.lora.r, lora_alpha=profile.lora.alpha, lora_dropout=profile.lora.dropout,
-        target_modules=list(profile.lora.target_modules)))
+        target_modules=profile.lora.peft_targets))
 
     def encode(split: str) -> Dataset:
         part = table[table["split"] == split]
