@@ -77,3 +77,23 @@ def test_profiles_table_has_one_row_per_profile():
     rows = config.profiles_table()
     assert [r["profile"] for r in rows] == list(PROFILES)
     assert rows[0]["train / val / test"] == "192/64/96"
+
+
+def test_tables_group_counts_by_thousands_and_leave_other_numbers_alone():
+    """The chapters' tables (session.frame_html, their notebook display) print 465,408, and 0.123 stays 0.123."""
+    import pandas as pd
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from tutorial_utils.setup import session
+
+    frame = pd.DataFrame({"trainable params": [465408, 22716296], "macro-F1": [0.12345, 0.5], "seed": [1, 2]},
+                         index=pd.Index(["head", "encoder"], name="method"))
+    html = session.frame_html(frame.round(3))
+    assert "<td>465,408</td>" in html and "<td>22,716,296</td>" in html and "<td>0.123</td>" in html
+    assert "465408" not in html and 'class="dataframe"' in html
+    shell = InteractiveShell.instance()
+    try:
+        session._group_thousands_in_notebooks()
+        assert "<td>465,408</td>" in shell.display_formatter.format(frame)[0]["text/html"]
+    finally:
+        InteractiveShell.clear_instance()

@@ -18,7 +18,7 @@ from .budgets import profile_training_memory
 from .checks import DataWarning
 from .config import PROFILES, Profile, ProfileError, get_profile
 
-__all__ = ["quiet", "seed_everything", "versions", "start"]
+__all__ = ["quiet", "seed_everything", "versions", "frame_html", "start"]
 
 _HIDE_PROGRESS_ENV = "COURSE_HIDE_PROGRESS"
 # the libraries whose warnings and logs quiet() silences: their noise, never the course's own DataWarning
@@ -121,9 +121,34 @@ def _gpu_memory_problem(profile: Profile, total_bytes: int, device: str = "this 
             "(a smaller model and shorter texts), or use a GPU with more memory.")
 
 
+def frame_html(frame) -> str:
+    """A DataFrame as a notebook shows it, with whole-number columns grouped in thousands (465,408 trainable
+    parameters, not 465408): how the chapters' tables print counts (``start`` makes it the notebook's display)."""
+    import pandas as pd  # lazy: pandas costs ~0.5 s; session is light
+
+    counts = {c: "{:,}".format for c in frame.columns if pd.api.types.is_integer_dtype(frame[c].dtype)}
+    return frame.to_html(formatters=counts, notebook=True, max_rows=pd.get_option("display.max_rows"),
+                         max_cols=pd.get_option("display.max_columns"), float_format=pd.get_option("display.float_format"))
+
+
+def _group_thousands_in_notebooks() -> None:
+    """In a notebook (IPython), show every DataFrame with ``frame_html``; elsewhere nothing changes."""
+    try:
+        from IPython import get_ipython  # lazy: only a notebook has a display to set
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and "text/html" in shell.display_formatter.formatters:
+        import pandas as pd  # lazy: as in frame_html
+
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, frame_html)
+
+
 def start(profile: str | None = None, show: bool = True) -> Profile:
-    """Start a chapter: quiet logs, resolve the profile, seed, and print what runs where. Returns the profile."""
+    """Start a chapter: quiet logs, resolve the profile, seed, group counts in tables by thousands, and print what
+    runs where. Returns the profile."""
     quiet()
+    _group_thousands_in_notebooks()
     chosen = get_profile(profile)
     _check_gpu_memory(chosen)
     seed_everything(chosen.seed)
