@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 from tutorial_utils.setup.config import get_profile
-from tutorial_utils.tools import bench_report, bench_sections, cli
+from tutorial_utils.setup.checks import DataError
+from tutorial_utils.tools import bench_report, bench_sections, cli, cli_data
 
 
 def test_parser_knows_the_methods_and_the_benchmarks():
     args = cli.parser().parse_args(["train", "embedding-head", "--profile", "tiny", "--out", "x"])
-    assert (args.method, args.profile, args.out, args.func) == ("embedding-head", "tiny", "x", cli._cmd_train)
+    assert (args.method, args.profile, args.out, args.func) == ("embedding-head", "tiny", "x", cli_data.train_on_data)
     args = cli.parser().parse_args(["bench", "all", "--profile", "tiny", "--no-figures"])
     assert args.step == "all" and args.no_figures and args.tests
     with pytest.raises(SystemExit):
@@ -24,16 +25,22 @@ def test_parser_knows_the_methods_and_the_benchmarks():
         cli.parser().parse_args(["train", "bert", "--out", "x"])
 
 
-def test_the_profiles_batch_stays_the_global_batch_over_processes():
+def test_the_protocols_batch_stays_the_global_batch_over_processes():
+    from tutorial_utils.methods import runners
+
     profile = get_profile("tiny")
-    split, per_device = cli._with_batch(profile, "embedding-head", None, world=2)
-    assert per_device == split.train.batch_size == profile.train.batch_size // 2
-    assert split.encoder_train == profile.encoder_train
-    _, per_device = cli._with_batch(profile, "encoder", 4, world=2)
-    assert per_device == 4
-    odd = dataclasses.replace(profile, train=dataclasses.replace(profile.train, batch_size=15))
-    with pytest.raises(SystemExit, match="per-device-batch"):
-        cli._with_batch(odd, "embedding-head", None, world=2)
+    whole = runners.protocol_profile(profile)  # the batch a run on one process takes a step
+    split, per_device = cli_data.with_batch(profile, "embedding-head", None, world=2)
+    assert per_device == split.train.batch_size == whole.train.batch_size // 2
+    assert split.encoder_train == whole.encoder_train
+    assert runners.protocol_profile(split) == split  # training applies the protocol again: the split stays
+    encoder, per_device = cli_data.with_batch(profile, "encoder-finetune", 4, world=2)
+    assert per_device == encoder.encoder_train.batch_size == 4 and encoder.train == whole.train
+    instruction, _ = cli_data.with_batch(profile, "instruction-scored", None, world=2)
+    assert instruction.instruct_train.batch_size == whole.instruct_train.batch_size // 2
+    odd = dataclasses.replace(profile, protocol=dataclasses.replace(profile.protocol, batch_size=15))
+    with pytest.raises(DataError, match="per-device-batch"):
+        cli_data.with_batch(odd, "embedding-head", None, world=2)
 
 
 @pytest.mark.parametrize("value, text", [(None, "-"), (12345, "12,345"), (0.25, "0.25"), (0.0271, "0.0271"),
@@ -75,19 +82,33 @@ def run_cli(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_train_tfidf_writes_metrics_and_predictions_once(tmp_path):
+def test_train_without_data_trains_the_profiles_task_into_one_run_folder(tmp_path):
+    """``train tfidf`` without --data: the profile's task, to the same run folder as --data, and predict reads it."""
     done = run_cli("train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "out"), cwd=tmp_path,
                    COURSE_RUNS=str(tmp_path / "runs"))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "predictions.csv"]
-    record = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert record["method"] == "tfidf-logreg" and record["profile"] == "tiny"
-    assert record["distributed"]["world_size"] == 1 and record["metrics"]["accuracy"] > 0.3
-    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert len(table) == 96 and set(table["true"]) <= set(record["label_names"])
-    probs = table[[f"p({n})" for n in record["label_names"]]].to_numpy()
-    assert abs(probs.sum(axis=1) - 1).max() < 1e-6
-    assert done.stdout.count("rank 0 wrote") == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".lock") == ["metrics.json", "model", "record"]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    profile = get_profile("tiny")
+    assert metrics["method"] == "tfidf-logreg" and metrics["dataset"] == profile.single_label_data
+    assert metrics["test_metrics"]["accuracy"] > 0.3 and "distributed" not in metrics  # one process
+    assert done.stdout.count("wrote model/, record/ and metrics.json") == 1
+    from tutorial_utils.data import load_single_label
+
+    test = load_single_label(profile)["test"]
+    names = test.features["label"].names
+    pd.DataFrame({"text": test["text"], "label": [names[i] for i in test["label"]]}).to_csv(tmp_path / "new.csv", index=False)
+    read = run_cli("predict", "--model", str(tmp_path / "out"), "--data", str(tmp_path / "new.csv"), "--label-column",
+                   "label", "--out", str(tmp_path / "predictions.csv"), cwd=tmp_path)
+    assert read.returncode == 0, read.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    assert (table["true"] == table["predicted"]).mean() == pytest.approx(metrics["test_metrics"]["accuracy"])
+
+
+def test_csv_options_without_data_are_refused_by_name(tmp_path):
+    done = run_cli("train", "tfidf", "--profile", "tiny", "--split-column", "part", "--out", str(tmp_path / "out"),
+                   cwd=tmp_path)
+    assert done.returncode == 2 and "--split-column describe a CSV" in done.stderr and not (tmp_path / "out").exists()
 
 
 def test_compare_writes_the_capstone_tables(tmp_path, monkeypatch):

@@ -172,6 +172,14 @@ def test_schedule_gives_small_sets_more_epochs_but_no_more_evaluations():
     assert full == {"steps_per_epoch": 63, "max_epochs": 6, "eval_every": 32}
     small = plateau.schedule(100, 16, protocol)
     assert small["max_epochs"] == 15 and small["steps_per_epoch"] * small["max_epochs"] / small["eval_every"] <= 12
+    # under DDP each of 2 processes takes 8 a step: the same 16 a step, so the same schedule
+    assert plateau.schedule(1000, 8, protocol, processes=2) == full
+
+
+def test_schedule_counts_the_processes_that_torchrun_starts(monkeypatch):
+    protocol = Protocol(max_epochs=6, evals_per_epoch=2, min_steps=100)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert plateau.schedule(1000, 8, protocol) == plateau.schedule(1000, 16, protocol, processes=1)
 
 
 class FakeModel:

@@ -129,9 +129,9 @@ def cli(*args: str, cache_dir: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("epochs", ["-1", "0", "two"])
-def test_cli_refuses_epochs_that_are_not_positive(run_cache, tmp_path, epochs):
-    done = cli("train", "tfidf", "--epochs", epochs, "--out", str(tmp_path / "run"), cache_dir=run_cache)
-    assert done.returncode == 2 and "--epochs" in done.stderr
+def test_cli_refuses_an_epoch_cap_that_is_not_positive(run_cache, tmp_path, epochs):
+    done = cli("train", "tfidf", "--max-epochs", epochs, "--out", str(tmp_path / "run"), cache_dir=run_cache)
+    assert done.returncode == 2 and "--max-epochs" in done.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -171,9 +171,6 @@ def test_the_command_line_refuses_bad_input_in_one_line(tmp_path, refused):
     assert "is not a file" in missing
     (tmp_path / "empty.csv").write_text("")
     assert "is empty" in refused(cli_train(tmp_path / "empty.csv", tmp_path / "run"))
-    table().to_csv(tmp_path / "ok.csv", index=False)
-    assert "--epochs apply to the profile's data only" in refused(cli_train(tmp_path / "ok.csv", tmp_path / "run",
-                                                                             "--epochs", "2"))
     latin = tmp_path / "latin.csv"
     table().assign(message=lambda f: f["message"] + " caf\xe9").to_csv(latin, index=False, encoding="latin-1")
     assert "--encoding latin-1" in refused(cli_train(latin, tmp_path / "run"))

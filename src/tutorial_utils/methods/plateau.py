@@ -18,20 +18,23 @@ from ..data.common import label_names
 from ..evaluation.metrics import macro_f1, softmax
 from ..setup.config import Profile, Protocol, TrainSettings
 from ..setup.timing import timed
-from .train import balanced_weights, make_trainer, predict_logits, windows
+from .train import balanced_weights, make_trainer, predict_logits, windows, world_size
 
 __all__ = ["Evaluate", "schedule", "PlateauCallback", "train_to_plateau", "fit_classifier"]
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
 
 
-def schedule(n_train: int, batch_size: int, protocol: Protocol, grad_accum: int = 1) -> dict[str, int]:
+def schedule(n_train: int, batch_size: int, protocol: Protocol, grad_accum: int = 1,
+             processes: int | None = None) -> dict[str, int]:
     """Optimiser steps per epoch, the epochs to allow and the steps between evaluations, for one run.
 
-    A small training set gets more epochs (at least ``min_steps`` steps in all); its evaluations are then
-    spaced so that a run never evaluates more often than a full-size one does.
+    ``batch_size`` is each process's; a step takes ``batch_size x grad_accum x processes`` examples (``processes``:
+    default ``train.world_size()``). A small training set gets more epochs (at least ``min_steps`` steps in all);
+    its evaluations are then spaced so that a run never evaluates more often than a full-size one does.
     """
-    per_epoch = max(1, math.ceil(n_train / (batch_size * grad_accum)))
+    processes = processes or world_size()
+    per_epoch = max(1, math.ceil(n_train / (batch_size * grad_accum * processes)))
     epochs = max(protocol.max_epochs, math.ceil(protocol.min_steps / per_epoch))
     # at least evals_per_epoch evaluations an epoch, and no more in all than max_epochs x evals_per_epoch
     most = protocol.max_epochs * protocol.evals_per_epoch

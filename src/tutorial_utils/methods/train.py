@@ -22,11 +22,17 @@ from ..setup.checks import DataError, check_finite, check_texts
 from ..setup.config import Profile, TrainSettings
 from ..setup.timing import timed
 
-__all__ = ["CHUNK_OVERLAP", "windows", "tokenize", "training_arguments", "compute_metrics_fn", "make_trainer",
+__all__ = ["CHUNK_OVERLAP", "world_size", "windows", "tokenize", "training_arguments", "compute_metrics_fn", "make_trainer",
            "balanced_weights", "with_course_callbacks", "FiniteLoss", "predict_logits", "train_and_report", "learning_curve"]
 
 
 CHUNK_OVERLAP = 0.25  # the share of a window that the next one repeats (``chunk=True``: texts longer than a run reads)
+
+
+def world_size() -> int:
+    """The processes that train together: ``WORLD_SIZE``, which ``torchrun`` and ``accelerate launch`` set (1 alone;
+    book page "Scaling out"). Each takes ``per_device_train_batch_size`` examples a step."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def windows(tokenizer, texts: list[str], max_length: int, chunk: bool = False) -> tuple[dict, np.ndarray]:

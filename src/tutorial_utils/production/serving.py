@@ -25,7 +25,8 @@ from ..setup.checks import DataError, check_finite, check_safetensors, check_tex
 __all__ = ["WRITES", "predict"]
 
 MODEL, RECORD, METRICS = "model", "record", "metrics.json"
-WRITES = (MODEL, RECORD, METRICS, "predictions.csv")  # what a run folder holds: all that --overwrite replaces
+# what a run folder holds, all that --overwrite replaces (predictions.csv: what an older train wrote)
+WRITES = (MODEL, RECORD, METRICS, "predictions.csv")
 LOCK, STAGED, REPLACED = ".lock", ".partial", ".old"  # a run folder's own bookkeeping (not the user's files)
 LABELS_FILE = "labels.json"  # a TF-IDF model's label names (a transformers folder keeps them in its config)
 

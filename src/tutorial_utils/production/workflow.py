@@ -14,6 +14,7 @@ import gc
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -166,7 +167,8 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
           learning_rate: float | None = None, seed: int | None = None, overwrite: bool = False,
           command: str | None = None, data_warnings: list[str] | None = None,
           max_length: int | None = None, tune: bool = False, class_weight: str | None = None,
-          long_texts: str = "truncate", max_epochs: int | None = None) -> records.RunRecord:
+          long_texts: str = "truncate", max_epochs: int | None = None, writes: bool = True,
+          distributed: Callable[[records.RunRecord], dict] | None = None) -> records.RunRecord:
     """Train ``method`` on ``data`` to a validation plateau (the comparison's protocol) and save the run in ``out``.
 
     ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid;
@@ -178,19 +180,25 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     The run is written beside ``out``'s files and swapped in only when complete, under a lock: a second
     training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
     warned of (leakage, rare classes, a class a split lacks), kept in the record and in ``metrics.json``.
+    Under a launcher (``torchrun``; book page "Scaling out") every process trains and only the first ``writes``
+    (the others neither check nor touch ``out``); ``distributed(record)``, called on every process after
+    training, returns what ``metrics.json`` keeps of the processes under "distributed".
     """
     if method not in _SERVABLE:
         raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "
                                     f"{', '.join(_SERVABLE)}.")
     _check_options(method, class_weight, long_texts, tune, learning_rate)
     profile = _with_max_epochs(profile, max_epochs)
-    out = prepare_out(out, overwrite)
     options = {"tune": tune, "class_weight": class_weight, "long_texts": long_texts}
+    if not writes:
+        return _train(profile, method, data, Path(out), dataset, learning_rate, seed, command, data_warnings or [],
+                      max_length, options, writes, distributed)
+    out = prepare_out(out, overwrite)
     try:
         with files.locked(out / LOCK, busy=f"Another training is writing into {out}. Fix: wait for it to finish, or "
                                            "pass another folder."):
             return _train(profile, method, data, out, dataset, learning_rate, seed, command, data_warnings or [],
-                          max_length, options)
+                          max_length, options, writes, distributed)
     except BlockingIOError as error:
         raise DataError(str(error)) from None
 
@@ -260,10 +268,11 @@ def _fit_or_tune(profile: Profile, method: str, fit, tune_it: bool, learning_rat
 
 def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset: str, learning_rate: float | None,
            seed: int | None, command: str | None, data_warnings: list[str], max_length: int | None,
-           options: dict) -> records.RunRecord:
-    """``train``'s work, under its lock: fit (or tune), save into a staged folder, swap it in."""
+           options: dict, writes: bool = True,
+           distributed: Callable[[records.RunRecord], dict] | None = None) -> records.RunRecord:
+    """``train``'s work, under its lock: fit (or tune), save into a staged folder, swap it in (``train``)."""
     profile, length = text_length(runners.protocol_profile(profile), method, data, max_length, options["long_texts"])
-    if length:
+    if length and writes:
         print(length, flush=True)
     seed = profile.seed if seed is None else seed
     names = data["train"].features["label"].names
@@ -275,13 +284,16 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     value, trained, outcome, seconds, chosen = _fit_or_tune(profile, method, fit, options["tune"], learning_rate)
     outcome = _with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen,
                                      "long texts": options["long_texts"] if chunk else ""})
-    staged = files.staging(out / STAGED)
-    save_model(method, trained, profile, names, staged / MODEL, chunk)
     config = {**runners.settings(profile, method, value), **_option_settings(options)}
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
+    processes = distributed(record) if distributed else None  # every process takes part
+    if not writes:
+        return record
     ending = ended(record, profile)
     if ending:
         print(ending, flush=True)
+    staged = files.staging(out / STAGED)
+    save_model(method, trained, profile, names, staged / MODEL, chunk)
     store.write(record, staged / RECORD)
     (staged / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
         "method": method, "dataset": dataset, "label_names": names, "max_length": config.get("train", {}).get("max_length"),
@@ -292,7 +304,8 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
         "test_per_class": per_class_scores(record.y_true, record.y_pred, names).to_dict(orient="records"),
         "macro_f1_over": [names[c] for c in present_classes(record.y_true, record.y_pred, len(names))],
         "data_warnings": list(data_warnings), "ended": run_checks.convergence(record),
-        "model_files": files.checksums(staged / MODEL)}, indent=1))
+        "model_files": files.checksums(staged / MODEL), **({"distributed": processes} if processes else {})},
+        indent=1, default=files.jsonable))
     install(staged, out)  # the previous run's files go only now that the new run is trained and saved
     return record
 

@@ -1,21 +1,20 @@
-"""The course as commands: ``python -m tutorial_utils train ...`` and ``python -m tutorial_utils bench ...``.
+"""The course as commands: ``python -m tutorial_utils train ...``, ``predict``, ``compare``, ``reproduce``, ``ledger``
+and ``bench``.
 
-``train METHOD --data my.csv --label-column L --out run/`` trains one method on your own table to a
-validation plateau and saves a model that plain transformers serves; ``predict --model run/ --data
-new.csv`` labels new texts with it (``workflow`` and ``serving``, chapter 09).
-
-``compare`` runs the capstone comparison of chapter 08 and writes its tables and plots to a folder.
-``train`` is the capstone training script: one method trained and tested on a profile, its metrics and test
-predictions written once (by rank 0) into ``--out``. It runs unchanged on one process, under
-``torchrun`` and under ``accelerate launch`` (book page "Scaling out", book/scaling.md). ``bench``
-measures what the course costs and writes ``benchmarks/results/<profile>-<device>.json`` and ``.md``
+``train METHOD [--data my.csv --label-column L] --out run/`` trains one method to a validation plateau on your
+own table (without ``--data``: on the profile's task) and saves a model that plain transformers serves, its run
+record and ``metrics.json``; ``predict --model run/ --data new.csv`` labels new texts with it (``workflow`` and
+``serving``, chapter 09). ``train`` runs unchanged on one process, under ``torchrun`` and under ``accelerate
+launch``: every process trains its share of each batch and the first writes (book page "Scaling out",
+book/scaling.md). ``compare`` shows the capstone comparison of chapter 08 from the results store (with
+``--data``: trains it on your CSV) and writes its tables and plots to a folder; ``reproduce`` fills the store.
+``bench`` measures what the course costs and writes ``benchmarks/results/<profile>-<device>.json`` and ``.md``
 plus figures for the page "What it costs" (book/costs.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -24,8 +23,6 @@ from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
 
-import numpy as np
-
 from .. import methods
 from ..setup.checks import DataError
 from ..setup.config import CLASS_WEIGHTS, LONG_TEXTS
@@ -33,11 +30,10 @@ from ..setup.files import jsonable
 from ..setup.timing import timed
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
-from .cli_data import ALIASES, check_out, cmd_predict, compare_on_data, csv_options, train_on_data
+from .cli_data import ALIASES, cmd_predict, compare_on_data, csv_options, train_on_data
 
-__all__ = ["METHODS", "message", "positive", "parser", "main"]
+__all__ = ["message", "positive", "parser", "main"]
 
-METHODS = ("embedding-head", "encoder", "tfidf")
 _BENCH_STEPS = ("memory", "params", "train", "infer")
 # errors that name the problem and its fix: main prints them in one line, exit code 2 (as argparse does)
 _EXPECTED = (DataError, FileExistsError, methods.UnknownMethod)
@@ -46,19 +42,6 @@ _EXPECTED = (DataError, FileExistsError, methods.UnknownMethod)
 def message(error: Exception) -> str:
     """An expected error's text (a KeyError's without the quotes ``str`` adds)."""
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-
-
-# ---- train: the capstone script ---------------------------------------------------------------------
-
-def _with_batch(profile, method: str, per_device: int | None, world: int):
-    """The profile with a per-device batch that keeps the profile's batch as the global batch across processes."""
-    field = "encoder_train" if method == "encoder" else "train"
-    settings = getattr(profile, field)
-    size = per_device or settings.batch_size // world
-    if not per_device and settings.batch_size % world:
-        raise SystemExit(f"The profile's batch size {settings.batch_size} does not split over {world} processes. "
-                         "Fix: pass --per-device-batch N (the global batch is then N x processes).")
-    return dataclasses.replace(profile, **{field: dataclasses.replace(settings, batch_size=size)}), size
 
 
 def positive(kind: type, zero: bool = False) -> Callable[[str], float]:
@@ -75,99 +58,32 @@ def positive(kind: type, zero: bool = False) -> Callable[[str], float]:
 
 
 def _data_options(command: argparse.ArgumentParser) -> None:
-    """The options of a run on your data (``train --data``, ``compare --data``; chapter 09), and the CSV's format."""
-    command.add_argument("--max-length", type=positive(int), help="--data: tokens read of each text (default: enough "
+    """The options of a training to a plateau (``train``, ``compare --data``; chapter 09), and the CSV's format."""
+    command.add_argument("--max-length", type=positive(int), help="tokens read of each text (default: enough "
                                                                   "for 95%% of the training texts, at most twice the "
                                                                   "profile's length)")
-    command.add_argument("--max-epochs", type=positive(int), help="--data: the epoch cap of training to a validation "
+    command.add_argument("--max-epochs", type=positive(int), help="the epoch cap of training to a validation "
                                                                   "plateau (default: the profile's protocol's)")
-    command.add_argument("--tune", action="store_true", help="--data: choose the learning rate (TF-IDF: C) on "
+    command.add_argument("--tune", action="store_true", help="choose the learning rate (TF-IDF: C) on "
                                                              "validation from the protocol's grid (3 to 5 trainings each)")
-    command.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="--data: weight the loss by class, for skewed "
+    command.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="weight the loss by class, for skewed "
                                                                        "labels (balanced: n / (classes x count))")
     command.add_argument("--long-texts", choices=LONG_TEXTS, default="truncate",
-                         help="--data: a text longer than the length read: its first tokens (truncate, the default), "
+                         help="a text longer than the length read: its first tokens (truncate, the default), "
                               "or overlapping windows whose logits are averaged (chunk; embedding-head and encoder)")
     csv_options(command)
 
 
 def _refuse_without_data(args: argparse.Namespace) -> None:
-    """Options that apply to your data only, given without ``--data``: refused, naming them."""
+    """``compare``: options that apply to your data only, given without ``--data``: refused, naming them."""
     only_yours = [flag for flag, value in (("--learning-rate", getattr(args, "learning_rate", None)),
                                            ("--max-length", args.max_length), ("--max-epochs", args.max_epochs),
                                            ("--split-column", args.split_column),
                                            ("--tune", args.tune), ("--class-weight", args.class_weight),
                                            ("--long-texts", args.long_texts != "truncate")) if value]
     if only_yours:
-        raise DataError(f"{' and '.join(only_yours)} apply to your data only (--data my.csv); the profile's data trains "
-                        "with the profile's settings. Fix: pass --data, or leave them out.")
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    """Train and test one method; rank 0 writes metrics.json and predictions.csv into --out."""
-    if args.data:
-        return train_on_data(args)
-    _refuse_without_data(args)
-    if ALIASES.get(args.method, args.method) not in {ALIASES[m] for m in METHODS}:
-        raise SystemExit(f"{args.method} trains only on your data here. Fix: pass --data my.csv (or train one of "
-                         f"{', '.join(METHODS)} on the profile's data).")
-    import pandas as pd  # lazy: per command, so that cli starts fast
-    import torch  # lazy: as above
-    from accelerate import PartialState  # lazy: as above
-
-    from ..setup import assets, session  # lazy: as above
-    from ..methods import recipes  # lazy: as above
-    from ..setup.config import get_profile  # lazy: as above
-    from ..data import load_single_label  # lazy: as above
-
-    session.quiet()
-    cuda = torch.cuda.is_available()
-    # join the process group first (a no-op on one process), so that rank 0 can prepare files before the others read them
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # by torchrun or accelerate launch
-    state = PartialState(cpu=not cuda, **({"backend": "gloo"} if launched and not cuda else {}))
-    world, rank = state.num_processes, state.process_index
-    profile = get_profile(args.profile)
-    out = check_out(Path(args.out), args.overwrite) if state.is_main_process else Path(args.out)
-    if args.epochs:
-        for field in ("train", "encoder_train"):
-            profile = dataclasses.replace(profile, **{field: dataclasses.replace(getattr(profile, field), epochs=args.epochs)})
-    profile, per_device = _with_batch(profile, args.method, args.per_device_batch, world)
-    with state.main_process_first():
-        assets.model_path(profile.encoder if args.method == "encoder" else profile.causal_lm)
-        data = load_single_label(profile)
-    run = {"embedding-head": recipes.embedding_head_run, "encoder": recipes.encoder_run, "tfidf": recipes.tfidf_run}
-    result = run[args.method](profile, data)
-    curve = result.extra.get("learning_curve", {})
-    mine = {"rank": rank, "optimizer steps": int(max(curve.get("step", [0]) or [0])),
-            "train seconds": result.extra.get("train_seconds"), "probs": result.probs}
-    everyone = [mine]
-    if world > 1:
-        everyone = [None] * world
-        torch.distributed.all_gather_object(everyone, mine)
-    print(f"rank {rank} of {world}: {mine['optimizer steps']} optimizer steps, {per_device} examples per step "
-          f"on this rank, {mine['train seconds'] or 0:.1f} s", file=sys.stderr, flush=True)
-    if state.is_main_process:
-        if result.model is not None:  # the trained weights, beside the metrics of the same training
-            result.model.save_pretrained(out / "model")
-        ranks = [{k: v for k, v in r.items() if k != "probs"} for r in everyone]
-        spread = max(float(np.abs(r["probs"] - result.probs).max()) for r in everyone)
-        record = {"method": result.method, "profile": result.profile, "seed": result.seed, "metrics": result.metrics,
-                  "label_names": result.label_names, "extra": result.extra,
-                  "command": "python -m tutorial_utils " + " ".join(sys.argv[1:]),
-                  "distributed": {"world_size": world, "backend": str(state.backend), "per_device_batch": per_device,
-                                  "global_batch": per_device * world, "ranks": ranks,
-                                  "max |probability difference| between ranks": spread}}
-        (out / "metrics.json").write_text(json.dumps(record, indent=1, default=jsonable))
-        table = pd.DataFrame(result.probs, columns=[f"p({n})" for n in result.label_names])
-        table.insert(0, "predicted", [result.label_names[i] for i in result.y_pred])
-        table.insert(0, "true", [result.label_names[i] for i in result.y_true])
-        table.to_csv(out / "predictions.csv", index_label="test example")
-        wrote = "metrics.json, predictions.csv" + (" and model/" if result.model is not None else "")
-        print(f"rank 0 wrote {wrote} to {out}: " + result.summary(), flush=True)
-    state.wait_for_everyone()
-    if world > 1 and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    return 0
+        raise DataError(f"{' and '.join(only_yours)} apply to a comparison on your data only (--data my.csv); without it "
+                        "compare reads the results store. Fix: pass --data, or leave them out.")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -291,23 +207,23 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m tutorial_utils``."""
     top = argparse.ArgumentParser(prog="python -m tutorial_utils", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train and test one method; rank 0 writes the results (capstone)")
+    train = commands.add_parser("train", help="train one method to a validation plateau on your CSV (or the profile's "
+                                              "task) and save a model that serves; under torchrun, the first process writes")
     train.add_argument("method", choices=tuple(ALIASES) + tuple(v for v in ALIASES.values() if v not in ALIASES))
     train.add_argument("--profile", help="tiny, cpu, gpu or paper (default: COURSE_PROFILE, else by device)")
-    train.add_argument("--out", required=True, help="folder for metrics.json, predictions.csv and model/ (new or empty)")
+    train.add_argument("--out", required=True, help="folder for model/, record/ and metrics.json (new or empty)")
     train.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
-    train.add_argument("--epochs", type=positive(float), help="override the profile's epochs (a number > 0)")
     train.add_argument("--per-device-batch", type=positive(int),
                        help="batch per process (default: the profile's batch divided by the number of processes)")
-    train.add_argument("--data", help="your CSV: train on it to a validation plateau and save a model that serves")
+    train.add_argument("--data", help="your CSV (default: the profile's own task, the patent sections)")
     train.add_argument("--text-column", default="text", help="--data: the column of texts (default: text)")
     train.add_argument("--label-column", default="label", help="--data: the column of labels (default: label)")
     train.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
-    train.add_argument("--learning-rate", type=positive(float), help="--data: learning rate (TF-IDF: C); default: the method's")
+    train.add_argument("--learning-rate", type=positive(float), help="learning rate (TF-IDF: C); default: the method's")
     _data_options(train)
-    train.set_defaults(func=_cmd_train)
-    predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train --data saved")
-    predict.add_argument("--model", required=True, help="the --out folder of train --data")
+    train.set_defaults(func=train_on_data)
+    predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train saved")
+    predict.add_argument("--model", required=True, help="the --out folder of train")
     predict.add_argument("--data", required=True, help="a CSV of texts")
     predict.add_argument("--out", default="predictions.csv", help="the CSV to write (default: predictions.csv)")
     predict.add_argument("--text-column", default="text")

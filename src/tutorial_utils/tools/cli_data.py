@@ -1,4 +1,4 @@
-"""The command line on your own data: ``train METHOD --data my.csv``, ``predict`` and ``compare --data``.
+"""The command line that trains and predicts: ``train METHOD [--data my.csv]``, ``predict`` and ``compare --data``.
 
 Each checks its input and output before any model loads, prints the data's warnings (``checks.DataWarning``)
 and keeps them in the run record; ``cli.main`` turns the errors that name a fix into one line and exit code 2.
@@ -8,6 +8,7 @@ Taught in chapter 09 ("From notebook to production").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 from .. import methods
 from ..setup.checks import DataError, DataWarning
 
-__all__ = ["ALIASES", "check_out", "train_on_data", "cmd_predict", "compare_on_data", "csv_options"]
+__all__ = ["ALIASES", "check_out", "with_batch", "train_on_data", "cmd_predict", "compare_on_data", "csv_options"]
 
 ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER, "tfidf": methods.TFIDF,
            "instruction": methods.INSTRUCTION_SCORED}  # -> registry
@@ -36,9 +37,9 @@ def check_out(out: Path, overwrite: bool) -> Path:
     return prepare_out(out, overwrite)
 
 
-def _read_data(args: argparse.Namespace) -> tuple[object, list[str]]:
-    """``--data`` read and checked (``data.from_csv``), with the data warnings it raised, each printed to stderr.
-    (Texts longer than a run reads are counted by ``workflow.text_length``, once the run's length is chosen.)"""
+def _read_data(args: argparse.Namespace, show: bool = True) -> tuple[object, list[str]]:
+    """``--data`` read and checked (``data.from_csv``), with the data warnings it raised, each printed to stderr
+    (``show``). (Texts longer than a run reads are counted by ``workflow.text_length``, once the run's length is chosen.)"""
     from .. import data  # lazy: per command, so that cli starts fast
 
     with warnings.catch_warnings(record=True) as caught:
@@ -49,36 +50,97 @@ def _read_data(args: argparse.Namespace) -> tuple[object, list[str]]:
     for w in caught:
         if not issubclass(w.category, DataWarning):  # someone else's warning: passed on as it came
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    for message in said:
+    for message in said if show else ():
         print(f"warning: {message}", file=sys.stderr, flush=True)
     return mine, said
 
 
-def train_on_data(args: argparse.Namespace) -> int:
-    """``train METHOD --data my.csv``: one method on your table, to a validation plateau, saved to serve."""
-    import pandas as pd  # lazy: per command, so that cli starts fast
+_CSV_ONLY = {"--text-column": ("text_column", "text"), "--label-column": ("label_column", "label"),
+             "--split-column": ("split_column", None), "--encoding": ("encoding", "utf-8"), "--delimiter": ("delimiter", ",")}
 
-    from ..setup import session  # lazy: as above
+
+def _refuse_csv_options(args: argparse.Namespace) -> None:
+    """The options that describe a CSV, given without ``--data``: refused, naming them (the profile's task has none)."""
+    given = [flag for flag, (name, default) in _CSV_ONLY.items() if getattr(args, name, default) != default]
+    if given:
+        raise DataError(f"{' and '.join(given)} describe a CSV, and no --data was given: without it the profile's own "
+                        "task trains. Fix: pass --data my.csv, or leave them out.")
+
+
+def with_batch(profile, method: str, per_device: int | None, world: int):
+    """The profile with a per-device batch that keeps the protocol's batch as the global batch across processes
+    (``per_device``: this batch on each process instead); returns (profile, the batch of each process)."""
+    from ..methods.runners import protocol_profile  # lazy: per command, so that cli starts fast
+
+    profile = protocol_profile(profile)  # the protocol's batch, once: the split below must not be undone
+    profile = dataclasses.replace(profile, protocol=dataclasses.replace(profile.protocol, batch_size=None))
+    field = {methods.ENCODER: "encoder_train", methods.INSTRUCTION_SCORED: "instruct_train"}.get(method, "train")
+    settings = getattr(profile, field)
+    size = per_device or settings.batch_size // world
+    if not per_device and settings.batch_size % world:
+        raise DataError(f"The batch size {settings.batch_size} does not split over {world} processes. "
+                        "Fix: pass --per-device-batch N (the global batch is then N x processes).")
+    return dataclasses.replace(profile, **{field: dataclasses.replace(settings, batch_size=size)}), size
+
+
+def train_on_data(args: argparse.Namespace) -> int:
+    """``train METHOD [--data my.csv]``: one method on your table (without ``--data``: the profile's own task) to a
+    validation plateau, saved to serve. Under ``torchrun`` or ``accelerate launch`` every process trains its share
+    of each batch and the first writes the run (book page "Scaling out")."""
+    import numpy as np  # lazy: per command, so that cli starts fast
+    import pandas as pd  # lazy: as above
+    import torch  # lazy: as above
+    from accelerate import PartialState  # lazy: as above
+
+    from .. import data as course_data  # lazy: as above
+    from ..setup import assets, session  # lazy: as above
     from ..production import workflow  # lazy: as above
 
-    ignored = [flag for flag, value in (("--epochs", args.epochs), ("--per-device-batch", args.per_device_batch)) if value]
-    if ignored:
-        raise DataError(f"{' and '.join(ignored)} apply to the profile's data only: with --data a run trains to a "
-                        "validation plateau (the protocol's patience and epoch cap) at the profile's batch. Fix: leave "
-                        f"{' and '.join(ignored)} out (--max-epochs sets the cap), or pick another --profile.")
+    if not args.data:
+        _refuse_csv_options(args)
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
-    out = check_out(Path(args.out), args.overwrite)
-    mine, said = _read_data(args)
-    record = workflow.train(profile, ALIASES.get(args.method, args.method), mine, out, dataset=Path(args.data).stem,
-                            learning_rate=args.learning_rate, overwrite=True, data_warnings=said,
-                            max_length=args.max_length, tune=args.tune, class_weight=args.class_weight,
-                            long_texts=args.long_texts, max_epochs=args.max_epochs,
-                            command="python -m tutorial_utils " + " ".join(sys.argv[1:]))
-    per_class = pd.DataFrame(json.loads((out / workflow.METRICS).read_text())["test_per_class"])
-    print(f"{record.summary()}\ntest split, per class:\n{per_class.round(3).to_string(index=False)}")
-    print(f"wrote model/, record/ and metrics.json to {out}"
-          + (f" ({len(said)} data warning{'s' * (len(said) > 1)} above, kept in the record)" if said else ""))
+    method = ALIASES.get(args.method, args.method)
+    # join the process group first (a no-op on one process), so that the first process prepares files before the others read them
+    cuda = torch.cuda.is_available()
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # by torchrun or accelerate launch
+    state = PartialState(cpu=not cuda, **({"backend": "gloo"} if launched and not cuda else {}))
+    world, rank, writes = state.num_processes, state.process_index, state.is_main_process
+    out = check_out(Path(args.out), args.overwrite) if writes else Path(args.out)
+    profile, per_device = with_batch(profile, method, args.per_device_batch, world)
+    with state.main_process_first():  # the model converted and the data built once, then read by the others
+        if method != methods.TFIDF:
+            assets.model_path(profile.encoder if method == methods.ENCODER else profile.causal_lm)
+        mine, said = _read_data(args, show=writes) if args.data else (course_data.load_single_label(profile), [])
+
+    def processes(record) -> dict:
+        """Every process's steps and test probabilities, gathered (a collective: every process calls it)."""
+        mine_ = {"rank": rank, "optimizer steps": int(record.extra.get("optimizer_steps", 0)),
+                 "train seconds": round(record.train_seconds, 1), "probs": record.probs}
+        print(f"rank {rank} of {world}: {mine_['optimizer steps']} optimizer steps, {per_device} examples per step "
+              f"on this rank, {record.train_seconds:.1f} s", file=sys.stderr, flush=True)
+        everyone = [None] * world
+        torch.distributed.all_gather_object(everyone, mine_)
+        return {"world_size": world, "backend": str(state.backend), "per_device_batch": per_device,
+                "global_batch": per_device * world, "ranks": [{k: v for k, v in r.items() if k != "probs"} for r in everyone],
+                "max |probability difference| between ranks": max(float(np.abs(r["probs"] - record.probs).max())
+                                                                   for r in everyone)}
+
+    dataset = Path(args.data).stem if args.data else profile.single_label_data
+    record = workflow.train(profile, method, mine, out, dataset=dataset, learning_rate=args.learning_rate,
+                            overwrite=True, data_warnings=said, max_length=args.max_length, tune=args.tune,
+                            class_weight=args.class_weight, long_texts=args.long_texts, max_epochs=args.max_epochs,
+                            command="python -m tutorial_utils " + " ".join(sys.argv[1:]), writes=writes,
+                            distributed=processes if world > 1 else None)
+    if writes:
+        per_class = pd.DataFrame(json.loads((out / workflow.METRICS).read_text())["test_per_class"])
+        print(f"{record.summary()}\ntest split, per class:\n{per_class.round(3).to_string(index=False)}")
+        print(f"wrote model/, record/ and metrics.json to {out}"
+              + (f" ({len(said)} data warning{'s' * (len(said) > 1)} above, kept in the record)" if said else ""),
+              flush=True)
+    state.wait_for_everyone()
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0
 
 
