@@ -16,7 +16,7 @@ from tutorial_utils.tools import bench_report, bench_sections, cli, cli_data
 
 def test_parser_knows_the_methods_and_the_benchmarks():
     args = cli.parser().parse_args(["train", "embedding-head", "--profile", "tiny", "--out", "x"])
-    assert (args.method, args.profile, args.out, args.func) == ("embedding-head", "tiny", "x", cli_data.train_on_data)
+    assert (args.method, args.profile, args.out, args.func) == ("embedding-head", "tiny", "x", cli_data.cmd_train)
     args = cli.parser().parse_args(["bench", "all", "--profile", "tiny", "--no-figures"])
     assert args.step == "all" and args.no_figures and args.tests
     with pytest.raises(SystemExit):

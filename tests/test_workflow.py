@@ -193,8 +193,11 @@ def test_options_that_a_method_cannot_honour_are_refused(table, tmp_path, refuse
     assert "instruction tuning's loss" in refused(train_argv(table, "instruction", tmp_path / "b", "--class-weight",
                                                              "balanced"))
     assert "pass one of them" in refused(train_argv(table, "tfidf", tmp_path / "c", "--tune", "--learning-rate", "3"))
-    assert "--tune and --long-texts apply to your data only" in refused(
+    # without --data the profile's task trains, with the same options and the same refusals
+    assert "TF-IDF reads every word" in refused(
         ["train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "d"), "--tune", "--long-texts", "chunk"])
+    assert "--text-column describe a CSV" in refused(
+        ["train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "e"), "--text-column", "abstract"])
 
 
 def test_max_epochs_sets_the_cap_and_a_run_still_improving_at_it_says_so_with_the_fix(table, tmp_path, capsys):

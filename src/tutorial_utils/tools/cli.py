@@ -30,7 +30,7 @@ from ..setup.files import jsonable
 from ..setup.timing import timed
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
-from .cli_data import ALIASES, cmd_predict, compare_on_data, csv_options, train_on_data
+from .cli_data import ALIASES, cmd_predict, compare_on_data, csv_options, cmd_train
 
 __all__ = ["message", "positive", "parser", "main"]
 
@@ -221,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--split-column", help="--data: a column of train / validation / test (default: carved)")
     train.add_argument("--learning-rate", type=positive(float), help="learning rate (TF-IDF: C); default: the method's")
     _data_options(train)
-    train.set_defaults(func=train_on_data)
+    train.set_defaults(func=cmd_train)
     predict = commands.add_parser("predict", help="label the texts of a CSV with a model that train saved")
     predict.add_argument("--model", required=True, help="the --out folder of train")
     predict.add_argument("--data", required=True, help="a CSV of texts")

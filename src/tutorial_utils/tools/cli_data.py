@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import methods
 from ..setup.checks import DataError, DataWarning
 
-__all__ = ["ALIASES", "check_out", "with_batch", "train_on_data", "cmd_predict", "compare_on_data", "csv_options"]
+__all__ = ["ALIASES", "check_out", "with_batch", "cmd_train", "cmd_predict", "compare_on_data", "csv_options"]
 
 ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER, "tfidf": methods.TFIDF,
            "instruction": methods.INSTRUCTION_SCORED}  # -> registry
@@ -83,7 +83,7 @@ def with_batch(profile, method: str, per_device: int | None, world: int):
     return dataclasses.replace(profile, **{field: dataclasses.replace(settings, batch_size=size)}), size
 
 
-def train_on_data(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     """``train METHOD [--data my.csv]``: one method on your table (without ``--data``: the profile's own task) to a
     validation plateau, saved to serve. Under ``torchrun`` or ``accelerate launch`` every process trains its share
     of each batch and the first writes the run (book page "Scaling out")."""
