@@ -30,7 +30,7 @@ from ..setup.files import jsonable
 from ..setup.timing import timed
 from .bench_report import load_results, results_path, section_markdown, write_report
 from .bench_sections import busy_seconds, measure, merge_rows, repo_root
-from .cli_data import ALIASES, cmd_predict, compare_on_data, csv_options, cmd_train
+from .cli_data import ALIASES, cmd_predict, cmd_train, compare_on_data, csv_options
 
 __all__ = ["message", "positive", "parser", "main"]
 
