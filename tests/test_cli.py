@@ -30,13 +30,14 @@ def test_the_protocols_batch_stays_the_global_batch_over_processes():
 
     profile = get_profile("tiny")
     whole = runners.protocol_profile(profile)  # the batch a run on one process takes a step
-    split, per_device = cli_data.with_batch(profile, "embedding-head", None, world=2)
+    split, per_device, per_step = cli_data.with_batch(profile, "embedding-head", None, world=2)
     assert per_device == split.train.batch_size == whole.train.batch_size // 2
+    assert per_step == whole.train.batch_size * whole.train.grad_accum
     assert split.encoder_train == whole.encoder_train
     assert runners.protocol_profile(split) == split  # training applies the protocol again: the split stays
-    encoder, per_device = cli_data.with_batch(profile, "encoder-finetune", 4, world=2)
-    assert per_device == encoder.encoder_train.batch_size == 4 and encoder.train == whole.train
-    instruction, _ = cli_data.with_batch(profile, "instruction-scored", None, world=2)
+    encoder, per_device, per_step = cli_data.with_batch(profile, "encoder-finetune", 4, world=2)
+    assert per_device == encoder.encoder_train.batch_size == 4 and encoder.train == whole.train and per_step == 8
+    instruction, _, _ = cli_data.with_batch(profile, "instruction-scored", None, world=2)
     assert instruction.instruct_train.batch_size == whole.instruct_train.batch_size // 2
     odd = dataclasses.replace(profile, protocol=dataclasses.replace(profile.protocol, batch_size=15))
     with pytest.raises(DataError, match="per-device-batch"):

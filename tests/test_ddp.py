@@ -31,15 +31,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def train(launcher: list[str], out, runs) -> subprocess.CompletedProcess:
+def train(launcher: list[str], out, runs, method: str = "embedding-head", ok: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, COURSE_PROFILE="tiny", COURSE_HIDE_PROGRESS="1", COURSE_RUNS=str(runs),
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     port = str(free_port())
     launcher = [arg.replace("{port}", port) for arg in launcher]
-    done = subprocess.run([*launcher, "train", "embedding-head", "--profile", "tiny", "--out", str(out)],
+    done = subprocess.run([*launcher, "train", method, "--profile", "tiny", "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert (done.returncode == 0) == ok, done.stdout[-2000:] + done.stderr[-4000:]
     return done
+
+
+def test_a_method_that_does_not_split_refuses_a_launcher_before_writing(tmp_path):
+    done = train(LAUNCHERS["torchrun"], tmp_path / "out", tmp_path / "runs", method="tfidf", ok=False)
+    assert "tfidf trains in one process: TF-IDF has no batches to split" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def read(out) -> tuple[dict, object]:
@@ -65,7 +71,8 @@ def test_two_processes_train_as_one(name, single, tmp_path):
     # at the same plateau as one process does
     dist = metrics["distributed"]
     assert dist["world_size"] == 2 and dist["backend"] == "gloo"
-    assert (dist["per_device_batch"], dist["global_batch"]) == (8, 16)
+    assert (dist["per_device_batch"], dist["examples_per_step"]) == (8, 16)
+    assert record.settings["processes"] == 2 and record.extra["distributed"]["world_size"] == 2
     steps = [r["optimizer steps"] for r in dist["ranks"]]
     assert sorted(r["rank"] for r in dist["ranks"]) == [0, 1]
     assert steps == [alone.extra["optimizer_steps"]] * 2 == [record.extra["optimizer_steps"]] * 2 and steps[0] > 0

@@ -176,9 +176,14 @@ def test_schedule_gives_small_sets_more_epochs_but_no_more_evaluations():
     assert plateau.schedule(1000, 8, protocol, processes=2) == full
 
 
-def test_schedule_counts_the_processes_that_torchrun_starts(monkeypatch):
+def test_schedule_counts_the_processes_of_a_process_group_only(monkeypatch):
+    import torch
+
     protocol = Protocol(max_epochs=6, evals_per_epoch=2, min_steps=100)
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a cluster's variable without a process group: one process trains
+    assert plateau.schedule(1000, 16, protocol) == plateau.schedule(1000, 16, protocol, processes=1)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     assert plateau.schedule(1000, 8, protocol) == plateau.schedule(1000, 16, protocol, processes=1)
 
 

@@ -18,7 +18,7 @@ from ..data.common import label_names
 from ..evaluation.metrics import macro_f1, softmax
 from ..setup.config import Profile, Protocol, TrainSettings
 from ..setup.timing import timed
-from .train import balanced_weights, make_trainer, predict_logits, windows, world_size
+from .train import agreed, balanced_weights, make_trainer, predict_logits, windows, world_size
 
 __all__ = ["Evaluate", "schedule", "PlateauCallback", "train_to_plateau", "fit_classifier"]
 
@@ -56,6 +56,7 @@ class PlateauCallback(TrainerCallback):
         if state.global_step % self.every and state.global_step < state.max_steps:
             return control
         (value, probs), seconds = timed(self.evaluate, model)
+        value = agreed(value)  # under DDP every process decides on the first one's score
         model.train()
         self.eval_seconds += seconds
         self.curve.append({"step": int(state.global_step), "epoch": round(state.global_step / self.per_epoch, 3),

@@ -22,7 +22,7 @@ from ..setup.checks import DataError, check_finite, check_texts
 from ..setup.config import Profile, TrainSettings
 from ..setup.timing import timed
 
-__all__ = ["CHUNK_OVERLAP", "world_size", "windows", "tokenize", "training_arguments", "compute_metrics_fn", "make_trainer",
+__all__ = ["CHUNK_OVERLAP", "world_size", "agreed", "windows", "tokenize", "training_arguments", "compute_metrics_fn", "make_trainer",
            "balanced_weights", "with_course_callbacks", "FiniteLoss", "predict_logits", "train_and_report", "learning_curve"]
 
 
@@ -30,9 +30,23 @@ CHUNK_OVERLAP = 0.25  # the share of a window that the next one repeats (``chunk
 
 
 def world_size() -> int:
-    """The processes that train together: ``WORLD_SIZE``, which ``torchrun`` and ``accelerate launch`` set (1 alone;
-    book page "Scaling out"). Each takes ``per_device_train_batch_size`` examples a step."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    """The processes that train together: those of the process group that ``torchrun`` or ``accelerate launch``
+    started and the CLI joined (1 without one; book page "Scaling out"). Each takes ``per_device_train_batch_size``
+    examples a step."""
+    distributed = torch.distributed
+    return distributed.get_world_size() if distributed.is_available() and distributed.is_initialized() else 1
+
+
+def agreed(value: float) -> float:
+    """``value`` as the first process has it, on every process of a group (alone: as it is). A decision taken on it
+    (keep these weights, stop) is then the same everywhere: a process that stopped alone would leave the others
+    waiting for its gradients."""
+    distributed = torch.distributed
+    if not (distributed.is_available() and distributed.is_initialized()):
+        return value
+    shared = [value]
+    distributed.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def windows(tokenizer, texts: list[str], max_length: int, chunk: bool = False) -> tuple[dict, np.ndarray]:

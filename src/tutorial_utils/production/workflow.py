@@ -2,7 +2,7 @@
 keep a model that serves without the course (``serving`` reads it back and predicts new texts).
 
 Taught in chapter 09 ("From notebook to production"); ``python -m tutorial_utils train METHOD --data
-my.csv --out run/`` runs it from the shell. A run folder holds ``model/`` (a plain transformers folder, the
+my.csv --out run/`` runs it from the shell (without ``--data``: on the profile's own task). A run folder holds ``model/`` (a plain transformers folder, the
 TF-IDF arrays, or an instruction-tuned LoRA adapter with its prompt settings), ``record/`` (the run record:
 settings, validation curve, test metrics, provenance) and ``metrics.json``.
 """
@@ -26,6 +26,7 @@ from ..evaluation.metrics import per_class_scores
 from ..evaluation.stats import present_classes
 from ..methods import runners, tfidf
 from ..methods.instruct_train import save_tuned
+from ..methods.train import world_size
 from ..modeling.models import load_tokenizer
 from ..setup import files
 from ..setup.checks import DataError, NotFinite
@@ -36,7 +37,7 @@ from ..study import experiment
 from . import export
 from .serving import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED, WRITES
 
-__all__ = ["prepare_out", "recover", "install", "text_length", "train", "tune", "ended", "save_model",
+__all__ = ["check_options", "prepare_out", "recover", "install", "text_length", "train", "tune", "ended", "save_model",
            "COMPARED_ON_YOURS", "compare"]
 
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
@@ -53,9 +54,9 @@ _NOT_APPLIED = {methods.TFIDF: "TF-IDF reads every word of a text already",
                methods.INSTRUCTION_SCORED: "instruction tuning reads a text inside its prompt, once"}
 
 
-def _check_options(method: str, class_weight: str | None, long_texts: str, tune: bool,
+def check_options(method: str, class_weight: str | None, long_texts: str, tune: bool,
                   learning_rate: float | None) -> None:
-    """Refuse a combination of your data's options that ``train`` cannot honour, naming the fix."""
+    """Refuse a combination of options that ``train`` cannot honour, naming the fix (the CLI calls it first)."""
     if long_texts not in LONG_TEXTS:
         raise DataError(f"long_texts={long_texts!r}. Fix: pass one of {', '.join(LONG_TEXTS)}.")
     if class_weight is not None and class_weight not in CLASS_WEIGHTS:
@@ -167,8 +168,8 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
           learning_rate: float | None = None, seed: int | None = None, overwrite: bool = False,
           command: str | None = None, data_warnings: list[str] | None = None,
           max_length: int | None = None, tune: bool = False, class_weight: str | None = None,
-          long_texts: str = "truncate", max_epochs: int | None = None, writes: bool = True,
-          distributed: Callable[[records.RunRecord], dict] | None = None) -> records.RunRecord:
+          long_texts: str = "truncate", max_epochs: int | None = None, subject: str | None = "text",
+          writes: bool = True, distributed: Callable[[records.RunRecord], dict] | None = None) -> records.RunRecord:
     """Train ``method`` on ``data`` to a validation plateau (the comparison's protocol) and save the run in ``out``.
 
     ``learning_rate`` (for TF-IDF: C) defaults to the method's default, the centre of the protocol's grid;
@@ -180,34 +181,37 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     The run is written beside ``out``'s files and swapped in only when complete, under a lock: a second
     training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
     warned of (leakage, rare classes, a class a split lacks), kept in the record and in ``metrics.json``.
+    ``subject``: what instruction tuning's prompt calls a text (None: the profile's dataset's word, as chapters 4
+    and 8 prompt it).
     Under a launcher (``torchrun``; book page "Scaling out") every process trains and only the first ``writes``
-    (the others neither check nor touch ``out``); ``distributed(record)``, called on every process after
-    training, returns what ``metrics.json`` keeps of the processes under "distributed".
+    (the others neither check nor touch ``out``, nor print); ``distributed(record)``, called on every process after
+    training, returns what the record and ``metrics.json`` keep of the processes under "distributed".
     """
     if method not in _SERVABLE:
         raise methods.UnknownMethod(f"{method!r} cannot be trained and exported on your data yet. Choose one of: "
                                     f"{', '.join(_SERVABLE)}.")
-    _check_options(method, class_weight, long_texts, tune, learning_rate)
+    check_options(method, class_weight, long_texts, tune, learning_rate)
     profile = _with_max_epochs(profile, max_epochs)
     options = {"tune": tune, "class_weight": class_weight, "long_texts": long_texts}
     if not writes:
         return _train(profile, method, data, Path(out), dataset, learning_rate, seed, command, data_warnings or [],
-                      max_length, options, writes, distributed)
+                      max_length, options, subject, writes, distributed)
     out = prepare_out(out, overwrite)
     try:
         with files.locked(out / LOCK, busy=f"Another training is writing into {out}. Fix: wait for it to finish, or "
                                            "pass another folder."):
             return _train(profile, method, data, out, dataset, learning_rate, seed, command, data_warnings or [],
-                          max_length, options, writes, distributed)
+                          max_length, options, subject, writes, distributed)
     except BlockingIOError as error:
         raise DataError(str(error)) from None
 
 
-def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, float | None]]:
+def tune(profile: Profile, method: str, fit, say: Callable[[str], None] = print) -> tuple[float, tuple, dict[float, float | None]]:
     """The protocol's learning-rate search on your data: ``fit(value) -> (model, outcome)`` at each value of the
     grid (``experiment.grid_values``), grown past an end that wins, as ``reproduce`` does; the best on validation
     (a tie: the smaller value). A value whose training diverges (a loss or scores not finite) scores None and
-    ranks last. Returns (the value, its model and outcome, every value's validation score)."""
+    ranks last. ``say`` prints each value tried. Returns (the value, its model and outcome, every value's validation
+    score)."""
     below = above = 0
     tried: dict[float, float | None] = {}
     best = None
@@ -215,11 +219,11 @@ def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, 
         for value in experiment.grid_values(profile, method, below, above):
             if value in tried:
                 continue
-            print(f"--tune: {methods.get(method).tuned} {value:g}", flush=True)
+            say(f"--tune: {methods.get(method).tuned} {value:g}")
             try:
                 result = fit(value)
             except (FloatingPointError, NotFinite) as error:  # a diverged run: the grid's answer is "too large"
-                print(f"--tune: {value:g} diverged ({str(error)[:80]}...)", flush=True)
+                say(f"--tune: {value:g} diverged ({str(error)[:80]}...)")
                 tried[value] = None
                 continue
             tried[value] = float(result[1]["validation_metric"])
@@ -238,13 +242,14 @@ def tune(profile: Profile, method: str, fit) -> tuple[float, tuple, dict[float, 
 
 
 def _fit_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float,
-               class_weight: str | None = None, chunk: bool = False) -> tuple:
+               class_weight: str | None = None, chunk: bool = False, subject: str | None = "text") -> tuple:
     """One method trained on your data at ``value`` (learning rate, or C): (what ``save_model`` writes, its outcome).
-    ``class_weight`` and ``chunk`` reach the methods that honour them (``_check_options``, ``compare``)."""
+    ``class_weight`` and ``chunk`` reach the methods that honour them (``check_options``, ``compare``); ``subject``:
+    what instruction tuning's prompt calls a text (None: the profile's dataset's word for it)."""
     if method == methods.TFIDF:
         return runners.fit_tfidf(data, seed, value, class_weight=class_weight)
     if method == methods.INSTRUCTION_SCORED:  # a text of your own is a "text" in the prompt
-        tuned, outcomes = runners.fit_instruction(profile, data, seed, value, subject="text")
+        tuned, outcomes = runners.fit_instruction(profile, data, seed, value, subject=subject)
         return tuned, outcomes[method]
     if method == methods.FROZEN_PROBE:  # its layer and pooling are chosen on validation inside; nothing to save
         return None, runners.probe(profile, data, seed, value)
@@ -253,11 +258,12 @@ def _fit_method(profile: Profile, method: str, data: DatasetDict, seed: int, val
     return trained, outcome
 
 
-def _fit_or_tune(profile: Profile, method: str, fit, tune_it: bool, learning_rate: float | None) -> tuple:
+def _fit_or_tune(profile: Profile, method: str, fit, tune_it: bool, learning_rate: float | None,
+                 say: Callable[[str], None] = print) -> tuple:
     """``fit(value)`` at ``learning_rate`` (default: the method's), or at the value ``tune`` chooses on validation:
     (value, trained, outcome, seconds, what the record keeps of the search: empty without one)."""
     if tune_it:
-        (value, (trained, outcome), tried), seconds = timed(tune, profile, method, fit)
+        (value, (trained, outcome), tried), seconds = timed(tune, profile, method, fit, say)
         chosen = {"tuned on validation": {f"{v:g}": None if m is None else round(m, 4) for v, m in tried.items()},
                   "chosen": value}
         return value, trained, outcome, seconds, chosen
@@ -268,25 +274,30 @@ def _fit_or_tune(profile: Profile, method: str, fit, tune_it: bool, learning_rat
 
 def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset: str, learning_rate: float | None,
            seed: int | None, command: str | None, data_warnings: list[str], max_length: int | None,
-           options: dict, writes: bool = True,
+           options: dict, subject: str | None = "text", writes: bool = True,
            distributed: Callable[[records.RunRecord], dict] | None = None) -> records.RunRecord:
-    """``train``'s work, under its lock: fit (or tune), save into a staged folder, swap it in (``train``)."""
+    """``train``'s work: fit (or tune); the process that ``writes`` (under the lock) saves into a staged folder and
+    swaps it in."""
+    say = print if writes else _silent
     profile, length = text_length(runners.protocol_profile(profile), method, data, max_length, options["long_texts"])
-    if length and writes:
-        print(length, flush=True)
+    if length:
+        say(length)
     seed = profile.seed if seed is None else seed
     names = data["train"].features["label"].names
     chunk, weight = options["long_texts"] == "chunk", options["class_weight"]
 
     def fit(value: float) -> tuple:
-        return _fit_method(profile, method, data, seed, value, class_weight=weight, chunk=chunk)
+        return _fit_method(profile, method, data, seed, value, class_weight=weight, chunk=chunk, subject=subject)
 
-    value, trained, outcome, seconds, chosen = _fit_or_tune(profile, method, fit, options["tune"], learning_rate)
+    value, trained, outcome, seconds, chosen = _fit_or_tune(profile, method, fit, options["tune"], learning_rate, say)
     outcome = _with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen,
                                      "long texts": options["long_texts"] if chunk else ""})
     config = {**runners.settings(profile, method, value), **_option_settings(options)}
+    if distributed:  # each process's batch is in the settings; how many took one a step, too
+        config["processes"] = world_size()
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
-    processes = distributed(record) if distributed else None  # every process takes part
+    if distributed:
+        record.extra["distributed"] = distributed(record)  # every process takes part
     if not writes:
         return record
     ending = ended(record, profile)
@@ -296,7 +307,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     save_model(method, trained, profile, names, staged / MODEL, chunk)
     store.write(record, staged / RECORD)
     (staged / METRICS).write_text(json.dumps({  # max_length: the text length it trained on (none for TF-IDF)
-        "method": method, "dataset": dataset, "label_names": names, "max_length": config.get("train", {}).get("max_length"),
+        "method": method, "profile": profile.name, "dataset": dataset, "label_names": names, "max_length": config.get("train", {}).get("max_length"),
         "long_texts": options["long_texts"], "class_weight": weight, "tuning": chosen,
         "train_examples": record.train_examples, "tuned": {methods.get(method).tuned: value},
         "best_epoch": record.best_epoch, "validation_macro_f1": record.validation_metric,
@@ -304,10 +315,15 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
         "test_per_class": per_class_scores(record.y_true, record.y_pred, names).to_dict(orient="records"),
         "macro_f1_over": [names[c] for c in present_classes(record.y_true, record.y_pred, len(names))],
         "data_warnings": list(data_warnings), "ended": run_checks.convergence(record),
-        "model_files": files.checksums(staged / MODEL), **({"distributed": processes} if processes else {})},
+        "model_files": files.checksums(staged / MODEL),
+        **({"distributed": record.extra["distributed"]} if distributed else {})},
         indent=1, default=files.jsonable))
     install(staged, out)  # the previous run's files go only now that the new run is trained and saved
     return record
+
+
+def _silent(_: str) -> None:
+    """What a process that does not write prints: nothing (the first process says it once)."""
 
 
 def _with_max_epochs(profile: Profile, max_epochs: int | None) -> Profile:
@@ -367,7 +383,7 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
     Returns records by method, the shape ``comparison.seed_table`` and ``comparison.paired_table`` read.
     One seed: a first look, not chapter 8's protocol.
     """
-    _check_options(methods.EMBEDDING_HEAD, class_weight, long_texts, False, None)  # the names; each method below
+    check_options(methods.EMBEDDING_HEAD, class_weight, long_texts, False, None)  # the names; each method below
     seed = profile.seed if seed is None else seed
     profile = runners.protocol_profile(_with_max_epochs(profile, max_epochs))
     found = {}

@@ -46,7 +46,7 @@ class LoraSettings:
 
 
 # every linear layer of a Llama-style block: the largest LoRA target set (the budget axis, chapters 04 and 08)
-# your data's options (chapter 09, ``train --data``): a text longer than the run reads gives its first tokens or
+# the options of a training to a plateau (chapter 09, ``train``): a text longer than the run reads gives its first tokens or
 # overlapping windows whose logits are averaged; the loss optionally weighted by class, n / (classes x count)
 LONG_TEXTS = ("truncate", "chunk")
 CLASS_WEIGHTS = ("balanced",)

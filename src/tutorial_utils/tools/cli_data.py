@@ -67,26 +67,34 @@ def _refuse_csv_options(args: argparse.Namespace) -> None:
                         "task trains. Fix: pass --data my.csv, or leave them out.")
 
 
+_FIELD = {methods.ENCODER: "encoder_train", methods.INSTRUCTION_SCORED: "instruct_train"}  # else "train"
+_ONE_PROCESS = {methods.TFIDF: "TF-IDF has no batches to split over processes",
+                methods.INSTRUCTION_SCORED: "instruction tuning is not tested under DDP here (its loss runs the "
+                                            "model twice a step)"}
+
+
 def with_batch(profile, method: str, per_device: int | None, world: int):
     """The profile with a per-device batch that keeps the protocol's batch as the global batch across processes
-    (``per_device``: this batch on each process instead); returns (profile, the batch of each process)."""
+    (``per_device``: this batch on each process instead); returns (profile, each process's batch, the examples a
+    step takes: per process x processes x gradient accumulation)."""
     from ..methods.runners import protocol_profile  # lazy: per command, so that cli starts fast
 
     profile = protocol_profile(profile)  # the protocol's batch, once: the split below must not be undone
     profile = dataclasses.replace(profile, protocol=dataclasses.replace(profile.protocol, batch_size=None))
-    field = {methods.ENCODER: "encoder_train", methods.INSTRUCTION_SCORED: "instruct_train"}.get(method, "train")
+    field = _FIELD.get(method, "train")
     settings = getattr(profile, field)
     size = per_device or settings.batch_size // world
     if not per_device and settings.batch_size % world:
         raise DataError(f"The batch size {settings.batch_size} does not split over {world} processes. "
                         "Fix: pass --per-device-batch N (the global batch is then N x processes).")
-    return dataclasses.replace(profile, **{field: dataclasses.replace(settings, batch_size=size)}), size
+    profile = dataclasses.replace(profile, **{field: dataclasses.replace(settings, batch_size=size)})
+    return profile, size, size * world * settings.grad_accum
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``train METHOD [--data my.csv]``: one method on your table (without ``--data``: the profile's own task) to a
-    validation plateau, saved to serve. Under ``torchrun`` or ``accelerate launch`` every process trains its share
-    of each batch and the first writes the run (book page "Scaling out")."""
+    """``train METHOD [--data my.csv]``: one method on your table (without ``--data``: the profile's own task, read
+    as the fair comparison reads it) to a validation plateau, saved to serve. Under ``torchrun`` or ``accelerate
+    launch`` every process trains its share of each batch and the first writes the run (book page "Scaling out")."""
     import numpy as np  # lazy: per command, so that cli starts fast
     import pandas as pd  # lazy: as above
     import torch  # lazy: as above
@@ -96,40 +104,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..setup import assets, session  # lazy: as above
     from ..production import workflow  # lazy: as above
 
+    method = ALIASES.get(args.method, args.method)
     if not args.data:
         _refuse_csv_options(args)
+    workflow.check_options(method, args.class_weight, args.long_texts, args.tune, args.learning_rate)
     session.quiet(hide_progress=False)
     profile = session.start(args.profile, show=False)
-    method = ALIASES.get(args.method, args.method)
     # join the process group first (a no-op on one process), so that the first process prepares files before the others read them
     cuda = torch.cuda.is_available()
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # by torchrun or accelerate launch
     state = PartialState(cpu=not cuda, **({"backend": "gloo"} if launched and not cuda else {}))
     world, rank, writes = state.num_processes, state.process_index, state.is_main_process
+    if world > 1 and method in _ONE_PROCESS:
+        raise DataError(f"{args.method} trains in one process: {_ONE_PROCESS[method]}. Fix: run it without torchrun "
+                        "or accelerate launch.")
+    profile, per_device, per_step = with_batch(profile, method, args.per_device_batch, world)
     out = check_out(Path(args.out), args.overwrite) if writes else Path(args.out)
-    profile, per_device = with_batch(profile, method, args.per_device_batch, world)
-    with state.main_process_first():  # the model converted and the data built once, then read by the others
+    with state.local_main_process_first():  # the model converted and the data built once a machine, then read
         if method != methods.TFIDF:
             assets.model_path(profile.encoder if method == methods.ENCODER else profile.causal_lm)
         mine, said = _read_data(args, show=writes) if args.data else (course_data.load_single_label(profile), [])
 
     def processes(record) -> dict:
         """Every process's steps and test probabilities, gathered (a collective: every process calls it)."""
-        mine_ = {"rank": rank, "optimizer steps": int(record.extra.get("optimizer_steps", 0)),
-                 "train seconds": round(record.train_seconds, 1), "probs": record.probs}
-        print(f"rank {rank} of {world}: {mine_['optimizer steps']} optimizer steps, {per_device} examples per step "
+        own = {"rank": rank, "optimizer steps": int(record.extra.get("optimizer_steps", 0)),
+               "train seconds": round(record.train_seconds, 1), "probs": record.probs}
+        print(f"rank {rank} of {world}: {own['optimizer steps']} optimizer steps, {per_device} examples per step "
               f"on this rank, {record.train_seconds:.1f} s", file=sys.stderr, flush=True)
         everyone = [None] * world
-        torch.distributed.all_gather_object(everyone, mine_)
+        torch.distributed.all_gather_object(everyone, own)
         return {"world_size": world, "backend": str(state.backend), "per_device_batch": per_device,
-                "global_batch": per_device * world, "ranks": [{k: v for k, v in r.items() if k != "probs"} for r in everyone],
+                "examples_per_step": per_step, "ranks": [{k: v for k, v in r.items() if k != "probs"} for r in everyone],
                 "max |probability difference| between ranks": max(float(np.abs(r["probs"] - record.probs).max())
                                                                    for r in everyone)}
 
+    # the profile's own task reads as many tokens as the fair comparison does and prompts with its word for a text
+    length = args.max_length or (None if args.data else getattr(profile, _FIELD.get(method, "train")).max_length)
     dataset = Path(args.data).stem if args.data else profile.single_label_data
     record = workflow.train(profile, method, mine, out, dataset=dataset, learning_rate=args.learning_rate,
-                            overwrite=True, data_warnings=said, max_length=args.max_length, tune=args.tune,
+                            overwrite=True, data_warnings=said, max_length=length, tune=args.tune,
                             class_weight=args.class_weight, long_texts=args.long_texts, max_epochs=args.max_epochs,
+                            subject="text" if args.data else None,
                             command="python -m tutorial_utils " + " ".join(sys.argv[1:]), writes=writes,
                             distributed=processes if world > 1 else None)
     if writes:
@@ -138,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"wrote model/, record/ and metrics.json to {out}"
               + (f" ({len(said)} data warning{'s' * (len(said) > 1)} above, kept in the record)" if said else ""),
               flush=True)
-    state.wait_for_everyone()
+    # no barrier: the other processes need not wait (past a timeout) while the first exports the model
     if world > 1 and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
