@@ -504,9 +504,14 @@ def test_overwrite_keeps_the_old_run_when_saving_fails_and_a_second_training_is_
     """, {})
     try:
         assert held.stdout.readline().strip() == "held"
+        (run / workflow.STAGED).mkdir()  # the holder's run, being saved: a refused second training leaves it be
         assert "Another training is writing into" in refused(argv)
+        assert (run / workflow.STAGED).is_dir()
     finally:
         held.kill()
+    held.wait()
+    workflow.prepare_out(run, overwrite=True)  # no one holds the lock now: the unfinished run goes
+    assert not (run / workflow.STAGED).exists()
     # a training killed between moving the old run aside and moving the new one in: the old run comes back
     (run / workflow.REPLACED).mkdir()
     for name in (workflow.MODEL, workflow.RECORD, workflow.METRICS):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -88,8 +89,12 @@ def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} is a file. Fix: pass a folder, e.g. runs/my-run.")
-    if out.is_dir():
-        recover(out)
+    if out.is_dir() and os.access(out, os.W_OK):  # mend a killed swap, never one that another training is making
+        try:
+            with files.locked(out / LOCK, busy=_busy(out)):
+                recover(out)
+        except BlockingIOError as error:
+            raise DataError(str(error)) from None
     if out.is_dir() and _user_files(out) and not overwrite:
         raise FileExistsError(f"{out} already holds files ({', '.join(_user_files(out)[:4])}). Fix: pass a new "
                               "folder, or --overwrite (overwrite=True in Python) to replace the run in it.")
@@ -100,6 +105,11 @@ def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
     except OSError as error:
         raise DataError(f"{out} is not writable ({error.strerror}). Fix: pass a folder you can write to.") from None
     return out
+
+
+def _busy(out: Path) -> str:
+    """What a second training into ``out`` is told while the first holds its lock."""
+    return f"Another training is writing into {out}. Fix: wait for it to finish, or pass another folder."
 
 
 def recover(out: Path) -> None:
@@ -198,8 +208,7 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
                       max_length, options, subject, writes, distributed)
     out = prepare_out(out, overwrite)
     try:
-        with files.locked(out / LOCK, busy=f"Another training is writing into {out}. Fix: wait for it to finish, or "
-                                           "pass another folder."):
+        with files.locked(out / LOCK, busy=_busy(out)):
             return _train(profile, method, data, out, dataset, learning_rate, seed, command, data_warnings or [],
                           max_length, options, subject, writes, distributed)
     except BlockingIOError as error:
