@@ -17,6 +17,7 @@ from tutorial_utils.setup.config import ROOT, get_profile
 from tutorial_utils.evaluation import metrics, stats, thresholds
 from tutorial_utils.storage import runs
 from tutorial_utils.methods import instruct, tfidf
+from tutorial_utils.production import run_folder
 
 from fakes import fake_result
 
@@ -410,12 +411,11 @@ def predict_argv(run, data, out):
 def test_a_tfidf_run_holds_no_pickle_and_a_pickled_one_is_refused_unloaded(tfidf_run, tmp_path, refused):
     import joblib
 
-    from tutorial_utils.production import workflow
 
     run, data = tfidf_run
-    saved = sorted(p.name for p in (run / workflow.MODEL).iterdir())
-    assert saved == sorted([tfidf.ARRAYS_FILE, tfidf.SETTINGS_FILE, workflow.LABELS_FILE])
-    np.load(run / workflow.MODEL / tfidf.ARRAYS_FILE, allow_pickle=False)  # plain arrays: loads without pickle
+    saved = sorted(p.name for p in (run / run_folder.MODEL).iterdir())
+    assert saved == sorted([tfidf.ARRAYS_FILE, tfidf.SETTINGS_FILE, run_folder.LABELS_FILE])
+    np.load(run / run_folder.MODEL / tfidf.ARRAYS_FILE, allow_pickle=False)  # plain arrays: loads without pickle
     marker = tmp_path / "ran"
 
     class Payload:  # what a crafted pickle does on load: call anything
@@ -423,11 +423,11 @@ def test_a_tfidf_run_holds_no_pickle_and_a_pickled_one_is_refused_unloaded(tfidf
             return (Path.touch, (marker,))
 
     for name in (tfidf.ARRAYS_FILE, tfidf.SETTINGS_FILE):
-        (run / workflow.MODEL / name).unlink()
-    joblib.dump(Payload(), run / workflow.MODEL / "tfidf.joblib")
-    info = json.loads((run / workflow.METRICS).read_text())
+        (run / run_folder.MODEL / name).unlink()
+    joblib.dump(Payload(), run / run_folder.MODEL / "tfidf.joblib")
+    info = json.loads((run / run_folder.METRICS).read_text())
     info.pop("model_files")  # as an older run folder, which listed no checksums
-    (run / workflow.METRICS).write_text(json.dumps(info))
+    (run / run_folder.METRICS).write_text(json.dumps(info))
     assert "pickled model" in refused(predict_argv(run, data, tmp_path / "p.csv"))
     assert not marker.exists()
 
@@ -436,22 +436,21 @@ def test_predict_refuses_edited_labels_nan_weights_and_empty_texts(tfidf_run, tm
     import pandas as pd
 
     from tutorial_utils.setup import files
-    from tutorial_utils.production import workflow
 
     run, data = tfidf_run
     assert cli_ok(predict_argv(run, data, tmp_path / "p.csv"))
-    info = json.loads((run / workflow.METRICS).read_text())
+    info = json.loads((run / run_folder.METRICS).read_text())
     edited = {**info, "label_names": info["label_names"][::-1]}  # the order the predictions would be read in
-    (run / workflow.METRICS).write_text(json.dumps(edited))
+    (run / run_folder.METRICS).write_text(json.dumps(edited))
     assert "one of them was edited" in refused(predict_argv(run, data, tmp_path / "p2.csv"))
-    (run / workflow.METRICS).write_text(json.dumps(info))
+    (run / run_folder.METRICS).write_text(json.dumps(info))
     pd.DataFrame({"text": ["red words", "  ", ""]}).to_csv(tmp_path / "blank.csv", index=False)
     assert "Text 1 is empty" in refused(predict_argv(run, tmp_path / "blank.csv", tmp_path / "p3.csv"))
-    arrays = dict(np.load(run / workflow.MODEL / tfidf.ARRAYS_FILE))
-    np.savez(run / workflow.MODEL / tfidf.ARRAYS_FILE, **{**arrays, "coef": np.full_like(arrays["coef"], np.nan)})
+    arrays = dict(np.load(run / run_folder.MODEL / tfidf.ARRAYS_FILE))
+    np.savez(run / run_folder.MODEL / tfidf.ARRAYS_FILE, **{**arrays, "coef": np.full_like(arrays["coef"], np.nan)})
     assert "damaged: tfidf.npz" in refused(predict_argv(run, data, tmp_path / "p4.csv"))  # the checksum sees it first
-    info["model_files"] = files.checksums(run / workflow.MODEL)  # a training that diverged writes such weights
-    (run / workflow.METRICS).write_text(json.dumps(info))
+    info["model_files"] = files.checksums(run / run_folder.MODEL)  # a training that diverged writes such weights
+    (run / run_folder.METRICS).write_text(json.dumps(info))
     assert "NaN or infinite" in refused(predict_argv(run, data, tmp_path / "p5.csv"))
     assert not any((tmp_path / f"p{i}.csv").exists() for i in range(2, 6))
 
@@ -463,18 +462,17 @@ def cli_ok(argv):
 
 
 def test_predict_checks_its_output_before_predicting_and_names_a_damaged_run(tfidf_run, tmp_path, refused):
-    from tutorial_utils.production import workflow
 
     run, data = tfidf_run
     before = data.read_text()
     assert "replace your texts" in refused(predict_argv(run, data, data) + ["--overwrite"])
     assert data.read_text() == before
     assert "does not exist" in refused(predict_argv(run, data, tmp_path / "no" / "such" / "p.csv"))
-    metrics_text = (run / workflow.METRICS).read_text()
-    (run / workflow.METRICS).write_text(metrics_text[: len(metrics_text) // 2])  # truncated
-    assert f"{workflow.METRICS} is damaged" in refused(predict_argv(run, data, tmp_path / "p.csv"))
-    (run / workflow.METRICS).write_text(metrics_text)
-    (run / workflow.MODEL / tfidf.SETTINGS_FILE).unlink()
+    metrics_text = (run / run_folder.METRICS).read_text()
+    (run / run_folder.METRICS).write_text(metrics_text[: len(metrics_text) // 2])  # truncated
+    assert f"{run_folder.METRICS} is damaged" in refused(predict_argv(run, data, tmp_path / "p.csv"))
+    (run / run_folder.METRICS).write_text(metrics_text)
+    (run / run_folder.MODEL / tfidf.SETTINGS_FILE).unlink()
     assert "tfidf.json missing or changed" in refused(predict_argv(run, data, tmp_path / "p.csv"))
 
 
@@ -484,7 +482,7 @@ def test_overwrite_keeps_the_old_run_when_saving_fails_and_a_second_training_is_
     from tutorial_utils.production import workflow
 
     run, data = tfidf_run
-    before = (run / workflow.METRICS).read_text()
+    before = (run / run_folder.METRICS).read_text()
 
     def disk_full(*args):
         raise OSError(28, "No space left on device")
@@ -494,38 +492,38 @@ def test_overwrite_keeps_the_old_run_when_saving_fails_and_a_second_training_is_
     with pytest.raises(OSError, match="No space left"):
         cli_ok(argv)
     monkeypatch.undo()
-    assert (run / workflow.METRICS).read_text() == before and cli_ok(predict_argv(run, data, tmp_path / "p.csv"))
+    assert (run / run_folder.METRICS).read_text() == before and cli_ok(predict_argv(run, data, tmp_path / "p.csv"))
     held = python(f"""
         import fcntl, sys, time
-        handle = open({str(run / workflow.LOCK)!r}, "w")
+        handle = open({str(run / run_folder.LOCK)!r}, "w")
         fcntl.flock(handle, fcntl.LOCK_EX)
         print("held", flush=True)
         time.sleep(60)
     """, {})
     try:
         assert held.stdout.readline().strip() == "held"
-        (run / workflow.STAGED).mkdir()  # the holder's run, being saved: a refused second training leaves it be
+        (run / run_folder.STAGED).mkdir()  # the holder's run, being saved: a refused second training leaves it be
         assert "Another training is writing into" in refused(argv)
-        assert (run / workflow.STAGED).is_dir()
+        assert (run / run_folder.STAGED).is_dir()
     finally:
         held.kill()
     held.wait()
-    workflow.prepare_out(run, overwrite=True)  # no one holds the lock now: the unfinished run goes
-    assert not (run / workflow.STAGED).exists()
+    run_folder.prepare_out(run, overwrite=True)  # no one holds the lock now: the unfinished run goes
+    assert not (run / run_folder.STAGED).exists()
     # a training killed between moving the old run aside and moving the new one in: the old run comes back
-    (run / workflow.REPLACED).mkdir()
-    for name in (workflow.MODEL, workflow.RECORD, workflow.METRICS):
-        (run / name).rename(run / workflow.REPLACED / name)
+    (run / run_folder.REPLACED).mkdir()
+    for name in (run_folder.MODEL, run_folder.RECORD, run_folder.METRICS):
+        (run / name).rename(run / run_folder.REPLACED / name)
     assert "moved aside" in refused(predict_argv(run, data, tmp_path / "p2.csv"))
-    workflow.prepare_out(run, overwrite=True)
-    assert (run / workflow.METRICS).read_text() == before and not (run / workflow.REPLACED).exists()
-    assert not files.damaged(run / workflow.MODEL, json.loads(before)["model_files"])
+    run_folder.prepare_out(run, overwrite=True)
+    assert (run / run_folder.METRICS).read_text() == before and not (run / run_folder.REPLACED).exists()
+    assert not files.damaged(run / run_folder.MODEL, json.loads(before)["model_files"])
     # killed after the new model/ moved in but before its metrics.json (which moves last): the old run, whole
-    (run / workflow.REPLACED).mkdir()
-    for name in (workflow.MODEL, workflow.RECORD, workflow.METRICS):
-        (run / name).rename(run / workflow.REPLACED / name)
-    (run / workflow.MODEL).mkdir()
-    (run / workflow.MODEL / workflow.LABELS_FILE).write_text("[]")  # a new run's first file
-    workflow.prepare_out(run, overwrite=True)
-    assert (run / workflow.METRICS).read_text() == before
-    assert not files.damaged(run / workflow.MODEL, json.loads(before)["model_files"])
+    (run / run_folder.REPLACED).mkdir()
+    for name in (run_folder.MODEL, run_folder.RECORD, run_folder.METRICS):
+        (run / name).rename(run / run_folder.REPLACED / name)
+    (run / run_folder.MODEL).mkdir()
+    (run / run_folder.MODEL / run_folder.LABELS_FILE).write_text("[]")  # a new run's first file
+    run_folder.prepare_out(run, overwrite=True)
+    assert (run / run_folder.METRICS).read_text() == before
+    assert not files.damaged(run / run_folder.MODEL, json.loads(before)["model_files"])

@@ -7,6 +7,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from tutorial_utils.data import DataError, from_csv, from_dataset, from_pandas, label_names
+from tutorial_utils.production import run_folder
 
 
 def table(n_per_class=20, classes=("billing", "bug", "praise"), start=0):
@@ -150,7 +151,6 @@ def test_the_command_line_prints_data_warnings_and_keeps_them_in_the_run(tmp_pat
     import json
 
     from tutorial_utils.storage import store
-    from tutorial_utils.production import workflow
     from tutorial_utils.tools import cli
 
     path = tmp_path / "leaky.csv"
@@ -159,11 +159,11 @@ def test_the_command_line_prints_data_warnings_and_keeps_them_in_the_run(tmp_pat
     said = capsys.readouterr()
     assert "warning: " in said.err and "test texts also occur in train" in said.err
     assert "test split, per class:" in said.out  # what a macro average hides on skewed data
-    info = json.loads((tmp_path / "run" / workflow.METRICS).read_text())
+    info = json.loads((tmp_path / "run" / run_folder.METRICS).read_text())
     assert [row["class"] for row in info["test_per_class"]] == ["billing", "bug", "praise"]
     assert sum(row["support"] for row in info["test_per_class"]) == 30
     assert "leakage" in info["data_warnings"][0]
-    assert "leakage" in store.read(tmp_path / "run" / workflow.RECORD).extra["data warnings"][0]
+    assert "leakage" in store.read(tmp_path / "run" / run_folder.RECORD).extra["data warnings"][0]
 
 
 def test_the_command_line_refuses_bad_input_in_one_line(tmp_path, refused):

@@ -13,6 +13,7 @@ from tutorial_utils.storage import store
 from tutorial_utils.methods import tfidf
 from tutorial_utils.production import serving, workflow
 from tutorial_utils.tools import cli
+from tutorial_utils.production import run_folder
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
     out = tmp_path / "run"
     assert train(table, method, out, *OPTIONS.get(method, [])) == 0
     info = json.loads((out / "metrics.json").read_text())
-    record = store.read(out / workflow.RECORD)
+    record = store.read(out / run_folder.RECORD)
     assert info["method"] == record.method == cli.ALIASES[method] and info["label_names"] == record.label_names
     assert info["macro_f1_over"] == record.label_names  # the classes its macro-F1 averages: here all of them
     assert record.validation_curve or method == "tfidf"  # trained to a plateau: evaluated along the way
@@ -68,10 +69,10 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
         assert set(record.extra["class_weights"]) == set(record.label_names)
         batch = record.settings["train"]["batch_size"]  # an epoch is every window once, not every text
         assert record.extra["steps_per_epoch"] > -(-record.train_examples // batch)
-        said = json.loads((out / workflow.MODEL / "config.json").read_text())["long_texts"]  # for plain transformers
+        said = json.loads((out / run_folder.MODEL / "config.json").read_text())["long_texts"]  # for plain transformers
         assert "windows" in said["read_as"] and "mean" in said["combine"]
-    elif method != "tfidf" and (out / workflow.MODEL / "config.json").exists():
-        assert "long_texts" not in json.loads((out / workflow.MODEL / "config.json").read_text())
+    elif method != "tfidf" and (out / run_folder.MODEL / "config.json").exists():
+        assert "long_texts" not in json.loads((out / run_folder.MODEL / "config.json").read_text())
     if method == "embedding-head":  # the weighted loss through peft's model and the Trainer
         assert record.settings["class_weight"] == "balanced" and len(record.extra["class_weights"]) == 8
     assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)
@@ -84,15 +85,15 @@ def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_
     (out / "notes.txt").write_text("mine")
     assert "--overwrite" in refused(train_argv(table, "tfidf", out))
     assert train(table, "tfidf", out, "--overwrite") == 0 and train(table, "tfidf", out, "--overwrite") == 0
-    assert (out / "notes.txt").read_text() == "mine" and (out / workflow.MODEL / tfidf.ARRAYS_FILE).is_file()
-    before = (out / workflow.METRICS).read_text()
+    assert (out / "notes.txt").read_text() == "mine" and (out / run_folder.MODEL / tfidf.ARRAYS_FILE).is_file()
+    before = (out / run_folder.METRICS).read_text()
     def fails(*args, **kwargs):
         raise MemoryError("out of memory")
 
     monkeypatch.setattr(workflow.runners, "fit_tfidf", fails)
     with pytest.raises(MemoryError):  # a training that fails keeps the previous run
         train(table, "tfidf", out, "--overwrite")
-    assert (out / workflow.METRICS).read_text() == before and (out / workflow.MODEL / tfidf.ARRAYS_FILE).is_file()
+    assert (out / run_folder.METRICS).read_text() == before and (out / run_folder.MODEL / tfidf.ARRAYS_FILE).is_file()
 
 
 def test_predict_names_labels_the_model_does_not_know_and_a_folder_that_is_no_run(table, tmp_path, refused):
@@ -158,7 +159,7 @@ def test_compare_refuses_your_data_options_without_your_data(tmp_path, refused, 
 def test_tune_chooses_on_validation_grows_past_a_winning_end_and_keeps_every_score(table, tmp_path, monkeypatch):
     profile = get_profile("tiny")
     assert train(table, "tfidf", tmp_path / "run", "--tune") == 0
-    record, info = store.read(tmp_path / "run" / workflow.RECORD), json.loads((tmp_path / "run" / "metrics.json").read_text())
+    record, info = store.read(tmp_path / "run" / run_folder.RECORD), json.loads((tmp_path / "run" / "metrics.json").read_text())
     scores = {float(v): m for v, m in record.extra["tuning"]["tuned on validation"].items()}
     assert len(scores) >= len(profile.protocol.grid) and info["tuning"] == record.extra["tuning"]
     assert record.settings["C"] == info["tuned"]["C"] == record.extra["tuning"]["chosen"] == max(scores, key=scores.get)
@@ -207,7 +208,7 @@ def test_max_epochs_sets_the_cap_and_a_run_still_improving_at_it_says_so_with_th
 
     out = tmp_path / "run"
     assert train(table, "embedding-head", out, "--max-epochs", "1") == 0
-    record = store.read(out / workflow.RECORD)
+    record = store.read(out / run_folder.RECORD)
     info = json.loads((out / "metrics.json").read_text())
     assert record.settings["plateau"]["max_epochs"] == 1 and record.epochs_run <= 1
     assert info["ended"] == run_checks.convergence(record) is not None

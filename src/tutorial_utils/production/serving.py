@@ -21,14 +21,10 @@ from ..methods.instruct_train import PROMPT_FILE, load_tuned
 from ..methods.train import predict_logits
 from ..setup import files
 from ..setup.checks import DataError, check_finite, check_safetensors, check_texts
+from .run_folder import LABELS_FILE, METRICS, MODEL, REPLACED
 
-__all__ = ["WRITES", "predict"]
+__all__ = ["predict"]
 
-MODEL, RECORD, METRICS = "model", "record", "metrics.json"
-# what a run folder holds, all that --overwrite replaces (predictions.csv: what an older train wrote)
-WRITES = (MODEL, RECORD, METRICS, "predictions.csv")
-LOCK, STAGED, REPLACED = ".lock", ".partial", ".old"  # a run folder's own bookkeeping (not the user's files)
-LABELS_FILE = "labels.json"  # a TF-IDF model's label names (a transformers folder keeps them in its config)
 
 
 def _read_info(folder: Path) -> dict:

@@ -12,9 +12,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,10 +33,9 @@ from ..setup.timing import timed
 from ..storage import records, store
 from ..study import experiment
 from . import export
-from .serving import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, REPLACED, STAGED, WRITES
+from .run_folder import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, STAGED, busy, install, prepare_out
 
-__all__ = ["check_options", "prepare_out", "recover", "install", "text_length", "train", "tune", "ended", "save_model",
-           "COMPARED_ON_YOURS", "compare"]
+__all__ = ["check_options", "text_length", "train", "tune", "ended", "save_model", "COMPARED_ON_YOURS", "compare"]
 
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
 _SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
@@ -76,69 +72,6 @@ def check_options(method: str, class_weight: str | None, long_texts: str, tune: 
 def _option_settings(options: dict) -> dict:
     """The options of a run on your data that differ from the defaults, as its record's settings keep them."""
     return {k: v for k, v in options.items() if v not in (False, None, "truncate")}
-
-
-def _user_files(out: Path) -> list[str]:
-    """The names in a run folder other than its bookkeeping (the lock, a staged or a replaced run)."""
-    return sorted(p.name for p in out.iterdir() if p.name not in (LOCK, STAGED, REPLACED))
-
-
-def prepare_out(out: str | Path, overwrite: bool = False) -> Path:
-    """A writable folder that may take a new run: refused if it holds files, unless ``overwrite`` (``train`` then
-    replaces only a run's own files, once the new run is trained and saved: a failed training loses nothing)."""
-    out = Path(out).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} is a file. Fix: pass a folder, e.g. runs/my-run.")
-    if out.is_dir() and os.access(out, os.W_OK):  # mend a killed swap, never one that another training is making
-        try:
-            with files.locked(out / LOCK, busy=_busy(out)):
-                recover(out)
-        except BlockingIOError as error:
-            raise DataError(str(error)) from None
-    if out.is_dir() and _user_files(out) and not overwrite:
-        raise FileExistsError(f"{out} already holds files ({', '.join(_user_files(out)[:4])}). Fix: pass a new "
-                              "folder, or --overwrite (overwrite=True in Python) to replace the run in it.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out):
-            pass
-    except OSError as error:
-        raise DataError(f"{out} is not writable ({error.strerror}). Fix: pass a folder you can write to.") from None
-    return out
-
-
-def _busy(out: Path) -> str:
-    """What a second training into ``out`` is told while the first holds its lock."""
-    return f"Another training is writing into {out}. Fix: wait for it to finish, or pass another folder."
-
-
-def recover(out: Path) -> None:
-    """Finish or undo a swap that a killed ``train`` left halfway (``install``): with the new run's ``metrics.json``
-    in place (it moves in last) the new run is whole and the old one goes; without it the old run comes back."""
-    old = out / REPLACED
-    if old.is_dir():
-        if not (out / METRICS).is_file():
-            for entry in old.iterdir():
-                target = out / entry.name
-                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-                entry.rename(target)
-        shutil.rmtree(old)
-    shutil.rmtree(out / STAGED, ignore_errors=True)  # an unfinished new run: never shown as finished
-
-
-def install(staged: Path, out: Path) -> None:
-    """Swap a completely written run into ``out``: the old run's files move aside, the new ones move in by rename
-    (``metrics.json`` last: it marks a whole run), then the old ones go; ``recover`` mends a swap killed midway."""
-    old = out / REPLACED
-    shutil.rmtree(old, ignore_errors=True)
-    old.mkdir()
-    for name in WRITES:
-        if (out / name).exists():
-            (out / name).rename(old / name)
-    for entry in sorted(staged.iterdir(), key=lambda p: p.name == METRICS):
-        entry.rename(out / entry.name)
-    staged.rmdir()
-    shutil.rmtree(old)
 
 
 def text_length(profile: Profile, method: str, data: DatasetDict, max_length: int | None = None,
@@ -208,7 +141,7 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
                       max_length, options, subject, writes, distributed)
     out = prepare_out(out, overwrite)
     try:
-        with files.locked(out / LOCK, busy=_busy(out)):
+        with files.locked(out / LOCK, busy=busy(out)):
             return _train(profile, method, data, out, dataset, learning_rate, seed, command, data_warnings or [],
                           max_length, options, subject, writes, distributed)
     except BlockingIOError as error:

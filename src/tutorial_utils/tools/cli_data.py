@@ -25,10 +25,10 @@ ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER,
 
 
 def check_out(out: Path, overwrite: bool) -> Path:
-    """``--out`` as a writable folder for a new run (``workflow.prepare_out``), checked before any model loads,
+    """``--out`` as a writable folder for a new run (``run_folder.prepare_out``), checked before any model loads,
     and never inside the chapters' run cache."""
     from ..storage.runs import runs_dir  # lazy: per command, so that cli starts fast
-    from ..production.workflow import prepare_out  # lazy: as above
+    from ..production.run_folder import prepare_out  # lazy: as above
 
     out = out.expanduser().resolve()
     if runs_dir().resolve() in (out, *out.parents):
