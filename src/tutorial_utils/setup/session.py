@@ -102,7 +102,8 @@ def _device_line() -> str:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         return f"device       : CUDA {props.name}, {props.total_memory / 2**30:.0f} GiB"
-    return f"device       : CPU ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)"
+    threads = torch.get_num_threads()
+    return f"device       : CPU ({os.cpu_count()} logical cores, {threads} torch thread{'s' * (threads != 1)})"
 
 
 def _gpu_memory_problem(profile: Profile, total_bytes: int, device: str = "this GPU") -> str | None:
