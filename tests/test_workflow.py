@@ -223,3 +223,12 @@ def test_max_epochs_sets_the_cap_and_a_run_still_improving_at_it_says_so_with_th
     assert workflow.ended(peaked, profile) == ""
     with pytest.raises(DataError, match="--max-epochs"):
         workflow._with_max_epochs(profile, 0)
+
+
+def test_train_without_data_reads_the_profiles_task_at_the_fair_comparisons_length():
+    """Instruction tuning reads the text inside its prompt at the head's length (runners.fit_instruction), not at
+    its own training settings' length."""
+    profile = get_profile("tiny")
+    assert workflow.profile_length(profile, methods.INSTRUCTION_SCORED) == profile.train.max_length
+    assert workflow.profile_length(profile, methods.ENCODER) == profile.encoder_train.max_length
+    assert profile.instruct_train.max_length != profile.train.max_length  # the two differ, so the choice matters

@@ -35,7 +35,7 @@ from ..study import experiment
 from . import export
 from .run_folder import LABELS_FILE, LOCK, METRICS, MODEL, RECORD, STAGED, busy, install, prepare_out
 
-__all__ = ["check_options", "text_length", "train", "tune", "ended", "save_model", "COMPARED_ON_YOURS", "compare"]
+__all__ = ["check_options", "profile_length", "text_length", "train", "tune", "ended", "save_model", "COMPARED_ON_YOURS", "compare"]
 
 # methods whose model leaves the course (instruction tuning: an adapter that the course's prompts serve)
 _SERVABLE = (methods.EMBEDDING_HEAD, methods.ENCODER, methods.TFIDF, methods.INSTRUCTION_SCORED)
@@ -74,6 +74,16 @@ def _option_settings(options: dict) -> dict:
     return {k: v for k, v in options.items() if v not in (False, None, "truncate")}
 
 
+def _length_field(method: str) -> str:
+    """The settings whose ``max_length`` a method reads its texts with (instruction tuning: the text in its prompt)."""
+    return "encoder_train" if method == methods.ENCODER else "train"
+
+
+def profile_length(profile: Profile, method: str) -> int:
+    """The tokens ``method`` reads of each text on the profile's own task, as the fair comparison reads them."""
+    return getattr(profile, _length_field(method)).max_length
+
+
 def text_length(profile: Profile, method: str, data: DatasetDict, max_length: int | None = None,
                 long_texts: str = "truncate") -> tuple[Profile, str]:
     """The profile with the number of tokens ``method`` reads of each text, and a line saying the choice and its cost.
@@ -84,7 +94,7 @@ def text_length(profile: Profile, method: str, data: DatasetDict, max_length: in
     if method == methods.TFIDF:
         return profile, ""
 
-    field = "encoder_train" if method == methods.ENCODER else "train"  # instruction tuning: the text inside its prompt
+    field = _length_field(method)
     default = getattr(profile, field).max_length
     tokenizer = load_tokenizer(profile.encoder if method == methods.ENCODER else profile.causal_lm)
     lengths = np.array([len(ids) for ids in tokenizer(list(data["train"]["text"]))["input_ids"]])

@@ -139,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                                    for r in everyone)}
 
     # the profile's own task reads as many tokens as the fair comparison does and prompts with its word for a text
-    length = args.max_length or (None if args.data else getattr(profile, _FIELD.get(method, "train")).max_length)
+    length = args.max_length or (None if args.data else workflow.profile_length(profile, method))
     dataset = Path(args.data).stem if args.data else profile.single_label_data
     record = workflow.train(profile, method, mine, out, dataset=dataset, learning_rate=args.learning_rate,
                             overwrite=True, data_warnings=said, max_length=length, tune=args.tune,
