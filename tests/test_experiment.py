@@ -272,7 +272,10 @@ def rerun_stored(monkeypatch, name, method, runner):
     value = experiment.chosen(profile, [s for s in specs if s.role == "grid"])
     s = next(s for s in specs if s.value == value and s.seed == profile.protocol.seeds[0])
     data = studies.comparison_data(profile)[s.train_size]
-    return runner(profile, data, s.seed, s.value), experiment.lookup(profile, s)
+    record = experiment.lookup(profile, s)
+    # in the dtype the stored run computed in: records made before it was kept computed in bf16 on every CPU
+    monkeypatch.setenv("COURSE_COMPUTE_DTYPE", record.provenance.get("compute_dtype") or "bfloat16")
+    return runner(profile, data, s.seed, s.value), record
 
 
 def test_tfidf_rerun_reproduces_its_stored_cpu_result(monkeypatch):

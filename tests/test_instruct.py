@@ -265,6 +265,16 @@ def test_trl_masks_the_same_tokens(profile, data, tokenizer):
         assert trl_labels == [-100] * n + ids[n:]
 
 
+def test_trl_keeps_the_adapters_in_float32_unless_the_course_computes_in_bf16(profile, data, tokenizer, monkeypatch):
+    v = instruct.make_verbalizer(label_names(data))
+    pairs = instruct.prompt_completion(data["train"].select(range(4)), tokenizer, v)
+    for dtype, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        monkeypatch.setenv("COURSE_COMPUTE_DTYPE", dtype)
+        model = models.add_lora(models.load_causal_lm(profile)[0], profile.lora, task_type="CAUSAL_LM")
+        trainer = instruct_trainer.make_sft_trainer(model, tokenizer, pairs, profile)
+        assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {expected}, dtype
+
+
 # ---- chapter 04's runs on the tiny profile ------------------------------------------------------------------
 
 def test_tuning_lowers_the_loss_and_the_runs_never_crash(profile, data):

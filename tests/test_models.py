@@ -1,7 +1,10 @@
 """Model loading: 4-bit NF4 on CPU, pad tokens, LoRA parameter counts, clear errors; a real SmolLM2 smoke test."""
 
+from pathlib import Path
+
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from tutorial_utils.setup import assets
 from tutorial_utils.setup.config import ALL_LINEAR, LoraSettings, get_profile
@@ -89,8 +92,37 @@ def test_missing_offline_package_names_the_install_command():
         assets.package_dir("no_such_course_package", "pip install nothing-here")
 
 
-def test_compute_dtype_on_cpu_is_bf16():
+def test_a_cpu_computes_in_bf16_only_where_it_has_bf16_arithmetic(monkeypatch):
+    monkeypatch.delenv("COURSE_COMPUTE_DTYPE", raising=False)
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: True)
     assert models.compute_dtype(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)  # torch would emulate bf16, several times slower
+    assert models.compute_dtype(torch.device("cpu")) == torch.float32
+    assert models.half_dtype(torch.device("cpu")) == torch.bfloat16, "the bf16 precision stays 16-bit in memory"
+    monkeypatch.setenv("COURSE_COMPUTE_DTYPE", "bfloat16")
+    assert models.compute_dtype(torch.device("cpu")) == torch.bfloat16
+
+
+def test_this_cpus_bf16_check_agrees_with_its_instruction_flags():
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((line.split() for line in info.splitlines() if line.startswith("flags")), None)
+    if flags is None:
+        pytest.skip("no x86 flags in /proc/cpuinfo")
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        assert models.cpu_has_bf16()
+    if "avx512f" not in flags:  # AVX2 at most: torch has no fast bf16 kernel here and would emulate it
+        assert not models.cpu_has_bf16()
+
+
+def test_without_bf16_arithmetic_the_course_loads_and_trains_in_float32(monkeypatch):
+    monkeypatch.delenv("COURSE_COMPUTE_DTYPE", raising=False)
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
+    tiny = get_profile("tiny")
+    model, _ = models.load_sequence_classifier(tiny, SECTION_NAMES)
+    floats = {p.dtype for p in model.parameters() if p.dtype.is_floating_point}
+    assert floats == {torch.float32}, floats
+    assert models.quantization_config().bnb_4bit_compute_dtype == torch.float32
+    assert models.from_pretrained(AutoModelForCausalLM, tiny.causal_lm, "bf16").dtype == torch.bfloat16
 
 
 @pytest.mark.slow

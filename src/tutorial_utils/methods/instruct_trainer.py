@@ -127,8 +127,10 @@ def make_sft_trainer(model, tokenizer, pairs: Dataset, profile: Profile, setting
     args = training_arguments(profile, settings or profile.instruct_train, run_name, args_class=SFTConfig,
                               **{**sft, **overrides})
     trainer = with_course_callbacks(SFTTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer))
-    if dtype == torch.float16:  # TRL casts a 4-bit model's adapters to bf16 (QLoRA's recipe); fp16 mixed
-        for param in trainer.model.parameters():  # precision (a T4 has no bf16) cannot unscale bf16 gradients
+    # TRL casts a 4-bit model's adapters to bf16 (QLoRA's recipe): fp16 mixed precision (a T4 has no bf16) cannot
+    # unscale bf16 gradients, and a CPU without bf16 arithmetic would emulate every adapter product; keep them fp32
+    if dtype != torch.bfloat16:
+        for param in trainer.model.parameters():
             if param.requires_grad:
                 param.data = param.data.float()
     return trainer

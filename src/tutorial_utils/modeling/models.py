@@ -20,7 +20,7 @@ from ..setup.checks import check_label_names, check_safetensors
 from ..setup.config import LoraSettings, Profile
 from .heads import hand_written_head, init_from_label_tokens
 
-__all__ = ["ModelError", "device", "compute_dtype", "quantization_config", "ensure_pad_token", "load_tokenizer",
+__all__ = ["ModelError", "device", "cpu_has_bf16", "half_dtype", "compute_dtype", "compute_dtype_name", "quantization_config", "ensure_pad_token", "load_tokenizer",
            "PRECISIONS", "NOMINAL_BITS", "from_pretrained", "load_sequence_classifier", "load_causal_lm",
            "add_lora", "load_embedding_head", "ParamCount", "count_parameters", "load_encoder_classifier",
            "load_trained_classifier", "cpu_packed_layers", "keep_trainable_on_cpu"]
@@ -39,20 +39,51 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def compute_dtype(on: torch.device | None = None) -> torch.dtype:
-    """bf16 where the hardware has it (GPUs of compute capability 8 or more, and CPUs), fp16 on older GPUs (T4).
+def cpu_has_bf16() -> bool:
+    """Whether torch multiplies bf16 matrices on this CPU with oneDNN's kernels (AVX512 or AMX on x86, BF16 on Arm)
+    rather than emulating bf16, which on an AVX2-only Xeon was 6x slower than float32 on a linear layer (chapter 01)."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
-    ``COURSE_COMPUTE_DTYPE=float16`` forces fp16, e.g. to rehearse a T4 run on a newer GPU.
-    """
+
+def _forced_dtype() -> torch.dtype | None:
+    """The dtype ``COURSE_COMPUTE_DTYPE`` names, if it is set."""
     forced = os.environ.get("COURSE_COMPUTE_DTYPE")
-    if forced:
-        if forced not in {"float16", "bfloat16", "float32"}:
-            raise ModelError(f"COURSE_COMPUTE_DTYPE={forced!r}: use float16, bfloat16 or float32.")
-        return getattr(torch, forced)
+    if not forced:
+        return None
+    if forced not in {"float16", "bfloat16", "float32"}:
+        raise ModelError(f"COURSE_COMPUTE_DTYPE={forced!r}: use float16, bfloat16 or float32.")
+    return getattr(torch, forced)
+
+
+def half_dtype(on: torch.device | None = None) -> torch.dtype:
+    """The device's 16-bit type (the ``bf16`` precision): fp16 on GPUs below compute capability 8 (T4), else bf16."""
+    forced = _forced_dtype()
+    if forced in (torch.float16, torch.bfloat16):
+        return forced
     on = on or device()
     if on.type == "cuda":  # not torch.cuda.is_bf16_supported(): it is True on a T4, which only emulates bf16 (slowly)
         return torch.bfloat16 if torch.cuda.get_device_capability(on)[0] >= 8 else torch.float16
     return torch.bfloat16
+
+
+def compute_dtype(on: torch.device | None = None) -> torch.dtype:
+    """The dtype the course computes in (chapter 01): the GPU's 16-bit type (bf16, or fp16 on a T4); on a CPU,
+    bf16 where it has bf16 arithmetic (``cpu_has_bf16``), else float32, since emulated bf16 is several times slower.
+
+    ``COURSE_COMPUTE_DTYPE`` (float16, bfloat16 or float32) overrides it, e.g. to rehearse a T4 run on a newer GPU.
+    """
+    forced = _forced_dtype()
+    if forced is not None:
+        return forced
+    on = on or device()
+    if on.type == "cuda" or cpu_has_bf16():
+        return half_dtype(on)
+    return torch.float32
+
+
+def compute_dtype_name() -> str:
+    """``compute_dtype()`` as a run record's provenance names it ("bfloat16", "float32")."""
+    return str(compute_dtype()).removeprefix("torch.")
 
 
 def quantization_config(double_quant: bool = True, quant_type: str = "nf4", dtype: torch.dtype | None = None):
@@ -99,30 +130,37 @@ NOMINAL_BITS = {"fp32": 32, "bf16": 16, "int8": 8, "nf4": 4, "nf4-dq": 4}  # bit
 
 
 def _profile_precision(profile: Profile, quantize: bool | None = None) -> str:
-    """The precision the course trains in: 4-bit NF4 with double quantisation, or 16-bit without bitsandbytes."""
-    return "nf4-dq" if (profile.load_in_4bit if quantize is None else quantize) else "bf16"
+    """The precision the course trains in: 4-bit NF4 with double quantisation, or without bitsandbytes the
+    compute dtype (16-bit, or fp32 on a CPU without bf16 arithmetic)."""
+    if profile.load_in_4bit if quantize is None else quantize:
+        return "nf4-dq"
+    return "fp32" if compute_dtype() == torch.float32 else "bf16"
 
 
 def _precision_kwargs(precision: str) -> dict:
-    """``from_pretrained`` arguments for one of ``PRECISIONS``: dtype, bitsandbytes config and placement."""
+    """``from_pretrained`` arguments for one of ``PRECISIONS``: dtype, bitsandbytes config and placement.
+
+    The layers a precision does not quantise are kept in the device's 16-bit type, as its memory is measured
+    (chapter 01); the course's own loaders keep them in the compute dtype instead (``from_pretrained(dtype=...)``).
+    """
     # a quantised model is placed where it loads: this process's GPU (LOCAL_RANK under torchrun), else the CPU
     place = {"device_map": {"": int(os.environ.get("LOCAL_RANK", 0))} if device().type == "cuda" else {"": "cpu"}}
     if precision == "fp32":
         return {"dtype": torch.float32}
     if precision == "bf16":
-        return {"dtype": compute_dtype()}
+        return {"dtype": half_dtype()}
     if precision == "int8":  # LLM.int8 computes in fp16 (on CPU a bf16 model warns at every layer)
         return {"dtype": torch.float16, **place, "quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
     if precision in ("nf4", "nf4-dq"):
-        return {"dtype": compute_dtype(), **place,
+        return {"dtype": half_dtype(), **place,
                 "quantization_config": quantization_config(double_quant=precision == "nf4-dq")}
     raise ModelError(f"Unknown precision {precision!r}. Fix: choose one of {', '.join(PRECISIONS)}.")
 
 
 def from_pretrained(auto_class, name: str, precision: str, **kwargs):
-    """``auto_class.from_pretrained`` of a course model in one of ``PRECISIONS``, on this device."""
-    load = _precision_kwargs(precision)
-    model = auto_class.from_pretrained(model_path(name), **load, **kwargs)
+    """``auto_class.from_pretrained`` of a course model in one of ``PRECISIONS``, on this device (``kwargs`` win)."""
+    load = {**_precision_kwargs(precision), **kwargs}
+    model = auto_class.from_pretrained(model_path(name), **load)
     if "device_map" not in load:
         model.to(device())
     return model
@@ -135,7 +173,7 @@ def load_sequence_classifier(profile: Profile, label_names: list[str], multi_lab
     tokenizer = load_tokenizer(profile.causal_lm)
     model = from_pretrained(
         AutoModelForSequenceClassification, profile.causal_lm, _profile_precision(profile, quantize),
-        num_labels=len(label_names),
+        dtype=compute_dtype(), num_labels=len(label_names),
         id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification")
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -147,7 +185,8 @@ def load_causal_lm(profile: Profile, quantize: bool | None = None, padding_side:
     """The profile's causal LM for generation and label scoring, in the profile's precision or the one named;
     returns (model, tokenizer)."""
     tokenizer = load_tokenizer(profile.causal_lm, padding_side=padding_side)
-    model = from_pretrained(AutoModelForCausalLM, profile.causal_lm, precision or _profile_precision(profile, quantize))
+    model = from_pretrained(AutoModelForCausalLM, profile.causal_lm, precision or _profile_precision(profile, quantize),
+                            **({} if precision else {"dtype": compute_dtype()}))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 

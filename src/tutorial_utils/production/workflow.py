@@ -25,7 +25,7 @@ from ..evaluation.stats import present_classes
 from ..methods import runners, tfidf
 from ..methods.instruct_train import save_tuned
 from ..methods.train import world_size
-from ..modeling.models import load_tokenizer
+from ..modeling.models import compute_dtype_name, load_tokenizer
 from ..setup import files
 from ..setup.checks import DataError, NotFinite
 from ..setup.config import CLASS_WEIGHTS, LONG_TEXTS, Profile
@@ -247,7 +247,8 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     config = {**runners.settings(profile, method, value), **_option_settings(options)}
     if distributed:  # each process's batch is in the settings; how many took one a step, too
         config["processes"] = world_size()
-    record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command)
+    record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command,
+                                     compute_dtype_name())
     if distributed:
         record.extra["distributed"] = distributed(record)  # every process takes part
     if not writes:
@@ -357,7 +358,8 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
         config = {**runners.settings(fitted, method, value),
                   **_option_settings({"tune": tune, "class_weight": weight, "long_texts": "chunk" if chunk else "truncate"})}
         outcome = _with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen})
-        found[method] = [records.make_record(method, dataset, seed, config, data, outcome, seconds, command)]
+        found[method] = [records.make_record(method, dataset, seed, config, data, outcome, seconds, command,
+                                             compute_dtype_name())]
         ending = ended(found[method][0], profile)
         if ending:
             print(ending, flush=True)

@@ -126,20 +126,23 @@ def machine() -> str:
     return f"{cpu}, {cores} cores, {torch.get_num_threads()} torch threads"
 
 
-def provenance(wall_seconds: float, command: str | None = None) -> dict:
-    """Where a run came from: commit, command, wall time, machine, library versions and when it finished."""
+def provenance(wall_seconds: float, command: str | None = None, compute_dtype: str | None = None) -> dict:
+    """Where a run came from: commit, command, wall time, machine, compute dtype, library versions and when it
+    finished. Records made before the dtype was kept (2026-12-07) computed in bfloat16 on every CPU."""
     commit, dirty = git_commit()
     return {"git_commit": commit, "uncommitted_changes": dirty,
             "command": command or "python -m tutorial_utils " + " ".join(sys.argv[1:]),
             "wall_seconds": round(float(wall_seconds), 1), "machine": machine(), "cpu_count": os.cpu_count(),
+            "compute_dtype": compute_dtype,
             "versions": versions(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
             # 1, 5 and 15-minute load averages at the end: well above the core count, the CPU was shared
             "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
 def make_record(method: str, dataset: str, seed: int, settings: dict, data, outcome: dict,
-                wall_seconds: float, command: str | None = None) -> RunRecord:
-    """The one builder of a run record, from a runner's outcome (predictions, curve, counts, timings)."""
+                wall_seconds: float, command: str | None = None, compute_dtype: str | None = None) -> RunRecord:
+    """The one builder of a run record, from a runner's outcome (predictions, curve, counts, timings) and the
+    dtype its models computed in (``models.compute_dtype_name()``)."""
     described = data_description(data, dataset)
     y_true, y_pred = np.asarray(outcome["y_true"]), np.asarray(outcome["y_pred"])
     if y_true.shape[0] != len(data["test"]) or y_pred.shape != y_true.shape:
@@ -157,7 +160,7 @@ def make_record(method: str, dataset: str, seed: int, settings: dict, data, outc
         best_epoch=best["epoch"] if best else None, learning_rate=settings.get("learning_rate"),
         validation_curve=curve, validation_metric=outcome.get("validation_metric", best["value"] if best else None),
         train_seconds=float(outcome.get("train_seconds", 0.0)), test_metrics=metrics,
-        provenance=provenance(wall_seconds, command), y_true=y_true, y_pred=y_pred,
+        provenance=provenance(wall_seconds, command, compute_dtype), y_true=y_true, y_pred=y_pred,
         probs=np.asarray(outcome["probs"], dtype=np.float32),
         val_probs=None if outcome.get("val_probs") is None else np.asarray(outcome["val_probs"], dtype=np.float32),
         extra=outcome.get("extra", {}))

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .. import methods
 from ..evaluation import run_checks
 from ..methods import multilabel_protocol, runners
+from ..modeling.models import compute_dtype_name
 from ..setup.config import Profile
 from ..setup.timing import timed
 from ..storage import records, store
@@ -296,7 +297,8 @@ def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = 
         if method not in wanted:
             continue
         twin = spec(profile, s.study, method, data, s.seed, s.value, s.role, variant=s.variant, extension=s.extension)
-        record = records.make_record(method, twin.dataset, twin.seed, twin.settings, data, outcome, wall, command)
+        record = records.make_record(method, twin.dataset, twin.seed, twin.settings, data, outcome, wall, command,
+                                     compute_dtype_name())
         record.extra.update(study=twin.study, role=twin.role, **({"variant": twin.variant} if twin.variant else {}),
                             **({"extension": twin.extension} if twin.extension else {}))
         store.write(record, store.folder(profile.name, twin.dataset, method, twin.tag, twin.key))

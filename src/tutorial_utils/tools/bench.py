@@ -48,6 +48,7 @@ def machine() -> dict:
         "usable cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch threads": torch.get_num_threads(),
         "cpu bf16 instructions": [f for f in ("avx512_bf16", "amx_bf16") if f" {f}" in info],
+        "compute dtype": models.compute_dtype_name(),  # float32 on a CPU whose bf16 torch would emulate
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "gpu memory (GiB)": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else None,
         "os": platform.platform(terse=True), "versions": versions(),
