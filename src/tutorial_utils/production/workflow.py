@@ -294,8 +294,9 @@ def ended(record: records.RunRecord, profile: Profile) -> str:
         return ""
     cap = max(profile.protocol.max_epochs, int(np.ceil(record.epochs_run)))
     return (f"{record.method}: validation macro-F1 was still rising at the last evaluation (epoch {record.best_epoch:g} of "
-            f"{record.epochs_run:g}): its score is a lower bound. Fix: train again with --max-epochs {2 * cap} "
-            f"(twice the cap; about twice the time), as the course's protocol does with such a run.")
+            f"{record.epochs_run:g}): its score is a lower bound. Fix: train again with twice the cap "
+            f"(--max-epochs {2 * cap}, or max_epochs={2 * cap} in workflow.train; about twice the time), as the course's "
+            f"protocol does with such a run.")
 
 
 def _with_extra(outcome: dict, **entries: object) -> dict:

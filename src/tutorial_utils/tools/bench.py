@@ -61,7 +61,8 @@ def machine_line(info: dict) -> str:
     gpu = f"GPU {info['gpu']} ({info['gpu memory (GiB)']} GiB)" if info.get("gpu") else "no GPU"
     before, after = info.get("load average before (1, 5, 15 min)"), info.get("load average (1, 5, 15 min)")
     load = f"; 1-min load average {before[0]:.2f} before, {after[0]:.2f} after" if before and after else ""
-    return (f"{info['cpu']}, {info['usable cores']} usable cores, {info['torch threads']} torch threads, {gpu}; "
+    dtype = f", computing in {info['compute dtype']}" if info.get("compute dtype") else ""  # older sections: bf16 on a CPU
+    return (f"{info['cpu']}, {info['usable cores']} usable cores, {info['torch threads']} torch threads, {gpu}{dtype}; "
             f"torch {info['versions'].get('torch')}{load}")
 
 
