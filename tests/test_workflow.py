@@ -5,10 +5,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
 
 from tutorial_utils.setup.checks import DataError, NotFinite
 from tutorial_utils.setup.config import get_profile
 from tutorial_utils import data, methods
+from tutorial_utils.modeling import models
 from tutorial_utils.storage import store
 from tutorial_utils.methods import tfidf
 from tutorial_utils.production import serving, workflow
@@ -42,7 +45,7 @@ OPTIONS = {"encoder": ["--long-texts", "chunk", "--max-length", "16", "--class-w
 
 
 @pytest.mark.parametrize("method", ["tfidf", "embedding-head", "instruction", "encoder"])
-def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(table, tmp_path, method):
+def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(table, tmp_path, method, monkeypatch):
     out = tmp_path / "run"
     assert train(table, method, out, *OPTIONS.get(method, [])) == 0
     info = json.loads((out / "metrics.json").read_text())
@@ -76,6 +79,14 @@ def test_train_saves_a_run_that_predict_serves_with_the_trained_predictions(tabl
     if method == "embedding-head":  # the weighted loss through peft's model and the Trainer
         assert record.settings["class_weight"] == "balanced" and len(record.extra["class_weights"]) == 8
     assert np.allclose(predicted[[f"p({n})" for n in record.label_names]].sum(1), 1, atol=1e-3)
+    if method == "embedding-head":  # served on the CPU in the dtype the course computes in there: fp32 without bf16
+        loaded, real = [], AutoModelForSequenceClassification.from_pretrained
+        monkeypatch.delenv("COURSE_COMPUTE_DTYPE", raising=False)
+        monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
+        monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained",
+                            lambda *args, **kwargs: loaded.append(real(*args, **kwargs)) or loaded[-1])
+        serving.predict(out, test.head(2), text_column="abstract")
+        assert [m.dtype for m in loaded] == [torch.float32]
 
 
 def test_a_run_folder_that_holds_files_is_refused_and_overwrite_keeps_the_users_files(table, tmp_path, monkeypatch,

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..evaluation.metrics import softmax
 from ..methods import tfidf
 from ..methods.instruct import score_labels
 from ..methods.instruct_train import PROMPT_FILE, load_tuned
 from ..methods.train import predict_logits
+from ..modeling.models import compute_dtype
 from ..setup import files
 from ..setup.checks import DataError, check_finite, check_safetensors, check_texts
 from .run_folder import LABELS_FILE, METRICS, MODEL, REPLACED
@@ -93,7 +95,9 @@ def _load_model(model: Path, info: dict) -> tuple[list[str], object]:
 
 
     check_safetensors(model, "model")
-    network = AutoModelForSequenceClassification.from_pretrained(model, use_safetensors=True).eval()
+    # on the CPU, in the dtype the course computes in there: the 16-bit export upcast to fp32 where bf16 is emulated
+    network = AutoModelForSequenceClassification.from_pretrained(
+        model, use_safetensors=True, dtype=compute_dtype(torch.device("cpu"))).eval()
     tokenizer = AutoTokenizer.from_pretrained(model)
     names = [network.config.id2label[i] for i in range(network.config.num_labels)]
 
