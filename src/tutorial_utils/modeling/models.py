@@ -20,7 +20,8 @@ from ..setup.checks import check_label_names, check_safetensors
 from ..setup.config import LoraSettings, Profile
 from .heads import hand_written_head, init_from_label_tokens
 
-__all__ = ["ModelError", "device", "cpu_has_bf16", "half_dtype", "compute_dtype", "compute_dtype_name", "quantization_config", "ensure_pad_token", "load_tokenizer",
+__all__ = ["ModelError", "device", "cpu_has_bf16", "half_dtype", "compute_dtype", "compute_dtype_name",
+           "quantization_config", "ensure_pad_token", "load_tokenizer",
            "PRECISIONS", "NOMINAL_BITS", "from_pretrained", "load_sequence_classifier", "load_causal_lm",
            "add_lora", "load_embedding_head", "ParamCount", "count_parameters", "load_encoder_classifier",
            "load_trained_classifier", "cpu_packed_layers", "keep_trainable_on_cpu"]

@@ -248,7 +248,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     if distributed:  # each process's batch is in the settings; how many took one a step, too
         config["processes"] = world_size()
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command,
-                                     compute_dtype_name())
+                                 compute_dtype_name())
     if distributed:
         record.extra["distributed"] = distributed(record)  # every process takes part
     if not writes:
