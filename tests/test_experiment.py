@@ -115,6 +115,13 @@ def test_store_round_trip(results):
     assert back.provenance["command"] == "test" and back.provenance["machine"]
 
 
+def test_a_record_names_the_commit_its_code_was_loaded_from(monkeypatch):
+    """A long reproduce outlives the checkout it started from: a commit made meanwhile is not credited with the run."""
+    monkeypatch.setattr(records, "git_commit", lambda: ("a later commit", True))
+    assert toy_record().provenance["git_commit"] != "a later commit"
+    assert (toy_record().provenance["git_commit"], toy_record().provenance["uncommitted_changes"]) == records._LOADED_FROM
+
+
 def test_truncated_arrays_or_broken_json_are_recomputed_not_loaded(results, capsys):
     record = toy_record()
     where = store.write(record, store.folder("tiny", "toy", record.method, "t", record.key))

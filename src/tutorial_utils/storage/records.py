@@ -111,6 +111,11 @@ def git_commit() -> tuple[str, bool | None]:
         return "unknown", None
 
 
+# the code this process runs: the checkout as it was when the package was imported. A run finishes hours later,
+# and a checkout that moved on meanwhile (a commit, an edit) must not be credited with it.
+_LOADED_FROM = git_commit()
+
+
 def machine() -> str:
     """The processor or GPU a run used, in a few words."""
     import torch  # lazy: torch costs ~2 s, and only a finished run asks which machine it ran on
@@ -128,8 +133,9 @@ def machine() -> str:
 
 def provenance(wall_seconds: float, command: str | None = None, compute_dtype: str | None = None) -> dict:
     """Where a run came from: commit, command, wall time, machine, compute dtype, library versions and when it
-    finished. Records made before the dtype was kept (2026-12-07) computed in bfloat16 on every CPU."""
-    commit, dirty = git_commit()
+    finished. The commit is the one the package was imported from (``_LOADED_FROM``). Records made before the dtype
+    was kept (2026-12-07) computed in bfloat16 on every CPU."""
+    commit, dirty = _LOADED_FROM
     return {"git_commit": commit, "uncommitted_changes": dirty,
             "command": command or "python -m tutorial_utils " + " ".join(sys.argv[1:]),
             "wall_seconds": round(float(wall_seconds), 1), "machine": machine(), "cpu_count": os.cpu_count(),
