@@ -9,7 +9,7 @@ import torch
 from tutorial_utils.setup.config import get_profile
 from tutorial_utils.modeling import models
 from tutorial_utils.data import label_names, load_single_label
-from tutorial_utils.methods import recipes, train
+from tutorial_utils.methods import classifier, encoder, recipes, runners, train
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +104,32 @@ def test_balanced_class_weights_are_scikit_learns_and_an_absent_class_is_refused
     assert np.allclose(balanced_weights(labels, 3), compute_class_weight("balanced", classes=np.arange(3), y=labels))
     with pytest.raises(DataError, match="Class 3 has no training example"):
         balanced_weights(labels, 4)
+
+
+def test_the_chapter_s_run_and_the_protocol_s_run_are_one_function(setup, monkeypatch):
+    """Chapter 03's encoder run (the profile's epochs) and the protocol's (to a plateau) both train through
+    ``encoder.run`` -> ``classifier.fit``; only ``until`` differs, and each reports what its schedule measures."""
+    profile, data = setup
+    seen = []
+    original = classifier.fit
+
+    def spy(*args, **kwargs):
+        fitted = original(*args, **kwargs)
+        seen.append((kwargs["until"], fitted))
+        return fitted
+
+    monkeypatch.setattr(encoder, "fit", spy)
+    chapter = recipes.encoder_run(profile, data)
+    outcome = runners.encoder(runners.protocol_profile(profile), data, seed=1, value=3e-4)
+    assert [until for until, _ in seen] == ["epochs", "plateau"]
+    (_, by_epochs), (_, to_plateau) = seen
+    assert "learning_curve" in by_epochs.report and "validation_curve" in to_plateau.report
+    np.testing.assert_array_equal(chapter.y_pred, by_epochs.logits.argmax(1))
+    np.testing.assert_array_equal(outcome["y_pred"], to_plateau.logits.argmax(1))
+
+
+@pytest.mark.parametrize("until, options, message", [("forever", {}, "until='forever'"),
+                                                     ("epochs", {"class_weight": "balanced"}, "until='plateau'")])
+def test_a_run_refuses_an_unknown_schedule_or_a_protocol_option_without_the_protocol(until, options, message):
+    with pytest.raises(ValueError, match=message):
+        classifier.fit(None, None, None, get_profile("tiny"), get_profile("tiny").train, 1, 1e-3, until=until, **options)

@@ -2,8 +2,10 @@
 how its trainable parameters are counted, which chapter teaches it).
 
 Chapters, the capstone, the results store and the command line take method names from here; an unknown
-name gets an error that lists the registry. How each method trains under the comparison protocol lives
-in ``runners`` and ``multilabel_protocol``; ``experiment.RUNNERS`` maps each method to its function.
+name gets an error that lists the registry. Each trained method has one ``run`` (``embedding_head.run``,
+``encoder.run``, ``instruct_train.run``) that chapters, the protocol and your data's runs all call; how each is
+scored under the comparison protocol lives in ``runners`` and ``multilabel_protocol``, and
+``experiment.RUNNERS`` maps each method to that function.
 Taught in chapter 08 (the capstone); every chapter's method is listed here.
 The modules of this folder implement the methods; they import ``setup``, ``modeling``, ``data``, ``evaluation``
 and ``storage``, never ``study``, ``production`` or ``tools``.

@@ -11,9 +11,11 @@ import re
 import string
 from dataclasses import dataclass
 
+import numpy as np
+
 from .verbalizer import NONE_ANSWER, Verbalizer
 
-__all__ = ["normalize", "parse_label", "ParsedLabels", "parse_labels"]
+__all__ = ["normalize", "parse_label", "ParsedLabels", "parse_labels", "parse_many"]
 
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
@@ -91,3 +93,17 @@ def parse_labels(output: str, verbalizer: Verbalizer) -> ParsedLabels:
             dup += table[key] in ids
             ids += [] if table[key] in ids else [table[key]]
     return ParsedLabels(tuple(sorted(ids)), tuple(unknown), dup)
+
+
+def parse_many(outputs: list[str], verbalizer: Verbalizer, n_labels: int | None = None) -> tuple[np.ndarray, dict]:
+    """Multi-label answers as a 0/1 matrix, with counts of failures, unknowns, repeats, empties (chapter 05)."""
+    parsed = [parse_labels(o, verbalizer) for o in outputs]
+    Y = np.zeros((len(outputs), n_labels or len(verbalizer.words)), dtype=int)
+    for row, p in enumerate(parsed):
+        Y[row, list(p.ids)] = 1
+    report = {"answers": len(parsed), "failed": sum(p.failed for p in parsed),
+              "with an unknown label": sum(bool(p.unknown) for p in parsed),
+              "with a repeated label": sum(p.duplicates > 0 for p in parsed), "empty": sum(p.empty for p in parsed),
+              "no label at all": int((Y.sum(1) == 0).sum())}
+    report["failed rate"] = report["failed"] / max(len(parsed), 1)
+    return Y, report

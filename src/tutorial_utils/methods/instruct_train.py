@@ -1,9 +1,12 @@
-"""Chapter 04's instruction-tuning runs: tune, save and load, predict by scoring and by generating.
+"""Instruction tuning's one run (chapter 04), and the chapter's read-outs: save and load, predict by scoring
+and by generating.
 
 A run puts together the profile's 4-bit causal LM with LoRA, the verbalizer's prompts and
-``instruct_trainer``'s answer-only Trainer (``prepare_tuning``, ``tune``), then reads the test split
-by scoring every label and by generating (``scored_result``, ``generated_result``), and compares
-variants on validation (``variant_row``). Taught in chapter 04; the multi-label runs of chapter 05 reuse ``tune``.
+``instruct_trainer``'s answer-only Trainer (``prepare_tuning``), and trains it for the profile's epochs or to a
+validation plateau (``run``: chapter 04's and 05's runs, the protocol's, your data's). ``scored_result`` and
+``generated_result`` read the test split by scoring every label and by generating; ``variant_row`` compares
+variants on validation. Taught in chapter 04; chapter 05's multi-label runs call ``tune`` (``run`` for the
+profile's epochs).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from ..data import label_names
+from ..data import label_names, multi_hot
 from ..data.common import sample_examples
-from ..evaluation.metrics import classification_metrics, softmax
+from ..evaluation.metrics import classification_metrics, macro_f1, softmax
+from ..evaluation.stats import micro_f1
 from ..modeling import models
 from ..setup import budgets
 from ..setup.checks import check_safetensors
@@ -28,12 +32,15 @@ from ..setup.timing import timed
 from ..storage.runs import RunResult
 from . import INSTRUCTION_GENERATED, INSTRUCTION_SCORED  # noqa: F401 (the names live in the registry)
 from . import instruct
+from .answers import parse_many
 from .instruct import subject_of  # noqa: F401 (re-exported: chapters 03b, 04 and 05 call instruct_train.subject_of)
 from .instruct_trainer import make_instruct_trainer
+from .plateau import Evaluate, schedule, train_to_plateau
 from .train import train_and_report
 from .verbalizer import Verbalizer
 
-__all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "prepare_tuning", "tuning_report", "tune",
+__all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "prepare_tuning", "tuning_report", "run",
+           "tune", "max_answer_tokens",
            "label_scores", "scored_result", "generated_result", "generation_probs",
            "validation_row", "variant_row"]
 
@@ -113,13 +120,72 @@ def tuning_report(model, train_examples: Dataset, kind: str, lora: LoraSettings)
             "verbalizer": kind, "lora": _lora_label(lora), "r": lora.r}
 
 
+def run(profile: Profile, data: DatasetDict, seed: int, lr: float, *, until: str = "plateau",
+        multi_label: bool = False, kind: str | None = None, lora: LoraSettings | None = None,
+        n_train: int | None = None, max_text_tokens: int | None = None, subject: str | None = None,
+        run_name: str = "protocol") -> InstructionModel:
+    """Instruction tuning's one run (chapters 04, 05, 08, 09): the 4-bit LM with LoRA trained on prompt -> answer
+    pairs of ``n_train`` training examples (default: all) at learning rate ``lr`` from ``seed``.
+
+    ``until="epochs"``: the profile's epochs (a chapter's demonstration). ``until="plateau"``: the protocol's schedule,
+    evaluated on validation by scoring every label (macro-F1) or, ``multi_label``, by generating the list of labels
+    (micro-F1), the best weights kept. ``kind``: the verbalizer (default the profile's). The model's ``report`` holds
+    what the training reported: examples, trainable parameters, timings and, to a plateau, the validation curve.
+    """
+    s = profile.instruct_train
+    n_train = len(data["train"]) if n_train is None else n_train
+    options = dict(kind=kind or profile.verbalizer, lora=lora, multi_label=multi_label, n_train=n_train,
+                   max_text_tokens=max_text_tokens, subject=subject, run_name=run_name, seed=seed, learning_rate=lr)
+    if until == "epochs":
+        tuned, trainer = prepare_tuning(profile, data, **options)
+        tuned.report.update(train_and_report(trainer))
+        return tuned
+    if until != "plateau":
+        raise ValueError(f"until={until!r}: a run trains until 'plateau' or for the profile's 'epochs'. "
+                         "Fix: pass one of these.")
+    steps = schedule(n_train, s.batch_size, profile.protocol, s.grad_accum)
+    tuned, trainer = prepare_tuning(profile, data, num_train_epochs=steps["max_epochs"], **options)
+    tuned.report.update(train_to_plateau(trainer, _validation_score(tuned, data, s.eval_batch_size), profile.protocol,
+                                         steps))
+    return tuned
+
+
+def _validation_score(tuned: InstructionModel, data: DatasetDict, batch_size: int) -> Evaluate:
+    """The protocol's evaluation of an instruction-tuned model (chapter 08): macro-F1 of the best-scored label, or
+    multi-label, micro-F1 of the generated lists; with the validation probabilities (lists: 0/1)."""
+    prompts = tuned.prompts(list(data["validation"]["text"]))
+    if tuned.multi_label:
+        Y, longest = multi_hot(data["validation"]).astype(int), max_answer_tokens(tuned, data)
+
+        def evaluate(model) -> tuple[float, np.ndarray]:
+            answers, _ = instruct.generate(model, tuned.tokenizer, prompts, max_new_tokens=longest, batch_size=batch_size)
+            found = parse_many(answers, tuned.verbalizer, Y.shape[1])[0]
+            return micro_f1(Y, found), found.astype(float)
+    else:
+        y, n = data["validation"]["label"], len(tuned.verbalizer.words)
+
+        def evaluate(model) -> tuple[float, np.ndarray]:
+            scores = instruct.score_labels(model, tuned.tokenizer, prompts, list(tuned.verbalizer.words),
+                                           batch_size=batch_size)
+            return macro_f1(y, scores.argmax(1), n), softmax(scores)
+
+    return evaluate
+
+
 def tune(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
          multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
          subject: str | None = None, run_name: str = "instruct") -> InstructionModel:
-    """Instruction-tune the profile's 4-bit causal LM with LoRA on ``n_train`` examples (chapters 04 and 05)."""
-    tuned, trainer = prepare_tuning(profile, data, kind, lora, multi_label, n_train, max_text_tokens, subject, run_name)
-    tuned.report.update(train_and_report(trainer))
-    return tuned
+    """Chapter 04's and 05's run: ``run`` for the profile's epochs at its learning rate and seed, on
+    ``n_train`` examples (default ``profile.instruct_train_size``)."""
+    return run(profile, data, profile.seed, profile.instruct_train.learning_rate, until="epochs",
+               multi_label=multi_label, kind=kind, lora=lora, max_text_tokens=max_text_tokens, subject=subject,
+               n_train=profile.instruct_train_size if n_train is None else n_train, run_name=run_name)
+
+
+def max_answer_tokens(tuned: InstructionModel, data: DatasetDict, extra: int = 4) -> int:
+    """The longest training answer's tokens plus ``extra``: room to see what the model over-generates (chapter 05)."""
+    answers = {tuned.verbalizer.answer(ids) for ids in data["train"]["labels"]}
+    return max(len(instruct.answer_ids(tuned.tokenizer, a)) for a in answers) + extra
 
 
 def _lora_label(lora: LoraSettings) -> str:

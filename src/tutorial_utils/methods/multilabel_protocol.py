@@ -19,12 +19,12 @@ from ..evaluation.stats import micro_f1
 from ..evaluation.thresholds import apply_thresholds, tune_global_threshold
 from ..setup.config import Profile
 from . import tfidf
-from .instruct import generate
-from .instruct_train import prepare_tuning
-from .multilabel_runs import instruction_result, max_answer_tokens, parse_many
-from .plateau import schedule, train_to_plateau
+from .embedding_head import run as run_embedding_head
+from .encoder import run as run_encoder
+from .instruct_train import run as run_instruction
+from .multilabel_runs import instruction_result
 from .probe import fit_multilabel_probe, probe_parameters
-from .runners import fit_probes, fit_to_plateau, probe_extra
+from .runners import fit_probes, probe_extra
 from .train import predict_logits
 
 __all__ = ["thresholded", "frequency_floor", "multilabel_tfidf", "multilabel_probe", "multilabel_head",
@@ -94,9 +94,10 @@ def _sigmoid_scorer(data: DatasetDict):
 
 def _train_sigmoid_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> dict:
     """The LoRA head (4-bit base) or the encoder with one sigmoid per label, trained to a validation plateau."""
-    _, _, fitted, logits = fit_to_plateau(profile, data, seed, value, encoder, multi_label=True,
-                                          evaluate=_sigmoid_scorer(data))
-    return thresholded(data, fitted.pop("val_probs"), sigmoid(logits), **fitted)
+    fitted = (run_encoder if encoder else run_embedding_head)(profile, data, seed, value, multi_label=True,
+                                                              evaluate=_sigmoid_scorer(data))
+    report = dict(fitted.report)
+    return thresholded(data, report.pop("val_probs"), sigmoid(fitted.logits), **report)
 
 
 def multilabel_head(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
@@ -111,24 +112,10 @@ def multilabel_encoder(profile: Profile, data: DatasetDict, seed: int, value: fl
 
 def multilabel_instruction(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """Instruction tuning on "label, label" answers to a validation plateau (micro-F1 of the generated lists)."""
-    s = profile.instruct_train
-    steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
-    tuned, trainer = prepare_tuning(profile, data, multi_label=True, n_train=len(data["train"]),
-                                    max_text_tokens=profile.train.max_length, run_name="protocol", seed=seed,
-                                    learning_rate=value, num_train_epochs=steps["max_epochs"])
-    prompts, Y_val = tuned.prompts(list(data["validation"]["text"])), _label_matrix(data, "validation")
-    longest = max_answer_tokens(tuned, data)
-
-    def evaluate(model) -> tuple[float, np.ndarray]:
-        answers, _ = generate(model, tuned.tokenizer, prompts, max_new_tokens=longest, batch_size=s.eval_batch_size)
-        Y = parse_many(answers, tuned.verbalizer, Y_val.shape[1])[0]
-        return micro_f1(Y_val, Y), Y.astype(float)
-
-    fitted = train_to_plateau(trainer, evaluate, profile.protocol, steps)
+    tuned = run_instruction(profile, data, seed, value, multi_label=True, max_text_tokens=profile.train.max_length)
     result = instruction_result(tuned, profile, data)
-    extra = {**fitted.pop("extra"), "parsing": result.extra["parsing"], "answers": result.extra["answers"],
+    fitted = {k: v for k, v in tuned.report.items() if k != "extra"}
+    extra = {**tuned.report["extra"], "parsing": result.extra["parsing"], "answers": result.extra["answers"],
              "test_texts_per_second": result.extra["test_texts_per_second"]}
     return {**fitted, "extra": extra, "y_true": result.y_true, "y_pred": result.y_pred, "probs": result.probs,
             "trainable_params": tuned.model.get_nb_trainable_parameters()[0]}
-
-

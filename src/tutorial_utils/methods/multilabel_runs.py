@@ -16,35 +16,18 @@ from ..data import label_names, multi_hot
 from ..data.common import with_train_cut
 from ..evaluation import thresholds
 from ..evaluation.metrics import multilabel_metrics, sigmoid
-from ..modeling import models
 from ..setup.config import Profile
-from ..setup.session import seed_everything
 from ..setup.timing import timed
 from ..storage.runs import RunResult
 from . import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the names live in the registry)
-from . import instruct
-from .answers import parse_labels
-from .instruct_train import InstructionModel, tune
-from .train import make_trainer, predict_logits, train_and_report
-from .verbalizer import Verbalizer
+from . import embedding_head, instruct
+from .answers import parse_many  # noqa: F401 (re-exported: chapter 05 calls multilabel_runs.parse_many)
+from .instruct_train import InstructionModel, max_answer_tokens, tune  # noqa: F401 (max_answer_tokens: re-exported)
+from .train import predict_logits
 
 __all__ = ["parse_many", "label_table", "train_subset", "HeadScores", "train_head", "threshold_comparison",
            "head_result", "tune_multilabel", "max_answer_tokens", "instruction_result", "comparison"]
 
-
-
-def parse_many(outputs: list[str], verbalizer: Verbalizer, n_labels: int | None = None) -> tuple[np.ndarray, dict]:
-    """Multi-label answers as a 0/1 matrix, with counts of failures, unknowns, repeats, empties (chapter 05)."""
-    parsed = [parse_labels(o, verbalizer) for o in outputs]
-    Y = np.zeros((len(outputs), n_labels or len(verbalizer.words)), dtype=int)
-    for row, p in enumerate(parsed):
-        Y[row, list(p.ids)] = 1
-    report = {"answers": len(parsed), "failed": sum(p.failed for p in parsed),
-              "with an unknown label": sum(bool(p.unknown) for p in parsed),
-              "with a repeated label": sum(p.duplicates > 0 for p in parsed), "empty": sum(p.empty for p in parsed),
-              "no label at all": int((Y.sum(1) == 0).sum())}
-    report["failed rate"] = report["failed"] / max(len(parsed), 1)
-    return Y, report
 
 
 def label_table(data: DatasetDict) -> pd.DataFrame:
@@ -70,24 +53,18 @@ class HeadScores:
 
 
 def train_head(profile: Profile, data: DatasetDict) -> HeadScores:
-    """Chapter 05's embedding head: 4-bit LM + LoRA + a head trained with sigmoid + BCE, then probabilities."""
-    seed_everything(profile.seed)
-    names, s = label_names(data), profile.multilabel_train
-    model, tokenizer = models.load_embedding_head(profile, names, multi_label=True)
-    subset = train_subset(profile, data)
-    trainer = make_trainer(model, tokenizer, subset, profile, settings=s, multi_label=True, run_name=MULTILABEL_HEAD,
-                           eval_strategy="no", logging_steps=2)
-    report = {**train_and_report(trainer), "train_examples": len(subset["train"]),
-              "trainable_params": models.count_parameters(model).trainable}
-    probs = {}
-    for split in ("validation", "test"):
-        texts = list(data[split]["text"])
-        order = np.argsort([len(t) for t in texts])  # similar lengths in a batch: less padding
-        logits, seconds = timed(predict_logits, model, tokenizer, [texts[i] for i in order],
-                                batch_size=s.eval_batch_size, max_length=s.max_length)
-        report[f"{split}_texts_per_second"] = len(texts) / seconds
-        probs[split] = sigmoid(logits)[np.argsort(order)]
-    return HeadScores(probs["validation"], probs["test"], report)
+    """Chapter 05's embedding head: 4-bit LM + LoRA + a head trained with sigmoid + BCE for the profile's epochs
+    (``embedding_head.run``), then its probabilities on validation and test."""
+    s, subset = profile.multilabel_train, train_subset(profile, data)
+    fitted = embedding_head.run(profile, subset, profile.seed, s.learning_rate, until="epochs", multi_label=True,
+                                settings=s, run_name=MULTILABEL_HEAD, eval_strategy="no", logging_steps=2)
+    logits, seconds = timed(predict_logits, fitted.model, fitted.tokenizer, list(data["validation"]["text"]),
+                            batch_size=s.eval_batch_size, max_length=s.max_length)
+    report = {"train_seconds": fitted.report["train_seconds"], "learning_curve": fitted.report["learning_curve"],
+              "train_examples": len(subset["train"]), "trainable_params": fitted.report["trainable_params"],
+              "validation_texts_per_second": len(logits) / seconds,
+              "test_texts_per_second": fitted.report["extra"]["test_texts_per_second"]}
+    return HeadScores(sigmoid(logits), sigmoid(fitted.logits), report)
 
 
 def _threshold_rules(val_probs: np.ndarray, Y_val: np.ndarray) -> dict[str, np.ndarray | float]:
@@ -125,12 +102,6 @@ def tune_multilabel(profile: Profile, data: DatasetDict) -> InstructionModel:
     """Instruction-tune on multi-label answers ("label, label" in the label list's order) (chapter 05)."""
     return tune(profile, data, multi_label=True, max_text_tokens=profile.multilabel_train.max_length,
                 run_name=MULTILABEL_INSTRUCTION)
-
-
-def max_answer_tokens(tuned: InstructionModel, data: DatasetDict, extra: int = 4) -> int:
-    """The longest training answer's tokens plus ``extra``: room to see what the model over-generates (chapter 05)."""
-    answers = {tuned.verbalizer.answer(ids) for ids in data["train"]["labels"]}
-    return max(len(instruct.answer_ids(tuned.tokenizer, a)) for a in answers) + extra
 
 
 def instruction_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test") -> RunResult:

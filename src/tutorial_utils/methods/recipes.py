@@ -1,4 +1,6 @@
-"""Complete runs that produce a cached ``RunResult``: what the chapters teach step by step, in one call.
+"""The chapters' runs packaged as a cached ``RunResult``: chapter 02's and 03's demonstration runs (for the
+profile's epochs, by each method's one ``run``: ``embedding_head.run``, ``encoder.run``), chapter 02's pooling
+ablation, and the TF-IDF floor.
 
 Later chapters (the baselines, the frozen LLM, distillation) call these through ``runs.load_or_compute``
 so they never retrain what an earlier chapter already trained on the same profile.
@@ -16,14 +18,14 @@ from ..data import label_names, load_single_label, sample_examples
 from ..evaluation.metrics import classification_metrics, softmax
 from ..modeling import models
 from ..setup.config import Profile, TrainSettings
-from ..setup.session import seed_everything
 from ..setup.timing import timed
 from ..storage.runs import RunResult
 from . import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in the registry)
-from . import tfidf
+from . import embedding_head, encoder, tfidf
+from .classifier import Fitted
 from .probe import probe_parameters
 from .tfidf import pipeline as tfidf_pipeline  # noqa: F401 (re-exported: chapter 03 calls recipes.tfidf_pipeline)
-from .train import make_trainer, predict_logits, train_and_report
+from .train import predict_logits, train_and_report
 
 __all__ = ["classifier_result", "train_and_report", "embedding_head_run", "pooling_ablation", "encoder_run",
            "tfidf_pipeline", "tfidf_run", "comparison_table"]
@@ -34,29 +36,41 @@ def classifier_result(method: str, profile: Profile, data: DatasetDict, model, t
                       settings: TrainSettings | None = None, extra: dict | None = None) -> RunResult:
     """Predict the test split with a trained classifier and package labels, probabilities and metrics."""
     s = settings or profile.train
-    texts = list(data["test"]["text"])
-    logits, seconds = timed(predict_logits, model, tokenizer, texts, batch_size=s.eval_batch_size,
+    logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), batch_size=s.eval_batch_size,
                             max_length=s.max_length)
+    info = {"test_texts_per_second": len(logits) / seconds, "trainable_params": models.count_parameters(model).trainable}
+    return _result(method, profile, data, logits, {**info, **(extra or {})})
+
+
+def _result(method: str, profile: Profile, data: DatasetDict, logits: np.ndarray, extra: dict) -> RunResult:
+    """A chapter's run from its test logits: labels, predictions, probabilities and metrics."""
     y_true = np.asarray(data["test"]["label"])
     y_pred = logits.argmax(axis=1)
-    info = {"test_texts_per_second": len(texts) / seconds, "trainable_params": models.count_parameters(model).trainable}
-    info.update(extra or {})
     return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
                      y_true=y_true, y_pred=y_pred, probs=softmax(logits),
-                     metrics=classification_metrics(y_true, y_pred), extra=info)
+                     metrics=classification_metrics(y_true, y_pred), extra=extra)
+
+
+def _fitted_result(method: str, profile: Profile, data: DatasetDict, fitted: Fitted) -> RunResult:
+    """A chapter's run from ``embedding_head.run`` or ``encoder.run`` for the profile's epochs."""
+    report = fitted.report
+    extra = {"test_texts_per_second": report["extra"]["test_texts_per_second"],
+             "trainable_params": report["trainable_params"], "train_seconds": report["train_seconds"],
+             "learning_curve": report["learning_curve"]}
+    return _result(method, profile, data, fitted.logits, extra)
 
 
 def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method: str = EMBEDDING_HEAD) -> RunResult:
-    """Chapter 02's recipe: 4-bit causal LM + LoRA + a head on the last token, trained and tested.
+    """Chapter 02's recipe: 4-bit causal LM + LoRA + a head on the last token, trained for the profile's epochs
+    and tested (``embedding_head.run``).
 
     The result carries the trained model (adapter + head): ``runs.save`` / ``load_or_compute`` keep it with
     the run, for distillation (chapter 07).
     """
     data = data or load_single_label(profile)
-    seed_everything(profile.seed)  # the head's and LoRA's initialisation follow the profile's seed
-    model, tokenizer = models.load_embedding_head(profile, label_names(data))
-    report = train_and_report(make_trainer(model, tokenizer, data, profile, run_name=method))
-    return dataclasses.replace(classifier_result(method, profile, data, model, tokenizer, extra=report), model=model)
+    fitted = embedding_head.run(profile, data, profile.seed, profile.train.learning_rate, until="epochs",
+                                run_name=method)
+    return dataclasses.replace(_fitted_result(method, profile, data, fitted), model=fitted.model)
 
 
 def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, ...] = ("last", "mean")) -> pd.DataFrame:
@@ -65,24 +79,22 @@ def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, .
     subset = DatasetDict(train=sample_examples(data["train"], profile.ablation_train_size, profile.seed),
                          validation=data["validation"], test=data["validation"])
     rows = []
-    for pooling in poolings:
-        seed_everything(profile.seed)  # every arm starts from the same initialisation
-        classifier, tokenizer = models.load_embedding_head(profile, label_names(data), pooling=pooling)
-        report = train_and_report(make_trainer(classifier, tokenizer, subset, profile, run_name=f"pool-{pooling}"))
-        result = classifier_result(f"pool-{pooling}", profile, subset, classifier, tokenizer, extra=report)
+    for pooling in poolings:  # every arm starts from the same initialisation (the profile's seed)
+        fitted = embedding_head.run(profile, subset, profile.seed, profile.train.learning_rate, until="epochs",
+                                    pooling=pooling, run_name=f"pool-{pooling}")
+        result = _fitted_result(f"pool-{pooling}", profile, subset, fitted)
         rows.append({"pooling": pooling, "train examples": len(subset["train"]), **result.metrics,
                      "trainable params": result.extra["trainable_params"]})
     return pd.DataFrame(rows).set_index("pooling")
 
 
 def encoder_run(profile: Profile, data: DatasetDict | None = None, method: str = ENCODER) -> RunResult:
-    """Chapter 03's baseline: the profile's encoder (MiniLM, BERT) fully fine-tuned with a fresh head."""
+    """Chapter 03's baseline: the profile's encoder (MiniLM, BERT) fully fine-tuned with a fresh head, for the
+    profile's epochs (``encoder.run``)."""
     data = data or load_single_label(profile)
-    seed_everything(profile.seed)
-    model, tokenizer = models.load_encoder_classifier(profile, label_names(data))
-    trainer = make_trainer(model, tokenizer, data, profile, settings=profile.encoder_train, run_name=method)
-    report = train_and_report(trainer)
-    return classifier_result(method, profile, data, model, tokenizer, settings=profile.encoder_train, extra=report)
+    fitted = encoder.run(profile, data, profile.seed, profile.encoder_train.learning_rate, until="epochs",
+                         run_name=method)
+    return _fitted_result(method, profile, data, fitted)
 
 
 def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = TFIDF) -> RunResult:

@@ -1,10 +1,11 @@
-"""How each registered method trains and predicts under the comparison protocol (chapter 08).
+"""How each registered method is run and scored under the comparison protocol (chapter 08).
 
 Every runner takes the profile, the comparison's data (train already cut to the comparison's size),
 the seed and the value of the setting the protocol tunes (learning rate or C), and returns an
 *outcome*: test labels, predictions and probabilities, validation probabilities, the validation curve,
-trainable parameters and timings. ``records.make_record`` turns an outcome into a run record.
-``settings`` says what defines each run: it goes into the run's key.
+trainable parameters and timings. The gradient-trained methods train by their own ``run`` to a validation
+plateau (``embedding_head.run``, ``encoder.run``, ``instruct_train.run``); ``records.make_record`` turns an
+outcome into a run record. ``settings`` says what defines each run: it goes into the run's key.
 """
 
 from __future__ import annotations
@@ -15,24 +16,22 @@ import numpy as np
 from datasets import DatasetDict
 
 from .. import methods
-from ..data import label_names, multi_hot
+from ..data import label_names
 from ..evaluation.metrics import macro_f1, softmax
-from ..modeling import models
-from ..modeling.heads import tag_encoder
 from ..modeling.models import load_causal_lm
 from ..setup.config import Profile, TrainSettings
-from ..setup.session import seed_everything
 from ..setup.timing import timed
-from .instruct import make_verbalizer, score_labels
-from .instruct_train import generated_result, prepare_tuning, scored_result, subject_of
-from .plateau import fit_classifier, schedule, train_to_plateau
+from .embedding_head import run as run_embedding_head
+from .encoder import run as run_encoder
+from .instruct import make_verbalizer
+from .instruct_train import generated_result, scored_result, subject_of
+from .instruct_train import run as run_instruction
 from .probe import cached_features, fit_probe, probe_parameters
 from .prompting import prompt_scores
 from .tfidf import DEFAULT_C, class_probs, fit as fit_pipeline
-from .train import predict_logits
 
 __all__ = ["default_value", "protocol_profile", "settings", "fit_tfidf", "tfidf", "fit_probes", "probe_extra",
-           "probe", "zero_shot", "fit_to_plateau", "train_classifier", "embedding_head", "encoder", "instruction",
+           "probe", "zero_shot", "train_classifier", "embedding_head", "encoder", "instruction",
            "fit_instruction"]
 
 PROBE_C = 1.0  # the probe's default C, which the grid multiplies (chapter 03b); TF-IDF's is tfidf.DEFAULT_C
@@ -166,39 +165,14 @@ def zero_shot(profile: Profile, data: DatasetDict, seed: int, value: None) -> di
 
 # ---- gradient-trained methods -------------------------------------------------------------------------
 
-def fit_to_plateau(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool,
-                   multi_label: bool = False, evaluate=None, class_weight: str | None = None,
-                   chunk: bool = False) -> tuple:
-    """The LoRA head (4-bit base) or the encoder trained to a validation plateau, then run on test:
-    (model, tokenizer, what ``plateau.fit_classifier`` returns, test logits). ``class_weight="balanced"`` and
-    ``chunk`` (long texts read as windows): options for your data (chapter 09)."""
-    s, names = profile.encoder_train if encoder else profile.train, label_names(data)
-    seed_everything(seed)
-    if encoder:
-        model, tokenizer = models.load_encoder_classifier(profile, names, multi_label=multi_label)
-        if multi_label:
-            model = tag_encoder(model, multi_hot(data["train"]))
-    else:
-        pooling = None if profile.head_pooling == "last" else profile.head_pooling  # "last": transformers' own head
-        model, tokenizer = models.load_embedding_head(profile, names, multi_label=multi_label, pooling=pooling,
-                                                      label_token_init=profile.head_init == "label-tokens")
-    fitted = fit_classifier(model, tokenizer, data, profile, learning_rate=value, seed=seed, settings=s,
-                            multi_label=multi_label, evaluate=evaluate(tokenizer, s) if evaluate else None,
-                            class_weight=class_weight, chunk=chunk)
-    logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), s.eval_batch_size,
-                            s.max_length, chunk=chunk)
-    fitted["extra"]["test_texts_per_second"] = len(logits) / seconds
-    fitted["trainable_params"] = models.count_parameters(model).trainable
-    return model, tokenizer, fitted, logits
-
-
 def train_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool,
                      class_weight: str | None = None, chunk: bool = False) -> tuple:
-    """The LoRA head (4-bit base) or the encoder trained to a validation plateau: (model, tokenizer, outcome)."""
-    model, tokenizer, fitted, logits = fit_to_plateau(profile, data, seed, value, encoder, class_weight=class_weight,
-                                                      chunk=chunk)
-    return model, tokenizer, {**fitted, "y_true": data["test"]["label"], "y_pred": logits.argmax(1),
-                              "probs": softmax(logits)}
+    """The LoRA head (4-bit base) or the encoder trained to a validation plateau (``embedding_head.run``,
+    ``encoder.run``): (model, tokenizer, outcome)."""
+    fitted = (run_encoder if encoder else run_embedding_head)(profile, data, seed, value, class_weight=class_weight,
+                                                              chunk=chunk)
+    return fitted.model, fitted.tokenizer, {**fitted.report, "y_true": data["test"]["label"],
+                                            "y_pred": fitted.logits.argmax(1), "probs": softmax(fitted.logits)}
 
 
 def embedding_head(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
@@ -220,23 +194,11 @@ def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) ->
 
 
 def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float, subject: str | None = None) -> tuple:
-    """``instruction``'s training, with the tuned model kept: (``instruct_train.InstructionModel``, outcomes by method).
-    ``subject``: what the prompt calls a text (default: the profile's dataset's word for it)."""
-    s = profile.instruct_train
-    steps = schedule(len(data["train"]), s.batch_size, profile.protocol, s.grad_accum)
-    tuned, trainer = prepare_tuning(profile, data, profile.verbalizer, n_train=len(data["train"]),
-                                    max_text_tokens=profile.train.max_length,
-                                    subject=subject, run_name="protocol", seed=seed, learning_rate=value,
-                                    num_train_epochs=steps["max_epochs"])
-    prompts, y, n = tuned.prompts(list(data["validation"]["text"])), data["validation"]["label"], len(tuned.verbalizer.words)
-
-    def evaluate(model) -> tuple[float, np.ndarray]:
-        scores = score_labels(model, tuned.tokenizer, prompts, list(tuned.verbalizer.words), batch_size=s.eval_batch_size)
-        return macro_f1(y, scores.argmax(1), n), softmax(scores)
-
-    fitted = train_to_plateau(trainer, evaluate, profile.protocol, steps)
-    tuned.report = {}
-    outcomes = {}
+    """``instruction``'s training (``instruct_train.run`` to a plateau), with the tuned model kept:
+    (``instruct_train.InstructionModel``, outcomes by method). ``subject``: what the prompt calls a text (default:
+    the profile's dataset's word for it)."""
+    tuned = run_instruction(profile, data, seed, value, max_text_tokens=profile.train.max_length, subject=subject)
+    fitted, outcomes = tuned.report, {}
     for name, predict in ((methods.INSTRUCTION_SCORED, scored_result), (methods.INSTRUCTION_GENERATED, generated_result)):
         result = predict(tuned, profile, data)
         extra = {**fitted["extra"], **{k: v for k, v in result.extra.items() if k in
@@ -244,5 +206,3 @@ def fit_instruction(profile: Profile, data: DatasetDict, seed: int, value: float
         outcomes[name] = {**fitted, "extra": extra, "y_true": result.y_true, "y_pred": result.y_pred,
                           "probs": result.probs, "trainable_params": tuned.model.get_nb_trainable_parameters()[0]}
     return tuned, outcomes
-
-
