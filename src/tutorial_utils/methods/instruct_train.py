@@ -2,7 +2,7 @@
 and by generating.
 
 A run puts together the profile's 4-bit causal LM with LoRA, the verbalizer's prompts and
-``instruct_trainer``'s answer-only Trainer (``prepare_tuning``), and trains it for the profile's epochs or to a
+``instruct_trainer``'s answer-only Trainer (``_prepare_tuning``), and trains it for the profile's epochs or to a
 validation plateau (``run``: chapter 04's and 05's runs, the protocol's, your data's). ``scored_result`` and
 ``generated_result`` read the test split by scoring every label and by generating; ``variant_row`` compares
 variants on validation. Taught in chapter 04; chapter 05's multi-label runs call ``tune`` (``run`` for the
@@ -39,7 +39,7 @@ from .plateau import Evaluate, schedule, train_to_plateau
 from .train import train_and_report
 from .verbalizer import Verbalizer
 
-__all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "prepare_tuning", "tuning_report", "run",
+__all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "tuning_report", "run",
            "tune", "max_answer_tokens",
            "label_scores", "scored_result", "generated_result", "generation_probs",
            "validation_row", "variant_row"]
@@ -91,7 +91,7 @@ def load_tuned(folder: Path) -> InstructionModel:
                             settings["multi_label"], settings["max_text_tokens"], {})
 
 
-def prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
+def _prepare_tuning(profile: Profile, data: DatasetDict, kind: str = "names", lora: LoraSettings | None = None,
                    multi_label: bool = False, n_train: int | None = None, max_text_tokens: int | None = None,
                    subject: str | None = None, run_name: str = "instruct", seed: int | None = None,
                    **overrides: object) -> tuple[InstructionModel, "transformers.Trainer"]:  # noqa: F821
@@ -137,14 +137,14 @@ def run(profile: Profile, data: DatasetDict, seed: int, lr: float, *, until: str
     options = dict(kind=kind or profile.verbalizer, lora=lora, multi_label=multi_label, n_train=n_train,
                    max_text_tokens=max_text_tokens, subject=subject, run_name=run_name, seed=seed, learning_rate=lr)
     if until == "epochs":
-        tuned, trainer = prepare_tuning(profile, data, **options)
+        tuned, trainer = _prepare_tuning(profile, data, **options)
         tuned.report.update(train_and_report(trainer))
         return tuned
     if until != "plateau":
         raise ValueError(f"until={until!r}: a run trains until 'plateau' or for the profile's 'epochs'. "
                          "Fix: pass one of these.")
     steps = schedule(n_train, s.batch_size, profile.protocol, s.grad_accum)
-    tuned, trainer = prepare_tuning(profile, data, num_train_epochs=steps["max_epochs"], **options)
+    tuned, trainer = _prepare_tuning(profile, data, num_train_epochs=steps["max_epochs"], **options)
     tuned.report.update(train_to_plateau(trainer, _validation_score(tuned, data, s.eval_batch_size), profile.protocol,
                                          steps))
     return tuned

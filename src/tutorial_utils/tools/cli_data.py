@@ -18,13 +18,13 @@ from pathlib import Path
 from .. import methods
 from ..setup.checks import DataError, DataWarning
 
-__all__ = ["ALIASES", "check_out", "with_batch", "cmd_train", "cmd_predict", "compare_on_data", "csv_options"]
+__all__ = ["ALIASES", "with_batch", "cmd_train", "cmd_predict", "compare_on_data", "csv_options"]
 
 ALIASES = {"embedding-head": methods.EMBEDDING_HEAD, "encoder": methods.ENCODER, "tfidf": methods.TFIDF,
            "instruction": methods.INSTRUCTION_SCORED}  # -> registry
 
 
-def check_out(out: Path, overwrite: bool) -> Path:
+def _check_out(out: Path, overwrite: bool) -> Path:
     """``--out`` as a writable folder for a new run (``run_folder.prepare_out``), checked before any model loads,
     and never inside the chapters' run cache."""
     from ..storage.runs import runs_dir  # lazy: per command, so that cli starts fast
@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise DataError(f"{args.method} trains in one process: {_ONE_PROCESS[method]}. Fix: run it without torchrun "
                         "or accelerate launch.")
     profile, per_device, per_step = with_batch(profile, method, args.per_device_batch, world)
-    out = check_out(Path(args.out), args.overwrite) if writes else Path(args.out)
+    out = _check_out(Path(args.out), args.overwrite) if writes else Path(args.out)
     with state.local_main_process_first():  # the model converted and the data built once a machine, then read
         if method != methods.TFIDF:
             assets.model_path(profile.encoder if method == methods.ENCODER else profile.causal_lm)
