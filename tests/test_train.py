@@ -129,7 +129,8 @@ def test_the_chapter_s_run_and_the_protocol_s_run_are_one_function(setup, monkey
 
 
 @pytest.mark.parametrize("until, options, message", [("forever", {}, "until='forever'"),
-                                                     ("epochs", {"class_weight": "balanced"}, "until='plateau'")])
+                                                     ("epochs", {"class_weight": "balanced"}, "until='plateau'"),
+                                                     ("plateau", {"run_name": "mine"}, "until='epochs'")])
 def test_a_run_refuses_an_unknown_schedule_or_a_protocol_option_without_the_protocol(until, options, message):
     with pytest.raises(ValueError, match=message):
         classifier.fit(None, None, None, get_profile("tiny"), get_profile("tiny").train, 1, 1e-3, until=until, **options)

@@ -25,12 +25,14 @@ def load(profile: Profile, data: DatasetDict, multi_label: bool = False) -> tupl
 
 
 def run(profile: Profile, data: DatasetDict, seed: int, lr: float, *, until: str = "plateau",
-        multi_label: bool = False, settings: TrainSettings | None = None, evaluate: Scorer | None = None,
-        class_weight: str | None = None, chunk: bool = False, **trainer_options: object) -> Fitted:
+        multi_label: bool = False, settings: TrainSettings | None = None, scorer: Scorer | None = None,
+        class_weight: str | None = None, chunk: bool = False, by_length: bool = False,
+        **trainer_options: object) -> Fitted:
     """Fine-tune the encoder on ``data``'s train split at learning rate ``lr`` from ``seed``, ``until`` a validation
     plateau or for the profile's epochs, and predict the test split (``classifier.fit``).
     ``settings``: default ``profile.encoder_train``; ``multi_label``: one sigmoid per label."""
     seed_everything(seed)
     model, tokenizer = load(profile, data, multi_label=multi_label)
     return fit(model, tokenizer, data, profile, settings or profile.encoder_train, seed, lr, until=until,
-               multi_label=multi_label, evaluate=evaluate, class_weight=class_weight, chunk=chunk, **trainer_options)
+               multi_label=multi_label, scorer=scorer, class_weight=class_weight, chunk=chunk, by_length=by_length,
+               **trainer_options)

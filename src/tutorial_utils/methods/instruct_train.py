@@ -2,7 +2,7 @@
 and by generating.
 
 A run puts together the profile's 4-bit causal LM with LoRA, the verbalizer's prompts and
-``instruct_trainer``'s answer-only Trainer (``_prepare_tuning``), and trains it for the profile's epochs or to a
+``instruct_trainer``'s answer-only Trainer, and trains it for the profile's epochs or to a
 validation plateau (``run``: chapter 04's and 05's runs, the protocol's, your data's). ``scored_result`` and
 ``generated_result`` read the test split by scoring every label and by generating; ``variant_row`` compares
 variants on validation. Taught in chapter 04; chapter 05's multi-label runs call ``tune`` (``run`` for the
@@ -35,7 +35,7 @@ from . import instruct
 from .answers import parse_many
 from .instruct import subject_of  # noqa: F401 (re-exported: chapters 03b, 04 and 05 call instruct_train.subject_of)
 from .instruct_trainer import make_instruct_trainer
-from .plateau import Evaluate, schedule, train_to_plateau
+from .plateau import Evaluate, check_until, schedule, train_to_plateau
 from .train import train_and_report
 from .verbalizer import Verbalizer
 
@@ -136,13 +136,10 @@ def run(profile: Profile, data: DatasetDict, seed: int, lr: float, *, until: str
     n_train = len(data["train"]) if n_train is None else n_train
     options = dict(kind=kind or profile.verbalizer, lora=lora, multi_label=multi_label, n_train=n_train,
                    max_text_tokens=max_text_tokens, subject=subject, run_name=run_name, seed=seed, learning_rate=lr)
-    if until == "epochs":
+    if check_until(until) == "epochs":
         tuned, trainer = _prepare_tuning(profile, data, **options)
         tuned.report.update(train_and_report(trainer))
         return tuned
-    if until != "plateau":
-        raise ValueError(f"until={until!r}: a run trains until 'plateau' or for the profile's 'epochs'. "
-                         "Fix: pass one of these.")
     steps = schedule(n_train, s.batch_size, profile.protocol, s.grad_accum)
     tuned, trainer = _prepare_tuning(profile, data, num_train_epochs=steps["max_epochs"], **options)
     tuned.report.update(train_to_plateau(trainer, _validation_score(tuned, data, s.eval_batch_size), profile.protocol,

@@ -95,7 +95,7 @@ def _sigmoid_scorer(data: DatasetDict):
 def _train_sigmoid_classifier(profile: Profile, data: DatasetDict, seed: int, value: float, encoder: bool) -> dict:
     """The LoRA head (4-bit base) or the encoder with one sigmoid per label, trained to a validation plateau."""
     fitted = (run_encoder if encoder else run_embedding_head)(profile, data, seed, value, multi_label=True,
-                                                              evaluate=_sigmoid_scorer(data))
+                                                              scorer=_sigmoid_scorer(data))
     report = dict(fitted.report)
     return thresholded(data, report.pop("val_probs"), sigmoid(fitted.logits), **report)
 

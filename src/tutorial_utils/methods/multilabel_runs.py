@@ -54,12 +54,13 @@ class HeadScores:
 
 def train_head(profile: Profile, data: DatasetDict) -> HeadScores:
     """Chapter 05's embedding head: 4-bit LM + LoRA + a head trained with sigmoid + BCE for the profile's epochs
-    (``embedding_head.run``), then its probabilities on validation and test."""
+    (``embedding_head.run``), then its probabilities on validation and test (in batches of similar length)."""
     s, subset = profile.multilabel_train, train_subset(profile, data)
     fitted = embedding_head.run(profile, subset, profile.seed, s.learning_rate, until="epochs", multi_label=True,
-                                settings=s, run_name=MULTILABEL_HEAD, eval_strategy="no", logging_steps=2)
+                                settings=s, by_length=True, run_name=MULTILABEL_HEAD, eval_strategy="no",
+                                logging_steps=2)
     logits, seconds = timed(predict_logits, fitted.model, fitted.tokenizer, list(data["validation"]["text"]),
-                            batch_size=s.eval_batch_size, max_length=s.max_length)
+                            batch_size=s.eval_batch_size, max_length=s.max_length, by_length=True)
     report = {"train_seconds": fitted.report["train_seconds"], "learning_curve": fitted.report["learning_curve"],
               "train_examples": len(subset["train"]), "trainable_params": fitted.report["trainable_params"],
               "validation_texts_per_second": len(logits) / seconds,

@@ -20,9 +20,18 @@ from ..setup.config import Profile, Protocol, TrainSettings
 from ..setup.timing import timed
 from .train import agreed, balanced_weights, make_trainer, predict_logits, windows, world_size
 
-__all__ = ["Evaluate", "schedule", "PlateauCallback", "train_to_plateau", "fit_classifier"]
+__all__ = ["Evaluate", "UNTIL", "check_until", "schedule", "PlateauCallback", "train_to_plateau", "fit_classifier"]
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
+# how long a method's ``run`` trains: to a validation plateau (the protocol), or the profile's epochs (a demonstration)
+UNTIL = ("plateau", "epochs")
+
+
+def check_until(until: str) -> str:
+    """``until`` if a run knows it (``UNTIL``); a clear error otherwise."""
+    if until not in UNTIL:
+        raise ValueError(f"until={until!r}: a run trains until one of {UNTIL}. Fix: pass one of these.")
+    return until
 
 
 def schedule(n_train: int, batch_size: int, protocol: Protocol, grad_accum: int = 1,

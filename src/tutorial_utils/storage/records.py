@@ -111,8 +111,9 @@ def git_commit() -> tuple[str, bool | None]:
         return "unknown", None
 
 
-# the code this process runs: the checkout as it was when the package was imported. A run finishes hours later,
-# and a checkout that moved on meanwhile (a commit, an edit) must not be credited with it.
+# the code this process runs: the checkout as it was when this module was first imported (a command or a notebook
+# imports it before it trains). A run finishes hours later, and a checkout that moved on meanwhile (a commit, an
+# edit) must not be credited with it.
 _LOADED_FROM = git_commit()
 
 
