@@ -34,7 +34,8 @@ def toy_record(data=None, **outcome):
     base = {"y_true": [0, 1, 0, 1], "y_pred": [0, 1, 1, 1], "probs": np.full((4, 2), 0.5), "trainable_params": 7,
             "validation_curve": [{"step": 1, "epoch": 0.5, "value": 0.4}, {"step": 2, "epoch": 1.0, "value": 0.6}]}
     settings = {"learning_rate": 1e-3}
-    return records.make_record(methods.EMBEDDING_HEAD, "toy", 1, settings, data, base | outcome, 1.0, "test")
+    return records.make_record(methods.EMBEDDING_HEAD, "toy", 1, settings, data, base | outcome, 1.0, "test",
+                               compute_dtype="float32")
 
 
 # ---- the registry ------------------------------------------------------------------------------------

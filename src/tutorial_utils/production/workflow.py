@@ -248,7 +248,7 @@ def _train(profile: Profile, method: str, data: DatasetDict, out: Path, dataset:
     if distributed:  # each process's batch is in the settings; how many took one a step, too
         config["processes"] = world_size()
     record = records.make_record(method, dataset, seed, config, data, outcome, seconds, command,
-                                 compute_dtype_name())
+                                 compute_dtype=compute_dtype_name())
     if distributed:
         record.extra["distributed"] = distributed(record)  # every process takes part
     if not writes:
@@ -360,7 +360,7 @@ def compare(profile: Profile, data: DatasetDict, dataset: str = "my-data", seed:
                   **_option_settings({"tune": tune, "class_weight": weight, "long_texts": "chunk" if chunk else "truncate"})}
         outcome = _with_extra(outcome, **{"data warnings": data_warnings, "text length": length, "tuning": chosen})
         found[method] = [records.make_record(method, dataset, seed, config, data, outcome, seconds, command,
-                                             compute_dtype_name())]
+                                             compute_dtype=compute_dtype_name())]
         ending = ended(found[method][0], profile)
         if ending:
             print(ending, flush=True)

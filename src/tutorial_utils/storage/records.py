@@ -147,9 +147,9 @@ def provenance(wall_seconds: float, command: str | None = None, compute_dtype: s
 
 
 def make_record(method: str, dataset: str, seed: int, settings: dict, data, outcome: dict,
-                wall_seconds: float, command: str | None = None, compute_dtype: str | None = None) -> RunRecord:
+                wall_seconds: float, command: str | None, *, compute_dtype: str | None) -> RunRecord:
     """The one builder of a run record, from a runner's outcome (predictions, curve, counts, timings) and the
-    dtype its models computed in (``models.compute_dtype_name()``)."""
+    dtype its models computed in (``models.compute_dtype_name()``; required, so that no caller forgets it)."""
     described = data_description(data, dataset)
     y_true, y_pred = np.asarray(outcome["y_true"]), np.asarray(outcome["y_pred"])
     if y_true.shape[0] != len(data["test"]) or y_pred.shape != y_true.shape:

@@ -298,7 +298,7 @@ def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = 
             continue
         twin = spec(profile, s.study, method, data, s.seed, s.value, s.role, variant=s.variant, extension=s.extension)
         record = records.make_record(method, twin.dataset, twin.seed, twin.settings, data, outcome, wall, command,
-                                     compute_dtype_name())
+                                     compute_dtype=compute_dtype_name())
         record.extra.update(study=twin.study, role=twin.role, **({"variant": twin.variant} if twin.variant else {}),
                             **({"extension": twin.extension} if twin.extension else {}))
         store.write(record, store.folder(profile.name, twin.dataset, method, twin.tag, twin.key))
