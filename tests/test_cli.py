@@ -83,6 +83,20 @@ def run_cli(*args: str, cwd, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+def test_hours_stops_before_a_run_that_would_not_fit():
+    class Spec:
+        def describe(self):
+            return "a long run"
+
+    fits = cli._fits(1.0, lambda spec: 10 * 60)  # ten minutes of an hour
+    assert fits(Spec()) is None
+    reason = cli._fits(0.5, lambda spec: 3600)(Spec())  # an hour in half an hour
+    assert reason.startswith("stopping before a long run") and "about 60 min" in reason and "30 min" in reason
+    assert cli.parser().parse_args(["reproduce", "--hours", "1.5"]).hours == 1.5
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["reproduce", "--hours", "-1"])
+
+
 def test_train_without_data_trains_the_profiles_task_into_one_run_folder(tmp_path):
     """``train tfidf`` without --data: the profile's task, to the same run folder as --data, and predict reads it."""
     done = run_cli("train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "out"), cwd=tmp_path,

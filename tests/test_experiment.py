@@ -237,6 +237,20 @@ def test_tfidf_counts_a_class_missing_from_training_in_its_own_column():
 
 # ---- reproduce, and the committed store --------------------------------------------------------------
 
+def test_reproduce_stops_between_runs_when_told(results):
+    """A time window ends before a run, not in one (the CLI's --hours): the next call goes on from there."""
+    profile, asked, said = get_profile("tiny"), [], []
+
+    def stop_before(spec):
+        asked.append(spec)
+        return "the window is spent" if len(asked) > 1 else None
+
+    made = experiment.reproduce(profile, only=[methods.TFIDF], progress=said.append, stop_before=stop_before)
+    assert len(made) == 1 and said[-1] == "the window is spent"
+    rest = experiment.reproduce(profile, only=[methods.TFIDF], progress=lambda _: None)
+    assert made[0].key not in {r.key for r in rest} and rest
+
+
 def test_reproduce_runs_once_and_resumes(results):
     profile = get_profile("tiny")
     first_two = experiment.reproduce(profile, only=[methods.TFIDF], progress=lambda _: None, max_runs=2)

@@ -308,13 +308,15 @@ def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = 
 
 def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool = False,
               progress: Callable[[str], None] = print, command: str | None = None,
-              max_runs: int | None = None, studies: Iterable[str] | None = None) -> list[RunRecord]:
+              max_runs: int | None = None, studies: Iterable[str] | None = None,
+              stop_before: Callable[[Spec], str | None] | None = None) -> list[RunRecord]:
     """Run every missing run of the plan into the store, one at a time (safe to stop and resume).
 
     ``only``: method names or glob patterns (e.g. ``embedding-head``, ``instruction-*``) to run; others are
     left as they are. ``studies``: run only these studies (default all of ``STUDIES``). ``recompute``: run the
-    selected ones again even when stored. ``max_runs``: stop after that many trainings (to fit a time
-    window; the next call goes on from there).
+    selected ones again even when stored. ``max_runs``: stop after that many trainings, and ``stop_before``:
+    stop before a run for which it returns a reason (the CLI's ``--hours``: the run would not fit in the time
+    left), so that a time window ends between runs, not in one; the next call goes on from there.
     """
     data = comparison_data(profile, profile.protocol.efficiency_sizes)
     studies = {check_study(s) for s in studies or STUDIES}
@@ -333,6 +335,10 @@ def reproduce(profile: Profile, only: list[str] | None = None, recompute: bool =
         if not todo or (max_runs is not None and len(trained) >= max_runs):
             break
         s = todo[0]
+        reason = stop_before(s) if stop_before else None
+        if reason:
+            progress(reason)
+            break
         with store.locked(profile.name, s.key):
             if recompute or lookup(profile, s, verbose=True) is None:  # another process may have made it meanwhile
                 older = store.others(profile.name, s.dataset, s.method, s.tag, s.key)

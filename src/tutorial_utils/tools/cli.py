@@ -143,6 +143,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fits(hours: float, estimate: Callable[[object], float]) -> Callable[[object], str | None]:
+    """``reproduce``'s ``stop_before`` for ``--hours``: a reason to stop before a run whose ``estimate`` in seconds
+    (``store_audit.estimated_seconds``, from the stored runs) does not fit in the time left, else None."""
+    deadline = time.monotonic() + hours * 3600
+
+    def stop_before(spec) -> str | None:
+        left, needs = deadline - time.monotonic(), estimate(spec)
+        if needs <= left:
+            return None
+        return (f"stopping before {spec.describe()}: it takes about {needs / 60:.0f} min and {max(left, 0) / 60:.0f} "
+                "min of --hours are left (run the command again to go on)")
+
+    return stop_before
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Run the fair comparison into the results store (resumable; each run written as it finishes)."""
     from ..study import experiment, store_audit  # lazy: per command, so that cli starts fast
@@ -174,7 +189,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"removed {len(removed)} stale or unreadable run folders")
     made, seconds = timed(experiment.reproduce, profile, args.only, args.recompute or store.recompute_requested(),
                           command="python -m tutorial_utils " + " ".join(sys.argv[1:]), max_runs=args.max_runs,
-                          studies=args.study)
+                          studies=args.study, stop_before=None if args.hours is None else _fits(
+                              args.hours, lambda spec: store_audit.estimated_seconds(profile, [spec])))
     problems = store_audit.audit(profile)
     print(f"{len(made)} runs made in {seconds:.0f} s; store {store.size_bytes(profile.name) / 1e6:.1f} MB "
           f"at {store.root() / profile.name}")
@@ -271,6 +287,9 @@ def parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--recompute", action="store_true", help="run the selected runs again even if stored")
     reproduce.add_argument("--list", action="store_true", help="show the plan and what is stored; run nothing")
     reproduce.add_argument("--max-runs", type=positive(int, zero=True), help="stop after this many trainings (the next call resumes)")
+    reproduce.add_argument("--hours", type=positive(float, zero=True),
+                           help="stop before a run that would not end within this many hours (each run estimated "
+                                "from the stored runs of its method, as --list does); the next call resumes")
     reproduce.add_argument("--prune", action="store_true",
                            help="first delete stored runs that the current code and data no longer use (with --max-runs 0: only that)")
     reproduce.set_defaults(func=_cmd_reproduce)
