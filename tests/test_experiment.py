@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 import json
+import types
 
 import numpy as np
 import pytest
@@ -236,6 +237,20 @@ def test_tfidf_counts_a_class_missing_from_training_in_its_own_column():
 
 
 # ---- reproduce, and the committed store --------------------------------------------------------------
+
+def test_a_run_is_estimated_from_the_stored_runs_of_its_variant(results):
+    """A larger LoRA budget trains slower: its runs are estimated from its own stored runs where there are some."""
+    for variant, wall, seed in (("", 100.0, 1), ("r16-all", 400.0, 2)):
+        record = toy_record()
+        record.seed, record.key, record.provenance["wall_seconds"] = seed, f"{seed:016d}", wall
+        record.extra["variant"] = variant
+        store.write(record, store.folder("tiny", "toy", record.method, f"seed{seed}", record.key))
+    spec = types.SimpleNamespace(method=methods.EMBEDDING_HEAD, dataset="toy", train_size=4, extension=0)
+    per_run = {v: store_audit.estimated_seconds(get_profile("tiny"), [types.SimpleNamespace(**vars(spec), variant=v)])
+               for v in ("", "r16-all", "r64-all")}
+    assert per_run[""] == pytest.approx(100.0 / 4 * 100) and per_run["r16-all"] == pytest.approx(400.0 / 4 * 100)
+    assert per_run["r64-all"] == pytest.approx(250.0 / 4 * 100)  # none stored: the method's median over all its runs
+
 
 def test_reproduce_stops_between_runs_when_told(results):
     """A time window ends before a run, not in one (the CLI's --hours): the next call goes on from there."""

@@ -107,19 +107,21 @@ def prune(profile: Profile) -> list[str]:
 
 def estimated_seconds(profile: Profile, specs: Iterable[Spec]) -> float:
     """What these runs would take on this machine, from the stored runs' wall times: per run, the median of
-    the stored runs of its method on its dataset, scaled by its training-set size (100 at least) and by its
-    epoch cap (``Spec.extension``); 10 minutes per 800 examples where none is stored. A method that shares
-    another's training (instruction-generated) costs nothing of its own."""
-    walls: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    the stored runs of its method on its dataset (of its study's variant where some are stored: a larger LoRA
+    budget trains slower), scaled by its training-set size (100 at least) and by its epoch cap
+    (``Spec.extension``); 10 minutes per 800 examples where none is stored. A method that shares another's
+    training (instruction-generated) costs nothing of its own."""
+    walls: dict[tuple[str, str, str | None], list[tuple[int, float]]] = {}
     for _, record in store.stored(profile.name):
         if not isinstance(record, store.StoreError):
-            walls.setdefault((record.method, record.dataset), []).append(
-                (record.train_examples, record.provenance["wall_seconds"]))
+            seen = (record.train_examples, record.provenance["wall_seconds"])
+            walls.setdefault((record.method, record.dataset, None), []).append(seen)
+            walls.setdefault((record.method, record.dataset, record.extra.get("variant", "")), []).append(seen)
     total = 0.0
     for s in specs:
         if methods.get(s.method).trained_with:  # its training is the method it shares it with: counted there
             continue
-        stored = walls.get((s.method, s.dataset), [])
+        stored = walls.get((s.method, s.dataset, s.variant)) or walls.get((s.method, s.dataset, None), [])
         per_example = np.median([w / max(n, 1) for n, w in stored]) if stored else 600 / 800
         total += per_example * max(s.train_size, 100) * 2 ** s.extension
     return float(total)
