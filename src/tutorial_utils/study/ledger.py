@@ -295,9 +295,13 @@ def _calibration(ledger: Ledger) -> dict:
 
 
 def _distillation(ledger: Ledger) -> dict:
-    """The distilled student is not part of the protocol's studies."""
+    """The distilled student is not part of the protocol's studies: its cost, from the stored runs it would repeat."""
+    teachers, students = (ledger.runs(Arm(COMPARISON, m)) for m in (methods.EMBEDDING_HEAD, methods.ENCODER))
+    hours = sum(r.provenance["wall_seconds"] for r in teachers + students) / 3600
+    cost = (f"about {hours:.1f} h, what the {len(teachers)} stored head runs and {len(students)} encoder runs took"
+            if teachers and students else "the head's and the encoder's seed runs, not stored yet")
     return {"verdict": NOT_RUN, "numbers": "a student needs its teacher retrained on every seed (the store keeps "
-            "predictions, not weights): about 3 h more on this machine; chapter 7 distils one teacher once",
+            f"predictions, not weights), and one student run per teacher: {cost}; chapter 7 distils one teacher once",
             "without selection seed": "-"}
 
 
