@@ -57,6 +57,8 @@ def test_predict_logits_keeps_order_and_handles_a_partial_batch(setup):
     one_by_one = np.concatenate([train.predict_logits(model, tokenizer, [t], batch_size=1) for t in texts])
     assert batched.shape == (5, 8)
     np.testing.assert_allclose(batched, one_by_one, atol=0.1)  # bf16 with different padding
+    by_length = train.predict_logits(model, tokenizer, texts, batch_size=2, by_length=True)  # chapter 05's order
+    np.testing.assert_allclose(by_length, one_by_one, atol=0.1)  # back in the texts' order
 
 
 def test_long_texts_are_read_as_overlapping_windows_whose_logits_are_averaged(setup):
