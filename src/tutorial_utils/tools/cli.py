@@ -180,8 +180,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print("wall time of the stored runs: " + ", ".join(f"{k} {v / 3600:.1f} h" for k, v in hours.items())
               + f"; {sum(hours.values()) / 3600:.1f} h in all (a run that shared the CPU with other work shows it)")
         todo = store_audit.study_hours(profile)
-        print("still to run (known now; each estimated from the stored runs of its method and study variant): " + (", ".join(
-            f"{study} {n} runs, about {h:.1f} h" for study, (n, h) in todo.items()) or "nothing")
+        print("still to run (known now; each estimated from the stored runs of its method and study variant): "
+              + (", ".join(f"{study} {n} runs, about {h:.1f} h" for study, (n, h) in todo.items()) or "nothing")
               + (f"; {sum(h for _, h in todo.values()):.1f} h in all" if todo else ""))
         return 0
     if args.prune:  # first, so that a stale run is never mistaken for a finished one (--max-runs 0: prune only)
