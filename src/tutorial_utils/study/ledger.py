@@ -296,13 +296,11 @@ def _calibration(ledger: Ledger) -> dict:
 
 def _distillation(ledger: Ledger) -> dict:
     """The distilled student is not part of the protocol's studies: its cost, from the stored runs it would repeat."""
-    teachers, students = (ledger.runs(Arm(COMPARISON, m)) for m in (methods.EMBEDDING_HEAD, methods.ENCODER))
-    hours = sum(r.provenance["wall_seconds"] for r in teachers + students) / 3600
-    cost = (f"about {hours:.1f} h, what the {len(teachers)} stored head runs and {len(students)} encoder runs took"
-            if teachers and students else "the head's and the encoder's seed runs, not stored yet")
-    return {"verdict": NOT_RUN, "numbers": "a student needs its teacher retrained on every seed (the store keeps "
-            f"predictions, not weights), and one student run per teacher: {cost}; chapter 7 distils one teacher once",
-            "without selection seed": "-"}
+    runs = [ledger.runs(Arm(COMPARISON, m)) for m in (methods.EMBEDDING_HEAD, methods.ENCODER)]
+    cost = (f"about {sum(r.provenance['wall_seconds'] for r in runs[0] + runs[1]) / 3600:.1f} h, what the "
+            f"{len(runs[0])} stored head runs and {len(runs[1])} encoder runs took" if all(runs) else "not known yet")
+    return {"verdict": NOT_RUN, "without selection seed": "-", "numbers": f"a student needs its teacher retrained on "
+            f"every seed (the store keeps no weights) and one student run each: {cost}; chapter 7 distils one teacher"}
 
 
 @dataclass(frozen=True)
