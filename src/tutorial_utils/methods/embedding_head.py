@@ -1,7 +1,7 @@
 """The LoRA embedding head (chapter 02): the profile's causal LM in 4-bit, LoRA adapters, and a linear head on
-the last non-pad token's hidden state (or, in the pooling ablations, on the mean of the text's hidden states). ``run`` is the method's one run: chapter 02's demonstration, the
-protocol's runs (chapter 08, single- and multi-label), chapter 05's multi-label head and your data's
-(chapter 09) all call it.
+the last non-pad token's hidden state (or, in the pooling ablations, on the mean of the text's hidden states).
+``run`` is the method's one run: chapter 02's demonstration, the protocol's runs (chapter 08, single- and
+multi-label), chapter 05's multi-label head and your data's (chapter 09) all call it.
 """
 
 from __future__ import annotations

@@ -155,7 +155,8 @@ def _validation_score(tuned: InstructionModel, data: DatasetDict, batch_size: in
         Y, longest = multi_hot(data["validation"]).astype(int), max_answer_tokens(tuned, data)
 
         def evaluate(model) -> tuple[float, np.ndarray]:
-            answers, _ = instruct.generate(model, tuned.tokenizer, prompts, max_new_tokens=longest, batch_size=batch_size)
+            answers, _ = instruct.generate(model, tuned.tokenizer, prompts, max_new_tokens=longest,
+                                           batch_size=batch_size)
             found = parse_many(answers, tuned.verbalizer, Y.shape[1])[0]
             return micro_f1(Y, found), found.astype(float)
     else:

@@ -38,7 +38,8 @@ def classifier_result(method: str, profile: Profile, data: DatasetDict, model, t
     s = settings or profile.train
     logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), batch_size=s.eval_batch_size,
                             max_length=s.max_length)
-    info = {"test_texts_per_second": len(logits) / seconds, "trainable_params": models.count_parameters(model).trainable}
+    info = {"test_texts_per_second": len(logits) / seconds,
+            "trainable_params": models.count_parameters(model).trainable}
     return _result(method, profile, data, logits, {**info, **(extra or {})})
 
 
