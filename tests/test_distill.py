@@ -1,6 +1,7 @@
 """Distillation: the loss against its definition, the teacher-probability cache, a saved student reloads."""
 
 import numpy as np
+import pytest
 import torch
 from datasets import DatasetDict
 from torch.nn import functional as F
@@ -116,3 +117,27 @@ def test_the_int8_student_is_a_quantised_copy_close_to_the_original():
     assert rows["fp32 student"]["same label as fp32"] == 1.0 and rows["fp32 student"]["largest probability change"] == 0
     assert 0 <= rows["int8 student"]["same label as fp32"] <= 1
     assert rows["int8 student"]["weights (MiB)"] < rows["fp32 student"]["weights (MiB)"]
+
+
+def tiny_transfer(profile, data, rows=32):
+    n = len(label_names(data))
+    return DatasetDict(train=data["train"].select_columns(["text", "label"]).select(range(rows))), n
+
+
+def test_the_protocol_trains_the_student_to_a_plateau_on_its_teachers_probabilities():
+    """``distillation.run`` with ``until="plateau"``: the protocol's schedule, macro-F1 on validation, best weights."""
+    from tutorial_utils.methods import distillation
+
+    profile = get_profile("tiny")
+    data = load_single_label(profile)
+    transfer, n = tiny_transfer(profile, data)
+    with pytest.raises(ValueError, match="teacher probabilities for 32 transfer texts"):
+        distillation.with_teacher(transfer, np.full((31, n), 1 / n))
+    taught = distillation.with_teacher(transfer, np.eye(n)[np.asarray(transfer["train"]["label"])] * 0.9 + 0.1 / n)
+    fitted = distillation.run(profile, data, taught, seed=1, lr=1e-3, temperature=2.0, alpha=0.5)
+    assert fitted.logits.shape == (len(data["test"]), n)
+    curve = fitted.report["validation_curve"]
+    assert curve and fitted.report["validation_metric"] == max(p["value"] for p in curve)
+    assert fitted.report["extra"]["test_texts_per_second"] > 0 and fitted.report["trainable_params"] > 0
+    with pytest.raises(ValueError, match="until="):
+        distillation.run(profile, data, taught, seed=1, lr=1e-3, temperature=2.0, alpha=0.5, until="converged")

@@ -13,7 +13,7 @@ from tutorial_utils.setup.config import Protocol, get_profile
 from tutorial_utils.storage import records, store
 from tutorial_utils import methods
 from tutorial_utils.methods import plateau, runners
-from tutorial_utils.study import experiment, store_audit, studies, study_tables
+from tutorial_utils.study import experiment, specs, store_audit, studies, study_tables
 
 
 @pytest.fixture()
@@ -64,7 +64,8 @@ def test_every_runnable_method_has_a_runner_and_settings():
     profile = get_profile("tiny")
     for name in methods.names(runnable=True):
         assert callable(experiment.runner(name))
-        assert runners.settings(profile, name, runners.default_value(profile, name))
+        teacher = runners.default_value(profile, methods.EMBEDDING_HEAD) if name == methods.STUDENT else None
+        assert runners.settings(profile, name, runners.default_value(profile, name), teacher)
     assert set(experiment.RUNNERS) == set(methods.names(runnable=True))  # the registry and the runners agree
     for name in studies.COMPARED + studies.EFFICIENCY_METHODS:
         assert methods.get(name).protocol or methods.get(name).trained_with
@@ -75,7 +76,7 @@ def test_unknown_method_lists_the_registry():
         methods.get("embeding-head")
     assert "tfidf-logreg" in str(error.value)
     with pytest.raises(methods.UnknownMethod, match="no runner"):
-        experiment._run_method(get_profile("tiny"), methods.STUDENT, toy_data(), 1, None)
+        experiment._run_method(get_profile("tiny"), "few-shot-scored", toy_data(), 1, None)
 
 
 # ---- keys --------------------------------------------------------------------------------------------
@@ -305,11 +306,11 @@ def rerun_stored(monkeypatch, name, method, runner):
     """Re-run the stored first-seed run of a method at its chosen value; (new outcome, stored record)."""
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile(name)
-    specs = [s for s in experiment.plan(profile) if s.method == method and s.study == studies.COMPARISON]
-    value = experiment.chosen(profile, [s for s in specs if s.role == "grid"])
-    s = next(s for s in specs if s.value == value and s.seed == profile.protocol.seeds[0])
+    planned = [s for s in experiment.plan(profile) if s.method == method and s.study == studies.COMPARISON]
+    value = experiment.chosen(profile, [s for s in planned if s.role == "grid"])
+    s = next(s for s in planned if s.value == value and s.seed == profile.protocol.seeds[0])
     data = studies.comparison_data(profile)[s.train_size]
-    record = experiment.lookup(profile, s)
+    record = specs.lookup(profile, s)
     # in the dtype the stored run computed in: records made before it was kept computed in bf16 on every CPU
     monkeypatch.setenv("COURSE_COMPUTE_DTYPE", record.provenance.get("compute_dtype") or "bfloat16")
     return runner(profile, data, s.seed, s.value), record
@@ -417,10 +418,10 @@ def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
     profile = get_profile("tiny")
     view = studies.study_profile(profile, studies.NEWS)
     assert view.single_label_data == profile.news_data and studies.study_profile(profile, studies.COMPARISON) is profile
-    specs = experiment.plan(profile)
-    news = [s for s in specs if s.study == studies.NEWS]
+    planned = experiment.plan(profile)
+    news = [s for s in planned if s.study == studies.NEWS]
     assert {s.method for s in news} == set(studies.NEWS_METHODS) and {s.dataset for s in news} == {profile.news_data}
-    assert not {s.key for s in news} & {s.key for s in specs if s.study != studies.NEWS}
+    assert not {s.key for s in news} & {s.key for s in planned if s.study != studies.NEWS}
     data = studies.news_data(profile)
     assert len(data["train"]) == min(profile.protocol.train_examples, len(load_news(profile)["train"]))
     found = comparison.study_runs(profile, studies.NEWS, verbose=False, compute=False)
@@ -430,13 +431,13 @@ def test_the_news_check_runs_the_protocol_on_its_own_data_and_grid(monkeypatch):
     assert table.loc[methods.get(methods.EMBEDDING_HEAD).title, "seeds"] == len(profile.protocol.seeds)
     # the value is chosen on the news validation split, whatever the comparison chose
     grid = [s for s in news if s.method == methods.EMBEDDING_HEAD and s.role == "grid"]
-    best = max(grid, key=lambda s: (experiment.lookup(profile, s).validation_metric, -grid.index(s)))
+    best = max(grid, key=lambda s: (specs.lookup(profile, s).validation_metric, -grid.index(s)))
     assert {r.settings["learning_rate"] for r in found[methods.EMBEDDING_HEAD]} == {best.value}
     assert len(comparison.verdict_lines(found, n_resamples=100)) == len(studies.NEWS_METHODS) - 1
 
 
 def fake_store(monkeypatch, metric, stored=lambda value: True):
-    """``experiment.lookup`` answering from a function: a run of value v is stored when ``stored(v)``, and
+    """``lookup`` answering from a function: a run of value v is stored when ``stored(v)``, and
     its validation metric is ``metric(v)``."""
     from types import SimpleNamespace
 
@@ -446,6 +447,7 @@ def fake_store(monkeypatch, metric, stored=lambda value: True):
         return SimpleNamespace(validation_metric=metric(s.value), key=s.key, validation_curve=[])  # no curve: converged
 
     monkeypatch.setattr(experiment, "lookup", lookup)
+    monkeypatch.setattr(specs, "lookup", lookup)  # a stored run's longer tries (``specs.extensions``) ask it too
 
 
 def tfidf_grid(profile):
@@ -476,19 +478,19 @@ def test_a_grid_waiting_for_its_extension_plans_no_seeds_and_keeps_its_stored_ru
     profile = get_profile("tiny")
     base = experiment.grid_values(profile, methods.EMBEDDING_HEAD)
     fake_store(monkeypatch, metric=lambda v: v, stored=lambda v: v <= base[-1])  # the extension is not run yet
-    specs = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == studies.COMPARISON]
-    assert [s.value for s in specs] == experiment.grid_values(profile, methods.EMBEDDING_HEAD, above=1)
-    assert all(s.role == "grid" for s in specs)  # seeds wait for the choice
+    planned = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == studies.COMPARISON]
+    assert [s.value for s in planned] == experiment.grid_values(profile, methods.EMBEDDING_HEAD, above=1)
+    assert all(s.role == "grid" for s in planned)  # seeds wait for the choice
     waiting = store_audit.waiting(profile)  # the seeds and data-efficiency runs at every value tried may yet be used
     data = studies.comparison_data(profile, profile.protocol.efficiency_sizes)
     for n, seed in [(max(data), profile.protocol.seeds[-1]), (min(data), profile.protocol.seeds[0])]:
-        run = experiment.spec(profile, studies.EFFICIENCY if n != max(data) else studies.COMPARISON,
+        run = specs.spec(profile, studies.EFFICIENCY if n != max(data) else studies.COMPARISON,
                               methods.EMBEDDING_HEAD, data[n], seed, base[-1], "seed", records.data_description(
                                   data[n], profile.single_label_data))
         assert run.key in waiting
     fake_store(monkeypatch, metric=lambda v: -abs(v - base[-1]))  # the extension ran and lost: the old end is chosen
-    specs = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == studies.COMPARISON]
-    assert {s.value for s in specs if s.role == "seed"} == {base[-1]}
+    planned = [s for s in experiment.plan(profile) if s.method == methods.EMBEDDING_HEAD and s.study == studies.COMPARISON]
+    assert {s.value for s in planned if s.role == "seed"} == {base[-1]}
     record = dataclasses.replace(toy_record(), settings={"learning_rate": base[-1]})
     assert comparison.grid_edges(profile, {methods.EMBEDDING_HEAD: [record]}) == []  # not an end of the values tried
 
@@ -561,10 +563,10 @@ def test_the_multi_label_study_runs_the_protocol_on_its_task_judged_by_micro_f1(
     view = studies.study_profile(profile, studies.MULTILABEL)
     assert view.single_label_data == profile.multi_label_data and view.train == profile.multilabel_train
     assert view.encoder_train.max_length == profile.multilabel_train.max_length  # every method sees as much text
-    specs = experiment.plan(profile)
-    multi = [s for s in specs if s.study == studies.MULTILABEL]
+    planned = experiment.plan(profile)
+    multi = [s for s in planned if s.study == studies.MULTILABEL]
     assert {s.method for s in multi} == set(studies.MULTILABEL_METHODS)
-    assert not {s.key for s in multi} & {s.key for s in specs if s.study != studies.MULTILABEL}
+    assert not {s.key for s in multi} & {s.key for s in planned if s.study != studies.MULTILABEL}
     assert all(s.settings["task"] == methods.MULTI_LABEL for s in multi)
     data = studies.multilabel_data(profile)
     found = comparison.study_runs(profile, studies.MULTILABEL, verbose=False, compute=False)
@@ -593,7 +595,7 @@ def test_a_multi_label_tfidf_rerun_reproduces_its_stored_tiny_result(monkeypatch
     profile = get_profile("tiny")
     s = next(s for s in experiment.plan(profile, studies=(studies.MULTILABEL,)) if s.method == methods.MULTILABEL_TFIDF)
     out = experiment._run_method(profile, s.method, studies.multilabel_data(profile), s.seed, s.value)[s.method]
-    record = experiment.lookup(profile, s)
+    record = specs.lookup(profile, s)
     assert np.array_equal(out["y_pred"], record.y_pred) and np.allclose(out["probs"], record.probs, atol=1e-5)
 
 
@@ -606,3 +608,34 @@ def test_the_frequency_floor_guesses_the_tags_a_text_never_needs_reading_for():
     split = Dataset.from_dict({"text": ["a", "b", "c", "d"], "labels": [[0], [0], [0, 1], [0]]}, features=features)
     # "common" is on every text: guessing it everywhere (and "rare" nowhere) is right 4 times of 5 true tags
     assert frequency_floor(DatasetDict(train=split, validation=split, test=split)) == pytest.approx(2 * 4 / (4 + 5))
+
+
+def test_the_distillation_study_plans_a_student_per_seed_taught_by_the_chosen_head(monkeypatch):
+    """The student takes the encoder's chosen value and is taught by the head at its chosen value; the teacher's
+    settings are part of the student's key."""
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    profile = get_profile("tiny")
+    planned = [s for s in experiment.plan(profile, studies=(studies.DISTILLATION,)) if s.study == studies.DISTILLATION]
+    grid = {m: [s for s in experiment.plan(profile) if s.study == studies.COMPARISON and s.method == m
+                and s.role == "grid"] for m in (methods.EMBEDDING_HEAD, methods.ENCODER)}
+    assert [s.seed for s in planned if not s.extension] == list(profile.protocol.seeds)
+    assert {s.teacher for s in planned} == {experiment.chosen(profile, grid[methods.EMBEDDING_HEAD])}
+    assert {s.value for s in planned} == {experiment.chosen(profile, grid[methods.ENCODER])}
+    first = planned[0]
+    assert first.settings["teacher"] == runners.settings(profile, methods.EMBEDDING_HEAD, first.teacher)
+    data = studies.study_data(profile, studies.DISTILLATION)
+    other = specs.spec(profile, studies.DISTILLATION, methods.STUDENT, data, first.seed, first.value, first.role,
+                       teacher=first.teacher * 3)
+    assert other.key != first.key and other.tag == first.tag
+    with pytest.raises(ValueError, match="teacher"):
+        runners.settings(profile, methods.STUDENT, first.value)
+    assert experiment.expected_runs(profile, {studies.DISTILLATION}) == len(profile.protocol.seeds)
+
+
+def test_a_student_with_none_stored_is_estimated_as_its_teacher_and_its_encoder(results):
+    for method, wall, seed in ((methods.EMBEDDING_HEAD, 100.0, 1), (methods.ENCODER, 20.0, 2)):
+        record = toy_record()
+        record.method, record.seed, record.key, record.provenance["wall_seconds"] = method, seed, f"{seed:016d}", wall
+        store.write(record, store.folder("tiny", "toy", method, f"seed{seed}", record.key))
+    spec = types.SimpleNamespace(method=methods.STUDENT, dataset="toy", train_size=4, extension=0, variant="")
+    assert store_audit.estimated_seconds(get_profile("tiny"), [spec]) == pytest.approx(120.0 / 4 * 100)

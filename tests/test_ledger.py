@@ -13,9 +13,9 @@ from tutorial_utils.setup.config import get_profile
 from tutorial_utils.evaluation import run_checks, stats
 from tutorial_utils.storage import records, store
 from tutorial_utils import methods
-from tutorial_utils.study import experiment, ledger, studies
-from tutorial_utils.study.ledger import (AT_LEAST, BEATS, CONTRADICTED, EQUIVALENT, MATCHES, REPRODUCED, UNDECIDED, Arm,
-                                         Ledger)
+from tutorial_utils.study import experiment, ledger, specs, studies, verdicts
+from tutorial_utils.study.verdicts import (AT_LEAST, BEATS, CONTRADICTED, EQUIVALENT, MATCHES, NOT_WORSE, REPRODUCED,
+                                           UNDECIDED, Arm, Ledger)
 from tutorial_utils.tools import cli
 
 
@@ -123,9 +123,12 @@ def interval(ci95, ci90):
     (MATCHES, (-0.015, 0.012), (-0.01, 0.01), EQUIVALENT),
     (MATCHES, (0.03, 0.08), (0.035, 0.07), CONTRADICTED),  # the whole interval beyond the margin
     (MATCHES, (0.01, 0.05), (0.015, 0.045), UNDECIDED),  # a difference, but not shown to exceed the margin
+    (NOT_WORSE, (-0.025, -0.005), (-0.018, -0.008), REPRODUCED),  # worse, but by less than the margin
+    (NOT_WORSE, (-0.03, 0.02), (-0.025, 0.015), UNDECIDED),
+    (NOT_WORSE, (-0.07, -0.03), (-0.06, -0.035), CONTRADICTED),  # worse by more than the margin
 ])
 def test_the_verdict_follows_from_the_interval_and_the_claim(kind, ci95, ci90, expected):
-    assert ledger.verdict(interval(ci95, ci90), kind, margin=0.02) == expected
+    assert verdicts.verdict(interval(ci95, ci90), kind, margin=0.02) == expected
 
 
 def test_an_unknown_claim_or_study_gets_an_error_that_lists_them(capsys):
@@ -142,16 +145,16 @@ def test_an_unknown_claim_or_study_gets_an_error_that_lists_them(capsys):
 def test_a_run_still_improving_at_its_cap_is_planned_again_at_twice_the_cap(monkeypatch):
     profile = get_profile("tiny")
     data = studies.comparison_data(profile)[profile.protocol.train_examples]
-    first = experiment.spec(profile, studies.COMPARISON, methods.EMBEDDING_HEAD, data, 2, 1e-3, "seed")
+    first = specs.spec(profile, studies.COMPARISON, methods.EMBEDDING_HEAD, data, 2, 1e-3, "seed")
     y = np.arange(30) % 3
     improving, flat = record(y, y, (0.4, 0.5, 0.6)), record(y, y, (0.4, 0.6, 0.5, 0.5, 0.5), stopped=True)
-    monkeypatch.setattr(experiment, "lookup", lambda p, s, verbose=False: improving if s.extension == 0 else flat)
-    longer = experiment.extensions(profile, first, data, None)
+    monkeypatch.setattr(specs, "lookup", lambda p, s, verbose=False: improving if s.extension == 0 else flat)
+    longer = specs.extensions(profile, first, data, None)
     assert [s.extension for s in longer] == [1]
     assert longer[0].settings["plateau"]["max_epochs"] == 2 * profile.protocol.max_epochs
     assert longer[0].key != first.key and longer[0].tag.endswith("-cap-x2")
-    monkeypatch.setattr(experiment, "lookup", lambda p, s, verbose=False: improving)
-    assert len(experiment.extensions(profile, first, data, None)) == profile.protocol.cap_extensions
+    monkeypatch.setattr(specs, "lookup", lambda p, s, verbose=False: improving)
+    assert len(specs.extensions(profile, first, data, None)) == profile.protocol.cap_extensions
 
 
 # ---- the store: a record edited by hand ---------------------------------------------------------------------
@@ -187,7 +190,7 @@ def test_one_verdict_recomputed_by_hand_from_the_stored_predictions(monkeypatch)
     profile = get_profile("cpu")
     book = Ledger(profile, n_resamples=400)
     head, probe = Arm(studies.NEWS, methods.EMBEDDING_HEAD), Arm(studies.NEWS, methods.FROZEN_PROBE)
-    row = ledger.compare(book, head, probe, MATCHES)
+    row = verdicts.compare(book, head, probe, MATCHES)
     folders = {f.name.rsplit("-", 1)[-1]: f for f in store.run_folders("cpu")}  # by key
     arrays = {arm.method: [np.load(folders[r.key] / store.ARRAYS) for r in book.runs(arm)] for arm in (head, probe)}
     y = arrays[head.method][0]["y_true"]
@@ -206,7 +209,7 @@ def test_one_verdict_recomputed_by_hand_from_the_stored_predictions(monkeypatch)
     lo90, hi90 = np.percentile(diffs, [5, 95])
     lo95, hi95 = np.percentile(diffs, [2.5, 97.5])
     by_hand = interval((lo95, hi95), (lo90, hi90))
-    assert row["verdict"] == ledger.verdict(by_hand, MATCHES, profile.protocol.equivalence_margin)
+    assert row["verdict"] == verdicts.verdict(by_hand, MATCHES, profile.protocol.equivalence_margin)
     observed = np.mean([f1(r["y_pred"], slice(None)) for r in arrays[head.method]]) - np.mean(
         [f1(r["y_pred"], slice(None)) for r in arrays[probe.method]])
     assert f"difference {observed:+.3f}" in row["numbers"]

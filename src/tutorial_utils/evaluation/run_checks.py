@@ -8,7 +8,7 @@ Two checks on a run record, from its own validation curve and test predictions (
   was its last, but a try with a longer cap did no better on validation: ``experiment.best_try``),
   ``"improving"`` when its best evaluation is its last and no longer try has been stored yet: still
   improving at the cap, so its score is a lower bound, and the protocol trains it again with a longer
-  cap (``experiment.extensions``);
+  cap (``specs.extensions``);
 * **degenerate**: predictions (nearly) the same for every test text, or a score within the margin of
   the best *constant* prediction (one class for every text; multi-label: the same tag set for every
   text, the most frequent tags on test). Such a run learned nothing a verdict could rest on.

@@ -100,7 +100,7 @@ REGISTRY: tuple[Method, ...] = (
            "every weight of the encoder and its head", "03", tuned="learning_rate", protocol=True),
     Method(STUDENT, "distilled student (MiniLM)", _SINGLE_LABEL, "distilled",
            "the encoder trained on the embedding head's probabilities (KL at a temperature) and the labels",
-           "every weight of the student encoder and its head", "07", tuned="learning_rate"),
+           "every weight of the student encoder and its head", "07", tuned="learning_rate", protocol=True),
     Method(MULTILABEL_TFIDF, "TF-IDF + logistic regression", MULTI_LABEL, "floor",
            "one logistic regression per label on word and word-pair TF-IDF features; a threshold tuned on validation",
            "the logistic regressions' weights and intercepts", "05", tuned="C", protocol=True,

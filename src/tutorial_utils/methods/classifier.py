@@ -17,7 +17,7 @@ from ..setup.timing import timed
 from .plateau import Evaluate, check_until, fit_classifier
 from .train import make_trainer, predict_logits, train_and_report
 
-__all__ = ["Scorer", "Fitted", "fit"]
+__all__ = ["Scorer", "Fitted", "fit", "predicted"]
 
 Scorer = Callable[[object, TrainSettings], Evaluate]  # (tokenizer, settings) -> what validation measures, and how
 
@@ -60,6 +60,13 @@ def fit(model, tokenizer, data: DatasetDict, profile: Profile, settings: TrainSe
         trainer = make_trainer(model, tokenizer, data, profile, settings=settings, multi_label=multi_label,
                                chunk=chunk, learning_rate=lr, seed=seed, data_seed=seed, **trainer_options)
         report = {**train_and_report(trainer), "extra": {}}
+    return predicted(model, tokenizer, data, settings, report, chunk=chunk, by_length=by_length)
+
+
+def predicted(model, tokenizer, data: DatasetDict, settings: TrainSettings, report: dict, chunk: bool = False,
+              by_length: bool = False) -> Fitted:
+    """A trained classifier's run: its logits on ``data``'s test split, its speed there and its trainable parameters
+    added to its training's ``report`` (``fit``, ``distillation.run``)."""
     logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), settings.eval_batch_size,
                             settings.max_length, chunk=chunk, by_length=by_length)
     report["extra"]["test_texts_per_second"] = len(logits) / seconds

@@ -20,7 +20,8 @@ from ..setup.config import Profile, Protocol, TrainSettings
 from ..setup.timing import timed
 from .train import agreed, balanced_weights, make_trainer, predict_logits, windows, world_size
 
-__all__ = ["Evaluate", "UNTIL", "check_until", "schedule", "PlateauCallback", "train_to_plateau", "fit_classifier"]
+__all__ = ["Evaluate", "UNTIL", "check_until", "schedule", "PlateauCallback", "train_to_plateau", "classifier_scorer",
+           "fit_classifier"]
 
 Evaluate = Callable[[object], tuple[float, np.ndarray]]  # model -> (validation metric, validation probabilities)
 # how long a method's ``run`` trains: to a validation plateau (the protocol), or the profile's epochs (a demonstration)
@@ -103,7 +104,7 @@ def train_to_plateau(trainer, evaluate: Evaluate, protocol: Protocol, steps: dic
                       "stopped_early": last < trainer.state.max_steps}}
 
 
-def _classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings, chunk: bool = False) -> Evaluate:
+def classifier_scorer(tokenizer, data: DatasetDict, settings: TrainSettings, chunk: bool = False) -> Evaluate:
     """The protocol's evaluation of a sequence classifier: macro-F1 and probabilities on the validation split
     (``chunk``: a long text's logits averaged over its windows, ``train.predict_logits``)."""
     texts, y, n = list(data["validation"]["text"]), np.asarray(data["validation"]["label"]), len(label_names(data))
@@ -142,7 +143,7 @@ def fit_classifier(model, tokenizer, data: DatasetDict, profile: Profile, learni
                            eval_strategy="no", learning_rate=s.learning_rate if learning_rate is None else learning_rate,
                            num_train_epochs=steps["max_epochs"], seed=seed, data_seed=seed,
                            class_weights=weights, chunk=chunk)
-    fitted = train_to_plateau(trainer, evaluate or _classifier_scorer(tokenizer, data, s, chunk), profile.protocol, steps)
+    fitted = train_to_plateau(trainer, evaluate or classifier_scorer(tokenizer, data, s, chunk), profile.protocol, steps)
     if weights is not None:
         fitted["extra"]["class_weights"] = dict(zip(label_names(data), [round(w, 4) for w in weights]))
     return fitted

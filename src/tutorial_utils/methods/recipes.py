@@ -27,7 +27,7 @@ from .probe import probe_parameters
 from .tfidf import pipeline as tfidf_pipeline  # noqa: F401 (re-exported: chapter 03 calls recipes.tfidf_pipeline)
 from .train import predict_logits, train_and_report
 
-__all__ = ["classifier_result", "train_and_report", "embedding_head_run", "pooling_ablation", "encoder_run",
+__all__ = ["classifier_result", "fitted_result", "train_and_report", "embedding_head_run", "pooling_ablation", "encoder_run",
            "tfidf_pipeline", "tfidf_run", "comparison_table"]
 
 
@@ -52,7 +52,7 @@ def _result(method: str, profile: Profile, data: DatasetDict, logits: np.ndarray
                      metrics=classification_metrics(y_true, y_pred), extra=extra)
 
 
-def _fitted_result(method: str, profile: Profile, data: DatasetDict, fitted: Fitted) -> RunResult:
+def fitted_result(method: str, profile: Profile, data: DatasetDict, fitted: Fitted) -> RunResult:
     """A chapter's run from ``embedding_head.run`` or ``encoder.run`` for the profile's epochs."""
     report = fitted.report
     extra = {"test_texts_per_second": report["extra"]["test_texts_per_second"],
@@ -71,7 +71,7 @@ def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method
     data = data or load_single_label(profile)
     fitted = embedding_head.run(profile, data, profile.seed, profile.train.learning_rate, until="epochs",
                                 run_name=method)
-    return dataclasses.replace(_fitted_result(method, profile, data, fitted), model=fitted.model)
+    return dataclasses.replace(fitted_result(method, profile, data, fitted), model=fitted.model)
 
 
 def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, ...] = ("last", "mean")) -> pd.DataFrame:
@@ -83,7 +83,7 @@ def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, .
     for pooling in poolings:  # every arm starts from the same initialisation (the profile's seed)
         fitted = embedding_head.run(profile, subset, profile.seed, profile.train.learning_rate, until="epochs",
                                     pooling=pooling, run_name=f"pool-{pooling}")
-        result = _fitted_result(f"pool-{pooling}", profile, subset, fitted)
+        result = fitted_result(f"pool-{pooling}", profile, subset, fitted)
         rows.append({"pooling": pooling, "train examples": len(subset["train"]), **result.metrics,
                      "trainable params": result.extra["trainable_params"]})
     return pd.DataFrame(rows).set_index("pooling")
@@ -95,7 +95,7 @@ def encoder_run(profile: Profile, data: DatasetDict | None = None, method: str =
     data = data or load_single_label(profile)
     fitted = encoder.run(profile, data, profile.seed, profile.encoder_train.learning_rate, until="epochs",
                          run_name=method)
-    return _fitted_result(method, profile, data, fitted)
+    return fitted_result(method, profile, data, fitted)
 
 
 def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = TFIDF) -> RunResult:

@@ -21,6 +21,8 @@ from ..evaluation.metrics import macro_f1, softmax
 from ..modeling.models import load_causal_lm
 from ..setup.config import Profile, TrainSettings
 from ..setup.timing import timed
+from .distillation import run as run_student
+from .distillation import teacher_probabilities, with_teacher
 from .embedding_head import run as run_embedding_head
 from .encoder import run as run_encoder
 from .instruct import make_verbalizer
@@ -31,7 +33,7 @@ from .prompting import prompt_scores
 from .tfidf import DEFAULT_C, class_probs, fit as fit_pipeline
 
 __all__ = ["default_value", "protocol_profile", "settings", "fit_tfidf", "tfidf", "fit_probes", "probe_extra",
-           "probe", "zero_shot", "train_classifier", "embedding_head", "encoder", "instruction",
+           "probe", "zero_shot", "train_classifier", "embedding_head", "encoder", "student", "instruction",
            "fit_instruction"]
 
 PROBE_C = 1.0  # the probe's default C, which the grid multiplies (chapter 03b); TF-IDF's is tfidf.DEFAULT_C
@@ -44,7 +46,7 @@ def default_value(profile: Profile, method: str) -> float | None:
         return None
     method = entry.adapts or method  # a multi-label method starts from its single-label counterpart's default
     return {methods.TFIDF: DEFAULT_C, methods.FROZEN_PROBE: PROBE_C, methods.EMBEDDING_HEAD: profile.train.learning_rate,
-            methods.ENCODER: profile.encoder_train.learning_rate,
+            methods.ENCODER: profile.encoder_train.learning_rate, methods.STUDENT: profile.encoder_train.learning_rate,
             methods.INSTRUCTION_SCORED: profile.instruct_train.learning_rate,
             methods.INSTRUCTION_GENERATED: profile.instruct_train.learning_rate}[method]
 
@@ -62,8 +64,17 @@ def _train_settings(s: TrainSettings) -> dict:
     return {k: v for k, v in dataclasses.asdict(s).items() if k not in {"epochs", "learning_rate"}}
 
 
-def settings(profile: Profile, method: str, value: float | None) -> dict:
-    """Everything that defines one run of ``method`` (the data and the seed aside): the key's settings part."""
+def settings(profile: Profile, method: str, value: float | None, teacher: float | None = None) -> dict:
+    """Everything that defines one run of ``method`` (the data and the seed aside): the key's settings part
+    (a distilled student's: with its teacher's, at the teacher's learning rate ``teacher``)."""
+    if method == methods.STUDENT:
+        if teacher is None:
+            raise ValueError("A distilled student's settings include its teacher's. Fix: pass the teacher's learning "
+                             "rate (teacher=...).")
+        p = profile.protocol
+        return {**settings(profile, methods.ENCODER, value), "teacher": settings(profile, methods.EMBEDDING_HEAD, teacher),
+                "transfer": "the training texts, labelled, with the teacher's probabilities",
+                "temperature": p.distill_temperature, "alpha": p.distill_alpha}
     adapts = methods.get(method).adapts
     if adapts:  # a multi-label method: its single-label counterpart's settings, judged by micro-F1
         out = settings(profile, adapts, value)
@@ -183,6 +194,26 @@ def embedding_head(profile: Profile, data: DatasetDict, seed: int, value: float)
 def encoder(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict:
     """The encoder, fully fine-tuned to a validation plateau at learning rate ``value``."""
     return train_classifier(profile, data, seed, value, encoder=True)[2]
+
+
+def student(profile: Profile, data: DatasetDict, seed: int, value: float, teacher_lr: float) -> dict:
+    """The distilled student at learning rate ``value`` (``distillation.run`` to a validation plateau), taught on
+    the training texts by the head trained again at ``teacher_lr`` on the same seed; the teacher's test
+    predictions, speed and validation score are kept beside the student's (``extra["teacher"]``)."""
+    teacher = run_embedding_head(profile, data, seed, teacher_lr)
+    probs = teacher_probabilities(teacher.model, teacher.tokenizer, list(data["train"]["text"]), profile.train)
+    p = profile.protocol
+    transfer = with_teacher(DatasetDict(train=data["train"]), probs)
+    fitted = run_student(profile, data, transfer, seed, value, temperature=p.distill_temperature,
+                         alpha=p.distill_alpha)
+    y_true = np.asarray(data["test"]["label"])
+    taught = teacher.logits.argmax(1)
+    fitted.report["extra"]["teacher"] = {
+        "y_pred": taught.tolist(), "test_macro_f1": macro_f1(y_true, taught, len(label_names(data))),
+        "validation_metric": teacher.report["validation_metric"], "train_seconds": teacher.report["train_seconds"],
+        "test_texts_per_second": teacher.report["extra"]["test_texts_per_second"],
+        "trainable_params": teacher.report["trainable_params"]}
+    return {**fitted.report, "y_true": y_true, "y_pred": fitted.logits.argmax(1), "probs": softmax(fitted.logits)}
 
 
 def instruction(profile: Profile, data: DatasetDict, seed: int, value: float) -> dict[str, dict]:

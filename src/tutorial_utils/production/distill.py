@@ -1,7 +1,8 @@
 """Distillation: a fast encoder student learns from an LLM teacher's probabilities; speed and size measured.
 
-Loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(labels), where _T means
-softmax of logits / T (Hinton et al., 2015). Taught in chapter 07.
+The student and its loss live in ``methods.distillation`` (the protocol's distillation study trains it too); this
+module holds chapter 07's recipe around it: the transfer set, the teacher's cached probabilities, the student's
+speed, size and int8 copy. Taught in chapter 07.
 """
 
 from __future__ import annotations
@@ -18,67 +19,24 @@ import huggingface_hub  # called as huggingface_hub.snapshot_download, so that a
 import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, Features, Value
-from torch.nn import functional as F
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from ..data import label_names, load_single_label
+from ..data import load_single_label
 from ..evaluation.metrics import classification_metrics, softmax
 from ..methods import STUDENT  # noqa: F401 (the names live in the registry)
-from ..methods.recipes import classifier_result, train_and_report
-from ..methods.train import predict_logits, tokenize, training_arguments, with_course_callbacks
+from ..methods.distillation import distillation_loss, make_distillation_trainer, teacher_probabilities
+from ..methods.distillation import run as run_student
+from ..methods.recipes import fitted_result
+from ..methods.train import predict_logits
 from ..modeling import models
 from ..setup import assets
 from ..setup.checks import check_safetensors
 from ..setup.config import DataSizes, Profile, TrainSettings
-from ..setup.session import seed_everything
 from ..setup.timing import timed
 
 __all__ = ["distillation_loss", "make_distillation_trainer", "teacher_probabilities",
            "cached_teacher_probabilities", "student_run", "load_trained_student", "int8_student", "int8_comparison",
            "inference_speed", "disk_bytes", "base_disk_bytes", "transfer_set"]
-
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor | None,
-                      temperature: float = 2.0, alpha: float = 0.5) -> torch.Tensor:
-    """alpha * T^2 * KL(teacher at T || student at T) + (1 - alpha) * CE(student, labels); label -1 = unlabelled."""
-    log_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    soft_teacher = teacher_probs.float() ** (1.0 / temperature)        # re-temper the stored T=1 probabilities
-    soft_teacher = soft_teacher / soft_teacher.sum(dim=-1, keepdim=True)
-    kd = F.kl_div(log_student, soft_teacher, reduction="batchmean") * temperature ** 2
-    if labels is None or alpha >= 1.0 or not (labels >= 0).any():   # unlabelled texts carry label -1
-        return kd
-    return alpha * kd + (1.0 - alpha) * F.cross_entropy(student_logits.float(), labels, ignore_index=-1)
-
-
-def make_distillation_trainer(model, tokenizer, data: DatasetDict, profile: Profile, temperature: float,
-                              alpha: float, settings: TrainSettings | None = None, **overrides: object):
-    """A Trainer whose loss is ``distillation_loss``; ``data`` splits need a ``teacher_probs`` column."""
-    from transformers import Trainer  # lazy: loads bitsandbytes, which warns unless models has quieted it
-
-    class DistillationTrainer(Trainer):
-        """Trainer with the distillation loss; evaluation still reports plain cross-entropy metrics."""
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            teacher = inputs.pop("teacher_probs")
-            labels = inputs.pop("labels", None)
-            outputs = model(**inputs)
-            loss = distillation_loss(outputs.logits, teacher, labels, temperature, alpha)
-            return (loss, outputs) if return_outputs else loss
-
-    s = settings or profile.encoder_train
-    encoded = tokenize(data, tokenizer, s.max_length)
-    for split in encoded:
-        encoded[split] = encoded[split].add_column("teacher_probs", [list(map(float, p)) for p in data[split]["teacher_probs"]])
-    trainer = DistillationTrainer(model=model, args=training_arguments(profile, s, "distill", eval_strategy="no",
-                                                                       **overrides),
-                                  train_dataset=encoded["train"], data_collator=DataCollatorWithPadding(tokenizer))
-    return with_course_callbacks(trainer)
-
-
-def teacher_probabilities(model, tokenizer, texts: list[str], settings: TrainSettings) -> np.ndarray:
-    """The teacher's class probabilities (softmax at T = 1) for a list of texts."""
-    return softmax(predict_logits(model, tokenizer, texts, settings.eval_batch_size, settings.max_length))
 
 
 def cached_teacher_probabilities(profile: Profile, teacher, tokenizer, texts: list[str], teacher_dir: str | Path) -> np.ndarray:
@@ -94,14 +52,13 @@ def cached_teacher_probabilities(profile: Profile, teacher, tokenizer, texts: li
 
 def student_run(profile: Profile, data: DatasetDict, transfer: DatasetDict, temperature: float, alpha: float,
                 method: str = STUDENT, save_model: bool = True, settings: TrainSettings | None = None):
-    """Train a fresh student on ``transfer`` with the distillation loss, predict ``data``'s test split, keep its weights."""
-    seed_everything(profile.seed)
-    student, tokenizer = models.load_encoder_classifier(profile, label_names(data))  # a fresh student
-    trainer = make_distillation_trainer(student, tokenizer, transfer, profile, temperature, alpha, settings=settings)
-    report = train_and_report(trainer)
-    result = classifier_result(method, profile, data, student, tokenizer, settings=settings or profile.encoder_train,
-                               extra=report)
-    return dataclasses.replace(result, model=student, tokenizer=tokenizer) if save_model else result
+    """Chapter 07's student: ``distillation.run`` for the profile's epochs on ``transfer``, ``data``'s test split
+    predicted; the result keeps the student's weights (``save_model``)."""
+    s = settings or profile.encoder_train
+    fitted = run_student(profile, data, transfer, profile.seed, s.learning_rate, temperature=temperature, alpha=alpha,
+                         until="epochs", settings=s)
+    result = fitted_result(method, profile, data, fitted)
+    return dataclasses.replace(result, model=fitted.model, tokenizer=fitted.tokenizer) if save_model else result
 
 
 def load_trained_student(folder: str | Path):

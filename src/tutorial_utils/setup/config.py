@@ -112,6 +112,10 @@ class Protocol:
                                          LoraSettings(r=64, alpha=128, dropout=0.05, target_modules=ALL_LINEAR))
     equivalence_margin: float = 0.02  # |difference| below which two methods "match" (TOST), fixed before looking
     cap_extensions: int = 2  # a chosen run still improving at its cap trains again at twice the cap, this often at most
+    # the distillation study (chapter 07's recipe under the protocol): the student's loss mixes the teacher's
+    # probabilities at this temperature (weight alpha) with cross-entropy on the labels
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5
 
     def summary(self) -> str:
         """Two lines for a notebook's header: the examples, batch and seeds; the stopping rule and tuning."""

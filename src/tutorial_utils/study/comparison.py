@@ -20,6 +20,7 @@ from ..setup.config import PROFILES, Profile
 from ..storage import store
 from ..storage.records import RunRecord
 from . import experiment, sizing, studies
+from .specs import lookup
 
 __all__ = ["results_profile", "study_runs", "multi_label", "headline", "metric_for", "seed_table", "ending_count",
            "paired_table", "verdicts", "grid_edges", "verdict_lines", "signed", "against_fair", "curves"]
@@ -67,7 +68,7 @@ def study_runs(profile: Profile, study: str = studies.COMPARISON, verbose: bool 
     wanted = {study, studies.EFFICIENCY} if study == studies.COMPARISON and not only else {study}
     specs = [s for s in experiment.plan(profile, studies=wanted)
              if s.study in wanted and (not only or s.method in only)]
-    missing = [s for s in specs if experiment.lookup(profile, s) is None]
+    missing = [s for s in specs if lookup(profile, s) is None]
     selected = f" --only {' '.join(only)}" if only else ""
     if (missing or recompute) and compute:
         if verbose:

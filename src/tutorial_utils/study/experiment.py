@@ -10,104 +10,27 @@ known once the grid's runs are.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from fnmatch import fnmatch
 
 from datasets import DatasetDict
 from tqdm.auto import tqdm
 
 from .. import methods
-from ..evaluation import run_checks
 from ..methods import multilabel_protocol, runners
 from ..modeling.models import compute_dtype_name
 from ..setup.config import Profile
 from ..setup.timing import timed
 from ..storage import records, store
 from ..storage.records import RunRecord
-from .studies import (BASE_STUDY, COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, SMALL_SETS_TOO, STOCHASTIC_FAMILIES,
-                      STUDIES, TUNED_STUDIES, check_study, comparison_data, study_data, study_methods, study_profile,
-                      variants)
+from .specs import Spec, extensions, longer_cap, lookup, spec
+from .studies import (BASE_STUDY, COMPARISON, DISTILLATION, EFFICIENCY, EFFICIENCY_METHODS, SMALL_SETS_TOO,
+                      STOCHASTIC_FAMILIES, STUDIES, TUNED_STUDIES, check_study, comparison_data, study_data,
+                      study_methods, study_profile, variants)
 
-__all__ = ["Spec", "spec", "extensions", "lookup", "RUNNERS", "runner", "grid_values", "chosen", "validation_metrics",
+__all__ = ["RUNNERS", "runner", "grid_values", "chosen", "validation_metrics",
            "searched_grid", "grown", "plan", "expected_runs", "produced_by", "execute", "reproduce", "records_of",
            "best_try"]
-
-@dataclass(frozen=True)
-class Spec:
-    """One run the studies need: method, study, training-set size, seed, tuned value; its key and folder tag."""
-
-    study: str
-    method: str
-    dataset: str
-    train_size: int
-    seed: int
-    value: float | None
-    role: str  # "grid" (a value on the first seed), "seed" (the chosen value on another seed) or "once"
-    key: str
-    settings: dict
-    variant: str = ""  # what a study of variants tries in this run (``variants``); "" in the other studies
-    extension: int = 0  # k > 0: the run again with 2**k times the epoch cap (its first try was still improving)
-
-    @property
-    def tag(self) -> str:
-        """A readable folder name: size, variant (if any), tuned value and seed (the key makes it exact)."""
-        tuned = methods.get(self.method).tuned
-        value = "" if self.value is None else f"-{'lr' if tuned == 'learning_rate' else tuned}{self.value:.3g}"
-        variant = f"-{self.variant}" if self.variant else ""
-        longer = f"-cap-x{2 ** self.extension}" if self.extension else ""
-        return f"n{self.train_size}{variant}{value}-seed{self.seed}{longer}"
-
-    def describe(self) -> str:
-        """One line for progress output."""
-        shown = "" if self.value is None else f"{self.value:.2e}" if self.value < 1e-3 else f"{self.value:.3g}"
-        value = shown and f", {methods.get(self.method).tuned} {shown}"
-        variant = f" {self.variant}" if self.variant else ""
-        longer = f", cap x{2 ** self.extension}" if self.extension else ""
-        return f"{self.study}{variant}: {self.method} (n={self.train_size}{value}, seed {self.seed}, {self.role}{longer})"
-
-
-def spec(profile: Profile, study: str, method: str, data: DatasetDict, seed: int, value: float | None,
-         role: str, described: dict | None = None, variant: str = "", extension: int = 0) -> Spec:
-    """The spec of one run, its key computed from the method's settings, the data and the seed.
-
-    ``described``: the data's ``records.data_description`` when the caller already has it (a plan makes
-    dozens of specs on the same data; fingerprinting it once is enough).
-    """
-    config = runners.settings(_longer_cap(profile, extension), method, value)
-    described = described or records.data_description(data, profile.single_label_data)
-    return Spec(study, method, profile.single_label_data, len(data["train"]), seed, value, role,
-                records.run_key(method, config, described, seed), config, variant, extension)
-
-
-def _longer_cap(profile: Profile, extension: int) -> Profile:
-    """The profile with ``2**extension`` times the protocol's epoch cap (and minimum steps, which set the cap of
-    small training sets): where a run still improving at its cap trains again."""
-    if not extension:
-        return profile
-    p = profile.protocol
-    return dataclasses.replace(profile, protocol=dataclasses.replace(
-        p, max_epochs=p.max_epochs * 2 ** extension, min_steps=p.min_steps * 2 ** extension))
-
-
-def extensions(profile: Profile, s: Spec, data: DatasetDict, described: dict) -> list[Spec]:
-    """The longer runs a run needs: while its latest stored try is still improving at its cap
-    (``run_checks.convergence``), the same run at twice that cap, ``Protocol.cap_extensions`` times at most."""
-    out, current = [], s
-    for k in range(1, profile.protocol.cap_extensions + 1):
-        record = lookup(profile, current)
-        if record is None or run_checks.convergence(record) != run_checks.IMPROVING:
-            break
-        current = spec(profile, s.study, s.method, data, s.seed, s.value, "longer", described, s.variant, k)
-        out.append(current)
-    return out
-
-
-def lookup(profile: Profile, s: Spec, verbose: bool = False) -> RunRecord | None:
-    """The stored record of a spec, or None."""
-    return store.find(profile.name, s.dataset, s.method, s.tag, s.key, verbose=verbose)
-
 
 # the function that trains and predicts each method under the protocol (one training of instruction tuning gives
 # the outcomes of both its read-outs, scored and generated)
@@ -118,7 +41,7 @@ RUNNERS: dict[str, Callable[..., dict]] = {
     methods.MULTILABEL_PROBE: multilabel_protocol.multilabel_probe,
     methods.MULTILABEL_ENCODER: multilabel_protocol.multilabel_encoder,
     methods.MULTILABEL_HEAD: multilabel_protocol.multilabel_head,
-    methods.MULTILABEL_INSTRUCTION: multilabel_protocol.multilabel_instruction}
+    methods.MULTILABEL_INSTRUCTION: multilabel_protocol.multilabel_instruction, methods.STUDENT: runners.student}
 
 
 def runner(method: str) -> Callable[..., dict]:
@@ -130,10 +53,12 @@ def runner(method: str) -> Callable[..., dict]:
     return RUNNERS[method]
 
 
-def _run_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None) -> dict[str, dict]:
-    """Train and predict one registered method; outcomes by method name (one training may serve two methods)."""
+def _run_method(profile: Profile, method: str, data: DatasetDict, seed: int, value: float | None,
+                **options: object) -> dict[str, dict]:
+    """Train and predict one registered method; outcomes by method name (one training may serve two methods).
+    ``options``: what the runner needs beyond the value (the distilled student: its teacher's learning rate)."""
     run = runner(method)
-    out = run(runners.protocol_profile(profile), data, seed, value)
+    out = run(runners.protocol_profile(profile), data, seed, value, **options)
     return out if run is runners.instruction else {method: out}
 
 
@@ -240,7 +165,9 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: 
             runs = [spec(profile, EFFICIENCY, method, data[n], seed, picked.get(method), "once" if seed == first
                          else "seed", described[n]) for seed in seeds]
             specs += runs + [longer for s in runs for longer in extensions(profile, s, data[n], described[n])]
-    for study in [s for s in STUDIES if s in set(studies) - {COMPARISON, EFFICIENCY}]:
+    if DISTILLATION in set(studies):
+        specs += _distilled(profile, data[top], described[top], picked)
+    for study in [s for s in STUDIES if s in set(studies) - {COMPARISON, EFFICIENCY, DISTILLATION}]:
         own = study_data(profile, study)
         for variant in variants(profile, study):
             view = study_profile(profile, study, variant)
@@ -266,6 +193,20 @@ def _smaller_sets(profile: Profile, study: str, data: dict[int, DatasetDict], de
     return specs
 
 
+def _distilled(profile: Profile, data: DatasetDict, described: dict, picked: dict[str, float | None]) -> list[Spec]:
+    """The distillation study's runs: a student on every seed, taught by the head at the value the comparison
+    chose (trained again on that seed: the store keeps no weights), at the value the comparison chose for the
+    encoder, the student's own model (the distillation loss's T^2 keeps its gradients at the scale of
+    cross-entropy's, so no grid of its own); longer where one was still improving at its cap."""
+    teacher, value = picked.get(methods.EMBEDDING_HEAD), picked.get(methods.ENCODER)
+    if teacher is None or value is None:
+        return []
+    first = profile.protocol.seeds[0]
+    runs = [spec(profile, DISTILLATION, methods.STUDENT, data, seed, value, "once" if seed == first else "seed",
+                 described, teacher=teacher) for seed in profile.protocol.seeds]
+    return runs + [longer for s in runs for longer in extensions(profile, s, data, described)]
+
+
 def expected_runs(profile: Profile, studies: Iterable[str] = STUDIES) -> int:
     """How many runs the studies' plan holds once every grid is known (for the progress bar)."""
     p = profile.protocol
@@ -276,6 +217,8 @@ def expected_runs(profile: Profile, studies: Iterable[str] = STUDIES) -> int:
             per_variant = len(grid_values(study_profile(profile, BASE_STUDY.get(study, study)), method)) + (
                 len(p.seeds) - 1) * (entry.family in STOCHASTIC_FAMILIES)
             total += per_variant * len(variants(profile, study))
+    if DISTILLATION in studies:
+        total += len(p.seeds)
     if EFFICIENCY in studies:
         sizes = {min(s, p.train_examples or s) for s in p.efficiency_sizes} - {p.train_examples}
         total += len(EFFICIENCY_METHODS) * len(sizes)
@@ -290,13 +233,16 @@ def produced_by(method: str) -> str:
 def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
     """Train and predict one spec (and any method that shares its training); write each record to the store."""
     profile = study_profile(profile, s.study, s.variant)
-    outcomes, wall = timed(_run_method, _longer_cap(profile, s.extension), produced_by(s.method), data, s.seed, s.value)
+    options = {} if s.teacher is None else {"teacher_lr": s.teacher}
+    outcomes, wall = timed(_run_method, longer_cap(profile, s.extension), produced_by(s.method), data, s.seed, s.value,
+                           **options)
     written = []
     wanted = study_methods(s.study)
     for method, outcome in outcomes.items():
         if method not in wanted:
             continue
-        twin = spec(profile, s.study, method, data, s.seed, s.value, s.role, variant=s.variant, extension=s.extension)
+        twin = spec(profile, s.study, method, data, s.seed, s.value, s.role, variant=s.variant, extension=s.extension,
+                    teacher=s.teacher)
         record = records.make_record(method, twin.dataset, twin.seed, twin.settings, data, outcome, wall, command,
                                      compute_dtype=compute_dtype_name())
         record.extra.update(study=twin.study, role=twin.role, **({"variant": twin.variant} if twin.variant else {}),

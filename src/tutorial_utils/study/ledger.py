@@ -1,23 +1,10 @@
 """The claims ledger: each claim of the paper, the test made here, its numbers and a verdict computed from them
 (chapter 08 and ``book/claims.md``).
 
-Every row reads the results store. A comparison of two methods is a two-level bootstrap of the seed-mean
-difference (``stats.seed_bootstrap``: seeds and test items resampled), at the equivalence margin the
-protocol fixes before any run (``Protocol.equivalence_margin``). The verdict follows from the interval
-and the claim's kind, never from a word typed by hand:
-
-* a claim that A **matches or beats** B holds (*reproduced*) when A is significantly better or not worse
-  than B by more than the margin (the 90% interval's low end above -margin), reads *equivalent within the
-  margin* when the 90% interval lies inside the margin, *contradicted* when B is significantly better;
-* a claim that A **beats** B holds when A is significantly better, and is *contradicted* when B is better
-  or the two are equivalent;
-* a claim that A and B **match** holds (*equivalent within the margin*) when the 90% interval lies inside
-  the margin (the two one-sided tests, TOST), and is *contradicted* when the 95% interval lies outside it;
-* otherwise the test cannot tell: *not distinguishable*, with the smallest difference it could have found.
-
-A run that is degenerate (``run_checks.degenerate``) or still improving at its epoch cap
-(``run_checks.convergence``) enters no verdict: the row says so. A claim whose runs are not in the store
-says *not run (cost)* with the estimated hours; one that a 135M model cannot test says why.
+Every row reads the results store; ``verdicts`` holds the tests and the rules that turn an interval into a
+verdict word (reproduced, contradicted, equivalent within the margin, not distinguishable), so that no
+verdict is typed by hand. A claim whose runs are not in the store says *not run (cost)* with the estimated
+hours; one that a 135M model cannot test says why.
 """
 
 from __future__ import annotations
@@ -30,23 +17,19 @@ import numpy as np
 import pandas as pd
 
 from .. import methods
-from ..evaluation import run_checks, stats
+from ..evaluation import stats
 from ..evaluation.metrics import expected_calibration_error
 from ..setup import budgets
 from ..setup.config import ROOT, Profile
-from ..storage.records import RunRecord
-from . import comparison, experiment, store_audit
-from .studies import BUDGET, COMPARISON, MULTILABEL, MULTILABEL_BUDGET, NEWS, POOLING, VERBALIZER, lora_tag
+from . import comparison, store_audit
+from .studies import BUDGET, COMPARISON, DISTILLATION, MULTILABEL, MULTILABEL_BUDGET, NEWS, POOLING, VERBALIZER, lora_tag
+from .verdicts import (AT_LEAST, AT_SCALE, BEATS, EXCLUDED, MATCHES, NOT_RUN, NOT_WORSE, VERDICTS, Arm, Ledger,
+                       combined, compare, excluded, verdict)
 
-__all__ = ["VERDICTS", "UnknownClaim", "Arm", "Ledger", "excluded", "verdict", "numbers", "compare", "Claim",
-           "NAMES", "claim", "row", "table", "markdown", "write_markdown"]
+__all__ = ["VERDICTS", "UnknownClaim", "Claim", "NAMES", "claim", "row", "table", "markdown", "write_markdown"]
 
-REPRODUCED, CONTRADICTED, EQUIVALENT = "reproduced", "contradicted", "equivalent within the margin"
-UNDECIDED, AT_SCALE, NOT_RUN, EXCLUDED = ("not distinguishable", "not testable at this scale", "not run (cost)",
-                                          "no verdict (a run is excluded)")
-VERDICTS = (REPRODUCED, CONTRADICTED, EQUIVALENT, UNDECIDED, AT_SCALE, NOT_RUN, EXCLUDED)
-AT_LEAST, BEATS, MATCHES = "matches or beats", "beats", "matches"
 _REPORTED_ECE = 0.094  # the paper's (v3) ECE of its embedding head before temperature scaling, as quoted second-hand
+_KEPT_SHARE = 0.97  # the paper's distilled student keeps at least this share of its teacher's F1 (second-hand)
 
 
 class UnknownClaim(KeyError):
@@ -54,140 +37,6 @@ class UnknownClaim(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One side of a test: a method's chosen runs in one study (and variant)."""
-
-    study: str
-    method: str
-    variant: str = ""
-
-    def label(self) -> str:
-        """The arm as a reader sees it, e.g. "LoRA embedding head (pooling mean)"."""
-        extra = f", {self.variant}" if self.variant else ""
-        where = "" if self.study in {COMPARISON, MULTILABEL, NEWS} and not extra else f" ({self.study}{extra})"
-        return methods.get(self.method).title + where
-
-
-@dataclass
-class Ledger:
-    """The runs a ledger reads, loaded once per (study, variant), and the protocol's margin."""
-
-    profile: Profile
-    n_resamples: int = 1000
-
-    def __post_init__(self):
-        self.margin = self.profile.protocol.equivalence_margin
-        self._runs: dict[tuple[str, str], dict[str, list[RunRecord]]] = {}
-        self._plans: dict[str, list[experiment.Spec]] = {}
-        self._missing: dict[str, list[experiment.Spec]] = {}
-
-    def plan(self, study: str) -> list[experiment.Spec]:
-        """The study's planned runs (made once)."""
-        if study not in self._plans:
-            self._plans[study] = [s for s in experiment.plan(self.profile, studies=(study,)) if s.study == study]
-        return self._plans[study]
-
-    def runs(self, arm: Arm) -> list[RunRecord]:
-        """The arm's stored runs at its chosen value (each seed's try best on validation, ``experiment.best_try``)."""
-        at = (arm.study, arm.variant)
-        if at not in self._runs:
-            self._runs[at] = experiment.records_of(self.profile, arm.study, arm.variant, self.plan(arm.study))
-        return self._runs[at].get(arm.method, [])
-
-    def missing(self, arms: list[Arm]) -> list[experiment.Spec]:
-        """The planned runs of these arms' studies that the store lacks (known now)."""
-        out = []
-        for study in dict.fromkeys(a.study for a in arms):  # in the arms' order (a set's order moves with hash seeds)
-            if study not in self._missing:
-                self._missing[study] = [s for s in self.plan(study) if experiment.lookup(self.profile, s) is None]
-            wanted = {(a.method, a.variant) for a in arms if a.study == study}
-            out += [s for s in self._missing[study] if (s.method, s.variant) in wanted
-                    or (experiment.produced_by(s.method), s.variant) in wanted]
-        return out
-
-
-def excluded(runs: list[RunRecord], margin: float, allow_degenerate: bool = False) -> str | None:
-    """Why these runs cannot enter a verdict (``run_checks.exclusions``), or None."""
-    return "; ".join(run_checks.exclusions(runs, margin, allow_degenerate)) or None
-
-
-def verdict(test: stats.SeedBootstrap, kind: str, margin: float) -> str:
-    """The verdict word for a claim of this kind (A matches or beats / beats / matches B) from the interval."""
-    (lo95, hi95), (lo90, hi90) = test.ci95, test.ci90
-    inside = -margin < lo90 and hi90 < margin
-    if kind == MATCHES:
-        return EQUIVALENT if inside else CONTRADICTED if (lo95 > margin or hi95 < -margin) else UNDECIDED
-    if kind == BEATS:
-        return REPRODUCED if lo95 > 0 else CONTRADICTED if (hi95 < 0 or inside) else UNDECIDED
-    if lo95 > 0:
-        return REPRODUCED
-    if hi95 < 0:
-        return CONTRADICTED
-    if inside:
-        return EQUIVALENT
-    return REPRODUCED if lo90 > -margin else UNDECIDED
-
-
-def numbers(test: stats.SeedBootstrap, a: list[RunRecord], b: list[RunRecord], metric_name: str,
-            a_name: str, b_name: str) -> str:
-    """The numbers behind a verdict, in one line: both seed means, the difference with its intervals, the seed
-    pairings that agree, and the smallest difference the test could detect."""
-    def mean(runs):
-        values = [r.test_metrics[metric_name] for r in runs]
-        return f"{np.mean(values):.3f} ({len(values)} run{'s' if len(values) > 1 else ''})"
-    sign = comparison.signed
-    return (f"{a_name} {mean(a)} vs {b_name} {mean(b)}: difference {sign(test.difference)}, 95% "
-            f"[{sign(test.ci95[0])}, {sign(test.ci95[1])}], 90% [{sign(test.ci90[0])}, {sign(test.ci90[1])}]; "
-            f"{test.agreeing}/{test.pairings} seed pairings agree; detectable: {test.detectable:.3f}")
-
-
-def compare(ledger: Ledger, a: Arm, b: Arm, kind: str, allow_degenerate: tuple[str, ...] = ()) -> dict:
-    """One test of ``a`` against ``b``: the verdict, its numbers, and the verdict without the seed that chose
-    the learning rate (the first), where that leaves each tuned method at least one run."""
-    runs_a, runs_b = ledger.runs(a), ledger.runs(b)
-    missing = ledger.missing([a, b])
-    line = ""
-    if runs_a and runs_b:
-        metric_name, _ = comparison.headline(runs_a[0])
-        metric = comparison.metric_for(runs_a[0])
-        if not np.array_equal(runs_a[0].y_true, runs_b[0].y_true):
-            raise ValueError(f"{a.label()} and {b.label()} were scored on different test items; a ledger row compares "
-                             "two methods on one test split.")
-        test = stats.seed_bootstrap(runs_a[0].y_true, [r.y_pred for r in runs_a], [r.y_pred for r in runs_b], metric,
-                                    ledger.n_resamples)
-        line = numbers(test, runs_a, runs_b, metric_name, a.label(), b.label())
-    if missing or not line:
-        hours = store_audit.estimated_seconds(ledger.profile, missing) / 3600
-        named = "; ".join(s.describe() for s in missing[:3]) + ("; ..." if len(missing) > 3 else "")
-        so_far = f"so far (no verdict yet): {line}; " if line else f"{a.label()} vs {b.label()}: "
-        return {"verdict": NOT_RUN, "numbers": f"{so_far}{len(missing)} planned run(s) not in the store yet, about "
-                                               f"{hours:.1f} h on this machine ({named}; later seeds are planned once "
-                                               "a grid is done)", "without selection seed": "-"}
-    why = excluded(runs_a, ledger.margin, a.method in allow_degenerate) or \
-        excluded(runs_b, ledger.margin, b.method in allow_degenerate)
-    if why:
-        return {"verdict": EXCLUDED, "numbers": f"{line}; excluded: {why}", "without selection seed": "-"}
-    first = ledger.profile.protocol.seeds[0]
-    later_a, later_b = ([r for r in runs if r.seed != first] or runs for runs in (runs_a, runs_b))
-    later = stats.seed_bootstrap(runs_a[0].y_true, [r.y_pred for r in later_a], [r.y_pred for r in later_b], metric,
-                                 ledger.n_resamples)
-    return {"verdict": verdict(test, kind, ledger.margin), "numbers": line,
-            "without selection seed": verdict(later, kind, ledger.margin), "test": test}
-
-
-def _combined(verdicts: list[str]) -> str:
-    """One verdict from several tests of one claim: contradicted if any is, reproduced (or equivalent) if all are."""
-    if not verdicts:
-        return NOT_RUN
-    for word in (NOT_RUN, EXCLUDED, CONTRADICTED):
-        if word in verdicts:
-            return word
-    if all(v in {REPRODUCED, EQUIVALENT} for v in verdicts):
-        return EQUIVALENT if all(v == EQUIVALENT for v in verdicts) else REPRODUCED
-    return UNDECIDED
 
 
 # ---- the claims ------------------------------------------------------------------------------------------------
@@ -198,11 +47,11 @@ def _pair(a: Arm, b: Arm, kind: str, **options) -> Callable[[Ledger], dict]:
 
 
 def _all(*tests: tuple[Arm, Arm, str]) -> Callable[[Ledger], dict]:
-    """A claim tested by several comparisons, every one of which must hold (``_combined``)."""
+    """A claim tested by several comparisons, every one of which must hold (``verdicts.combined``)."""
     def run(ledger: Ledger) -> dict:
         rows = [compare(ledger, a, b, kind) for a, b, kind in tests]
-        return {"verdict": _combined([r["verdict"] for r in rows]), "numbers": "\n".join(r["numbers"] for r in rows),
-                "without selection seed": _combined([r["without selection seed"] for r in rows])
+        return {"verdict": combined([r["verdict"] for r in rows]), "numbers": "\n".join(r["numbers"] for r in rows),
+                "without selection seed": combined([r["without selection seed"] for r in rows])
                 if all(r["without selection seed"] != "-" for r in rows) else "-"}
     return run
 
@@ -295,12 +144,53 @@ def _calibration(ledger: Ledger) -> dict:
 
 
 def _distillation(ledger: Ledger) -> dict:
-    """The distilled student is not part of the protocol's studies: its cost, from the stored runs it would repeat."""
-    runs = [ledger.runs(Arm(COMPARISON, m)) for m in (methods.EMBEDDING_HEAD, methods.ENCODER)]
-    cost = (f"about {sum(r.provenance['wall_seconds'] for r in runs[0] + runs[1]) / 3600:.1f} h, what the "
-            f"{len(runs[0])} stored head runs and {len(runs[1])} encoder runs took" if all(runs) else "not known yet")
-    return {"verdict": NOT_RUN, "without selection seed": "-", "numbers": f"a student needs its teacher retrained on "
-            f"every seed (the store keeps no weights) and one student run each: {cost}; chapter 7 distils one teacher"}
+    """The distilled student against its own teacher (the head trained again on the student's seed): the share of
+    the teacher's F1 it keeps, tested one-sided at the paper's 97%, its speed beside the teacher's, and the
+    encoder trained on the labels alone for scale."""
+    arm = Arm(DISTILLATION, methods.STUDENT)
+    students, missing = ledger.runs(arm), ledger.missing([arm])
+    if missing or not students:
+        hours = store_audit.estimated_seconds(ledger.profile, missing) / 3600
+        return {"verdict": NOT_RUN, "without selection seed": "-", "numbers": f"{len(missing)} planned run(s) not in "
+                f"the store yet, about {hours:.1f} h on this machine (on each seed the head trained again as the "
+                "teacher, then its student; `reproduce --study distillation`)"}
+    metric_name, metric = comparison.headline(students[0])[0], comparison.metric_for(students[0])
+    y = students[0].y_true
+    first = ledger.profile.protocol.seeds[0]
+    heads = {r.seed: r for r in ledger.runs(Arm(COMPARISON, methods.EMBEDDING_HEAD))}
+
+    def test(runs: list) -> tuple[stats.SeedBootstrap, float]:
+        taught = [np.asarray(r.extra["teacher"]["y_pred"]) for r in runs]
+        kept = (1 - _KEPT_SHARE) * float(np.mean([metric(y, t) for t in taught]))  # 3% of the teacher's F1
+        return stats.seed_bootstrap(y, [r.y_pred for r in runs], taught, metric, ledger.n_resamples), kept
+
+    result, margin = test(students)
+    later, later_margin = test([r for r in students if r.seed != first] or students)
+    teacher = [metric(y, np.asarray(r.extra["teacher"]["y_pred"])) for r in students]
+    student = [r.test_metrics[metric_name] for r in students]
+    speed = [r.extra["test_texts_per_second"] / r.extra["teacher"]["test_texts_per_second"] for r in students]
+    same = sum(r.seed in heads and np.array_equal(heads[r.seed].y_pred, r.extra["teacher"]["y_pred"]) for r in students)
+    sign = comparison.signed
+    encoder = ledger.runs(Arm(COMPARISON, methods.ENCODER))
+    lines = [f"student {np.mean(student):.3f} ({len(student)} runs) vs its teacher {np.mean(teacher):.3f}: difference "
+             f"{sign(result.difference)}, 95% [{sign(result.ci95[0])}, {sign(result.ci95[1])}], 90% "
+             f"[{sign(result.ci90[0])}, {sign(result.ci90[1])}]; keeping {_KEPT_SHARE:.0%} allows {sign(-margin)}; "
+             f"kept per seed: {', '.join(f'{a / b:.1%}' for a, b in zip(student, teacher))}; "
+             f"{result.agreeing}/{result.pairings} seed pairings agree; detectable: {result.detectable:.3f}",
+             f"speed on the test split (this machine): the student is {np.mean(speed):.1f}x as fast as its teacher "
+             f"(per seed {', '.join(f'{v:.1f}x' for v in speed)}); the paper's about 45x is a 3B teacher against "
+             "ModernBERT-base, a far larger gap in size than SmolLM2-135M's to MiniLM's",
+             f"each teacher is the head trained again on its seed: its test predictions equal the stored comparison "
+             f"run's on {same} of {len(students)} seeds"]
+    if encoder:
+        lines.append(f"the encoder trained on the labels alone (the comparison's): "
+                     f"{np.mean([r.test_metrics[metric_name] for r in encoder]):.3f} ({len(encoder)} runs)")
+    why = excluded(students, ledger.margin) or excluded([heads[r.seed] for r in students if r.seed in heads],
+                                                        ledger.margin)
+    if why:
+        return {"verdict": EXCLUDED, "numbers": "\n".join(lines) + f"; excluded: {why}", "without selection seed": "-"}
+    return {"verdict": verdict(result, NOT_WORSE, margin), "numbers": "\n".join(lines),
+            "without selection seed": verdict(later, NOT_WORSE, later_margin)}
 
 
 @dataclass(frozen=True)
@@ -347,7 +237,8 @@ _CLAIMS: tuple[Claim, ...] = (
     Claim("calibration", f"the head's ECE is {_REPORTED_ECE} without temperature scaling",
           "the head's test ECE (seed mean) against that number", _calibration),
     Claim("distillation", "a distilled BERT-class student keeps >= 97% of the teacher's F1 at about 45x its speed",
-          "a student distilled from the head under the protocol", _distillation),
+          "a student (MiniLM) distilled from the head on the training texts under the protocol, against its teacher",
+          _distillation),
     Claim("zero-shot", "zero-shot prompting is far below fine-tuning",
           "head vs the instruct model's zero-shot label scores, patents", _pair(
               Arm(COMPARISON, methods.EMBEDDING_HEAD), Arm(COMPARISON, methods.ZERO_SHOT), BEATS,

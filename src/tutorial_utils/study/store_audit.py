@@ -12,7 +12,8 @@ import numpy as np
 from .. import methods
 from ..setup.config import Profile
 from ..storage import records, store
-from .experiment import Spec, plan, spec, validation_metrics
+from .experiment import plan, validation_metrics
+from .specs import Spec, spec
 from .studies import COMPARISON, EFFICIENCY, EFFICIENCY_METHODS, comparison_data, study_data, study_profile
 
 __all__ = ["wall_seconds", "waiting", "audit", "prune", "estimated_seconds", "study_hours"]
@@ -109,8 +110,8 @@ def estimated_seconds(profile: Profile, specs: Iterable[Spec]) -> float:
     """What these runs would take on this machine, from the stored runs' wall times: per run, the median of
     the stored runs of its method on its dataset (of its study's variant where some are stored: a larger LoRA
     budget trains slower), scaled by its training-set size (100 at least) and by its epoch cap
-    (``Spec.extension``); 10 minutes per 800 examples where none is stored. A method that shares another's
-    training (instruction-generated) costs nothing of its own."""
+    (``Spec.extension``; ``_per_example``). A method that shares another's training (instruction-generated)
+    costs nothing of its own."""
     walls: dict[tuple[str, str, str | None], list[tuple[int, float]]] = {}
     for _, record in store.stored(profile.name):
         if not isinstance(record, store.StoreError):
@@ -121,10 +122,20 @@ def estimated_seconds(profile: Profile, specs: Iterable[Spec]) -> float:
     for s in specs:
         if methods.get(s.method).trained_with:  # its training is the method it shares it with: counted there
             continue
-        stored = walls.get((s.method, s.dataset, s.variant)) or walls.get((s.method, s.dataset, None), [])
-        per_example = np.median([w / max(n, 1) for n, w in stored]) if stored else 600 / 800
-        total += per_example * max(s.train_size, 100) * 2 ** s.extension
+        total += _per_example(walls, s.method, s.dataset, s.variant) * max(s.train_size, 100) * 2 ** s.extension
     return float(total)
+
+
+def _per_example(walls: dict, method: str, dataset: str, variant: str) -> float:
+    """Seconds per training example of a run of ``method``: the median of its stored runs (its variant's where some
+    are stored); a distilled student with none stored: its teacher's (the head's) and its own model's (the
+    encoder's), both of which it trains; 10 minutes per 800 examples where none is stored."""
+    stored = walls.get((method, dataset, variant)) or walls.get((method, dataset, None), [])
+    if stored:
+        return float(np.median([w / max(n, 1) for n, w in stored]))
+    if method == methods.STUDENT:
+        return sum(_per_example(walls, m, dataset, "") for m in (methods.EMBEDDING_HEAD, methods.ENCODER))
+    return 600 / 800
 
 
 def study_hours(profile: Profile, longer: bool = True) -> dict[str, tuple[int, float]]:

@@ -18,9 +18,12 @@ The studies, each under the profile's ``Protocol``:
 * **pooling**, **verbalizer** and **head init**: the paper's ablations on the comparison's data: the head
   with mean pooling, instruction tuning with code words for labels, the head started from the LM's rows of
   the label names' first tokens (``Profile.head_pooling``, ``verbalizer``, ``head_init``); head init also
-  at the data-efficiency study's smaller sizes, every seed (does the LM's prior help with few labels?).
+  at the data-efficiency study's smaller sizes, every seed (does the LM's prior help with few labels?);
+* **distillation**: the paper's distillation recipe: on every seed, the head at the value the comparison chose
+  is trained again and its probabilities on the training texts teach an encoder student (the comparison's
+  encoder, at the value the comparison chose for it), which predicts the test split (no grid of its own).
 
-A study that varies settings (the last five) names each setting it tries a *variant* (``variants``).
+A study that varies settings (budget, multi-label budget and the ablations) names each setting it tries a *variant* (``variants``).
 """
 
 from __future__ import annotations
@@ -39,15 +42,17 @@ from ..setup.config import ALL_LINEAR, LoraSettings, Profile
 
 __all__ = ["STUDIES", "TUNED_STUDIES", "BASE_STUDY", "ABLATIONS", "SMALL_SETS_TOO", "COMPARED",
            "EFFICIENCY_METHODS", "NEWS_METHODS", "MULTILABEL_METHODS", "BUDGET_METHODS",
-           "MULTILABEL_BUDGET_METHODS", "STOCHASTIC_FAMILIES", "lora_tag", "variants", "nested_order",
+           "MULTILABEL_BUDGET_METHODS", "DISTILLATION_METHODS", "STOCHASTIC_FAMILIES", "lora_tag", "variants", "nested_order",
            "UnknownStudy", "check_study", "study_methods", "study_profile", "news_data", "multilabel_data",
            "study_data", "comparison_data"]
 
 COMPARISON, EFFICIENCY, NEWS, MULTILABEL = "comparison", "efficiency", "news", "multi-label"
 BUDGET, MULTILABEL_BUDGET = "budget", "multi-label budget"
-POOLING, VERBALIZER, HEAD_INIT = "pooling", "verbalizer", "head init"
-STUDIES = (COMPARISON, EFFICIENCY, NEWS, MULTILABEL, BUDGET, MULTILABEL_BUDGET, POOLING, VERBALIZER, HEAD_INIT)
-TUNED_STUDIES = tuple(s for s in STUDIES if s != EFFICIENCY)  # each chooses its values on its own grid
+POOLING, VERBALIZER, HEAD_INIT, DISTILLATION = "pooling", "verbalizer", "head init", "distillation"
+STUDIES = (COMPARISON, EFFICIENCY, NEWS, MULTILABEL, BUDGET, MULTILABEL_BUDGET, POOLING, VERBALIZER, HEAD_INIT,
+           DISTILLATION)
+# the studies that choose their values on their own grid (the other two take the comparison's)
+TUNED_STUDIES = tuple(s for s in STUDIES if s not in {EFFICIENCY, DISTILLATION})
 # a study of variants trains on its base study's data, with one profile field changed per variant
 BASE_STUDY = {BUDGET: COMPARISON, MULTILABEL_BUDGET: MULTILABEL, POOLING: COMPARISON, VERBALIZER: COMPARISON,
               HEAD_INIT: COMPARISON}
@@ -64,6 +69,7 @@ MULTILABEL_METHODS = (methods.MULTILABEL_TFIDF, methods.MULTILABEL_PROBE, method
                       methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
 BUDGET_METHODS = (methods.EMBEDDING_HEAD, methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)
 MULTILABEL_BUDGET_METHODS = (methods.MULTILABEL_HEAD, methods.MULTILABEL_INSTRUCTION)
+DISTILLATION_METHODS = (methods.STUDENT,)
 _ABLATION_METHODS = {POOLING: (methods.EMBEDDING_HEAD,), HEAD_INIT: (methods.EMBEDDING_HEAD,),
                     VERBALIZER: (methods.INSTRUCTION_SCORED, methods.INSTRUCTION_GENERATED)}
 STOCHASTIC_FAMILIES = {"embedding head", "instruction tuning", "encoder", "distilled"}  # a seed changes the result
@@ -112,7 +118,7 @@ def study_methods(study: str) -> tuple[str, ...]:
     check_study(study)
     return {COMPARISON: COMPARED, EFFICIENCY: EFFICIENCY_METHODS, NEWS: NEWS_METHODS,
             MULTILABEL: MULTILABEL_METHODS, BUDGET: BUDGET_METHODS, MULTILABEL_BUDGET: MULTILABEL_BUDGET_METHODS,
-            **_ABLATION_METHODS}[study]
+            DISTILLATION: DISTILLATION_METHODS, **_ABLATION_METHODS}[study]
 
 
 def study_profile(profile: Profile, study: str, variant: str = "") -> Profile:

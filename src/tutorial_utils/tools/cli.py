@@ -160,7 +160,7 @@ def _fits(hours: float, estimate: Callable[[object], float]) -> Callable[[object
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Run the fair comparison into the results store (resumable; each run written as it finishes)."""
-    from ..study import experiment, store_audit  # lazy: per command, so that cli starts fast
+    from ..study import experiment, specs, store_audit  # lazy: per command, so that cli starts fast
     from ..setup import session  # lazy: per command, so that cli starts fast
     from ..storage import store  # lazy: per command, so that cli starts fast
 
@@ -172,7 +172,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                                                        f"{', '.join(methods.METHODS)}.")))
     if args.list:
         for s in experiment.plan(profile):
-            state = "stored " if experiment.lookup(profile, s) else "missing"
+            state = "stored " if specs.lookup(profile, s) else "missing"
             print(f"{state}  {s.describe()}  [{s.key}]")
         print(f"{experiment.expected_runs(profile)} runs in the whole plan (later seeds appear once their grid is "
               f"stored); results in {store.root() / profile.name}")
