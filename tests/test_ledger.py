@@ -235,3 +235,27 @@ def test_of_a_runs_tries_the_one_best_on_validation_is_kept_and_a_longer_worse_t
     better = record(y, y, (0.5, 0.7, 0.65, 0.65, 0.65), stopped=True)
     assert experiment.best_try([(0, record(y, y, (0.4, 0.5, 0.6))), (1, better)]) is better
     assert run_checks.convergence(record(y, y, (0.4, 0.5, 0.6))) == run_checks.IMPROVING  # no longer try yet
+
+
+def test_the_distillation_row_is_recomputed_from_the_students_and_their_teachers_predictions(monkeypatch):
+    """The tiny store's students against the teachers' test predictions their records keep, with sklearn."""
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    profile = get_profile("tiny")
+    book = Ledger(profile, n_resamples=200)
+    students = book.runs(Arm(studies.DISTILLATION, methods.STUDENT))
+    assert sorted(r.seed for r in students) == list(profile.protocol.seeds)
+    out = ledger.row(book, "distillation")
+    y = students[0].y_true
+    labels = list(range(len(students[0].label_names)))
+
+    def f1(pred):
+        return f1_score(y, pred, labels=labels, average="macro", zero_division=0)
+
+    student = [f1(r.y_pred) for r in students]
+    teacher = [f1(np.asarray(r.extra["teacher"]["y_pred"])) for r in students]
+    assert f"difference {np.mean(student) - np.mean(teacher):+.3f}" in out["numbers"]
+    assert f"kept per seed: {student[0] / teacher[0]:.1%}" in out["numbers"]
+    assert f"allows {-(1 - 0.97) * np.mean(teacher):+.3f}" in out["numbers"]
+    assert out["verdict"] in ledger.VERDICTS
+    if any(run_checks.degenerate(r, profile.protocol.equivalence_margin) for r in students):
+        assert out["verdict"] == verdicts.EXCLUDED and "degenerate" in out["numbers"]

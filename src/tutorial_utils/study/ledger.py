@@ -188,7 +188,7 @@ def _distillation(ledger: Ledger) -> dict:
     why = excluded(students, ledger.margin) or excluded([heads[r.seed] for r in students if r.seed in heads],
                                                         ledger.margin)
     if why:
-        return {"verdict": EXCLUDED, "numbers": "\n".join(lines) + f"; excluded: {why}", "without selection seed": "-"}
+        return {"verdict": EXCLUDED, "numbers": "\n".join([*lines, f"excluded: {why}"]), "without selection seed": "-"}
     return {"verdict": verdict(result, NOT_WORSE, margin), "numbers": "\n".join(lines),
             "without selection seed": verdict(later, NOT_WORSE, later_margin)}
 
