@@ -64,7 +64,8 @@ def test_every_runnable_method_has_a_runner_and_settings():
     profile = get_profile("tiny")
     for name in methods.names(runnable=True):
         assert callable(experiment.runner(name))
-        teacher = runners.default_value(profile, methods.EMBEDDING_HEAD) if name == methods.STUDENT else None
+        teacher = runners.settings(profile, methods.EMBEDDING_HEAD, runners.default_value(
+            profile, methods.EMBEDDING_HEAD)) if name == methods.STUDENT else None
         assert runners.settings(profile, name, runners.default_value(profile, name), teacher)
     assert set(experiment.RUNNERS) == set(methods.names(runnable=True))  # the registry and the runners agree
     for name in studies.COMPARED + studies.EFFICIENCY_METHODS:
@@ -611,8 +612,8 @@ def test_the_frequency_floor_guesses_the_tags_a_text_never_needs_reading_for():
 
 
 def test_the_distillation_study_plans_a_student_per_seed_taught_by_the_chosen_head(monkeypatch):
-    """The student takes the encoder's chosen value and is taught by the head at its chosen value; the teacher's
-    settings are part of the student's key."""
+    """The student takes the encoder's chosen value and is taught by the head run the comparison kept on its seed
+    (the chosen value, the epoch cap of the try best on validation); the teacher's settings are in its key."""
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     profile = get_profile("tiny")
     planned = [s for s in experiment.plan(profile, studies=(studies.DISTILLATION,)) if s.study == studies.DISTILLATION]
@@ -621,12 +622,16 @@ def test_the_distillation_study_plans_a_student_per_seed_taught_by_the_chosen_he
     assert [s.seed for s in planned if not s.extension] == list(profile.protocol.seeds)
     assert {s.teacher for s in planned} == {experiment.chosen(profile, grid[methods.EMBEDDING_HEAD])}
     assert {s.value for s in planned} == {experiment.chosen(profile, grid[methods.ENCODER])}
+    kept = {r.seed: r.extra.get("extension", 0) for r in experiment.records_of(profile)[methods.EMBEDDING_HEAD]}
+    assert {s.seed: s.teacher_extension for s in planned} == kept
     first = planned[0]
-    assert first.settings["teacher"] == runners.settings(profile, methods.EMBEDDING_HEAD, first.teacher)
+    assert first.settings["teacher"] == runners.settings(specs.longer_cap(profile, first.teacher_extension),
+                                                         methods.EMBEDDING_HEAD, first.teacher)
     data = studies.study_data(profile, studies.DISTILLATION)
-    other = specs.spec(profile, studies.DISTILLATION, methods.STUDENT, data, first.seed, first.value, first.role,
-                       teacher=first.teacher * 3)
-    assert other.key != first.key and other.tag == first.tag
+    for change in ({"teacher": first.teacher * 3}, {"teacher_extension": first.teacher_extension + 1}):
+        other = specs.spec(profile, studies.DISTILLATION, methods.STUDENT, data, first.seed, first.value, first.role,
+                           **{"teacher": first.teacher, "teacher_extension": first.teacher_extension, **change})
+        assert other.key != first.key and other.tag == first.tag
     with pytest.raises(ValueError, match="teacher"):
         runners.settings(profile, methods.STUDENT, first.value)
     assert experiment.expected_runs(profile, {studies.DISTILLATION}) == len(profile.protocol.seeds)

@@ -255,7 +255,25 @@ def test_the_distillation_row_is_recomputed_from_the_students_and_their_teachers
     teacher = [f1(np.asarray(r.extra["teacher"]["y_pred"])) for r in students]
     assert f"difference {np.mean(student) - np.mean(teacher):+.3f}" in out["numbers"]
     assert f"kept per seed: {student[0] / teacher[0]:.1%}" in out["numbers"]
+    assert f"{sum(np.sign(np.subtract(student, teacher)) == np.sign(np.mean(student) - np.mean(teacher)))}/3 students" \
+        in out["numbers"]  # each student is paired with its own teacher
     assert f"allows {-(1 - 0.97) * np.mean(teacher):+.3f}" in out["numbers"]
     assert out["verdict"] in ledger.VERDICTS
     if any(run_checks.degenerate(r, profile.protocol.equivalence_margin) for r in students):
         assert out["verdict"] == verdicts.EXCLUDED and "degenerate" in out["numbers"]
+
+
+def test_a_paired_bootstrap_draws_the_same_seeds_for_both_and_counts_matched_pairs():
+    """A student and its own teacher are paired: resampling them together removes the teachers' spread."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    teachers = [np.where(rng.random(300) < q, y, (y + 1) % 3) for q in (0.6, 0.75, 0.9)]  # three teachers apart
+    students = [np.where(rng.random(300) < 0.97, t, (t + 1) % 3) for t in teachers]  # each close to its own
+    metric = stats.macro_f1_over(3)
+    paired = stats.seed_bootstrap(y, students, teachers, metric, 300, paired=True)
+    unpaired = stats.seed_bootstrap(y, students, teachers, metric, 300)
+    assert paired.pairings == 3 and unpaired.pairings == 9
+    assert paired.se < unpaired.se / 2
+    assert paired.difference == pytest.approx(unpaired.difference)
+    with pytest.raises(ValueError, match="come in pairs"):
+        stats.seed_bootstrap(y, students, teachers[:2], metric, 10, paired=True)

@@ -296,7 +296,7 @@ class SeedBootstrap:
 
 
 def seed_bootstrap(y_true, runs_a: list, runs_b: list, metric: Metric, n_resamples: int = 2000,
-                   seed: int = 0, reference: float | None = None) -> SeedBootstrap:
+                   seed: int = 0, reference: float | None = None, paired: bool = False) -> SeedBootstrap:
     """The two-level bootstrap of metric(A) - metric(B) averaged over each method's runs (chapter 08).
 
     ``runs_a`` and ``runs_b``: each run's predictions (or probabilities: whatever ``metric(y, x)`` takes) on
@@ -305,7 +305,9 @@ def seed_bootstrap(y_true, runs_a: list, runs_b: list, metric: Metric, n_resampl
     interval holds training noise (seeds) as well as test-set noise. A method with one run (deterministic)
     contributes item noise only. Seeds are not paired across methods: run s of A and run s of B are two
     independent trainings, so every pairing (s, t) is counted in ``agreeing``. With no runs of B and a
-    ``reference`` number, B is that constant (e.g. a published value): A's seed mean minus it.
+    ``reference`` number, B is that constant (e.g. a published value): A's seed mean minus it. ``paired``: run s
+    of A belongs with run s of B (a distilled student and its own teacher), so each resample draws the same
+    seeds for both and ``agreeing`` counts the matched pairs only.
     """
     y = np.asarray(y_true)
     if not runs_a or not (runs_b or reference is not None):
@@ -315,23 +317,32 @@ def seed_bootstrap(y_true, runs_a: list, runs_b: list, metric: Metric, n_resampl
         if len(run) != len(y):
             raise ValueError(f"A run has {len(run)} predictions for {len(y)} test items. Fix: score both methods on "
                              "the same test split, every item once, in order.")
+    if paired and len(runs_a) != len(runs_b):
+        raise ValueError(f"Paired runs come in pairs; got {len(runs_a)} runs of A and {len(runs_b)} of B. Fix: pass "
+                         "run s of A with run s of B, in the same order.")
     _check_bootstrap_args(n_resamples, 0.95)
     _check_bootstrap_size(len(y))
     rng = np.random.default_rng(seed)
     items = rng.integers(0, len(y), size=(int(n_resamples), len(y)))
     rows = np.arange(int(n_resamples))[:, None]
 
-    def resampled(runs: list) -> np.ndarray:
-        """Each resample's seed mean: every run scored on every item resample, the runs drawn with replacement."""
+    def resampled(runs: list, picks: np.ndarray | None = None) -> np.ndarray:
+        """Each resample's seed mean: every run scored on every item resample, the runs drawn with replacement
+        (``picks``: the runs each resample draws, where two methods share them)."""
         scored = np.array([[metric(y[i], np.asarray(run)[i]) for run in runs] for i in items])
-        return scored[rows, rng.integers(0, len(runs), size=(int(n_resamples), len(runs)))].mean(axis=1)
+        picks = rng.integers(0, len(runs), size=(int(n_resamples), len(runs))) if picks is None else picks
+        return scored[rows, picks].mean(axis=1)
 
     constant = np.full(int(n_resamples), float(reference or 0.0))
-    differences = resampled(runs_a) - (resampled(runs_b) if runs_b else constant)
+    if paired:
+        picks = rng.integers(0, len(runs_a), size=(int(n_resamples), len(runs_a)))
+        differences = resampled(runs_a, picks) - resampled(runs_b, picks)
+    else:
+        differences = resampled(runs_a) - (resampled(runs_b) if runs_b else constant)
     full_a = np.array([metric(y, np.asarray(run)) for run in runs_a])
     full_b = np.array([metric(y, np.asarray(run)) for run in runs_b]) if runs_b else constant[:1]
     observed = float(full_a.mean() - full_b.mean())
-    pairs = full_a[:, None] - full_b[None, :]
+    pairs = full_a - full_b if paired else full_a[:, None] - full_b[None, :]
     agreeing = int(np.sum(np.sign(pairs) == np.sign(observed))) if observed else 0
     return SeedBootstrap(difference=observed, ci95=_percentile_interval(differences, 0.95),
                          ci90=_percentile_interval(differences, 0.90), se=float(differences.std(ddof=1)),

@@ -64,15 +64,15 @@ def _train_settings(s: TrainSettings) -> dict:
     return {k: v for k, v in dataclasses.asdict(s).items() if k not in {"epochs", "learning_rate"}}
 
 
-def settings(profile: Profile, method: str, value: float | None, teacher: float | None = None) -> dict:
+def settings(profile: Profile, method: str, value: float | None, teacher: dict | None = None) -> dict:
     """Everything that defines one run of ``method`` (the data and the seed aside): the key's settings part
-    (a distilled student's: with its teacher's, at the teacher's learning rate ``teacher``)."""
+    (a distilled student's: with ``teacher``, its teacher's settings)."""
     if method == methods.STUDENT:
         if teacher is None:
-            raise ValueError("A distilled student's settings include its teacher's. Fix: pass the teacher's learning "
-                             "rate (teacher=...).")
+            raise ValueError("A distilled student's settings include its teacher's. Fix: pass the teacher's settings "
+                             "(teacher=settings(profile, EMBEDDING_HEAD, its learning rate)).")
         p = profile.protocol
-        return {**settings(profile, methods.ENCODER, value), "teacher": settings(profile, methods.EMBEDDING_HEAD, teacher),
+        return {**settings(profile, methods.ENCODER, value), "teacher": teacher,
                 "transfer": "the training texts, labelled, with the teacher's probabilities",
                 "temperature": p.distill_temperature, "alpha": p.distill_alpha}
     adapts = methods.get(method).adapts
@@ -196,23 +196,26 @@ def encoder(profile: Profile, data: DatasetDict, seed: int, value: float) -> dic
     return train_classifier(profile, data, seed, value, encoder=True)[2]
 
 
-def student(profile: Profile, data: DatasetDict, seed: int, value: float, teacher_lr: float) -> dict:
+def student(profile: Profile, data: DatasetDict, seed: int, value: float, teacher_lr: float,
+            teacher_profile: Profile | None = None) -> dict:
     """The distilled student at learning rate ``value`` (``distillation.run`` to a validation plateau), taught on
-    the training texts by the head trained again at ``teacher_lr`` on the same seed; the teacher's test
-    predictions, speed and validation score are kept beside the student's (``extra["teacher"]``)."""
-    teacher = run_embedding_head(profile, data, seed, teacher_lr)
+    the training texts by the head trained again at ``teacher_lr`` on the same seed (``teacher_profile``: the
+    profile it trains under, e.g. with the longer epoch cap of the head run the comparison kept; default
+    ``profile``); the teacher's test predictions, validation curve and speed are kept beside the student's
+    (``extra["teacher"]``)."""
+    teacher = run_embedding_head(teacher_profile or profile, data, seed, teacher_lr)
     probs = teacher_probabilities(teacher.model, teacher.tokenizer, list(data["train"]["text"]), profile.train)
+    y_true, taught = np.asarray(data["test"]["label"]), teacher.logits.argmax(1)
+    kept = {"y_pred": taught.tolist(), "test_macro_f1": macro_f1(y_true, taught, len(label_names(data))),
+            **{k: teacher.report[k] for k in ("validation_metric", "validation_curve", "train_seconds",
+                                              "trainable_params")},
+            "test_texts_per_second": teacher.report["extra"]["test_texts_per_second"]}
+    del teacher  # the student trains without the 4-bit teacher in memory
     p = profile.protocol
     transfer = with_teacher(DatasetDict(train=data["train"]), probs)
     fitted = run_student(profile, data, transfer, seed, value, temperature=p.distill_temperature,
                          alpha=p.distill_alpha)
-    y_true = np.asarray(data["test"]["label"])
-    taught = teacher.logits.argmax(1)
-    fitted.report["extra"]["teacher"] = {
-        "y_pred": taught.tolist(), "test_macro_f1": macro_f1(y_true, taught, len(label_names(data))),
-        "validation_metric": teacher.report["validation_metric"], "train_seconds": teacher.report["train_seconds"],
-        "test_texts_per_second": teacher.report["extra"]["test_texts_per_second"],
-        "trainable_params": teacher.report["trainable_params"]}
+    fitted.report["extra"]["teacher"] = kept
     return {**fitted.report, "y_true": y_true, "y_pred": fitted.logits.argmax(1), "probs": softmax(fitted.logits)}
 
 

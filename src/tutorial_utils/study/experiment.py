@@ -166,7 +166,8 @@ def plan(profile: Profile, data: dict[int, DatasetDict] | None = None, studies: 
                          else "seed", described[n]) for seed in seeds]
             specs += runs + [longer for s in runs for longer in extensions(profile, s, data[n], described[n])]
     if DISTILLATION in set(studies):
-        specs += _distilled(profile, data[top], described[top], picked)
+        specs += _distilled(profile, data[top], described[top], picked,
+                            [s for s in specs if s.study == COMPARISON and s.train_size == top])
     for study in [s for s in STUDIES if s in set(studies) - {COMPARISON, EFFICIENCY, DISTILLATION}]:
         own = study_data(profile, study)
         for variant in variants(profile, study):
@@ -193,17 +194,26 @@ def _smaller_sets(profile: Profile, study: str, data: dict[int, DatasetDict], de
     return specs
 
 
-def _distilled(profile: Profile, data: DatasetDict, described: dict, picked: dict[str, float | None]) -> list[Spec]:
-    """The distillation study's runs: a student on every seed, taught by the head at the value the comparison
-    chose (trained again on that seed: the store keeps no weights), at the value the comparison chose for the
-    encoder, the student's own model (the distillation loss's T^2 keeps its gradients at the scale of
-    cross-entropy's, so no grid of its own); longer where one was still improving at its cap."""
+def _distilled(profile: Profile, data: DatasetDict, described: dict, picked: dict[str, float | None],
+               comparison: list[Spec]) -> list[Spec]:
+    """The distillation study's runs: a student on every seed, taught by the head run the comparison kept on that
+    seed (its chosen value, and the epoch cap of its try best on validation; trained again: the store keeps no
+    weights), at the value the comparison chose for the encoder, the student's own model (the distillation loss's
+    T^2 keeps its gradients at the scale of cross-entropy's; no grid of its own); a seed waits while its head
+    runs are not all stored. Longer where a student was still improving at its cap."""
     teacher, value = picked.get(methods.EMBEDDING_HEAD), picked.get(methods.ENCODER)
     if teacher is None or value is None:
         return []
-    first = profile.protocol.seeds[0]
-    runs = [spec(profile, DISTILLATION, methods.STUDENT, data, seed, value, "once" if seed == first else "seed",
-                 described, teacher=teacher) for seed in profile.protocol.seeds]
+    runs = []
+    for seed in profile.protocol.seeds:
+        tries = [(s.extension, lookup(profile, s)) for s in comparison if s.method == methods.EMBEDDING_HEAD
+                 and s.value == teacher and s.seed == seed]
+        if not tries or any(record is None for _, record in tries):
+            continue
+        cap = best_try(tries).extra.get("extension", 0)
+        runs.append(spec(profile, DISTILLATION, methods.STUDENT, data, seed, value,
+                         "once" if seed == profile.protocol.seeds[0] else "seed", described, teacher=teacher,
+                         teacher_extension=cap))
     return runs + [longer for s in runs for longer in extensions(profile, s, data, described)]
 
 
@@ -233,7 +243,8 @@ def produced_by(method: str) -> str:
 def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = None) -> list[RunRecord]:
     """Train and predict one spec (and any method that shares its training); write each record to the store."""
     profile = study_profile(profile, s.study, s.variant)
-    options = {} if s.teacher is None else {"teacher_lr": s.teacher}
+    options = {} if s.teacher is None else {"teacher_lr": s.teacher, "teacher_profile": runners.protocol_profile(
+        longer_cap(profile, s.teacher_extension))}
     outcomes, wall = timed(_run_method, longer_cap(profile, s.extension), produced_by(s.method), data, s.seed, s.value,
                            **options)
     written = []
@@ -242,7 +253,7 @@ def execute(profile: Profile, s: Spec, data: DatasetDict, command: str | None = 
         if method not in wanted:
             continue
         twin = spec(profile, s.study, method, data, s.seed, s.value, s.role, variant=s.variant, extension=s.extension,
-                    teacher=s.teacher)
+                    teacher=s.teacher, teacher_extension=s.teacher_extension)
         record = records.make_record(method, twin.dataset, twin.seed, twin.settings, data, outcome, wall, command,
                                      compute_dtype=compute_dtype_name())
         record.extra.update(study=twin.study, role=twin.role, **({"variant": twin.variant} if twin.variant else {}),

@@ -182,6 +182,11 @@ def reproduction_work(profile: Profile) -> list[Work]:
     work.append(Work("08", "patents: zero-shot", "llm", "forward", n_te * (L + PROMPT_TOKENS)))
     for what, extra in (("pooling", 0), ("verbalizer", PROMPT_TOKENS), ("head init", 0)):  # studies.ABLATIONS
         work += trained(f"ablation {what}", "one method", "llm", n, n_val, n_te, L + extra, runs)
+    # the distillation study: on every seed the head again as the teacher, its probabilities on the training texts,
+    # and an encoder student
+    work += [*trained("distillation", "teacher (embedding head)", "llm", n, n_val, n_te, L, len(p.seeds)),
+             Work("08", "distillation: teacher probabilities", "llm", "forward", len(p.seeds) * n * L),
+             *trained("distillation", "student (encoder)", "encoder", n, n_val, n_te, Le, len(p.seeds))]
     for size in p.efficiency_sizes:
         for what, model, length in (("embedding head", "llm", L), ("encoder", "encoder", Le),
                                     ("instruction tuning", "llm", L + PROMPT_TOKENS)):
@@ -235,7 +240,7 @@ REPORT = ROOT / "benchmarks" / "results" / "t4-estimate.md"
 _BENCH_JSON = ROOT / "benchmarks" / "results" / "cpu-cpu.json"
 _STUDY_OF = {"patents": "comparison", "news": "news", "multi-label": "multi-label", "data efficiency": "efficiency",
             "patents budgets": "budget", "multi-label budgets": "multi-label budget", "ablation pooling": "pooling",
-            "ablation verbalizer": "verbalizer", "ablation head init": "head init"}
+            "ablation verbalizer": "verbalizer", "ablation head init": "head init", "distillation": "distillation"}
 
 
 def _measured_cpu(profile: Profile, bench_json: Path = _BENCH_JSON) -> Accelerator:

@@ -36,6 +36,7 @@ class Spec:
     variant: str = ""  # what a study of variants tries in this run (``variants``); "" in the other studies
     extension: int = 0  # k > 0: the run again with 2**k times the epoch cap (its first try was still improving)
     teacher: float | None = None  # a distilled student's: its teacher's learning rate (part of the key)
+    teacher_extension: int = 0  # and its teacher's epoch cap, 2**k times the protocol's (the kept head run's)
 
     @property
     def tag(self) -> str:
@@ -57,17 +58,21 @@ class Spec:
 
 def spec(profile: Profile, study: str, method: str, data: DatasetDict, seed: int, value: float | None,
          role: str, described: dict | None = None, variant: str = "", extension: int = 0,
-         teacher: float | None = None) -> Spec:
+         teacher: float | None = None, teacher_extension: int = 0) -> Spec:
     """The spec of one run, its key computed from the method's settings, the data and the seed (a distilled
-    student's: with its teacher's, at the teacher's learning rate ``teacher``).
+    student's: with its teacher's, the head at learning rate ``teacher`` and ``2**teacher_extension`` times the
+    epoch cap).
 
     ``described``: the data's ``records.data_description`` when the caller already has it (a plan makes
     dozens of specs on the same data; fingerprinting it once is enough).
     """
-    config = runners.settings(longer_cap(profile, extension), method, value, teacher)
+    taught = None if teacher is None else runners.settings(longer_cap(profile, teacher_extension),
+                                                           methods.EMBEDDING_HEAD, teacher)
+    config = runners.settings(longer_cap(profile, extension), method, value, taught)
     described = described or records.data_description(data, profile.single_label_data)
     return Spec(study, method, profile.single_label_data, len(data["train"]), seed, value, role,
-                records.run_key(method, config, described, seed), config, variant, extension, teacher)
+                records.run_key(method, config, described, seed), config, variant, extension, teacher,
+                teacher_extension)
 
 
 def longer_cap(profile: Profile, extension: int) -> Profile:
@@ -88,7 +93,8 @@ def extensions(profile: Profile, s: Spec, data: DatasetDict, described: dict) ->
         record = lookup(profile, current)
         if record is None or run_checks.convergence(record) != run_checks.IMPROVING:
             break
-        current = spec(profile, s.study, s.method, data, s.seed, s.value, "longer", described, s.variant, k, s.teacher)
+        current = spec(profile, s.study, s.method, data, s.seed, s.value, "longer", described, s.variant, k, s.teacher,
+                       s.teacher_extension)
         out.append(current)
     return out
 

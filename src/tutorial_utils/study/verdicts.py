@@ -3,7 +3,7 @@ and a verdict computed from the interval of the difference, never typed by hand 
 
 A comparison of two methods is a two-level bootstrap of the seed-mean difference (``stats.seed_bootstrap``:
 seeds and test items resampled), at the equivalence margin the protocol fixes before any run
-(``Protocol.equivalence_margin``). The verdict follows from the interval and the claim's kind:
+(``Protocol.equivalence_margin``; the distillation row's margin is 3% of its teacher's F1, the paper's share). The verdict follows from the interval and the claim's kind:
 
 * a claim that A **matches or beats** B holds (*reproduced*) when A is significantly better or not worse
   than B by more than the margin (the 90% interval's low end above -margin), reads *equivalent within the
