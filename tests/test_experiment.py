@@ -445,7 +445,8 @@ def fake_store(monkeypatch, metric, stored=lambda value: True):
     def lookup(profile, s, verbose=False):
         if s.value is None or not stored(s.value):
             return None
-        return SimpleNamespace(validation_metric=metric(s.value), key=s.key, validation_curve=[])  # no curve: converged
+        return SimpleNamespace(validation_metric=metric(s.value), key=s.key, validation_curve=[],  # no curve: converged
+                               extra={})
 
     monkeypatch.setattr(experiment, "lookup", lookup)
     monkeypatch.setattr(specs, "lookup", lookup)  # a stored run's longer tries (``specs.extensions``) ask it too
