@@ -277,3 +277,15 @@ def test_a_paired_bootstrap_draws_the_same_seeds_for_both_and_counts_matched_pai
     assert paired.difference == pytest.approx(unpaired.difference)
     with pytest.raises(ValueError, match="come in pairs"):
         stats.seed_bootstrap(y, students, teachers[:2], metric, 10, paired=True)
+
+
+@pytest.mark.parametrize("tests, expected", [
+    ([CONTRADICTED, verdicts.NOT_RUN], CONTRADICTED),  # one finished comparison that contradicts is enough
+    ([REPRODUCED, verdicts.NOT_RUN], verdicts.NOT_RUN),  # a claim that needs every comparison waits for the rest
+    ([REPRODUCED, verdicts.EXCLUDED], verdicts.EXCLUDED),
+    ([EQUIVALENT, EQUIVALENT], EQUIVALENT),
+    ([REPRODUCED, EQUIVALENT], REPRODUCED),
+    ([REPRODUCED, UNDECIDED], UNDECIDED),
+])
+def test_a_claim_of_several_comparisons_holds_when_all_do_and_falls_when_one_does(tests, expected):
+    assert verdicts.combined(tests) == expected

@@ -51,7 +51,8 @@ def _all(*tests: tuple[Arm, Arm, str]) -> Callable[[Ledger], dict]:
     """A claim tested by several comparisons, every one of which must hold (``verdicts.combined``)."""
     def run(ledger: Ledger) -> dict:
         rows = [compare(ledger, a, b, kind) for a, b, kind in tests]
-        return {"verdict": combined([r["verdict"] for r in rows]), "numbers": "\n".join(r["numbers"] for r in rows),
+        lines = [r["numbers"] if r["verdict"] == NOT_RUN else f"{r['verdict']}: {r['numbers']}" for r in rows]
+        return {"verdict": combined([r["verdict"] for r in rows]), "numbers": "\n".join(lines),
                 "without selection seed": combined([r["without selection seed"] for r in rows])
                 if all(r["without selection seed"] != "-" for r in rows) else "-"}
     return run

@@ -176,7 +176,7 @@ def combined(verdicts: list[str]) -> str:
     """One verdict from several tests of one claim: contradicted if any is, reproduced (or equivalent) if all are."""
     if not verdicts:
         return NOT_RUN
-    for word in (NOT_RUN, EXCLUDED, CONTRADICTED):
+    for word in (CONTRADICTED, NOT_RUN, EXCLUDED):  # one test that contradicts is enough; the rest may wait
         if word in verdicts:
             return word
     if all(v in {REPRODUCED, EQUIVALENT} for v in verdicts):
