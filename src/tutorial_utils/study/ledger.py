@@ -186,7 +186,7 @@ def _distillation(ledger: Ledger) -> dict:
              f"speed on the test split (this machine, printed, not tested): the student is {np.mean(speed):.1f}x as "
              f"fast as its teacher (per seed {', '.join(f'{v:.1f}x' for v in speed)}); {_sizes(ledger, students[0])}",
              f"each teacher is the head run the comparison kept on its seed, trained again: its test predictions equal "
-             f"the stored run's on {same} of {len(students)} seeds"]
+             f"the stored run's on {same} of {len(students)} seeds{_machines(students, heads)}"]
     encoder = ledger.runs(Arm(COMPARISON, methods.ENCODER))
     if encoder:
         lines.append(f"the encoder trained on the labels alone (the comparison's): "
@@ -197,6 +197,17 @@ def _distillation(ledger: Ledger) -> dict:
         return {"verdict": EXCLUDED, "numbers": "\n".join([*lines, f"excluded: {why}"]), "without selection seed": "-"}
     return {"verdict": verdict(result, NOT_WORSE, margin), "numbers": "\n".join(lines),
             "without selection seed": verdict(later, NOT_WORSE, later_margin)}
+
+
+def _machines(students: list[RunRecord], heads: dict[int, RunRecord]) -> str:
+    """Where the stored head runs and the students' teachers were trained, when that differs: another CPU sums in
+    another order (its vector width), so a run trained again there gives close but not equal predictions."""
+    made = {heads[r.seed].provenance.get("machine") for r in students if r.seed in heads}
+    taught = {r.provenance.get("machine") for r in students}
+    if not made or made == taught:
+        return ""
+    return (f" (the stored runs were trained on {', '.join(sorted(map(str, made)))}, the teachers on "
+            f"{', '.join(sorted(map(str, taught)))}: another CPU sums in another order)")
 
 
 def _sizes(ledger: Ledger, student: RunRecord) -> str:
