@@ -162,21 +162,22 @@ def _distillation(ledger: Ledger) -> dict:
     metric_name, metric = comparison.headline(students[0])[0], comparison.metric_for(students[0])
     y, first = students[0].y_true, ledger.profile.protocol.seeds[0]
     heads = {r.seed: r for r in ledger.runs(Arm(COMPARISON, methods.EMBEDDING_HEAD))}
+    taught = {r.seed: np.asarray(r.extra["teacher"]["y_pred"]) for r in students}  # each teacher's test predictions
+    teacher_f1 = {seed: metric(y, pred) for seed, pred in taught.items()}
 
     def test(runs: list) -> tuple[stats.SeedBootstrap, float]:
         """Students against their own teachers, and the difference that keeping 97% of the teachers' F1 allows."""
-        taught = [np.asarray(r.extra["teacher"]["y_pred"]) for r in runs]
-        allowed = (1 - _KEPT_SHARE) * float(np.mean([metric(y, t) for t in taught]))
-        return stats.seed_bootstrap(y, [r.y_pred for r in runs], taught, metric, ledger.n_resamples,
-                                    paired=True), allowed
+        allowed = (1 - _KEPT_SHARE) * float(np.mean([teacher_f1[r.seed] for r in runs]))
+        return stats.seed_bootstrap(y, [r.y_pred for r in runs], [taught[r.seed] for r in runs], metric,
+                                    ledger.n_resamples, paired=True), allowed
 
     result, margin = test(students)
     later, later_margin = test([r for r in students if r.seed != first] or students)
-    teacher = [metric(y, np.asarray(r.extra["teacher"]["y_pred"])) for r in students]
+    teacher = [teacher_f1[r.seed] for r in students]
     student = [r.test_metrics[metric_name] for r in students]
     kept = ", ".join(f"{a / b:.1%}" if b else "n/a (teacher F1 0)" for a, b in zip(student, teacher))
     speed = [r.extra["test_texts_per_second"] / r.extra["teacher"]["test_texts_per_second"] for r in students]
-    same = sum(r.seed in heads and np.array_equal(heads[r.seed].y_pred, r.extra["teacher"]["y_pred"]) for r in students)
+    same = sum(r.seed in heads and np.array_equal(heads[r.seed].y_pred, taught[r.seed]) for r in students)
     sign = comparison.signed
     lines = [f"student {np.mean(student):.3f} ({len(student)} runs) vs its teacher {np.mean(teacher):.3f}: difference "
              f"{sign(result.difference)}, 95% [{sign(result.ci95[0])}, {sign(result.ci95[1])}], 90% "
