@@ -64,8 +64,8 @@ def test_a_saved_student_reloads_and_predicts_as_it_did(run_cache):
     n = len(label_names(data))
     train = data["train"].select_columns(["text", "label"]).select(range(32))
     transfer = DatasetDict(train=train.add_column("teacher_probs", [[1 / n] * n] * 32))
-    result = distill.student_run(profile, data, transfer, temperature=2.0, alpha=0.5)
-    runs.save(runs.with_cache_key(result, profile), profile)  # the student's weights go to disk with its predictions
+    result, model, tokenizer = distill.student_run(profile, data, transfer, temperature=2.0, alpha=0.5)
+    runs.save(result, profile, model, tokenizer)  # the student's weights go to disk with its predictions
     assert runs.load(profile, distill.STUDENT, needs_model=True) is not None
     model, tokenizer = distill.load_trained_student(runs.model_dir(profile, distill.STUDENT))
     again = distill.teacher_probabilities(model, tokenizer, list(data["test"]["text"]), profile.encoder_train)

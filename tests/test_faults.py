@@ -33,27 +33,28 @@ def python(code: str, env: dict, timeout: int = 120) -> subprocess.Popen:
 # ---- the run cache -------------------------------------------------------------------------------------
 
 WRITER = """
-    import os, numpy as np
+    import os, sys
+    sys.path.insert(0, {tests!r})
+    from fakes import fake_result
     from tutorial_utils.setup import files
     from tutorial_utils.setup.config import get_profile
     from tutorial_utils.storage import runs
     profile = get_profile("tiny")
     real = files.write_synced
     def dying(path, blob):  # the process is killed after the arrays, while the record is written
-        if path.name == "run.json":
+        if path.name == "record.json":
             path.write_bytes(blob[: len(blob) // 2])
             os._exit(9)
         real(path, blob)
     files.write_synced = dying
-    y = np.arange(400) % 2
-    runs.save(runs.with_cache_key(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((400, 2), .5), {}), profile), profile)
+    runs.save(fake_result(profile, n=400), profile)
 """
 
 
 def test_a_writer_killed_midway_leaves_nothing_that_loads(run_cache):
     profile = get_profile("tiny")
-    runs.save(runs.with_cache_key(fake_result(), profile), profile)  # an older, complete run of the same name
-    writer = python(WRITER, {"COURSE_RUNS": str(run_cache)})
+    runs.save(fake_result(), profile)  # an older, complete run of the same name
+    writer = python(WRITER.format(tests=str(Path(__file__).parent)), {"COURSE_RUNS": str(run_cache)})
     writer.wait(60)
     assert writer.returncode == 9
     loaded = runs.load(profile, "m")
@@ -65,19 +66,21 @@ def test_a_writer_killed_midway_leaves_nothing_that_loads(run_cache):
 
 def test_a_truncated_or_corrupted_file_is_recomputed_with_a_message(run_cache, capsys):
     profile = get_profile("tiny")
-    folder = runs.save(runs.with_cache_key(fake_result(), profile), profile)
-    blob = (folder / "arrays.npz").read_bytes()
-    (folder / "arrays.npz").write_bytes(blob[: len(blob) // 2])
+    folder = runs.save(fake_result(), profile)
+    blob = (folder / "record" / "predictions.npz").read_bytes()
+    (folder / "record" / "predictions.npz").write_bytes(blob[: len(blob) // 2])
     result = runs.load_or_compute(profile, "m", lambda: fake_result(n=6))
     assert len(result.y_true) == 6
-    assert f"the cached run in {folder} cannot be used" in capsys.readouterr().out
-    (folder / "run.json").write_text("{ not json")
+    assert f"the stored run in {folder} cannot be used" in capsys.readouterr().out
+    (folder / "record" / "record.json").write_text("{ not json")
     assert runs.load(profile, "m") is None
     assert "not valid JSON" in capsys.readouterr().out
 
 
 COMPUTER = """
-    import sys, time, numpy as np
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from fakes import fake_result
     from tutorial_utils.setup.config import get_profile
     from tutorial_utils.storage import runs
     profile = get_profile("tiny")
@@ -85,8 +88,7 @@ COMPUTER = """
         with open(sys.argv[0] if False else {log!r}, "a") as log:
             log.write("trained\\n")
         time.sleep(2)
-        y = np.arange(4) % 2
-        return runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((4, 2), .5), {{}})
+        return fake_result(profile)
     runs.load_or_compute(profile, "m", compute, verbose=False)
     print("done")
 """
@@ -94,7 +96,7 @@ COMPUTER = """
 
 def test_two_processes_never_train_the_same_run(run_cache, tmp_path):
     log = tmp_path / "log.txt"
-    workers = [python(COMPUTER.format(log=str(log)), {"COURSE_RUNS": str(run_cache)}) for _ in range(2)]
+    workers = [python(COMPUTER.format(log=str(log), tests=str(Path(__file__).parent)), {"COURSE_RUNS": str(run_cache)}) for _ in range(2)]
     outputs = [w.communicate(timeout=120) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     assert log.read_text().count("trained") == 1
@@ -103,15 +105,16 @@ def test_two_processes_never_train_the_same_run(run_cache, tmp_path):
 
 def test_a_reader_during_a_write_sees_the_old_run_or_the_new_one(run_cache):
     profile = get_profile("tiny")
-    runs.save(runs.with_cache_key(fake_result(n=4), profile), profile)
-    writer = python("""
-        import numpy as np
+    runs.save(fake_result(n=4), profile)
+    writer = python(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from fakes import fake_result
         from tutorial_utils.setup.config import get_profile
         from tutorial_utils.storage import runs
         profile = get_profile("tiny")
         for n in range(6, 60):
-            y = np.arange(n) % 2
-            runs.save(runs.with_cache_key(runs.RunResult("m", "tiny", 42, ["a", "b"], y, y, np.full((n, 2), .5), {}), profile), profile)
+            runs.save(fake_result(profile, n=n), profile)
     """, {"COURSE_RUNS": str(run_cache)})
     while writer.poll() is None:
         loaded = runs.load(profile, "m", verbose=False)
@@ -155,7 +158,7 @@ def test_cli_train_writes_only_out_and_refuses_to_overwrite(run_cache, tmp_path)
     done = cli("train", "tfidf", "--out", str(out), cache_dir=run_cache)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "metrics.json").read_text())["method"] == "tfidf-logreg"
-    assert not any(run_cache.rglob("run.json"))  # the chapters' run cache is untouched
+    assert not any(run_cache.rglob("record.json"))  # the chapters' runs are untouched
     again = cli("train", "tfidf", "--out", str(out), cache_dir=run_cache)
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
     assert cli("train", "tfidf", "--out", str(out), "--overwrite", cache_dir=run_cache).returncode == 0
@@ -172,7 +175,8 @@ def test_tfidf_with_a_class_missing_from_training_keeps_every_class_in_its_place
     train = Dataset.from_dict({"text": ["apple pie", "apple tart", "cherry jam", "cherry cake"],
                                "label": [0, 0, 2, 2]}, features=features)
     test = Dataset.from_dict({"text": ["cherry jam again", "apple pie again"], "label": [2, 0]}, features=features)
-    result = recipes.tfidf_run(get_profile("tiny"), DatasetDict(train=train, validation=test, test=test))
+    with pytest.warns(UserWarning, match="occur neither in the labels nor in the predictions"):  # b: in no split
+        result = recipes.tfidf_run(get_profile("tiny"), DatasetDict(train=train, validation=test, test=test))
     assert result.probs.shape == (2, 3) and (result.probs[:, 1] == 0).all()
     assert list(result.y_pred) == [2, 0]
 

@@ -28,7 +28,7 @@ REHEARSAL = textwrap.dedent("""
     verbalizer = instruct.make_verbalizer(PATENT_SECTIONS)
     prompt = instruct.build_prompt(tokenizer, patents["test"]["text"][0], verbalizer)
     # the chapters' recipes, as a Colab student runs them on the gpu profile
-    head = recipes.embedding_head_run(profile, patents)
+    head, _ = recipes.embedding_head_run(profile, patents)
     encoder = recipes.encoder_run(profile, patents)
     tuned = instruct_train.tune(profile, patents)
     scored = instruct_train.scored_result(tuned, profile, patents)
@@ -50,10 +50,10 @@ REHEARSAL = textwrap.dedent("""
         "pad": tokenizer.pad_token, "eos": tokenizer.eos_token,
         "longest_label_tokens": max(instruct.token_counts(tokenizer, verbalizer)), "budget": budget,
         "generation_repeats": first == second,
-        "metrics": {r.method: r.metrics for r in (head, encoder, scored, generated)},
+        "metrics": {r.method: r.test_metrics for r in (head, encoder, scored, generated)},
         "n_test": {r.method: len(r.y_pred) for r in (head, encoder, scored, generated)},
         "probs_finite": all(bool(np.isfinite(r.probs).all()) for r in (head, encoder, scored)),
-        "trainable": {r.method: r.extra.get("trainable_params") for r in (head, encoder)},
+        "trainable": {r.method: r.trainable_params for r in (head, encoder)},
     }))
 """)
 

@@ -76,9 +76,10 @@ def test_threshold_comparison_table(data):
 
 def test_all_negative_predictions_score_zero_without_error(profile, data):
     Y_test = multi_hot(data["test"])
-    zeros = HeadScores(np.zeros_like(multi_hot(data["validation"])), np.zeros_like(Y_test), {})
+    report = {"train_seconds": 0.0, "train_examples": 0, "trainable_params": 0}
+    zeros = HeadScores(np.zeros_like(multi_hot(data["validation"])), np.zeros_like(Y_test), report)
     result = multilabel_runs.head_result(zeros, profile, data, rule="global 0.5")
-    assert result.y_pred.sum() == 0 and result.metrics == {"micro_f1": 0.0, "macro_f1": 0.0, "samples_f1": 0.0}
+    assert result.y_pred.sum() == 0 and result.test_metrics == {"micro_f1": 0.0, "macro_f1": 0.0, "samples_f1": 0.0}
 
 
 def test_label_table_and_training_subset(profile, data):
@@ -105,7 +106,7 @@ def test_head_probabilities_and_result(runs_on_tiny, profile, data):
     assert ((scores.test >= 0) & (scores.test <= 1)).all()
     result = multilabel_runs.head_result(scores, profile, data)
     assert result.y_pred.shape == result.y_true.shape and len(result.extra["thresholds"]) == n_labels
-    assert result.extra["train_examples"] == profile.multilabel_train_size
+    assert result.train_examples == profile.multilabel_train_size
 
 
 def test_instruction_run_survives_garbage_answers(runs_on_tiny, data):

@@ -34,17 +34,17 @@ def test_embedding_head_training_lowers_the_loss(setup):
     result = recipes.classifier_result("embedding-head", profile, data, model, tokenizer)
     assert result.probs.shape == (len(data["test"]), 8)
     np.testing.assert_allclose(result.probs.sum(axis=1), 1.0, atol=1e-5)
-    assert result.extra["trainable_params"] == models.count_parameters(model).trainable
-    assert 0.0 <= result.metrics["macro_f1"] <= 1.0
+    assert result.trainable_params == models.count_parameters(model).trainable
+    assert 0.0 <= result.test_metrics["macro_f1"] <= 1.0
 
 
 def test_encoder_and_tfidf_runs_produce_comparable_results(setup):
     profile, data = setup
     encoder = recipes.encoder_run(profile, data)
     floor = recipes.tfidf_run(profile, data)
-    assert encoder.extra["trainable_params"] > 100_000  # full fine-tuning trains the whole (tiny) encoder
-    assert floor.extra["trainable_params"] == 8 * (floor.extra["trainable_params"] // 8)
-    assert floor.metrics["accuracy"] > 0.3, "TF-IDF on real IPC titles is far above chance even on 192 examples"
+    assert encoder.trainable_params > 100_000  # full fine-tuning trains the whole (tiny) encoder
+    assert floor.trainable_params == 8 * (floor.trainable_params // 8)
+    assert floor.test_metrics["accuracy"] > 0.3, "TF-IDF on real IPC titles is far above chance even on 192 examples"
     table = recipes.comparison_table([floor, encoder])
     assert list(table.index) == [recipes.TFIDF, recipes.ENCODER]
 

@@ -29,7 +29,8 @@ from ..setup.checks import check_safetensors
 from ..setup.config import LoraSettings, Profile, get_profile
 from ..setup.session import seed_everything
 from ..setup.timing import timed
-from ..storage.runs import RunResult
+from ..storage import runs
+from ..storage.records import RunRecord
 from . import INSTRUCTION_GENERATED, INSTRUCTION_SCORED  # noqa: F401 (the names live in the registry)
 from . import instruct
 from .answers import parse_many
@@ -41,7 +42,7 @@ from .verbalizer import Verbalizer
 
 __all__ = ["subject_of", "InstructionModel", "PROMPT_FILE", "save_tuned", "load_tuned", "tuning_report", "run",
            "tune", "max_answer_tokens",
-           "label_scores", "scored_result", "generated_result", "generation_probs",
+           "label_scores", "scored_result", "generated_result", "tuned_record", "generation_probs",
            "validation_row", "variant_row"]
 
 
@@ -200,27 +201,24 @@ def label_scores(tuned: InstructionModel, texts: list[str], batch_size: int = 16
                  list(tuned.verbalizer.words), batch_size=batch_size)
 
 
-def scored_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test",
-                  method: str = INSTRUCTION_SCORED) -> RunResult:
-    """Predict a split by scoring every label string; probabilities are the softmax over the labels (chapter 04)."""
-    texts = list(data[split]["text"])
+def scored_result(tuned: InstructionModel, profile: Profile, data: DatasetDict,
+                  method: str = INSTRUCTION_SCORED) -> RunRecord:
+    """Predict the test split by scoring every label string; probabilities are the softmax over the labels (chapter 04)."""
+    texts = list(data["test"]["text"])
     scores, seconds = label_scores(tuned, texts, profile.instruct_train.eval_batch_size)
-    y_true = np.asarray(data[split]["label"])
-    y_pred = scores.argmax(axis=1)
-    extra = {**tuned.report, "test_texts_per_second": len(texts) / seconds, "split": split}
-    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
-                     y_true=y_true, y_pred=y_pred, probs=softmax(scores),
-                     metrics=classification_metrics(y_true, y_pred, scores.shape[1]), extra=extra)
+    return tuned_record(method, tuned, profile, data, scores.argmax(axis=1), softmax(scores),
+                        test_texts_per_second=len(texts) / seconds)
 
 
-def generated_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test",
-                     method: str = INSTRUCTION_GENERATED) -> RunResult:
-    """Predict a split by greedy generation and parsing; an unparsable answer is -1 and counts as wrong (chapter 04).
+def generated_result(tuned: InstructionModel, profile: Profile, data: DatasetDict,
+                     method: str = INSTRUCTION_GENERATED) -> RunRecord:
+    """Predict the test split by greedy generation and parsing; an unparsable answer is -1 and counts as wrong
+    (chapter 04).
 
     ``probs`` puts the answer's probability on the parsed label and spreads the rest evenly (uniform
     for an unparsable answer); ``extra`` keeps the raw answers and their probabilities.
     """
-    texts = list(data[split]["text"])
+    texts = list(data["test"]["text"])
     (answers, logp), seconds = timed(instruct.generate, tuned.model, tuned.tokenizer, tuned.prompts(texts),
                                      max_new_tokens=instruct.answer_budget(tuned.tokenizer, tuned.verbalizer), batch_size=profile.instruct_train.eval_batch_size)
     y_pred = np.array([instruct.parse_label(a, tuned.verbalizer) for a in answers])
@@ -228,12 +226,20 @@ def generated_result(tuned: InstructionModel, profile: Profile, data: DatasetDic
     probs = generation_probs(y_pred, np.exp(logp), n)[:, :n]
     probs[y_pred < 0] = 1.0 / n
     probs /= probs.sum(axis=1, keepdims=True)
-    y_true = np.asarray(data[split]["label"])
-    extra = {**tuned.report, "test_texts_per_second": len(texts) / seconds, "split": split, "answers": answers,
-             "answer_probability": np.exp(logp).tolist(), "unparsable": int((y_pred < 0).sum())}
-    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
-                     y_true=y_true, y_pred=y_pred, probs=probs,
-                     metrics=classification_metrics(y_true, y_pred, n), extra=extra)
+    return tuned_record(method, tuned, profile, data, y_pred, probs, test_texts_per_second=len(texts) / seconds,
+                        answers=answers, answer_probability=np.exp(logp).tolist(), unparsable=int((y_pred < 0).sum()))
+
+
+def tuned_record(method: str, tuned: InstructionModel, profile: Profile, data: DatasetDict, y_pred: np.ndarray,
+                 probs: np.ndarray, **extra: object) -> RunRecord:
+    """An instruction-tuned model's run on the test split (chapters 04, 05): its predictions, with what its training
+    reported (examples, trainable parameters, timings, the curve) and ``extra``."""
+    report = {k: v for k, v in tuned.report.items() if k != "extra"}
+    kept = {k: report.pop(k) for k in ("verbalizer", "lora", "r", "learning_curve") if k in report}
+    y_true = multi_hot(data["test"]).astype(int) if tuned.multi_label else np.asarray(data["test"]["label"])
+    outcome = {**report, "y_true": y_true, "y_pred": y_pred, "probs": probs,
+               "extra": {**tuned.report.get("extra", {}), **kept, **extra}}
+    return runs.record(method, profile, data, outcome, report.get("train_seconds", 0.0))
 
 
 def generation_probs(y_pred: np.ndarray, confidence: np.ndarray, n_classes: int) -> np.ndarray:

@@ -18,11 +18,12 @@ from ..evaluation import thresholds
 from ..evaluation.metrics import multilabel_metrics, sigmoid
 from ..setup.config import Profile
 from ..setup.timing import timed
-from ..storage.runs import RunResult
+from ..storage import runs
+from ..storage.records import RunRecord
 from . import MULTILABEL_HEAD, MULTILABEL_INSTRUCTION  # noqa: F401 (the names live in the registry)
 from . import embedding_head, instruct
 from .answers import parse_many  # noqa: F401 (re-exported: chapter 05 calls multilabel_runs.parse_many)
-from .instruct_train import InstructionModel, max_answer_tokens, tune  # noqa: F401 (max_answer_tokens: re-exported)
+from .instruct_train import InstructionModel, max_answer_tokens, tune, tuned_record  # noqa: F401 (max_answer_tokens: re-exported)
 from .train import predict_logits
 
 __all__ = ["parse_many", "label_table", "train_subset", "HeadScores", "train_head", "threshold_comparison",
@@ -88,15 +89,16 @@ def threshold_comparison(scores: HeadScores, data: DatasetDict) -> pd.DataFrame:
     return table[["validation", "test"]].reindex(list(dict.fromkeys(r["rule"] for r in rows)), level=0)
 
 
-def head_result(scores: HeadScores, profile: Profile, data: DatasetDict, rule: str = "tuned per label") -> RunResult:
-    """The embedding head's test predictions under one threshold rule, as a cached-run result (chapter 05)."""
+def head_result(scores: HeadScores, profile: Profile, data: DatasetDict, rule: str = "tuned per label") -> RunRecord:
+    """The embedding head's test predictions under one threshold rule, as a chapter's run (chapter 05)."""
     Y_val, Y_test = multi_hot(data["validation"]).astype(int), multi_hot(data["test"]).astype(int)
     t = _threshold_rules(scores.validation, Y_val)[rule]
     Y_pred = thresholds.apply_thresholds(scores.test, t)
-    extra = {**scores.report, "threshold_rule": rule, "thresholds": np.atleast_1d(t).tolist()}
-    return RunResult(method=MULTILABEL_HEAD, profile=profile.name, seed=profile.seed, label_names=label_names(data),
-                     y_true=Y_test, y_pred=Y_pred, probs=scores.test, metrics=multilabel_metrics(Y_test, Y_pred),
-                     extra=extra)
+    counts = ("train_seconds", "train_examples", "trainable_params")  # the record's own fields
+    extra = {k: v for k, v in scores.report.items() if k not in counts}
+    outcome = {**{k: scores.report[k] for k in counts}, "y_true": Y_test, "y_pred": Y_pred, "probs": scores.test,
+               "extra": {**extra, "threshold_rule": rule, "thresholds": np.atleast_1d(t).tolist()}}
+    return runs.record(MULTILABEL_HEAD, profile, data, outcome, scores.report.get("train_seconds", 0.0))
 
 
 def tune_multilabel(profile: Profile, data: DatasetDict) -> InstructionModel:
@@ -105,23 +107,20 @@ def tune_multilabel(profile: Profile, data: DatasetDict) -> InstructionModel:
                 run_name=MULTILABEL_INSTRUCTION)
 
 
-def instruction_result(tuned: InstructionModel, profile: Profile, data: DatasetDict, split: str = "test") -> RunResult:
-    """Generate and parse every answer of a split, and score the label sets; failures are counted (chapter 05)."""
-    texts = list(data[split]["text"])
+def instruction_result(tuned: InstructionModel, profile: Profile, data: DatasetDict) -> RunRecord:
+    """Generate and parse every answer of the test split, and score the label sets; failures are counted (chapter 05)."""
+    texts = list(data["test"]["text"])
     (answers, logp), seconds = timed(instruct.generate, tuned.model, tuned.tokenizer, tuned.prompts(texts),
                                      max_new_tokens=max_answer_tokens(tuned, data),
                                      batch_size=profile.instruct_train.eval_batch_size)
-    Y_true = multi_hot(data[split]).astype(int)
-    Y_pred, report = parse_many(answers, tuned.verbalizer, Y_true.shape[1])
-    extra = {**tuned.report, "parsing": report, "answers": answers, "test_texts_per_second": len(texts) / seconds}
-    return RunResult(method=MULTILABEL_INSTRUCTION, profile=profile.name, seed=profile.seed,
-                     label_names=label_names(data), y_true=Y_true, y_pred=Y_pred, probs=Y_pred.astype(float),
-                     metrics=multilabel_metrics(Y_true, Y_pred), extra=extra)
+    Y_pred, report = parse_many(answers, tuned.verbalizer, len(label_names(data)))
+    return tuned_record(MULTILABEL_INSTRUCTION, tuned, profile, data, Y_pred, Y_pred.astype(float), parsing=report,
+                        answers=answers, test_texts_per_second=len(texts) / seconds)
 
 
-def comparison(results: list[RunResult]) -> pd.DataFrame:
+def comparison(results: list[RunRecord]) -> pd.DataFrame:
     """Method, examples, trainable parameters, the three F1s, failures and speed, one row per run (chapter 05)."""
-    return pd.DataFrame([{"method": r.method, "train examples": r.extra.get("train_examples"),
-                          "trainable params": r.extra.get("trainable_params"), **r.metrics,
+    return pd.DataFrame([{"method": r.method, "train examples": r.train_examples,
+                          "trainable params": r.trainable_params, **r.test_metrics,
                           "unparsable answers": r.extra.get("parsing", {}).get("failed", 0),
                           "test texts/s": r.extra.get("test_texts_per_second")} for r in results]).set_index("method")

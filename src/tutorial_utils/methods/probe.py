@@ -18,13 +18,15 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..data import label_names, multi_hot
-from ..evaluation.metrics import classification_metrics, multilabel_metrics
+from ..data import multi_hot
+from ..evaluation.metrics import classification_metrics
 from ..evaluation.thresholds import apply_thresholds, tune_per_class_thresholds
 from ..modeling.heads import pool
 from ..modeling.models import load_causal_lm
 from ..setup.config import Profile
-from ..storage.runs import RunResult, runs_dir
+from ..storage import runs
+from ..storage.records import RunRecord
+from ..storage.runs import runs_dir
 from . import FROZEN_PROBE, MULTILABEL_PROBE  # noqa: F401 (the names live in the registry)
 
 __all__ = ["LAYERS", "FEATURE_POOLINGS", "cached_features", "fit_probe", "fit_multilabel_probe", "probe_parameters",
@@ -114,8 +116,8 @@ def _frozen_llm(profile: Profile, model, tokenizer):
     return load_causal_lm(profile, padding_side="right")
 
 
-def probe_run(profile: Profile, data, model=None, tokenizer=None, method: str = FROZEN_PROBE):
-    """The single-label probe as a cached-run result: layer and pooling chosen on validation, scored on test."""
+def probe_run(profile: Profile, data, model=None, tokenizer=None, method: str = FROZEN_PROBE) -> RunRecord:
+    """The single-label probe as a chapter's run (chapter 03b): layer and pooling chosen on validation, scored on test."""
     model, tokenizer = _frozen_llm(profile, model, tokenizer)
     feats = {s: cached_features(profile, f"{profile.single_label_data}-{s}", list(data[s]["text"]),
                                 profile.train.max_length, model, tokenizer) for s in ("train", "validation", "test")}
@@ -123,15 +125,14 @@ def probe_run(profile: Profile, data, model=None, tokenizer=None, method: str = 
     heads = {key: fit_probe(feats["train"][key], y["train"], seed=profile.seed) for key in feats["train"]}
     best = max(heads, key=lambda k: classification_metrics(y["validation"], heads[k].predict(feats["validation"][k]))["macro_f1"])
     probs = heads[best].predict_proba(feats["test"][best])
-    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
-                     y_true=y["test"], y_pred=probs.argmax(1), probs=probs,
-                     metrics=classification_metrics(y["test"], probs.argmax(1)),
-                     extra={"trainable_params": probe_parameters(heads[best]), "layer": best[0], "pooling": best[1]})
+    return runs.record(method, profile, data, {"y_true": y["test"], "y_pred": probs.argmax(1), "probs": probs,
+                                               "trainable_params": probe_parameters(heads[best]),
+                                               "extra": {"layer": best[0], "pooling": best[1]}})
 
 
 def multilabel_probe_run(profile: Profile, data, model=None, tokenizer=None, key: tuple[str, str] = ("middle", "mean"),
-                         method: str = MULTILABEL_PROBE):
-    """The multi-label probe (one-vs-rest, per-label thresholds tuned on validation) as a cached-run result."""
+                         method: str = MULTILABEL_PROBE) -> RunRecord:
+    """The multi-label probe (one-vs-rest, per-label thresholds tuned on validation) as a chapter's run (chapter 03b)."""
     model, tokenizer = _frozen_llm(profile, model, tokenizer)
     texts = {s: list(data[s]["text"]) for s in ("train", "validation", "test")}
     feats = {s: cached_features(profile, f"{profile.multi_label_data}-{s}", texts[s], profile.multilabel_train.max_length,
@@ -141,7 +142,6 @@ def multilabel_probe_run(profile: Profile, data, model=None, tokenizer=None, key
     cuts = tune_per_class_thresholds(head.predict_proba(feats["validation"]), Y["validation"])
     probs = head.predict_proba(feats["test"])
     pred = apply_thresholds(probs, cuts)
-    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
-                     y_true=Y["test"], y_pred=pred, probs=probs, metrics=multilabel_metrics(Y["test"], pred),
-                     extra={"trainable_params": probe_parameters(head), "layer": key[0], "pooling": key[1],
-                            "train_examples": len(texts["train"])})
+    return runs.record(method, profile, data, {"y_true": Y["test"], "y_pred": pred, "probs": probs,
+                                               "trainable_params": probe_parameters(head),
+                                               "extra": {"layer": key[0], "pooling": key[1]}})

@@ -11,10 +11,11 @@ import numpy as np
 from datasets import Dataset
 
 from ..data import label_names
-from ..evaluation.metrics import classification_metrics, softmax
+from ..evaluation.metrics import softmax
 from ..modeling.models import load_causal_lm
 from ..setup.timing import timed
-from ..storage.runs import RunResult
+from ..storage import runs
+from ..storage.records import RunRecord
 from . import ZERO_SHOT  # noqa: F401 (the names live in the registry)
 from .instruct import instruction, make_verbalizer, score_labels, subject_of, truncate
 from .verbalizer import Verbalizer
@@ -94,15 +95,15 @@ def prompt_scores(model, tokenizer, texts: list[str], verbalizer: Verbalizer, ex
 
 
 
-def zero_shot_run(profile, data, model=None, tokenizer=None, kind: str = "names", method: str = ZERO_SHOT):
-    """Zero-shot prompting of the frozen instruct model on the test split, by label scoring, as a cached-run result."""
+def zero_shot_run(profile, data, model=None, tokenizer=None, kind: str = "names", method: str = ZERO_SHOT) -> RunRecord:
+    """Zero-shot prompting of the frozen instruct model on the test split, by label scoring, as a chapter's run
+    (chapter 03b)."""
     if model is None:
         model, tokenizer = load_causal_lm(profile, padding_side="right")
     names = label_names(data)
     texts = list(data["test"]["text"])
     scores, seconds = prompt_scores(model, tokenizer, texts, make_verbalizer(names, kind), [],
                                     subject_of(profile.single_label_data))
-    y_true, y_pred = np.asarray(data["test"]["label"]), scores.argmax(1)
-    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=names, y_true=y_true,
-                     y_pred=y_pred, probs=softmax(scores), metrics=classification_metrics(y_true, y_pred),
-                     extra={"trainable_params": 0, "test_texts_per_second": len(texts) / seconds, "verbalizer": kind})
+    outcome = {"y_true": np.asarray(data["test"]["label"]), "y_pred": scores.argmax(1), "probs": softmax(scores),
+               "trainable_params": 0, "extra": {"test_texts_per_second": len(texts) / seconds, "verbalizer": kind}}
+    return runs.record(method, profile, data, outcome)

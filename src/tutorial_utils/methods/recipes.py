@@ -1,4 +1,4 @@
-"""The chapters' runs packaged as a cached ``RunResult``: chapter 02's and 03's demonstration runs (for the
+"""The chapters' runs as a ``RunRecord`` (``runs.record``): chapter 02's and 03's demonstration runs (for the
 profile's epochs, by each method's one ``run``: ``embedding_head.run``, ``encoder.run``), chapter 02's pooling
 ablation, and the TF-IDF floor.
 
@@ -8,18 +8,17 @@ so they never retrain what an earlier chapter already trained on the same profil
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 from datasets import DatasetDict
 
 from ..data import label_names, load_single_label, sample_examples
-from ..evaluation.metrics import classification_metrics, softmax
+from ..evaluation.metrics import softmax
 from ..modeling import models
 from ..setup.config import Profile, TrainSettings
 from ..setup.timing import timed
-from ..storage.runs import RunResult
+from ..storage import runs
+from ..storage.records import RunRecord
 from . import EMBEDDING_HEAD, ENCODER, TFIDF  # noqa: F401 (the names live in the registry)
 from . import embedding_head, encoder, tfidf
 from .classifier import Fitted
@@ -33,45 +32,45 @@ __all__ = ["classifier_result", "fitted_result", "train_and_report", "embedding_
 
 
 def classifier_result(method: str, profile: Profile, data: DatasetDict, model, tokenizer,
-                      settings: TrainSettings | None = None, extra: dict | None = None) -> RunResult:
-    """Predict the test split with a trained classifier and package labels, probabilities and metrics."""
+                      settings: TrainSettings | None = None, report: dict | None = None) -> RunRecord:
+    """Predict the test split with a trained classifier: its run, with labels, probabilities and metrics (chapter 02).
+    ``report``: what its training reported (``train.train_and_report``: seconds and learning curve)."""
     s = settings or profile.train
     logits, seconds = timed(predict_logits, model, tokenizer, list(data["test"]["text"]), batch_size=s.eval_batch_size,
                             max_length=s.max_length)
-    info = {"test_texts_per_second": len(logits) / seconds,
-            "trainable_params": models.count_parameters(model).trainable}
-    return _result(method, profile, data, logits, {**info, **(extra or {})})
+    report = report or {}
+    extra = {"test_texts_per_second": len(logits) / seconds,
+             **{k: v for k, v in report.items() if k != "train_seconds"}}
+    return _result(method, profile, data, logits, models.count_parameters(model).trainable,
+                   report.get("train_seconds", 0.0), extra)
 
 
-def _result(method: str, profile: Profile, data: DatasetDict, logits: np.ndarray, extra: dict) -> RunResult:
+def _result(method: str, profile: Profile, data: DatasetDict, logits: np.ndarray, trainable: int,
+            train_seconds: float, extra: dict) -> RunRecord:
     """A chapter's run from its test logits: labels, predictions, probabilities and metrics."""
-    y_true = np.asarray(data["test"]["label"])
-    y_pred = logits.argmax(axis=1)
-    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
-                     y_true=y_true, y_pred=y_pred, probs=softmax(logits),
-                     metrics=classification_metrics(y_true, y_pred), extra=extra)
+    outcome = {"y_true": np.asarray(data["test"]["label"]), "y_pred": logits.argmax(axis=1), "probs": softmax(logits),
+               "trainable_params": trainable, "train_seconds": train_seconds, "extra": extra}
+    return runs.record(method, profile, data, outcome, train_seconds)
 
 
-def fitted_result(method: str, profile: Profile, data: DatasetDict, fitted: Fitted) -> RunResult:
+def fitted_result(method: str, profile: Profile, data: DatasetDict, fitted: Fitted) -> RunRecord:
     """A chapter's run from ``embedding_head.run`` or ``encoder.run`` for the profile's epochs."""
     report = fitted.report
     extra = {"test_texts_per_second": report["extra"]["test_texts_per_second"],
-             "trainable_params": report["trainable_params"], "train_seconds": report["train_seconds"],
              "learning_curve": report["learning_curve"]}
-    return _result(method, profile, data, fitted.logits, extra)
+    return _result(method, profile, data, fitted.logits, report["trainable_params"], report["train_seconds"], extra)
 
 
-def embedding_head_run(profile: Profile, data: DatasetDict | None = None, method: str = EMBEDDING_HEAD) -> RunResult:
+def embedding_head_run(profile: Profile, data: DatasetDict | None = None,
+                       method: str = EMBEDDING_HEAD) -> tuple[RunRecord, object]:
     """Chapter 02's recipe: 4-bit causal LM + LoRA + a head on the last token, trained for the profile's epochs
-    and tested (``embedding_head.run``).
-
-    The result carries the trained model (adapter + head): ``runs.save`` / ``load_or_compute`` keep it with
-    the run, for distillation (chapter 07).
+    and tested (``embedding_head.run``): its run and its trained model (adapter + head), which
+    ``runs.load_or_compute`` keeps with the run for distillation (chapter 07).
     """
     data = data or load_single_label(profile)
     fitted = embedding_head.run(profile, data, profile.seed, profile.train.learning_rate, until="epochs",
                                 run_name=method)
-    return dataclasses.replace(fitted_result(method, profile, data, fitted), model=fitted.model)
+    return fitted_result(method, profile, data, fitted), fitted.model
 
 
 def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, ...] = ("last", "mean")) -> pd.DataFrame:
@@ -84,12 +83,12 @@ def pooling_ablation(profile: Profile, data: DatasetDict, poolings: tuple[str, .
         fitted = embedding_head.run(profile, subset, profile.seed, profile.train.learning_rate, until="epochs",
                                     pooling=pooling, run_name=f"pool-{pooling}")
         result = fitted_result(f"pool-{pooling}", profile, subset, fitted)
-        rows.append({"pooling": pooling, "train examples": len(subset["train"]), **result.metrics,
-                     "trainable params": result.extra["trainable_params"]})
+        rows.append({"pooling": pooling, "train examples": result.train_examples, **result.test_metrics,
+                     "trainable params": result.trainable_params})
     return pd.DataFrame(rows).set_index("pooling")
 
 
-def encoder_run(profile: Profile, data: DatasetDict | None = None, method: str = ENCODER) -> RunResult:
+def encoder_run(profile: Profile, data: DatasetDict | None = None, method: str = ENCODER) -> RunRecord:
     """Chapter 03's baseline: the profile's encoder (MiniLM, BERT) fully fine-tuned with a fresh head, for the
     profile's epochs (``encoder.run``)."""
     data = data or load_single_label(profile)
@@ -98,24 +97,22 @@ def encoder_run(profile: Profile, data: DatasetDict | None = None, method: str =
     return fitted_result(method, profile, data, fitted)
 
 
-def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = TFIDF) -> RunResult:
+def tfidf_run(profile: Profile, data: DatasetDict | None = None, method: str = TFIDF) -> RunRecord:
     """Fit the TF-IDF floor on train and score the test split; its 'trainable parameters' are the LR weights."""
     data = data or load_single_label(profile)
     pipeline, train_seconds = tfidf.fit(data, profile.seed)
     texts = list(data["test"]["text"])
     probs, seconds = timed(tfidf.class_probs, pipeline, texts, len(label_names(data)))
-    y_true = np.asarray(data["test"]["label"])
-    y_pred = probs.argmax(axis=1)
-    return RunResult(method=method, profile=profile.name, seed=profile.seed, label_names=label_names(data),
-                     y_true=y_true, y_pred=y_pred, probs=probs, metrics=classification_metrics(y_true, y_pred),
-                     extra={"train_seconds": train_seconds, "test_texts_per_second": len(texts) / seconds,
-                            "trainable_params": probe_parameters(pipeline)})
+    outcome = {"y_true": np.asarray(data["test"]["label"]), "y_pred": probs.argmax(axis=1), "probs": probs,
+               "trainable_params": probe_parameters(pipeline), "train_seconds": train_seconds,
+               "extra": {"test_texts_per_second": len(texts) / seconds}}
+    return runs.record(method, profile, data, outcome, train_seconds)
 
 
-def comparison_table(results: list[RunResult]) -> pd.DataFrame:
+def comparison_table(results: list[RunRecord]) -> pd.DataFrame:
     """Method, trainable parameters, accuracy, macro-F1, train time and inference speed, one row per run."""
-    rows = [{"method": r.method, "trainable params": r.extra.get("trainable_params"),
-             "accuracy": r.metrics.get("accuracy"), "macro-F1": r.metrics.get("macro_f1"),
-             "train time (s)": r.extra.get("train_seconds"), "inference (texts/s)": r.extra.get("test_texts_per_second")}
+    rows = [{"method": r.method, "trainable params": r.trainable_params,
+             "accuracy": r.test_metrics.get("accuracy"), "macro-F1": r.test_metrics.get("macro_f1"),
+             "train time (s)": r.train_seconds, "inference (texts/s)": r.extra.get("test_texts_per_second")}
             for r in results]
     return pd.DataFrame(rows).set_index("method")

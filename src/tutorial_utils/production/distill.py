@@ -33,6 +33,7 @@ from ..setup import assets
 from ..setup.checks import check_safetensors
 from ..setup.config import DataSizes, Profile, TrainSettings
 from ..setup.timing import timed
+from ..storage.records import RunRecord
 
 __all__ = ["distillation_loss", "make_distillation_trainer", "teacher_probabilities",
            "cached_teacher_probabilities", "student_run", "load_trained_student", "int8_student", "int8_comparison",
@@ -51,14 +52,15 @@ def cached_teacher_probabilities(profile: Profile, teacher, tokenizer, texts: li
 
 
 def student_run(profile: Profile, data: DatasetDict, transfer: DatasetDict, temperature: float, alpha: float,
-                method: str = STUDENT, save_model: bool = True, settings: TrainSettings | None = None):
+                method: str = STUDENT, save_model: bool = True,
+                settings: TrainSettings | None = None) -> RunRecord | tuple[RunRecord, object, object]:
     """Chapter 07's student: ``distillation.run`` for the profile's epochs on ``transfer``, ``data``'s test split
-    predicted; the result keeps the student's weights (``save_model``)."""
+    predicted; with ``save_model``, its run, model and tokenizer (``runs.load_or_compute`` keeps the weights)."""
     s = settings or profile.encoder_train
     fitted = run_student(profile, data, transfer, profile.seed, s.learning_rate, temperature=temperature, alpha=alpha,
                          until="epochs", settings=s)
     result = fitted_result(method, profile, data, fitted)
-    return dataclasses.replace(result, model=fitted.model, tokenizer=fitted.tokenizer) if save_model else result
+    return (result, fitted.model, fitted.tokenizer) if save_model else result
 
 
 def load_trained_student(folder: str | Path):

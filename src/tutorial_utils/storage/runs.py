@@ -1,65 +1,33 @@
-"""The run cache: a run's test predictions, probabilities, labels, config and metrics, kept on disk.
+"""The run cache, the chapters' root of the store: a chapter's run kept as a ``RunRecord``, with its weights if any.
 
-Later chapters (statistics, distillation, the capstone) reuse earlier runs without retraining. A run
-is filed by profile, method and seed, and keyed by a hash of the whole profile and the run's own
-config: a result made under other settings is never returned, it is recomputed. A run is written as
-one unit (``files``): its weights, if it keeps them, always belong to the predictions beside them, a
-write killed midway is never loaded, and two processes never compute the same run at once. Taught in
-chapter 02.
+Later chapters (statistics, distillation, the capstone) reuse earlier runs without retraining. A chapter's run is
+the same ``RunRecord`` the protocol's store keeps (``records.make_record`` builds both), filed under a second root,
+``<runs>/<profile>/<method>-seed<seed>/``: ``record/`` (``store.write``'s ``record.json`` + ``predictions.npz``)
+and, for a model a later chapter reuses, ``model/``. Its settings are the whole profile (and the run's own
+config): a run made under other settings is never returned, it is computed again. A run is written as one unit:
+its weights always belong to the predictions beside them (their checksums are in the record), a write killed
+midway is never loaded, and two processes never compute the same run at once. Taught in chapter 02.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from ..modeling.models import compute_dtype_name
 from ..setup import files
 from ..setup.assets import cache_dir
 from ..setup.config import Profile
+from . import store
+from .records import RunRecord, make_record, run_key
 
-__all__ = ["RunResult", "runs_dir", "model_dir", "save", "load", "with_cache_key", "load_or_compute"]
+__all__ = ["runs_dir", "model_dir", "settings", "record", "save", "load", "load_or_compute"]
 
 _RUNS_ENV = "COURSE_RUNS"
-# bumped when the meaning of a stored result changes (2: files listed with checksums; 3: ablation samples stratified)
-_CACHE_VERSION = 3
-RECORD, ARRAYS, MODEL = "run.json", "arrays.npz", "model"
-_NOT_IN_RECORD = {"y_true", "y_pred", "probs", "model", "tokenizer"}
-
-
-@dataclass
-class RunResult:
-    """One method's predictions on one test split, with what is needed to compare and reproduce it."""
-
-    method: str
-    profile: str
-    seed: int
-    label_names: list[str]
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    probs: np.ndarray
-    metrics: dict[str, float]
-    config: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
-    key: str = ""
-    model: object = field(default=None, repr=False, compare=False)  # trained weights to save with it (not in run.json)
-    tokenizer: object = field(default=None, repr=False, compare=False)
-
-    def summary(self) -> str:
-        """One line: method, the main metrics and trainable parameters (no timings: they vary run to run)."""
-        parts = [f"{self.method} [{self.profile}, seed {self.seed}]"]
-        parts += [f"{k}={v:.3f}" for k, v in self.metrics.items() if isinstance(v, float)]
-        if "trainable_params" in self.extra:
-            parts.append(f"trainable={self.extra['trainable_params']:,}")
-        return "  ".join(parts)
+RECORD, MODEL = "record", "model"
+_WEIGHTS = "model_sha256"  # the record's extra entry that lists the SHA-256 of every file of its weights
 
 
 def runs_dir() -> Path:
@@ -69,13 +37,6 @@ def runs_dir() -> Path:
     return root
 
 
-def _cache_key(profile: Profile, method: str, config: dict | None = None) -> str:
-    """A short hash of everything that defines a run: cache version, profile, method and its config."""
-    payload = json.dumps({"v": _CACHE_VERSION, "profile": dataclasses.asdict(profile), "method": method,
-                          "config": config or {}}, sort_keys=True, default=str)
-    return hashlib.sha1(payload.encode()).hexdigest()[:16]
-
-
 def _run_path(profile: Profile, method: str, seed: int | None = None) -> Path:
     """The folder that holds one run: ``<runs>/<profile>/<method>-seed<seed>``."""
     return runs_dir() / profile.name / f"{method}-seed{profile.seed if seed is None else seed}"
@@ -83,70 +44,82 @@ def _run_path(profile: Profile, method: str, seed: int | None = None) -> Path:
 
 def model_dir(profile: Profile, method: str, seed: int | None = None) -> Path:
     """Where a run keeps its trained weights (for a LoRA model: the adapter and head), if it saved them."""
-    return _run_path(profile, method, seed) / "model"
+    return _run_path(profile, method, seed) / MODEL
 
 
-def save(result: RunResult, profile: Profile, model=None, tokenizer=None) -> Path:
-    """Write a run (arrays, metadata and, if given, its trained weights) as one unit; returns its folder.
+def settings(profile: Profile, config: dict | None = None) -> dict:
+    """A chapter run's settings, the part of its key that is not data or seed: the whole profile and its own config."""
+    return {"profile": dataclasses.asdict(profile), **(config or {})}
 
-    Everything goes into ``<folder>.partial`` and is renamed into place when complete; ``run.json`` lists
-    the SHA-256 of every file, so weights are always those of the predictions beside them, and a write
-    killed midway is never loaded. ``model`` / ``tokenizer`` default to the result's own (recipes attach
-    the model they trained); they are saved with ``save_pretrained`` into ``model/``.
+
+def record(method: str, profile: Profile, data, outcome: dict, wall_seconds: float = 0.0,
+           config: dict | None = None) -> RunRecord:
+    """A chapter's run as a ``RunRecord`` (``records.make_record``) from its outcome: ``y_true``, ``y_pred``,
+    ``probs``, ``trainable_params`` and optionally ``train_seconds``, ``epochs_run``, ``extra``. The dataset is the
+    profile's multi-label one for (n, labels) targets, else its single-label one."""
+    multi = getattr(outcome["y_true"], "ndim", 1) == 2
+    dataset = profile.multi_label_data if multi else profile.single_label_data
+    return make_record(method, dataset, profile.seed, settings(profile, config), data, outcome, wall_seconds,
+                       f"a chapter's run ({profile.name} profile)", compute_dtype=compute_dtype_name())
+
+
+def _keyed(result: RunRecord, profile: Profile, method: str, config: dict | None) -> RunRecord:
+    """The run filed as ``method`` with these settings (a computation may have named it otherwise)."""
+    chosen = settings(profile, config)
+    return dataclasses.replace(result, method=method, settings=chosen,
+                               key=run_key(method, chosen, result.data, result.seed))
+
+
+def save(result: RunRecord, profile: Profile, model=None, tokenizer=None) -> Path:
+    """Write a run (its record and, if given, its trained weights) as one unit; returns its folder.
+
+    Everything goes into ``<folder>.partial`` and is renamed into place when complete; the record lists the
+    SHA-256 of every weight file, so the weights are always those of the predictions beside them, and a write
+    killed midway is never loaded. ``model`` / ``tokenizer`` are saved with ``save_pretrained`` into ``model/``.
     """
-    model = model if model is not None else result.model
-    tokenizer = tokenizer if tokenizer is not None else result.tokenizer
     folder = _run_path(profile, result.method, result.seed)
     if int(os.environ.get("RANK", 0)) != 0:  # under DDP only the main process writes
         return folder
     partial = files.staging(folder)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, y_true=result.y_true, y_pred=result.y_pred, probs=result.probs)
-    files.write_synced(partial / ARRAYS, buffer.getvalue())
+    extra = {k: v for k, v in result.extra.items() if k != _WEIGHTS}
     if model is not None:
         model.save_pretrained(partial / MODEL)
         if tokenizer is not None:
             tokenizer.save_pretrained(partial / MODEL)
-    meta = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in _NOT_IN_RECORD}
-    meta |= {"saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), "files": files.checksums(partial)}
-    files.write_synced(partial / RECORD, json.dumps(meta, indent=1, default=files.jsonable).encode())
+        extra[_WEIGHTS] = files.checksums(partial / MODEL)
+    store.write(dataclasses.replace(result, extra=extra), partial / RECORD)
     return files.swap_in(partial, folder)
 
 
 def load(profile: Profile, method: str, config: dict | None = None, seed: int | None = None,
-         needs_model: bool = False, verbose: bool = True) -> RunResult | None:
-    """The cached run if it is complete and was made with this exact profile and config; else None.
+         needs_model: bool = False, verbose: bool = True) -> RunRecord | None:
+    """The stored run if it is complete and was made with this exact profile and config; else None.
 
-    A damaged run (unreadable record, a file missing or not matching its checksum) counts as missing,
-    with a message naming its folder; with ``needs_model`` so does a run whose weights were not saved.
+    A damaged run (a record the store cannot read, a weight file missing or not matching its checksum) counts
+    as missing, with a message naming its folder; with ``needs_model`` so does a run whose weights were not saved.
     """
     folder = _run_path(profile, method, seed)
+    if not (folder / RECORD).exists():
+        return None
     try:  # another process may swap a new run in meanwhile: then a file is gone or fails its checksum
-        meta = json.loads((folder / RECORD).read_text())
-        wanted = _cache_key(dataclasses.replace(profile, seed=profile.seed if seed is None else seed), method, config)
-        if meta.get("key") != wanted:
-            return None
-        listed = meta.pop("files", {})
-        blob = (folder / ARRAYS).read_bytes()
-        bad = [ARRAYS] if files.sha256(blob) != listed.get(ARRAYS) else []
-        bad += files.damaged(folder, {k: v for k, v in listed.items() if k != ARRAYS})
-    except FileNotFoundError:
+        result = store.read(folder / RECORD)
+    except store.StoreError as error:
+        return _unusable(verbose, method, folder, str(error))
+    if result.key != run_key(method, settings(dataclasses.replace(profile, seed=result.seed), config), result.data,
+                             result.seed) or result.seed != (profile.seed if seed is None else seed):
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return _unusable(verbose, method, folder, f"its {RECORD} is not valid JSON ({error})")
+    weights = result.extra.get(_WEIGHTS)
+    if weights is None:
+        return None if needs_model else result
+    bad = files.damaged(folder / MODEL, weights)
     if bad:
-        return _unusable(verbose, method, folder, f"{', '.join(bad[:3])} missing or changed since it was written")
-    if needs_model and not any(name.startswith(MODEL + "/") for name in listed):
-        return None
-    with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-        loaded = {name: arrays[name] for name in ("y_true", "y_pred", "probs")}
-    meta.pop("saved_at", None)
-    return RunResult(**meta, **loaded)
+        return _unusable(verbose, method, folder, f"{MODEL}/{', '.join(bad[:3])} missing or changed since it was written")
+    return result
 
 
 def _unusable(verbose: bool, method: str, folder: Path, why: str) -> None:
     if verbose:
-        print(f"{method}: the cached run in {folder} cannot be used ({why}); it will be computed again.")
+        print(f"{method}: the stored run in {folder} cannot be used ({why}); it will be computed again.")
     return None
 
 
@@ -155,31 +128,27 @@ def _lock_path(profile: Profile, method: str, seed: int | None = None) -> Path:
     return runs_dir() / ".locks" / f"{_run_path(profile, method, seed).relative_to(runs_dir()).as_posix().replace('/', '--')}.lock"
 
 
-def with_cache_key(result: RunResult, profile: Profile, config: dict | None = None) -> RunResult:
-    """Set a result's cache key from the profile and config it was made with."""
-    result.key = _cache_key(dataclasses.replace(profile, seed=result.seed), result.method, config)
-    result.config = config or {}
-    return result
+def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunRecord], config: dict | None = None,
+                    verbose: bool = True, needs_model: bool = False) -> RunRecord:
+    """Return the stored run, or call ``compute()``, file it under ``method`` with this config and save it.
 
-
-def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunResult],
-                    config: dict | None = None, verbose: bool = True, needs_model: bool = False) -> RunResult:
-    """Return the cached run, or call ``compute()``, key, save (with its model, if it has one) and return it.
-
-    A lock per run makes a second process wait for the first one's result instead of training it too.
+    ``compute`` returns the record, or ``(record, model)`` or ``(record, model, tokenizer)`` to keep the trained
+    weights with it (``needs_model`` asks for them). A lock per run makes a second process wait for the first one's result instead of training it too.
     """
     waiting = f"{method}: another process is computing this run; waiting for it ..."
     with files.locked(_lock_path(profile, method), waiting):
-        cached = load(profile, method, config, needs_model=needs_model, verbose=verbose)
-        if cached is not None:
+        stored = load(profile, method, config, needs_model=needs_model, verbose=verbose)
+        if stored is not None:
             if verbose:
                 print(f"{method}: loaded from the run cache ({profile.name} profile, seed {profile.seed})")
-            return cached
+            return stored
         if verbose:
             print(f"{method}: not in the run cache for this profile and config; computing it now ...")
-        result = with_cache_key(dataclasses.replace(compute(), method=method), profile, config)  # stored under the asked name
-        if needs_model and result.model is None:
+        computed = compute()
+        result, *weights = computed if isinstance(computed, tuple) else (computed,)
+        if needs_model and not weights:
             raise RuntimeError(f"{method}: the computation returned no trained model to keep, but the caller needs "
-                               "one. Fix: attach it, e.g. RunResult(..., model=model).")
-        save(result, profile)
-    return dataclasses.replace(result, model=None, tokenizer=None)  # the weights are on disk: free the memory
+                               "one. Fix: return (record, model) from it.")
+        result = _keyed(result, profile, method, config)
+        save(result, profile, *weights)
+    return load(profile, method, config, needs_model=needs_model, verbose=verbose) or result
