@@ -497,6 +497,16 @@ def test_a_grid_waiting_for_its_extension_plans_no_seeds_and_keeps_its_stored_ru
     assert comparison.grid_edges(profile, {methods.EMBEDDING_HEAD: [record]}) == []  # not an end of the values tried
 
 
+def test_stored_students_stay_until_the_plan_names_every_seeds_student(monkeypatch, tmp_path):
+    profile = get_profile("tiny")  # a student's key holds its teacher's lr and cap: unknown while the head's runs are open
+    student = tmp_path / "tiny" / "ipc-sections" / methods.STUDENT / "n800-lr0.0003-seed2-0123456789abcdef"
+    other = tmp_path / "tiny" / "ipc-sections" / methods.ENCODER / "n800-lr0.0003-seed2-fedcba9876543210"
+    monkeypatch.setattr(store, "run_folders", lambda name, base=None: [student, other])
+    planned = [types.SimpleNamespace(role="seed", method=methods.STUDENT, seed=seed) for seed in profile.protocol.seeds]
+    assert store_audit.waiting(profile, specs=planned[:-1]) == {"0123456789abcdef"}  # the last seed's is not known yet
+    assert store_audit.waiting(profile, specs=planned) == set()  # every seed's student is planned: the others are stale
+
+
 def test_grid_edges_name_a_choice_at_the_end_of_the_values_tried(monkeypatch):
     from tutorial_utils.study import comparison
 

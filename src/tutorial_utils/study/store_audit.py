@@ -37,11 +37,13 @@ def wall_seconds(profile: Profile, longer: bool = True) -> dict[str, float]:
 def waiting(profile: Profile, specs: list[Spec] | None = None) -> set[str]:
     """The keys of runs the plan may still use: every seed at every value of a grid whose search is not over
     (a run past its end still missing, say), and the data-efficiency sizes at those values. Until the
-    search ends, the value those seeds train with is not known, so such stored runs are not stale.
+    search ends, the value those seeds train with is not known, so such stored runs are not stale. So too every
+    stored distilled student while the plan cannot name each seed's (its teacher's search or runs not over).
     ``specs``: the plan, when the caller has made it already."""
     p = profile.protocol
+    specs = plan(profile) if specs is None else specs
     grids: dict[tuple[str, str, str], list[Spec]] = {}
-    for s in plan(profile) if specs is None else specs:
+    for s in specs:
         if s.role == "grid":
             grids.setdefault((s.study, s.variant, s.method), []).append(s)
     data = comparison_data(profile, p.efficiency_sizes)
@@ -60,7 +62,15 @@ def waiting(profile: Profile, specs: list[Spec] | None = None) -> set[str]:
             keys |= {spec(profile, EFFICIENCY, method, data[n], p.seeds[0], v, "once",
                           records.data_description(data[n], profile.single_label_data)).key
                      for n in data if n != max(data) for v in values}
-    return keys
+    return keys | _students_waiting(profile, specs)
+
+
+def _students_waiting(profile: Profile, specs: list[Spec]) -> set[str]:
+    """The stored students' keys, when some seed has no student in the plan yet: a student's key holds its teacher's
+    learning rate and epoch cap, which the plan names only once the comparison's head runs on that seed are done."""
+    if {s.seed for s in specs if s.method == methods.STUDENT} >= set(profile.protocol.seeds):
+        return set()
+    return {where.name.rsplit("-", 1)[-1] for where in store.run_folders(profile.name) if where.parent.name == methods.STUDENT}
 
 
 def _kept(profile: Profile) -> set[str]:
