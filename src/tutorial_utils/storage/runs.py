@@ -103,6 +103,8 @@ def load(profile: Profile, method: str, config: dict | None = None, seed: int | 
         return None
     try:  # another process may swap a new run in meanwhile: then a file is gone or fails its checksum
         result = store.read(folder / RECORD)
+    except FileNotFoundError:  # swapped out between two reads: as if not there yet
+        return None
     except store.StoreError as error:
         return _unusable(verbose, method, folder, str(error))
     if result.key != run_key(method, settings(dataclasses.replace(profile, seed=result.seed), config), result.data,
