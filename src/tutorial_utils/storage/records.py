@@ -155,7 +155,7 @@ def make_record(method: str, dataset: str, seed: int, settings: dict, data, outc
     if y_true.shape[0] != len(data["test"]) or y_pred.shape != y_true.shape:
         raise ValueError(f"{method}: {y_pred.shape} predictions for {y_true.shape} test labels of "
                          f"{len(data['test'])} test texts. Fix: predict every test text once, in order.")
-    names = label_names(data)  # below: a run that trained on part of the train split says how many it used
+    names = label_names(data)
     metrics = (multilabel_metrics(y_true, y_pred) if y_true.ndim == 2
                else classification_metrics(y_true, y_pred, n_classes=len(names)))
     curve = outcome.get("validation_curve", [])
@@ -163,7 +163,7 @@ def make_record(method: str, dataset: str, seed: int, settings: dict, data, outc
     return RunRecord(
         method=method, dataset=dataset, seed=seed, key=run_key(method, settings, described, seed),
         settings=settings, data=described, label_names=names,
-        train_examples=int(outcome.get("train_examples", len(data["train"]))),
+        train_examples=int(outcome.get("train_examples", len(data["train"]))),  # a run on part of the split says so
         trainable_params=int(outcome["trainable_params"]), epochs_run=outcome.get("epochs_run"),
         best_epoch=best["epoch"] if best else None, learning_rate=settings.get("learning_rate"),
         validation_curve=curve, validation_metric=outcome.get("validation_metric", best["value"] if best else None),

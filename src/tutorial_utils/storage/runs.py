@@ -107,8 +107,8 @@ def load(profile: Profile, method: str, config: dict | None = None, seed: int | 
         return None
     except store.StoreError as error:
         return _unusable(verbose, method, folder, str(error))
-    if result.key != run_key(method, settings(dataclasses.replace(profile, seed=result.seed), config), result.data,
-                             result.seed) or result.seed != (profile.seed if seed is None else seed):
+    asked = dataclasses.replace(profile, seed=profile.seed if seed is None else seed)
+    if result.key != run_key(method, settings(asked, config), result.data, asked.seed):  # the data: as recorded
         return None
     weights = result.extra.get(_WEIGHTS)
     if weights is None:
