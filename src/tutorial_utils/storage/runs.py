@@ -135,7 +135,8 @@ def load_or_compute(profile: Profile, method: str, compute: Callable[[], RunReco
     """Return the stored run, or call ``compute()``, file it under ``method`` with this config and save it.
 
     ``compute`` returns the record, or ``(record, model)`` or ``(record, model, tokenizer)`` to keep the trained
-    weights with it (``needs_model`` asks for them). A lock per run makes a second process wait for the first one's result instead of training it too.
+    weights with it (``needs_model`` asks for them). A lock per run makes a second process wait for the first
+    one's result instead of training it too.
     """
     waiting = f"{method}: another process is computing this run; waiting for it ..."
     with files.locked(_lock_path(profile, method), waiting):
