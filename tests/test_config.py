@@ -76,7 +76,8 @@ def test_the_header_shows_each_chapter_familys_own_settings(name):
 def test_profiles_table_has_one_row_per_profile():
     rows = config.profiles_table()
     assert [r["profile"] for r in rows] == list(PROFILES)
-    assert rows[0]["train / val / test"] == "192/64/96"
+    assert rows[0]["train / val / test"] == "192 / 64 / 96" and rows[0]["needs GPU"] == "no"
+    assert rows[list(PROFILES).index("cpu")]["train / val / test"] == "2,000 / 200 / 600"
 
 
 def test_tables_group_counts_by_thousands_and_leave_other_numbers_alone():

@@ -365,6 +365,10 @@ def test_tables_from_the_tiny_store(monkeypatch):
     head = table.loc[methods.get(methods.EMBEDDING_HEAD).title]
     assert head["seeds"] == len(profile.protocol.seeds) and table.loc["zero-shot prompt (scored)", "seeds"] == 1
     assert (table.loc[table["train examples"] > 0, "train examples"] == profile.protocol.train_examples).all()
+    scores, training = comparison.scores_and_training(table)  # chapter 08 shows the table as these two
+    assert list(scores.columns) == ["seeds", "macro-F1 mean", "macro-F1 sd", "macro-F1 min", "macro-F1 max",
+                                    "accuracy mean"]
+    assert sorted([*scores.columns, *training.columns]) == sorted(table.columns) and "tuned" in training.columns
     paired = comparison.paired_table(found, n_resamples=200)
     # a deterministic method (one run) is paired with every seed of the head
     assert (paired.groupby("method").size() == len(profile.protocol.seeds)).all()

@@ -6,6 +6,7 @@ Taught in chapter 00 (label counts) and used throughout.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -228,6 +229,7 @@ def plot_budget_axis(table: pd.DataFrame, axes=None):
     if axes is None:
         _, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6.5 * max(len(tasks), 1), 4.2), squeeze=False)
         axes = axes[0]
+    budgets = table.groupby("LoRA", sort=False)["trainable params"].mean().sort_values()  # one tick per budget
     for ax, task in zip(axes, tasks):
         rows = table[table["task"] == task]
         for i, (method, own) in enumerate(rows.groupby("method", sort=False)):
@@ -235,10 +237,10 @@ def plot_budget_axis(table: pd.DataFrame, axes=None):
             err = [(own["mean"] - own["min"]).clip(lower=0), (own["max"] - own["mean"]).clip(lower=0)]
             ax.errorbar(own["trainable params"], own["mean"], yerr=err, marker="o", capsize=3, color=f"C{i}",
                         label=method)
-            for _, r in own.iterrows():
-                ax.annotate(r["LoRA"], (r["trainable params"], r["mean"]), textcoords="offset points",
-                            xytext=(4, -12), fontsize=7, color=f"C{i}")
-        ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=f"test {rows['metric'].iloc[0]}",
+        ax.set(xscale="log", xlim=(budgets.min() / 1.6, budgets.max() * 1.6),  # the same axis in every panel
+               xlabel="trainable parameters (log scale), LoRA budget", ylabel=f"test {rows['metric'].iloc[0]}",
                title=task)
+        ax.set_xticks(list(budgets), [f"{name}\n{n / 1e6:.2f}M" for name, n in budgets.items()])
+        ax.xaxis.set_minor_locator(mticker.NullLocator())
         ax.legend(fontsize=8, loc="best")
     return axes

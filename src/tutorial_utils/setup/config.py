@@ -342,10 +342,10 @@ def profiles_table() -> list[dict[str, object]]:
         "causal LM": p.causal_lm,
         "encoder": p.encoder,
         "single-label data": p.single_label_data,
-        "train / val / test": "/".join("all" if n is None else str(n) for n in
+        "train / val / test": " / ".join("all" if n is None else f"{n:,}" for n in
                                        (p.single_label_sizes.train, p.single_label_sizes.validation,
                                         p.single_label_sizes.test)),
         "LoRA r / alpha": f"{p.lora.r} / {p.lora.alpha}",
         "max length": p.train.max_length,
-        "needs GPU": p.needs_gpu,
+        "needs GPU": "yes" if p.needs_gpu else "no",
     } for p in PROFILES.values()]

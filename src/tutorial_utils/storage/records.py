@@ -73,7 +73,7 @@ class RunRecord:
         metric = "micro_f1" if "micro_f1" in self.test_metrics else "macro_f1"  # multi-label: micro-F1
         rate = f", lr {self.learning_rate:.2g}" if self.learning_rate else ""
         epochs = f", best epoch {self.best_epoch:.1f} of {self.epochs_run:.1f}" if self.epochs_run else ""
-        return (f"{self.method} [seed {self.seed}, {self.train_examples} examples{rate}{epochs}]: "
+        return (f"{self.method} [seed {self.seed}, {self.train_examples:,} examples{rate}{epochs}]: "
                 f"{metric} {self.test_metrics[metric]:.3f}")
 
 

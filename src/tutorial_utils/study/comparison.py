@@ -22,8 +22,8 @@ from ..storage.records import RunRecord
 from . import experiment, sizing, studies
 from .specs import lookup
 
-__all__ = ["results_profile", "study_runs", "multi_label", "headline", "metric_for", "seed_table", "ending_count",
-           "paired_table", "verdicts", "grid_edges", "verdict_lines", "signed", "against_fair", "curves"]
+__all__ = ["results_profile", "study_runs", "multi_label", "headline", "metric_for", "seed_table", "scores_and_training",
+           "ending_count", "paired_table", "verdicts", "grid_edges", "verdict_lines", "signed", "against_fair", "curves"]
 
 _REFERENCE = methods.EMBEDDING_HEAD
 _REFERENCES = (methods.EMBEDDING_HEAD, methods.MULTILABEL_HEAD)  # the row every other is tested against
@@ -156,6 +156,13 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
                      f"{shown} min": f1.min(), f"{shown} max": f1.max(),
                      f"{second[1]} mean": np.mean([r.test_metrics[second[0]] for r in runs])})
     return pd.DataFrame(rows).set_index("method")
+
+
+def scores_and_training(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``seed_table`` as two narrower tables: the test scores over the seeds, and how each method was trained and
+    stopped (chapter 08 shows them one above the other, so that no score hides past the edge of the page)."""
+    scores = ["seeds", *[c for c in table.columns if c.endswith((" mean", " sd", " min", " max"))]]
+    return table[scores], table.drop(columns=scores)
 
 
 def _plateau_count(runs: list[RunRecord]) -> str:
