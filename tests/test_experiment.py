@@ -368,7 +368,7 @@ def test_tables_from_the_tiny_store(monkeypatch):
     scores, training = comparison.scores_and_training(table)  # chapter 08 shows the table as these two
     assert list(scores.columns) == ["seeds", "macro-F1 mean", "macro-F1 sd", "macro-F1 min", "macro-F1 max",
                                     "accuracy mean"]
-    assert sorted([*scores.columns, *training.columns]) == sorted(table.columns) and "tuned" in training.columns
+    assert sorted([*scores.columns, *training.columns, "family"]) == sorted(table.columns) and "tuned" in training.columns
     paired = comparison.paired_table(found, n_resamples=200)
     # a deterministic method (one run) is paired with every seed of the head
     assert (paired.groupby("method").size() == len(profile.protocol.seeds)).all()

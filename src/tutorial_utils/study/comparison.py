@@ -159,10 +159,11 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
 
 
 def scores_and_training(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``seed_table`` as two narrower tables: the test scores over the seeds, and how each method was trained and
-    stopped (chapter 08 shows them one above the other, so that no score hides past the edge of the page)."""
+    """``seed_table`` as two tables that fit a page: the test scores over the seeds, and how each method was trained
+    and stopped (chapter 08 shows them one above the other; the method's family, which colours the figures, is
+    left out)."""
     scores = ["seeds", *[c for c in table.columns if c.endswith((" mean", " sd", " min", " max"))]]
-    return table[scores], table.drop(columns=scores)
+    return table[scores], table.drop(columns=[*scores, "family"])
 
 
 def _plateau_count(runs: list[RunRecord]) -> str:
