@@ -160,8 +160,8 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
 
 def scores_and_training(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``seed_table`` as two tables that fit a page: the test scores over the seeds, and how each method was trained
-    and stopped (chapter 08 shows them one above the other; the method's family, which colours the figures, is
-    left out)."""
+    and stopped (chapter 08 shows them one above the other; the family column, a grouping the method's name
+    already says, is left out so that the second table fits the page)."""
     scores = ["seeds", *[c for c in table.columns if c.endswith((" mean", " sd", " min", " max"))]]
     return table[scores], table.drop(columns=[*scores, "family"])
 
