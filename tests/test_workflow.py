@@ -236,6 +236,30 @@ def test_max_epochs_sets_the_cap_and_a_run_still_improving_at_it_says_so_with_th
         workflow._with_max_epochs(profile, 0)
 
 
+def test_your_data_trains_up_to_its_own_cap_and_the_profiles_task_up_to_the_comparisons(table, tmp_path, refused,
+                                                                                        monkeypatch):
+    """On your data the cap is ``Protocol.your_data_max_epochs`` (3 epochs on cpu, as transformers trains by
+    default), so that a first model costs what a plain script costs (``bench defaults``); the profile's own task
+    trains up to the comparison's cap, so that its score can be set beside chapter 8's; --max-epochs sets either."""
+    cpu = get_profile("cpu")
+    assert cpu.protocol.your_data_max_epochs == 3 < cpu.protocol.max_epochs
+    assert workflow._with_max_epochs(cpu, None).protocol.max_epochs == 3
+    assert workflow._with_max_epochs(cpu, 6).protocol.max_epochs == 6
+    asked = []
+
+    def stop(*args, max_epochs=None, **kwargs):
+        asked.append(max_epochs)
+        raise DataError("stopped before training. Fix: none, a test.")
+
+    monkeypatch.setattr(workflow, "train", stop)  # the CLI imports workflow per command
+    tiny = get_profile("tiny")
+    refused(train_argv(table, "tfidf", tmp_path / "a"))
+    refused(train_argv(table, "tfidf", tmp_path / "b", "--max-epochs", "5"))
+    refused(["train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "c")])
+    refused(["train", "tfidf", "--profile", "tiny", "--out", str(tmp_path / "d"), "--max-epochs", "5"])
+    assert asked == [None, 5, tiny.protocol.max_epochs, 5]
+
+
 def test_train_without_data_reads_the_profiles_task_at_the_fair_comparisons_length():
     """Instruction tuning reads the text inside its prompt at the head's length (runners.fit_instruction), not at
     its own training settings' length."""

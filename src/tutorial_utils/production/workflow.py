@@ -130,7 +130,8 @@ def train(profile: Profile, method: str, data: DatasetDict, out: str | Path, dat
     ``max_length``: the tokens read of each text; by default chosen from the data (``text_length``, printed).
     ``class_weight="balanced"``: the loss weighted by class, for skewed data; ``long_texts="chunk"``: a text longer
     than ``max_length`` read as overlapping windows, logits averaged (training sees every window).
-    ``max_epochs``: the epoch cap instead of the protocol's; a run still improving at its cap says so (``ended``).
+    ``max_epochs``: the epoch cap (default: ``Protocol.your_data_max_epochs``, transformers' 3 epochs, where the
+    comparison's protocol trains up to ``Protocol.max_epochs``); a run still improving at its cap says so (``ended``).
     The run is written beside ``out``'s files and swapped in only when complete, under a lock: a second
     training into the same folder is refused while this one runs. ``data_warnings``: what reading the data
     warned of (leakage, rare classes, a class a split lacks), kept in the record and in ``metrics.json``.
@@ -280,9 +281,10 @@ def _silent(_: str) -> None:
 
 
 def _with_max_epochs(profile: Profile, max_epochs: int | None) -> Profile:
-    """The profile with its protocol's epoch cap at ``max_epochs`` (None: as it is)."""
+    """The profile with its protocol's epoch cap at ``max_epochs`` (None: the cap for your data,
+    ``Protocol.your_data_max_epochs``)."""
     if max_epochs is None:
-        return profile
+        max_epochs = profile.protocol.your_data_max_epochs
     if max_epochs < 1:
         raise DataError(f"max_epochs={max_epochs}. Fix: pass a whole number of epochs, 1 or more (--max-epochs).")
     return dataclasses.replace(profile, protocol=dataclasses.replace(profile.protocol, max_epochs=int(max_epochs)))

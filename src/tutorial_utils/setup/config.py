@@ -112,6 +112,10 @@ class Protocol:
                                          LoraSettings(r=64, alpha=128, dropout=0.05, target_modules=ALL_LINEAR))
     equivalence_margin: float = 0.02  # |difference| below which two methods "match" (TOST), fixed before looking
     cap_extensions: int = 2  # a chosen run still improving at its cap trains again at twice the cap, this often at most
+    # your own data (``workflow.train`` and ``compare``, ``train --data``): the epoch cap of a first model, the
+    # transformers default (``num_train_epochs=3``), so that it costs what a plain script costs (``bench defaults``);
+    # the rule within it is the protocol's, and a run still improving at this cap says so, with the fix
+    your_data_max_epochs: int = 3
     # the distillation study (chapter 07's recipe under the protocol): the student's loss mixes the teacher's
     # probabilities at this temperature (weight alpha) with cross-entropy on the labels
     distill_temperature: float = 2.0
@@ -243,7 +247,7 @@ _TINY = dataclasses.replace(
     instruct_budgets=(LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR),),
     multilabel_train=_TINY_TRAIN,
     multilabel_train_size=64,
-    protocol=Protocol(train_examples=96, max_epochs=2, patience=2, min_steps=0, efficiency_sizes=(32,),
+    protocol=Protocol(train_examples=96, max_epochs=2, your_data_max_epochs=2, patience=2, min_steps=0, efficiency_sizes=(32,),
                       budgets=(LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR),)),
     meaningful=False,
 )

@@ -151,7 +151,9 @@ def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
                                                                                 f"{', '.join(profile.lora.target_modules)}",
                 "the same in every run": "the model in 4-bit NF4 with double quantisation, no gradient checkpointing, "
                                          "the batch size, one seed, the test split; each timed from loading the model",
-                "the CLI's runs only": "training to a validation plateau (best evaluation kept), 6% warmup, batches of "
+                "the CLI's runs only": "training to a validation plateau within the cap for your data "
+                                       f"({profile.protocol.your_data_max_epochs} epochs; best evaluation kept), 6% "
+                                       "warmup, batches of "
                                        "similar length, a distinct pad token, the export and its checksums; the text "
                                        "length from the data (defaults: here "
                                        f"{record.settings['train']['max_length']} tokens) or --max-length",

@@ -63,7 +63,9 @@ def _data_options(command: argparse.ArgumentParser) -> None:
                                                                   "for 95%% of the training texts, at most twice the "
                                                                   "profile's length)")
     command.add_argument("--max-epochs", type=positive(int), help="the epoch cap of training to a validation "
-                                                                  "plateau (default: the profile's protocol's)")
+                                                                  "plateau (default: with --data the cap for your "
+                                                                  "data, 3 epochs as in transformers; without, the "
+                                                                  "comparison's cap)")
     command.add_argument("--tune", action="store_true", help="choose the learning rate (TF-IDF: C) on "
                                                              "validation from the protocol's grid (3 to 5 trainings each)")
     command.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="weight the loss by class, for skewed "

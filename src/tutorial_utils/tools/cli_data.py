@@ -138,12 +138,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "max |probability difference| between ranks": max(float(np.abs(r["probs"] - record.probs).max())
                                                                    for r in everyone)}
 
-    # the profile's own task reads as many tokens as the fair comparison does and prompts with its word for a text
+    # the profile's own task reads as many tokens as the fair comparison does, trains up to its epoch cap and prompts
+    # with its word for a text (your data: the length chosen from the data, the cap for your data)
     length = args.max_length or (None if args.data else workflow.profile_length(profile, method))
+    max_epochs = args.max_epochs or (None if args.data else profile.protocol.max_epochs)
     dataset = Path(args.data).stem if args.data else profile.single_label_data
     record = workflow.train(profile, method, mine, out, dataset=dataset, learning_rate=args.learning_rate,
                             overwrite=True, data_warnings=said, max_length=length, tune=args.tune,
-                            class_weight=args.class_weight, long_texts=args.long_texts, max_epochs=args.max_epochs,
+                            class_weight=args.class_weight, long_texts=args.long_texts, max_epochs=max_epochs,
                             subject="text" if args.data else None,
                             command="python -m tutorial_utils " + " ".join(sys.argv[1:]), writes=writes,
                             distributed=processes if world > 1 else None)
