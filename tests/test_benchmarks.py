@@ -134,6 +134,8 @@ def test_training_and_inference_rows(tiny_run):
     assert all(r["texts/s"] > 0 and r["latency per call (ms)"] > 0 for r in infer)
     course = sections["course"]["rows"]
     assert [r["what"] for r in course] == ["chapter 00_setup"] and course[0]["seconds"] > 0
+    # a partial run keeps the other rows, so each row says when and on which processor it was measured
+    assert course[0]["measured"] == f"{sections['course']['measured at']}, {sections['course']['machine']['cpu']}"
 
 
 def committed() -> list[Path]:

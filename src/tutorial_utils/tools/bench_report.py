@@ -20,7 +20,7 @@ _TABLE_COLUMNS = {
     "train": ["method", "weights", "batch x length", "step (s)", "examples/s", "tokens/s",
               "dequantisation share of step", "step time / embedding head 4-bit"],
     "infer": ["method", "batch", "texts/s", "latency per call (ms)", "speed / embedding head (LoRA)"],
-    "course": ["what", "profile", "seconds", "result"],
+    "course": ["what", "profile", "seconds", "result", "measured"],
     "defaults": ["run", "text length", "epochs", "macro-F1", "accuracy", "seconds", "time / plain script",
                  "macro-F1 - plain script", "95% interval (paired bootstrap)"],
 }
@@ -60,7 +60,9 @@ def section_markdown(name: str, section: dict) -> str:
     columns = [c for c in _TABLE_COLUMNS[name] if any(c in row for row in section["rows"])]
     others = section["machine"].get("other programs' share of the CPU")
     meanwhile = f"; other programs used {100 * others:.0f}% of the CPU meanwhile" if others is not None else ""
-    lines = [f"**{_TITLES[name]}.** Measured {section['measured at']} in {section['seconds']:.0f} s on "
+    when = ("Each row says when it was measured; the latest run" if all("measured" in row for row in section["rows"])
+            else "Measured")  # a partial course run replaces its own rows only
+    lines = [f"**{_TITLES[name]}.** {when} {section['measured at']} in {section['seconds']:.0f} s on "
              f"{machine_line(section['machine'])}{meanwhile}.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in section["rows"]]

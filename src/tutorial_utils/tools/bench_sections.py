@@ -100,7 +100,8 @@ def _course_rows(profile: str, chapters: list[str] | None, tests: bool, save: bo
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
-    """Course rows: the new ones replace the old ones of the same name; chapters in order, the test suite last."""
+    """Course rows: the new ones replace the old ones of the same name (each row says when and where it was
+    measured); chapters in order, the test suite last."""
     merged = {row["what"]: row for row in old} | {row["what"]: row for row in new}
     return sorted(merged.values(), key=lambda row: (not row["what"].startswith("chapter"), row["what"]))
 

@@ -117,8 +117,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             others = busy_seconds() - busy - (sum(os.times()[:4]) - own)
             info["other programs' share of the CPU"] = max(others, 0.0) / (seconds * (os.cpu_count() or 1))
         partial = args.chapters is not None or not args.tests or not args.run_chapters
-        if step == "course" and partial:  # a partial run updates its own rows
-            rows = merge_rows(results["sections"].get("course", {}).get("rows", []), rows)
+        if step == "course":  # each row says when and where it was measured, as a partial run updates its own rows
+            stamp = f"{time.strftime('%Y-%m-%d %H:%M')}, {info['cpu']}"
+            rows = [dict(row, measured=stamp) for row in rows]
+            if partial:
+                rows = merge_rows(results["sections"].get("course", {}).get("rows", []), rows)
         results["sections"][step] = {"rows": rows, "settings": settings, "machine": info,
                                      "measured at": time.strftime("%Y-%m-%d %H:%M"), "seconds": seconds}
         path.write_text(json.dumps(results, indent=1, default=jsonable))
