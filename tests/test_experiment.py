@@ -383,7 +383,9 @@ def test_tables_from_the_tiny_store(monkeypatch):
     efficiency = study_tables.efficiency_table(profile, found, n_resamples=200)
     assert set(efficiency["train examples"]) == {*profile.protocol.efficiency_sizes, profile.protocol.train_examples}
     assert (efficiency["CI low"] <= efficiency["macro-F1"]).all() and (efficiency["macro-F1"] <= efficiency["CI high"]).all()
-    assert not comparison.curves(found).empty
+    curves = comparison.curves(found)  # scored and generated are read out of one training: one line
+    assert "instruction tuning, scored / generated (one training)" in set(curves["method"])
+    assert not {"instruction tuning, scored", "instruction tuning, generated"} & set(curves["method"])
     y_val = studies.comparison_data(profile)[profile.protocol.train_examples]["validation"]["label"]
     calibration = study_tables.calibration_table(found, y_val)
     assert "instruction tuning, generated" not in calibration.index  # another read-out's validation scores

@@ -347,11 +347,18 @@ def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, l
 
 def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.DataFrame:
     """The validation curves of the trained methods (one seed, default the first): method, epoch, and the
-    validation metric (a column named for it: "validation macro-F1", or "validation micro-F1" multi-label)."""
-    rows = []
+    validation metric (a column named for it: "validation macro-F1", or "validation micro-F1" multi-label).
+    Methods read out of one training (instruction tuning, scored and generated) share one curve, drawn once."""
+    shown: dict[tuple, list[str]] = {}  # a curve -> the titles of the methods whose run it is
     for name, runs in found.items():
         for r in runs:
             if r.validation_curve and (seed is None and r is runs[0] or r.seed == seed):
-                rows += [{"method": methods.get(name).title, "epoch": p["epoch"], f"validation {headline(r)[1]}": p["value"],
-                          "best": p["epoch"] == r.best_epoch} for p in r.validation_curve]
+                curve = (headline(r)[1], r.best_epoch, *((p["epoch"], p["value"]) for p in r.validation_curve))
+                shown.setdefault(curve, []).append(methods.get(name).title)
+    rows = []
+    for (metric, best, *points), titles in shown.items():
+        stem = os.path.commonprefix(titles) if len(titles) > 1 else ""
+        title = (f"{stem}{' / '.join(t[len(stem):] for t in titles)} (one training)" if stem else " / ".join(titles))
+        rows += [{"method": title, "epoch": epoch, f"validation {metric}": value, "best": epoch == best}
+                 for epoch, value in points]
     return pd.DataFrame(rows)
