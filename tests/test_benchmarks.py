@@ -151,6 +151,24 @@ def test_the_defaults_and_the_plain_script_run_side_by_side_on_the_same_split(ti
     assert same_length["text length"] == 128 and same_length["run"].endswith("(the plain script's length)")
 
 
+def test_where_the_cap_for_your_data_differs_a_row_trains_at_the_comparisons_cap():
+    """The defaults train up to ``Protocol.your_data_max_epochs``; where the comparison's cap is longer, a row
+    shows what it buys and costs, on the same split (on tiny the two caps are equal: one made to differ here)."""
+    import dataclasses
+
+    from tutorial_utils.tools.bench_defaults import defaults_rows
+
+    tiny = get_profile("tiny")
+    profile = dataclasses.replace(tiny, protocol=dataclasses.replace(tiny.protocol, your_data_max_epochs=1))
+    rows, settings = defaults_rows(profile)
+    runs = [row["run"] for row in rows]
+    assert runs[0].endswith("(defaults)") and runs[-1] == "plain transformers + peft script"
+    longer = rows[runs.index(f"... --max-epochs {tiny.protocol.max_epochs} (the comparison's cap)")]
+    assert " of 1," in rows[0]["epochs"]
+    assert f" of {tiny.protocol.max_epochs}" in longer["epochs"] and longer["text length"] == rows[0]["text length"]
+    assert "(1 epochs;" in settings["the CLI's runs only"]
+
+
 def test_the_unseen_corpus_has_balanced_eras_of_long_paragraphs_and_is_seeded():
     from tutorial_utils.tools.bench_defaults import ERAS, MIN_WORDS, SIZES, sotu_eras
 

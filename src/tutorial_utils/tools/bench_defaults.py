@@ -105,7 +105,8 @@ def _plain_script(table: pd.DataFrame, profile: Profile, learning_rate: float, o
 
 def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
     """The CLI's defaults, the CLI at the plain script's text length if the defaults chose another (what the length
-    alone changes) and the plain script, timed side by side, each from loading the model to test scores."""
+    alone changes), the CLI at the comparison's epoch cap if the cap for your data differs (what the longer cap
+    buys) and the plain script, timed side by side, each from loading the model to test scores."""
     sizes = SIZES if profile.meaningful else _TINY_SIZES
     table = sotu_eras(sizes=sizes)
     learning_rate = profile.train.learning_rate  # the CLI's default for the head, so that the plain script differs
@@ -113,10 +114,12 @@ def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
         csv = Path(tmp) / "sotu-eras.csv"
         table.to_csv(csv, index=False)
 
-        def cli(name: str, max_length: int | None = None):
-            """`train embedding-head --data sotu-eras.csv --split-column split [--max-length N]`, export included."""
+        def cli(name: str, max_length: int | None = None, max_epochs: int | None = None):
+            """`train embedding-head --data sotu-eras.csv --split-column split [--max-length N] [--max-epochs N]`,
+            export included."""
             mine = from_csv(csv, text_column="text", label_column="label", split_column="split", verbose=False)
-            return workflow.train(profile, methods.EMBEDDING_HEAD, mine, Path(tmp) / name, max_length=max_length)
+            return workflow.train(profile, methods.EMBEDDING_HEAD, mine, Path(tmp) / name, max_length=max_length,
+                                  max_epochs=max_epochs)
 
         record, cli_seconds = timed(cli, "cli")
         runs = [("train embedding-head --data (defaults)", record, cli_seconds)]
@@ -124,6 +127,10 @@ def defaults_rows(profile: Profile) -> tuple[list[dict], dict]:
             same_length, same_length_seconds = timed(cli, "cli-same-length", _PLAIN["max_length"])
             runs.append((f"... --max-length {_PLAIN['max_length']} (the plain script's length)", same_length,
                          same_length_seconds))
+        cap = profile.protocol.max_epochs
+        if record.settings["plateau"]["max_epochs"] != cap:  # what the comparison's longer cap buys, and costs
+            longer, longer_seconds = timed(cli, "cli-comparison-cap", None, cap)
+            runs.append((f"... --max-epochs {cap} (the comparison's cap)", longer, longer_seconds))
         (y_true, plain), plain_seconds = timed(_plain_script, table, profile, learning_rate, Path(tmp) / "plain")
     if not all(np.array_equal(found.y_true, y_true) for _, found, _ in runs):
         raise RuntimeError("The runs read the test split in different orders; their predictions cannot be paired.")
