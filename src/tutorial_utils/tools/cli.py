@@ -117,13 +117,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             others = busy_seconds() - busy - (sum(os.times()[:4]) - own)
             info["other programs' share of the CPU"] = max(others, 0.0) / (seconds * (os.cpu_count() or 1))
         partial = args.chapters is not None or not args.tests or not args.run_chapters
+        measured_at = time.strftime("%Y-%m-%d %H:%M")
         if step == "course":  # each row says when and where it was measured, as a partial run updates its own rows
-            stamp = f"{time.strftime('%Y-%m-%d %H:%M')}, {info['cpu']}"
-            rows = [dict(row, measured=stamp) for row in rows]
+            rows = [dict(row, measured=f"{measured_at}, {info['cpu']}") for row in rows]
             if partial:
                 rows = merge_rows(results["sections"].get("course", {}).get("rows", []), rows)
         results["sections"][step] = {"rows": rows, "settings": settings, "machine": info,
-                                     "measured at": time.strftime("%Y-%m-%d %H:%M"), "seconds": seconds}
+                                     "measured at": measured_at, "seconds": seconds}
         path.write_text(json.dumps(results, indent=1, default=jsonable))
         print(section_markdown(step, results["sections"][step]) + "\n", flush=True)
     images = None if args.no_figures else Path(args.images or repo_root() / "book" / "images")
