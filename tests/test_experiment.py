@@ -386,6 +386,9 @@ def test_tables_from_the_tiny_store(monkeypatch):
     curves = comparison.curves(found)  # scored and generated are read out of one training: one line
     assert "instruction tuning, scored / generated (one training)" in set(curves["method"])
     assert not {"instruction tuning, scored", "instruction tuning, generated"} & set(curves["method"])
+    unrelated = {methods.EMBEDDING_HEAD: found[methods.INSTRUCTION_SCORED],  # titles with no common start
+                 methods.INSTRUCTION_GENERATED: found[methods.INSTRUCTION_GENERATED]}
+    assert set(comparison.curves(unrelated)["method"]) == {"LoRA embedding head / instruction tuning, generated (one training)"}
     y_val = studies.comparison_data(profile)[profile.protocol.train_examples]["validation"]["label"]
     calibration = study_tables.calibration_table(found, y_val)
     assert "instruction tuning, generated" not in calibration.index  # another read-out's validation scores

@@ -358,7 +358,8 @@ def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.Dat
     rows = []
     for (metric, best, *points), titles in shown.items():
         stem = os.path.commonprefix(titles) if len(titles) > 1 else ""
-        title = (f"{stem}{' / '.join(t[len(stem):] for t in titles)} (one training)" if stem else " / ".join(titles))
+        title = (titles[0] if len(titles) == 1 else
+                 f"{stem}{' / '.join(t[len(stem):] for t in titles)} (one training)")
         rows += [{"method": title, "epoch": epoch, f"validation {metric}": value, "best": epoch == best}
                  for epoch, value in points]
     return pd.DataFrame(rows)
