@@ -4,6 +4,7 @@ the extension of runs still improving at their cap, hand-edited records, and one
 import dataclasses
 import difflib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from tutorial_utils.setup.config import get_profile
 from tutorial_utils.evaluation import run_checks, stats
 from tutorial_utils.storage import records, store
 from tutorial_utils import methods
-from tutorial_utils.study import experiment, ledger, specs, studies, verdicts
+from tutorial_utils.study import comparison, experiment, ledger, specs, studies, verdicts
 from tutorial_utils.study.verdicts import (AT_LEAST, BEATS, CONTRADICTED, EQUIVALENT, MATCHES, NOT_WORSE, REPRODUCED,
                                            UNDECIDED, Arm, Ledger)
 from tutorial_utils.tools import cli
@@ -213,6 +214,19 @@ def test_one_verdict_recomputed_by_hand_from_the_stored_predictions(monkeypatch)
     observed = np.mean([f1(r["y_pred"], slice(None)) for r in arrays[head.method]]) - np.mean(
         [f1(r["y_pred"], slice(None)) for r in arrays[probe.method]])
     assert f"difference {observed:+.3f}" in row["numbers"]
+
+
+def test_a_chapters_verdict_line_and_the_ledger_print_one_interval_for_one_comparison(monkeypatch):
+    """Chapter 8 shows both: the encoder against the head must not get two intervals from two draws."""
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    profile = get_profile("cpu")
+    row = verdicts.compare(Ledger(profile, n_resamples=300), Arm(studies.COMPARISON, methods.EMBEDDING_HEAD),
+                           Arm(studies.COMPARISON, methods.ENCODER), MATCHES)
+    lo, hi = (float(x) for x in re.search(r"95% \[([-+.0-9]+), ([-+.0-9]+)\]", row["numbers"]).groups())
+    title = methods.get(methods.ENCODER).title
+    line = next(x for x in comparison.verdict_lines(comparison.study_runs(profile), n_resamples=300)
+                if f"({title} minus head)" in x)
+    assert f"95% interval [{comparison.signed(-hi)}, {comparison.signed(-lo)}]" in line
 
 
 def test_the_books_ledger_is_the_one_the_cpu_store_gives_now(monkeypatch):

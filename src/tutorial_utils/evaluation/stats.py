@@ -290,6 +290,12 @@ class SeedBootstrap:
         """The smallest difference this test would find with 80% power at 5% (two-sided): 2.8 standard errors."""
         return 2.8 * self.se
 
+    def reversed(self) -> SeedBootstrap:
+        """The same resamples read as B - A: one test, whichever method a table puts first."""
+        return SeedBootstrap(difference=-self.difference, ci95=(-self.ci95[1], -self.ci95[0]),
+                             ci90=(-self.ci90[1], -self.ci90[0]), se=self.se, agreeing=self.agreeing,
+                             pairings=self.pairings, distribution=-self.distribution)
+
     def __str__(self) -> str:
         return (f"{self.difference:+.3f} [{self.ci95[0]:+.3f}, {self.ci95[1]:+.3f}]; "
                 f"{self.agreeing}/{self.pairings} seed pairings agree")

@@ -142,11 +142,11 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
         entry = methods.get(name)
         (key, shown), second = headline(runs[0]), ("macro_f1", "macro-F1") if multi_label(runs[0]) else ("accuracy", "accuracy")
         f1 = np.array([r.test_metrics[key] for r in runs])
-        value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
+        value = _tuned_value(runs[0])
         rows.append({"method": entry.title, "family": entry.family,
                      "train examples": runs[0].train_examples if entry.learns else 0,
                      "trainable params": runs[0].trainable_params,
-                     "tuned": f"{entry.tuned} {value:.3g}" if entry.tuned else "-",
+                     "tuned": f"{_SHORT.get(entry.tuned, entry.tuned)} {value:.3g}" if entry.tuned else "-",
                      "best epoch (mean)": round(float(np.mean([r.best_epoch for r in runs])), 2) if runs[0].best_epoch
                      else "-",  # a method without epochs: a dash, not "nan"
                      "plateau reached": _plateau_count(runs),
@@ -156,6 +156,14 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
                      f"{shown} min": f1.min(), f"{shown} max": f1.max(),
                      f"{second[1]} mean": np.mean([r.test_metrics[second[0]] for r in runs])})
     return pd.DataFrame(rows).set_index("method")
+
+
+_SHORT = {"learning_rate": "lr"}  # a setting's name as a narrow table column shows it
+
+
+def _tuned_value(run: RunRecord) -> float | None:
+    """The value a run's grid chose on validation: its learning rate, or TF-IDF's and the probe's C."""
+    return run.settings.get("learning_rate", run.settings.get("C"))
 
 
 def scores_and_training(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -291,8 +299,9 @@ def verdict_lines(found: dict[str, list[RunRecord]], n_resamples: int = 1000, ma
         left_out = run_checks.exclusions(base, margin) + run_checks.exclusions(runs, margin, name == methods.ZERO_SHOT)
         if not np.array_equal(runs[0].y_true, base[0].y_true):
             raise ValueError(f"{name} and {reference} were scored on different test examples; compare on one split.")
-        test = stats.seed_bootstrap(base[0].y_true, [r.y_pred for r in runs], [r.y_pred for r in base],
-                                    metric_for(base[0]), n_resamples)
+        # drawn head first, as the claims ledger draws it, so both print the same interval for one comparison
+        test = stats.seed_bootstrap(base[0].y_true, [r.y_pred for r in base], [r.y_pred for r in runs],
+                                    metric_for(base[0]), n_resamples).reversed()
         said = _seed_verdict(title, test, margin, shown)
         lines.append(f"{title}: no verdict, since {'; '.join(left_out)} (the numbers: {said})" if left_out else said)
     return lines
@@ -325,9 +334,9 @@ def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, l
 
     ``budget`` says how the chapter trained it (for example "2,000 examples, 1 epoch, lr 0.001").
     """
-    title = methods.get(method).title
-    shown = "micro-F1" if methods.get(method).task == methods.MULTI_LABEL else "macro-F1"
-    mine = f"This chapter's {title} ({budget}) reached test {shown} {chapter_f1:.3f}"
+    entry = methods.get(method)
+    shown = "micro-F1" if entry.task == methods.MULTI_LABEL else "macro-F1"
+    mine = f"This chapter's {entry.title} ({budget}) reached test {shown} {chapter_f1:.3f}"
     if not found.get(method):
         return f"{mine}; the results store holds no fair-comparison run of it yet (python -m tutorial_utils reproduce)."
     row = seed_table({method: found[method]}).iloc[0]
@@ -335,10 +344,11 @@ def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, l
             "convergence")
     improving = (f", still improving at the cap in {row['still improving']}"
                  if row["still improving"] not in {"-"} and not row["still improving"].startswith("0/") else "")
-    trained = (f"{row['train examples']:,} examples, {row['tuned']} chosen on validation, trained until validation "
+    tuned = f"{entry.tuned} {_tuned_value(found[method][0]):.3g}" if entry.tuned else "-"
+    trained = (f"{row['train examples']:,} examples, {tuned} chosen on validation, trained until validation "
                f"stopped improving or the epoch cap ({ends}{improving}; best epoch {row['best epoch (mean)']:.1f} on "
-               "average)" if methods.get(method).learns and row["best epoch (mean)"] != "-" else
-               f"{row['train examples']:,} examples, {row['tuned']} chosen on validation" if methods.get(method).learns
+               "average)" if entry.learns and row["best epoch (mean)"] != "-" else
+               f"{row['train examples']:,} examples, {tuned} chosen on validation" if entry.learns
                else "no training")
     spread = f" (sd {row[f'{shown} sd']:.3f})" if row["seeds"] > 1 else ""
     return (f"{mine}. Under the fair protocol ({trained}) it reaches {row[f'{shown} mean']:.3f}, the mean over "
