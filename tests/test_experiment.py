@@ -541,12 +541,17 @@ def test_crossings_find_where_the_order_flips():
     from tutorial_utils.study import comparison
 
     table = pd.DataFrame({"method": ["a"] * 3 + ["b"] * 3, "train examples": [10, 100, 1000] * 2,
-                          "macro-F1": [0.2, 0.5, 0.9, 0.4, 0.6, 0.7]})
+                          "macro-F1": [0.2, 0.5, 0.9, 0.4, 0.6, 0.7], "seeds": [3] * 6, "still improving": ["0/3"] * 6})
     assert study_tables._crossings(table, "a", "b") == [(100, 1000)]
     assert study_tables._crossings(table, "b", "a") == [(100, 1000)]
     assert study_tables.crossing_sentence(table, "a", "b") == "a and b cross between 100 and 1,000 examples"
-    assert "b stays ahead" in study_tables.crossing_sentence(table[table["train examples"] < 1000], "a", "b")
+    assert study_tables.crossing_sentence(table[table["train examples"] < 1000], "a", "b").endswith("b stays ahead")
     assert "fewer than two" in study_tables.crossing_sentence(table[table["train examples"] == 10], "a", "b")
+    # a crossing read off one seed still rising at its cap says so; a weak point the sentence does not read does not
+    weak = table.assign(seeds=[1, 1, 3, 3, 3, 3], **{"still improving": ["1/1", "1/1", "0/3"] + ["0/3"] * 3})
+    assert study_tables.crossing_sentence(weak, "a", "b") == (
+        "a and b cross between 100 and 1,000 examples (read with care: a has fewer seeds at 100 examples; a was still "
+        "improving at its cap at 100 examples, its score there a lower bound)")
 
 
 def test_audit_flags_a_stale_record_and_prune_removes_it(results):

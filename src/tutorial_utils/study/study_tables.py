@@ -86,8 +86,31 @@ def crossing_sentence(table: pd.DataFrame, a: str, b: str) -> str:
     if not where:
         ahead = a if (shared[a] - shared[b]).mean() > 0 else b
         return (f"{a} and {b} do not cross between {shared.index.min():,} and {shared.index.max():,} examples: "
-                f"{ahead} stays ahead")
-    return f"{a} and {b} cross " + ", ".join(f"between {x:,} and {y:,} examples" for x, y in where)
+                f"{ahead} stays ahead{_weak_points(table, (a, b), set(shared.index))}")
+    return (f"{a} and {b} cross " + ", ".join(f"between {x:,} and {y:,} examples" for x, y in where)
+            + _weak_points(table, (a, b), {n for pair in where for n in pair}))
+
+
+def _weak_points(table: pd.DataFrame, names: tuple[str, str], sizes: set[int]) -> str:
+    """What a crossing sentence rests on that is weaker than the rest: a size with fewer seeds than the method has
+    elsewhere, or runs still improving at their cap (a lower bound), among the sizes the sentence reads."""
+    notes = []
+    for name in names:
+        own = table[table["method"] == name]
+        read = own[own["train examples"].isin(sizes)]
+        few = read[read["seeds"] < own["seeds"].max()]["train examples"]
+        rising = read[read["still improving"].map(lambda x: x != "-" and not x.startswith("0/"))]["train examples"]
+        if len(few):
+            notes.append(f"{name} has fewer seeds at {_listed(few)} examples")
+        if len(rising):
+            notes.append(f"{name} was still improving at its cap at {_listed(rising)} examples, its score there a lower bound")
+    return f" (read with care: {'; '.join(notes)})" if notes else ""
+
+
+def _listed(sizes: pd.Series) -> str:
+    """Training-set sizes as words: "100", "100 and 300", "100, 300 and 800"."""
+    words = [f"{n:,}" for n in sorted(sizes)]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def ablation_table(profile: Profile) -> pd.DataFrame:
