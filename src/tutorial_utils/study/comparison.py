@@ -272,7 +272,7 @@ def grid_edges(profile: Profile, found: dict[str, list[RunRecord]]) -> list[str]
         if len(tried) < 2:
             continue
         grown = len(tried) - len(profile.protocol.grid)
-        value = runs[0].settings.get("learning_rate", runs[0].settings.get("C"))
+        value = _tuned_value(runs[0])
         for end, word, other in ((tried[-1], "largest", "larger"), (tried[0], "smallest", "smaller")):
             if np.isclose(value, end):
                 why = (f"the grid grown {grown} step(s) past its ends, the protocol's limit"
@@ -367,7 +367,7 @@ def curves(found: dict[str, list[RunRecord]], seed: int | None = None) -> pd.Dat
                 shown.setdefault(curve, []).append(methods.get(name).title)
     rows = []
     for (metric, best, *points), titles in shown.items():
-        stem = os.path.commonprefix(titles) if len(titles) > 1 else ""
+        stem = os.path.commonprefix(titles)
         title = (titles[0] if len(titles) == 1 else
                  f"{stem}{' / '.join(t[len(stem):] for t in titles)} (one training)")
         rows += [{"method": title, "epoch": epoch, f"validation {metric}": value, "best": epoch == best}
