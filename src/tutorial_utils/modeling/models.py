@@ -169,7 +169,12 @@ def from_pretrained(auto_class, name: str, precision: str, **kwargs):
 
 def load_sequence_classifier(profile: Profile, label_names: list[str], multi_label: bool = False,
                              quantize: bool | None = None):
-    """The profile's causal LM with a classification head on the last non-pad token; returns (model, tokenizer)."""
+    """The profile's causal LM with a classification head on the last non-pad token; returns (model, tokenizer).
+
+    A classifier is loaded to be trained (or to run with its trained adapter), so bitsandbytes' CPU repacking is
+    switched off from the start (``keep_trainable_on_cpu``, chapter 01): its undo passes the block scales through
+    bf16 and some come back changed, so a model evaluated before its adapters went on would train differently.
+    """
     label_names = check_label_names(label_names, minimum=1 if multi_label else 2)
     tokenizer = load_tokenizer(profile.causal_lm)
     model = from_pretrained(
@@ -178,6 +183,7 @@ def load_sequence_classifier(profile: Profile, label_names: list[str], multi_lab
         id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification")
     model.config.pad_token_id = tokenizer.pad_token_id
+    keep_trainable_on_cpu(model)
     return model, tokenizer
 
 
@@ -311,7 +317,9 @@ def cpu_packed_layers(model: torch.nn.Module) -> int:
 
 
 def keep_trainable_on_cpu(model: torch.nn.Module) -> int:
-    """Stop bitsandbytes repacking 4-bit layers for CPU inference, and undo it where done; returns layers undone (chapter 01)."""
+    """Stop bitsandbytes repacking 4-bit layers for CPU inference, and undo it where done; returns layers undone (chapter 01).
+    The undo is bitsandbytes' own best-effort inverse: the weights' 4-bit codes come back exactly, their block scales
+    pass through bf16 and some change, so call it before a model's first evaluation where you can."""
     undone = 0
     for module in model.modules():
         if type(module).__name__ != "Linear4bit":
