@@ -410,8 +410,11 @@ def test_a_chapter_collects_only_its_methods_and_compares_with_the_fair_run(monk
     assert lines[0].endswith("3 of 3 seed pairings have that sign.")
     head = found[methods.EMBEDDING_HEAD]
     mean = np.mean([r.test_metrics["macro_f1"] for r in head])
-    sentence = comparison.against_fair(methods.EMBEDDING_HEAD, 0.5, "96 examples, 1 epoch", found)
+    budget = comparison.chapter_budget(96, profile.train)
+    assert budget == f"96 examples, 1 epoch, learning rate {profile.train.learning_rate:g}"
+    sentence = comparison.against_fair(methods.EMBEDDING_HEAD, 0.5, budget, found)
     assert "reached test macro-F1 0.500" in sentence and f"it reaches {mean:.3f}" in sentence
+    assert "learning rate" in sentence and "learning_rate" not in sentence  # prose, not a Python name
     assert f"{len(head)} seeds" in sentence
     assert "holds no fair-comparison run" in comparison.against_fair(methods.ENCODER, 0.5, "x", found)
     from tutorial_utils.evaluation import plots  # a profile with nothing stored draws a note, not an error

@@ -16,14 +16,15 @@ import pandas as pd
 
 from .. import methods
 from ..evaluation import run_checks, stats
-from ..setup.config import PROFILES, Profile
+from ..setup.config import PROFILES, Profile, TrainSettings
 from ..storage import store
 from ..storage.records import RunRecord
 from . import experiment, sizing, studies
 from .specs import lookup
 
 __all__ = ["results_profile", "study_runs", "multi_label", "headline", "metric_for", "seed_table", "scores_and_training",
-           "ending_count", "paired_table", "verdicts", "grid_edges", "verdict_lines", "signed", "against_fair", "curves"]
+           "ending_count", "paired_table", "verdicts", "grid_edges", "verdict_lines", "signed", "chapter_budget", "against_fair",
+           "curves"]
 
 _REFERENCE = methods.EMBEDDING_HEAD
 _REFERENCES = (methods.EMBEDDING_HEAD, methods.MULTILABEL_HEAD)  # the row every other is tested against
@@ -159,6 +160,7 @@ def seed_table(found: dict[str, list[RunRecord]]) -> pd.DataFrame:
 
 
 _SHORT = {"learning_rate": "lr"}  # a setting's name as a narrow table column shows it
+_PROSE = {"learning_rate": "learning rate"}  # ... and as a sentence says it
 
 
 def _tuned_value(run: RunRecord) -> float | None:
@@ -329,10 +331,17 @@ def signed(x: float) -> str:
     return f"{0.0 if abs(x) < 5e-4 else x:+.3f}"
 
 
+def chapter_budget(examples: int, settings: TrainSettings, noun: str = "examples") -> str:
+    """How a chapter trained its short run, for ``against_fair`` (chapters 02, 04, 05): for example
+    "2,000 examples, 1 epoch, learning rate 0.001"."""
+    epochs = f"{settings.epochs:g} epoch{'' if settings.epochs == 1 else 's'}"
+    return f"{examples:,} {noun}, {epochs}, learning rate {settings.learning_rate:g}"
+
+
 def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, list[RunRecord]]) -> str:
     """A chapter's short run of ``method`` next to the same method under the fair protocol, as a sentence.
 
-    ``budget`` says how the chapter trained it (for example "2,000 examples, 1 epoch, lr 0.001").
+    ``budget`` says how the chapter trained it (``chapter_budget``).
     """
     entry = methods.get(method)
     shown = "micro-F1" if entry.task == methods.MULTI_LABEL else "macro-F1"
@@ -344,7 +353,7 @@ def against_fair(method: str, chapter_f1: float, budget: str, found: dict[str, l
             "convergence")
     improving = (f", still improving at the cap in {row['still improving']}"
                  if row["still improving"] not in {"-"} and not row["still improving"].startswith("0/") else "")
-    tuned = f"{entry.tuned} {_tuned_value(found[method][0]):.3g}" if entry.tuned else "-"
+    tuned = f"{_PROSE.get(entry.tuned, entry.tuned)} {_tuned_value(found[method][0]):.3g}" if entry.tuned else "-"
     trained = (f"{row['train examples']:,} examples, {tuned} chosen on validation, trained until validation "
                f"stopped improving or the epoch cap ({ends}{improving}; best epoch {row['best epoch (mean)']:.1f} on "
                "average)" if entry.learns and row["best epoch (mean)"] != "-" else
