@@ -169,12 +169,7 @@ def from_pretrained(auto_class, name: str, precision: str, **kwargs):
 
 def load_sequence_classifier(profile: Profile, label_names: list[str], multi_label: bool = False,
                              quantize: bool | None = None):
-    """The profile's causal LM with a classification head on the last non-pad token; returns (model, tokenizer).
-
-    A classifier is loaded to be trained (or to run with its trained adapter), so bitsandbytes' CPU repacking is
-    switched off from the start (``keep_trainable_on_cpu``, chapter 01): its undo passes the block scales through
-    bf16 and some come back changed, so a model evaluated before its adapters went on would train differently.
-    """
+    """The profile's causal LM with a classification head on the last non-pad token; returns (model, tokenizer)."""
     label_names = check_label_names(label_names, minimum=1 if multi_label else 2)
     tokenizer = load_tokenizer(profile.causal_lm)
     model = from_pretrained(
@@ -183,7 +178,6 @@ def load_sequence_classifier(profile: Profile, label_names: list[str], multi_lab
         id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
         problem_type="multi_label_classification" if multi_label else "single_label_classification")
     model.config.pad_token_id = tokenizer.pad_token_id
-    keep_trainable_on_cpu(model)
     return model, tokenizer
 
 
